@@ -1,0 +1,262 @@
+//! Building and running the service: load data, train the first models, bind the
+//! listeners, serve until told to stop, then drain in-flight requests.
+//!
+//! [`App::build`] binds before it returns, so callers (tests on port 0 included) learn
+//! the real port from [`App::port`] and can connect at once.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::http::HeaderValue;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::domain::{Catalog, Interaction, VisitorId, VisitorKey};
+use crate::http;
+use crate::http::auth::Keys;
+use crate::http::recommend::Banners;
+use crate::ingest::demo;
+use crate::recommend::Models;
+use crate::recommend::model::unix_now;
+use crate::store::{MemoryStore, ProfileStore};
+
+/// The catalog and the models trained on it: always swapped together, because the
+/// models address products by catalog index.
+pub struct Snapshot {
+    pub catalog: Catalog,
+    pub models: Models,
+}
+
+/// Shared by every handler: a cheap clone of `Arc`s.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub store: Arc<dyn ProfileStore>,
+    pub keys: Arc<Keys>,
+    pub banners: Arc<Banners>,
+    pub permits: Arc<Semaphore>,
+    pub metrics: PrometheusHandle,
+    pub cache_control: HeaderValue,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Demo(#[from] demo::DemoError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("start-up task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+pub struct App {
+    state: AppState,
+    listener: TcpListener,
+    ops_listener: Option<TcpListener>,
+}
+
+/// What start-up loads before serving.
+struct Data {
+    catalog: Catalog,
+    interactions: Vec<Interaction>,
+    store: MemoryStore,
+}
+
+impl App {
+    /// Builds the service on its embedded default: an in-process store holding the
+    /// demo customers (when `demo.enabled`).
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        Self::build_with_store(settings, |memory| memory).await
+    }
+
+    /// Like [`App::build`], but lets the caller wrap the in-process store (tests put a
+    /// slow or failing store in front of it).
+    pub async fn build_with_store<F>(settings: Settings, wrap: F) -> Result<Self, StartError>
+    where
+        F: FnOnce(Arc<MemoryStore>) -> Arc<dyn ProfileStore>,
+    {
+        let metrics = metrics_handle();
+        let demo_settings = settings.demo.clone();
+        let recommend_settings = settings.recommend.clone();
+        let (data, models) = tokio::task::spawn_blocking(move || -> Result<_, StartError> {
+            let data = load_data(&demo_settings)?;
+            let models = Models::train(&data.catalog, &data.interactions, &recommend_settings);
+            Ok((data, models))
+        })
+        .await??;
+        let Data {
+            catalog,
+            interactions,
+            store,
+        } = data;
+        tracing::info!(
+            products = catalog.len(),
+            profiles = store.len(),
+            interactions = interactions.len(),
+            model_version = %models.version,
+            model_memory_bytes = models.memory_bytes(),
+            "data loaded"
+        );
+        drop(interactions);
+        let store = wrap(Arc::new(store));
+
+        let keys = Keys::new(&settings.auth);
+        if keys.is_open() {
+            tracing::warn!("no API keys configured: the API is open to anyone who can reach it");
+        }
+        let cache_control = HeaderValue::from_str(&format!(
+            "private, max-age={}",
+            settings.server.cache_max_age_s
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("private, max-age=5"));
+        let state = AppState {
+            banners: Arc::new(Banners::new(&settings.content.banners)),
+            permits: Arc::new(Semaphore::new(settings.server.max_concurrency)),
+            keys: Arc::new(keys),
+            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot { catalog, models })),
+            store,
+            metrics,
+            cache_control,
+            settings: Arc::new(settings),
+        };
+
+        let addr = state.settings.server.addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let ops_listener = match state.settings.ops.addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            state,
+            listener,
+            ops_listener,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |a| a.port())
+    }
+
+    pub fn ops_port(&self) -> Option<u16> {
+        self.ops_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and waits for in-flight
+    /// requests, at most `server.shutdown_timeout_ms`.
+    pub async fn run_until<F>(self, shutdown: F) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let token = CancellationToken::new();
+        let grace = Duration::from_millis(self.state.settings.server.shutdown_timeout_ms);
+        let ops = self.ops_listener.map(|listener| {
+            let router = http::ops_router(&self.state);
+            let token = token.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await
+            })
+        });
+        let router = http::router(&self.state, ops.is_none());
+        tracing::info!(addr = %self.listener.local_addr()?, "serving");
+        let server = axum::serve(self.listener, router)
+            .with_graceful_shutdown(token.clone().cancelled_owned());
+        let trigger = token.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight requests");
+            trigger.cancel();
+        });
+        let bounded = async {
+            token.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result?,
+            () = bounded => tracing::warn!(timeout_ms = grace.as_millis() as u64, "shutdown timed out; dropping remaining connections"),
+        }
+        if let Some(ops) = ops {
+            ops.abort();
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn load_data(settings: &crate::config::DemoSettings) -> Result<Data, StartError> {
+    let store = MemoryStore::new();
+    if !settings.enabled {
+        return Ok(Data {
+            catalog: Catalog::empty(),
+            interactions: Vec::new(),
+            store,
+        });
+    }
+    let shop = demo::generate(settings, unix_now())?;
+    store.insert_many(shop.customers.into_iter().filter_map(|(id, profile)| {
+        VisitorId::parse(&id)
+            .ok()
+            .map(|id| (VisitorKey::Customer(id), profile))
+    }));
+    Ok(Data {
+        catalog: shop.catalog,
+        interactions: shop.interactions,
+        store,
+    })
+}
+
+/// The process-wide Prometheus recorder. `metrics` allows one global recorder, so
+/// every app in the process (tests start several) shares it.
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            const BUCKETS: [f64; 12] = [
+                0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok();
+            handle
+        })
+        .clone()
+}

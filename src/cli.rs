@@ -1,0 +1,78 @@
+//! The command line: `vitrine serve` runs the service; `vitrine healthcheck` probes a
+//! running one (used by the container's HEALTHCHECK, which has no curl).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vitrine",
+    version,
+    about = "Real-time personalization for headless commerce"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve(ServeArgs),
+    /// Exit 0 when a running service answers 200 on the given URL, 1 otherwise.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// An extra TOML file, layered over config/base.toml and config/$VITRINE_ENV.toml.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides server.addr), e.g. 0.0.0.0:8080.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<SocketAddr>,
+    /// Directory holding base.toml and the per-environment files.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "VITRINE_CONFIG_DIR",
+        default_value = "config"
+    )]
+    pub config_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The URL to probe (plain http).
+    #[arg(long, default_value = "http://127.0.0.1:8080/livez")]
+    pub url: String,
+}
+
+/// Probes `url` with a plain HTTP/1.1 GET; true on a 200.
+pub fn healthcheck(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let Some(addr) = authority.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    let timeout = Duration::from_secs(2);
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
+}

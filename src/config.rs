@@ -1,0 +1,337 @@
+//! Typed settings, loaded in layers and checked once at start-up.
+//!
+//! Layers, lowest first: compiled defaults < `config/base.toml` < `config/$VITRINE_ENV.toml`
+//! < the file given with `--config` < `VITRINE__SECTION__KEY` environment variables
+//! < command-line flags. Every struct denies unknown fields, so a typo in any layer stops
+//! start-up with the key's name instead of being silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::domain::Placement;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub ops: OpsSettings,
+    pub recommend: RecommendSettings,
+    pub auth: AuthSettings,
+    pub demo: DemoSettings,
+    pub log: LogSettings,
+    pub content: ContentSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// Requests served at once before new ones are shed with 503.
+    pub max_concurrency: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_timeout_ms: u64,
+    /// `Cache-Control: private, max-age=N` on recommendation answers.
+    pub cache_max_age_s: u32,
+    /// Gzip answers for clients that accept it.
+    pub compression: bool,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 64 * 1024,
+            max_concurrency: 1024,
+            shutdown_timeout_ms: 10_000,
+            cache_max_age_s: 5,
+            compression: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsSettings {
+    /// When set, `/livez`, `/readyz` and `/metrics` move to this separate listener.
+    pub addr: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecommendSettings {
+    /// Budget for one request; past it the answer is the non-personalized fallback.
+    pub deadline_ms: u64,
+    /// Items returned when the request gives no `limit`.
+    pub default_limit: u32,
+    /// Half-life of an event's weight in trending scores.
+    pub trending_half_life_hours: u32,
+    /// Neighbours kept per product in the co-occurrence models.
+    pub neighbors: usize,
+}
+
+impl Default for RecommendSettings {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 50,
+            default_limit: 10,
+            trending_half_life_hours: 72,
+            neighbors: 50,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Keys for the storefront API (recommend, events). Empty: open access.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub storefront_keys: Vec<String>,
+    /// Keys for the admin API; they may also call the storefront API.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub admin_keys: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoSettings {
+    /// Load a generated demo shop at start-up.
+    pub enabled: bool,
+    pub products: usize,
+    pub customers: usize,
+    pub events: usize,
+    pub seed: u64,
+    pub currency: String,
+    /// Product and image urls of the demo shop start with this.
+    pub base_url: String,
+}
+
+impl Default for DemoSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            products: 2_000,
+            customers: 1_000,
+            events: 50_000,
+            seed: 42,
+            currency: "GBP".into(),
+            base_url: "https://demo.vitrine.shop".into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A `tracing` filter, e.g. `info` or `vitrine=debug,tower=warn`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContentSettings {
+    pub banners: Vec<BannerSettings>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BannerSettings {
+    pub id: String,
+    pub placement: Placement,
+    pub title: String,
+    pub image_url: String,
+    pub link_url: String,
+    #[serde(default)]
+    pub alt: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("configuration: key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// Values given on the command line; they override every other layer.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub addr: Option<SocketAddr>,
+}
+
+impl Settings {
+    /// Loads every layer from the process environment and `config_dir`.
+    pub fn load(config_dir: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let env_name = std::env::var("VITRINE_ENV").ok().filter(|e| !e.is_empty());
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(config_dir.join("base.toml")));
+        if let Some(env_name) = env_name {
+            figment = figment.merge(Toml::file(config_dir.join(format!("{env_name}.toml"))));
+        }
+        if let Some(file) = &overrides.config_file {
+            if !file.is_file() {
+                return Err(ConfigError::MissingFile(file.clone()));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("VITRINE__").split("__"));
+        if let Some(addr) = overrides.addr {
+            figment = figment.merge(("server.addr", addr.to_string()));
+        }
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot: ranges and relations between keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check(ok: bool, key: &'static str, reason: &str) -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    reason: reason.to_owned(),
+                })
+            }
+        }
+        let s = &self.server;
+        check(
+            (1024..=16 * 1024 * 1024).contains(&s.body_limit_bytes),
+            "server.body_limit_bytes",
+            "must be between 1024 and 16777216",
+        )?;
+        check(
+            s.max_concurrency >= 1,
+            "server.max_concurrency",
+            "must be at least 1",
+        )?;
+        check(
+            s.cache_max_age_s <= 86_400,
+            "server.cache_max_age_s",
+            "must be at most 86400",
+        )?;
+        let r = &self.recommend;
+        check(
+            (1..=10_000).contains(&r.deadline_ms),
+            "recommend.deadline_ms",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            (1..=100).contains(&r.default_limit),
+            "recommend.default_limit",
+            "must be between 1 and 100",
+        )?;
+        check(
+            r.trending_half_life_hours >= 1,
+            "recommend.trending_half_life_hours",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=1000).contains(&r.neighbors),
+            "recommend.neighbors",
+            "must be between 1 and 1000",
+        )?;
+        for key in self
+            .auth
+            .storefront_keys
+            .iter()
+            .chain(&self.auth.admin_keys)
+        {
+            check(
+                key.len() >= 16 && key.chars().all(|c| c.is_ascii_graphic()),
+                "auth.*_keys",
+                "every key must be at least 16 visible ASCII characters",
+            )?;
+        }
+        let d = &self.demo;
+        if d.enabled {
+            check(
+                (1..=1_000_000).contains(&d.products),
+                "demo.products",
+                "must be between 1 and 1000000",
+            )?;
+            check(
+                d.customers <= 10_000_000,
+                "demo.customers",
+                "must be at most 10000000",
+            )?;
+            check(
+                d.events <= 100_000_000,
+                "demo.events",
+                "must be at most 100000000",
+            )?;
+            check(
+                crate::domain::Currency::parse(&d.currency).is_ok(),
+                "demo.currency",
+                "must be a three-letter ISO 4217 code",
+            )?;
+        }
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            "log.level",
+            "is not a valid filter (e.g. `info`, `vitrine=debug`)",
+        )?;
+        let mut ids = std::collections::HashSet::new();
+        for b in &self.content.banners {
+            check(
+                !b.id.is_empty() && ids.insert(b.id.as_str()),
+                "content.banners.id",
+                "every banner needs a unique, non-empty id",
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.recommend.deadline_ms)
+    }
+}
+
+/// Accepts a TOML/JSON list or a comma-separated string, so that
+/// `VITRINE__AUTH__STOREFRONT_KEYS=key1,key2` works from the environment.
+fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCsv {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match ListOrCsv::deserialize(d)? {
+        ListOrCsv::List(list) => list,
+        ListOrCsv::Csv(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}

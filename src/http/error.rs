@@ -1,0 +1,205 @@
+//! The API's error table. Clients switch on `code`, so codes are API: stable, snake_case,
+//! each with one HTTP status. 5xx answers never carry internal detail; the cause is
+//! logged once, here.
+
+use std::borrow::Cow;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    MalformedJson,
+    MalformedQuery,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    InvalidBody,
+    MissingVisitorId,
+    InvalidId,
+    InvalidPlacement,
+    MissingProductId,
+    MissingCategory,
+    MissingQuery,
+    InvalidLimit,
+    InvalidCart,
+    InvalidContext,
+    MissingApiKey,
+    InvalidApiKey,
+    WrongScope,
+    NotFound,
+    MethodNotAllowed,
+    Overloaded,
+    NotReady,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::MalformedJson | ErrorCode::MalformedQuery => StatusCode::BAD_REQUEST,
+            ErrorCode::MissingApiKey | ErrorCode::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            ErrorCode::WrongScope => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::InvalidBody
+            | ErrorCode::MissingVisitorId
+            | ErrorCode::InvalidId
+            | ErrorCode::InvalidPlacement
+            | ErrorCode::MissingProductId
+            | ErrorCode::MissingCategory
+            | ErrorCode::MissingQuery
+            | ErrorCode::InvalidLimit
+            | ErrorCode::InvalidCart
+            | ErrorCode::InvalidContext => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Overloaded | ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::MalformedQuery => "malformed_query",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::InvalidBody => "invalid_body",
+            ErrorCode::MissingVisitorId => "missing_visitor_id",
+            ErrorCode::InvalidId => "invalid_id",
+            ErrorCode::InvalidPlacement => "invalid_placement",
+            ErrorCode::MissingProductId => "missing_product_id",
+            ErrorCode::MissingCategory => "missing_category",
+            ErrorCode::MissingQuery => "missing_query",
+            ErrorCode::InvalidLimit => "invalid_limit",
+            ErrorCode::InvalidCart => "invalid_cart",
+            ErrorCode::InvalidContext => "invalid_context",
+            ErrorCode::MissingApiKey => "missing_api_key",
+            ErrorCode::InvalidApiKey => "invalid_api_key",
+            ErrorCode::WrongScope => "wrong_scope",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::NotReady => "not_ready",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: Cow<'static, str>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A 500 whose cause is logged, never sent.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(ErrorCode::Internal, "internal error")
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'static str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        metrics::counter!("vitrine_http_errors_total", "code" => self.code.as_str()).increment(1);
+        let mut response = (
+            status,
+            Json(Body {
+                error: Inner {
+                    code: self.code.as_str(),
+                    message: &self.message,
+                },
+            }),
+        )
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [ErrorCode; 22] = [
+        ErrorCode::MalformedJson,
+        ErrorCode::MalformedQuery,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::InvalidBody,
+        ErrorCode::MissingVisitorId,
+        ErrorCode::InvalidId,
+        ErrorCode::InvalidPlacement,
+        ErrorCode::MissingProductId,
+        ErrorCode::MissingCategory,
+        ErrorCode::MissingQuery,
+        ErrorCode::InvalidLimit,
+        ErrorCode::InvalidCart,
+        ErrorCode::InvalidContext,
+        ErrorCode::MissingApiKey,
+        ErrorCode::InvalidApiKey,
+        ErrorCode::WrongScope,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Overloaded,
+        ErrorCode::NotReady,
+        ErrorCode::Internal,
+    ];
+
+    #[test]
+    fn codes_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ALL {
+            assert!(seen.insert(c.as_str()), "{} twice", c.as_str());
+            assert!(
+                c.as_str()
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch == '_')
+            );
+        }
+    }
+
+    #[test]
+    fn unavailable_answers_say_when_to_retry() {
+        let r = ApiError::new(ErrorCode::Overloaded, "busy").into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    }
+}

@@ -1,0 +1,66 @@
+//! Per-request bookkeeping in one middleware: the request id, the request metrics
+//! (count and latency by route template, method and status) and one debug log line.
+//! Also load shedding: past `server.max_concurrency` requests in flight, new API
+//! requests get 503 at once instead of queueing until they time out.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+
+use super::error::{ApiError, ErrorCode};
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request's id: the caller's `X-Request-Id` when it is sane, else a new one.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub Arc<str>);
+
+fn incoming_id(req: &Request) -> Option<Arc<str>> {
+    let v = req.headers().get(REQUEST_ID)?.to_str().ok()?;
+    (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| Arc::from(v))
+}
+
+pub async fn observe(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = incoming_id(&req).unwrap_or_else(|| Arc::from(uuid::Uuid::now_v7().to_string()));
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    req.extensions_mut().insert(RequestId(id.clone()));
+
+    let mut response = next.run(req).await;
+
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    metrics::histogram!("vitrine_http_request_duration_seconds", "route" => route.clone(), "method" => method.clone())
+        .record(elapsed.as_secs_f64());
+    metrics::counter!("vitrine_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status.to_string())
+        .increment(1);
+    tracing::debug!(request_id = %id, %method, %route, status, latency_us = elapsed.as_micros() as u64, "request");
+    response
+}
+
+pub async fn shed(State(permits): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
+    match permits.try_acquire() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => {
+            metrics::counter!("vitrine_http_shed_total").increment(1);
+            ApiError::new(
+                ErrorCode::Overloaded,
+                "too many requests in flight; retry shortly",
+            )
+            .into_response()
+        }
+    }
+}

@@ -1,0 +1,604 @@
+//! `/v1/recommend`: GET (query parameters, for CDN and edge caching) and POST (JSON)
+//! parse into the same [`RawRequest`], and both are answered by [`answer`].
+//!
+//! The answer is computed against a deadline: the only await is the profile read, and
+//! when it fails or does not return in time the visitor gets the non-personalized answer
+//! (the same engine with no profile), flagged `degraded`, never an error.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ErrorCode};
+use super::extract::{JsonBody, QueryParams};
+use super::observe::RequestId;
+use crate::app::AppState;
+use crate::config::BannerSettings;
+use crate::domain::ids::{InvalidId, check_id};
+use crate::domain::{Currency, Money, Placement, VisitorId, VisitorKey};
+use crate::recommend::{self, CartItem, Reason};
+
+pub const MAX_LIMIT: i64 = 100;
+pub const MAX_CART_LINES: usize = 200;
+pub const MAX_QUERY_CHARS: usize = 256;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/recommend", get(recommend_get).post(recommend_post))
+}
+
+/// The request as sent, before validation. Shared by GET and POST.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequest {
+    pub customer_id: Option<String>,
+    pub session_id: Option<String>,
+    pub placement: Option<String>,
+    pub product_id: Option<String>,
+    pub category: Option<String>,
+    pub query: Option<String>,
+    pub cart: Option<Vec<RawCartLine>>,
+    pub limit: Option<i64>,
+    pub context: Option<RawContext>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCartLine {
+    pub product_id: String,
+    pub quantity: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContext {
+    pub country: Option<String>,
+    pub currency: Option<String>,
+    pub channel: Option<String>,
+    pub device: Option<String>,
+    pub locale: Option<String>,
+}
+
+/// GET parameters: the request's fields flattened. `cart` is `id:qty,id:qty`; the
+/// context fields are top-level (`country`, `currency`, `channel`, `device`, `locale`).
+#[derive(Debug, Default, Deserialize)]
+pub struct GetParams {
+    customer_id: Option<String>,
+    session_id: Option<String>,
+    placement: Option<String>,
+    product_id: Option<String>,
+    category: Option<String>,
+    query: Option<String>,
+    cart: Option<String>,
+    limit: Option<i64>,
+    country: Option<String>,
+    currency: Option<String>,
+    channel: Option<String>,
+    device: Option<String>,
+    locale: Option<String>,
+}
+
+impl GetParams {
+    fn into_raw(self) -> Result<RawRequest, ApiError> {
+        let cart = match self.cart.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(
+                s.split(',')
+                    .map(|line| {
+                        let (id, qty) = match line.rsplit_once(':') {
+                            Some((id, q)) => (
+                                id,
+                                Some(q.parse::<i64>().map_err(|_| {
+                                    invalid_cart("a cart quantity is not a whole number")
+                                })?),
+                            ),
+                            None => (line, None),
+                        };
+                        Ok(RawCartLine {
+                            product_id: id.to_owned(),
+                            quantity: qty,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ApiError>>()?,
+            ),
+        };
+        let context = RawContext {
+            country: self.country,
+            currency: self.currency,
+            channel: self.channel,
+            device: self.device,
+            locale: self.locale,
+        };
+        Ok(RawRequest {
+            customer_id: self.customer_id,
+            session_id: self.session_id,
+            placement: self.placement,
+            product_id: self.product_id,
+            category: self.category,
+            query: self.query,
+            cart,
+            limit: self.limit,
+            context: Some(context),
+        })
+    }
+}
+
+/// A validated request.
+#[derive(Debug)]
+pub struct RecommendRequest {
+    pub visitor: VisitorKey,
+    pub placement: Placement,
+    pub product_id: Option<String>,
+    pub category: Option<String>,
+    pub query: Option<String>,
+    pub cart: Vec<CartItem>,
+    pub limit: usize,
+    pub context: Context,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Context {
+    pub country: Option<String>,
+    pub currency: Option<Currency>,
+    pub channel: Option<String>,
+    pub device: Option<String>,
+    pub locale: Option<String>,
+}
+
+fn invalid_cart(msg: &'static str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidCart, msg)
+}
+
+fn id_error(field: &str, e: &InvalidId) -> ApiError {
+    ApiError::new(ErrorCode::InvalidId, format!("{field} {e}"))
+}
+
+fn parse_visitor(field: &str, raw: Option<&str>) -> Result<Option<VisitorId>, ApiError> {
+    raw.map(|r| VisitorId::parse(r).map_err(|e| id_error(field, &e)))
+        .transpose()
+}
+
+fn context_field(name: &str, raw: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some(v) if !v.is_empty() && v.len() <= max && v.chars().all(|c| c.is_ascii_graphic()) => {
+            Ok(Some(v))
+        }
+        Some(_) => Err(ApiError::new(
+            ErrorCode::InvalidContext,
+            format!("context.{name} must be 1 to {max} visible ASCII characters"),
+        )),
+    }
+}
+
+impl RawRequest {
+    pub fn validate(self, default_limit: u32) -> Result<RecommendRequest, ApiError> {
+        let customer = parse_visitor("customer_id", self.customer_id.as_deref())?;
+        let session = parse_visitor("session_id", self.session_id.as_deref())?;
+        let visitor = match (customer, session) {
+            (Some(c), _) => VisitorKey::Customer(c),
+            (None, Some(s)) => VisitorKey::Session(s),
+            (None, None) => {
+                return Err(ApiError::new(
+                    ErrorCode::MissingVisitorId,
+                    "customer_id or session_id is required",
+                ));
+            }
+        };
+        let placement = match self.placement.as_deref() {
+            None => return Err(ApiError::new(ErrorCode::InvalidPlacement, "placement is required")),
+            Some(p) => p.parse::<Placement>().map_err(|()| {
+                ApiError::new(
+                    ErrorCode::InvalidPlacement,
+                    "placement must be one of home, product, cart, category, search, checkout, post_purchase",
+                )
+            })?,
+        };
+        let limit = match self.limit {
+            None => default_limit as usize,
+            Some(l) if (1..=MAX_LIMIT).contains(&l) => l as usize,
+            Some(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidLimit,
+                    "limit must be between 1 and 100",
+                ));
+            }
+        };
+        if let Some(p) = &self.product_id {
+            check_id(p).map_err(|e| id_error("product_id", &e))?;
+        }
+        if let Some(c) = &self.category {
+            if c.is_empty() || c.chars().count() > 256 || c.chars().any(char::is_control) {
+                return Err(ApiError::new(
+                    ErrorCode::MissingCategory,
+                    "category must be 1 to 256 characters",
+                ));
+            }
+        }
+        let query = match self.query {
+            Some(q) if q.trim().is_empty() => None,
+            Some(q) if q.chars().count() > MAX_QUERY_CHARS || q.chars().any(char::is_control) => {
+                return Err(ApiError::new(
+                    ErrorCode::MissingQuery,
+                    "query must be 1 to 256 characters",
+                ));
+            }
+            other => other,
+        };
+        match placement {
+            Placement::Product if self.product_id.is_none() => {
+                return Err(ApiError::new(
+                    ErrorCode::MissingProductId,
+                    "placement product needs product_id",
+                ));
+            }
+            Placement::Category if self.category.is_none() => {
+                return Err(ApiError::new(
+                    ErrorCode::MissingCategory,
+                    "placement category needs category",
+                ));
+            }
+            Placement::Search if query.is_none() => {
+                return Err(ApiError::new(
+                    ErrorCode::MissingQuery,
+                    "placement search needs a non-empty query",
+                ));
+            }
+            Placement::Product
+            | Placement::Category
+            | Placement::Search
+            | Placement::Home
+            | Placement::Cart
+            | Placement::Checkout
+            | Placement::PostPurchase => {}
+        }
+        let raw_cart = self.cart.unwrap_or_default();
+        if raw_cart.len() > MAX_CART_LINES {
+            return Err(invalid_cart("a cart has at most 200 lines"));
+        }
+        let mut cart = Vec::with_capacity(raw_cart.len());
+        for line in raw_cart {
+            check_id(&line.product_id).map_err(|e| id_error("cart product_id", &e))?;
+            let quantity = match line.quantity {
+                None => 1,
+                Some(q) if (1..=100_000).contains(&q) => q as u32,
+                Some(_) => {
+                    return Err(invalid_cart("a cart quantity must be between 1 and 100000"));
+                }
+            };
+            cart.push(CartItem {
+                product_id: line.product_id,
+                quantity,
+            });
+        }
+        let raw_context = self.context.unwrap_or_default();
+        let country = match raw_context.country {
+            Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
+                Some(c.to_ascii_uppercase())
+            }
+            Some(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidContext,
+                    "context.country must be an ISO 3166-1 alpha-2 code",
+                ));
+            }
+            None => None,
+        };
+        let currency = raw_context
+            .currency
+            .map(|c| Currency::parse(&c))
+            .transpose()
+            .map_err(|e| {
+                ApiError::new(ErrorCode::InvalidContext, format!("context.currency: {e}"))
+            })?;
+        let context = Context {
+            country,
+            currency,
+            channel: context_field("channel", raw_context.channel, 32)?,
+            device: context_field("device", raw_context.device, 32)?,
+            locale: context_field("locale", raw_context.locale, 35)?,
+        };
+        Ok(RecommendRequest {
+            visitor,
+            placement,
+            product_id: self.product_id,
+            category: self.category,
+            query,
+            cart,
+            limit,
+            context,
+        })
+    }
+}
+
+async fn recommend_get(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<GetParams>,
+) -> Result<Response, ApiError> {
+    let raw = params.into_raw()?;
+    answer(&state, &headers, &request_id, raw).await
+}
+
+async fn recommend_post(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    JsonBody(raw): JsonBody<RawRequest>,
+) -> Result<Response, ApiError> {
+    answer(&state, &headers, &request_id, raw).await
+}
+
+#[derive(Serialize)]
+struct Item<'a> {
+    product_id: &'a str,
+    title: &'a str,
+    url: &'a str,
+    image_url: &'a str,
+    price: Money,
+    score: f32,
+    reason: Reason,
+}
+
+#[derive(Serialize)]
+struct Answer<'a> {
+    placement: Placement,
+    recommendations: Vec<Item<'a>>,
+    offers: [(); 0],
+    banners: &'a [BannerSettings],
+    model_version: &'a str,
+    degraded: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degraded_reason: Option<&'static str>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Degraded {
+    Deadline,
+    StoreError,
+}
+
+impl Degraded {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Degraded::Deadline => "deadline",
+            Degraded::StoreError => "store_error",
+        }
+    }
+}
+
+/// The one code path behind GET and POST.
+pub async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    request_id: &RequestId,
+    raw: RawRequest,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let request = raw.validate(state.settings.recommend.default_limit)?;
+
+    let fetch =
+        tokio::time::timeout(state.settings.deadline(), state.store.get(&request.visitor)).await;
+    let (profile, degraded) = match fetch {
+        Ok(Ok(profile)) => (profile, None),
+        Ok(Err(e)) => {
+            tracing::warn!(request_id = %request_id.0, error = %e, "profile read failed; answering without it");
+            (None, Some(Degraded::StoreError))
+        }
+        Err(_) => (None, Some(Degraded::Deadline)),
+    };
+    if let Some(d) = degraded {
+        metrics::counter!("vitrine_recommend_degraded_total", "reason" => d.as_str()).increment(1);
+    }
+    let store_done = started.elapsed();
+
+    let snapshot = state.snapshot.load();
+    let query = recommend::Query {
+        placement: request.placement,
+        product: request.product_id.as_deref(),
+        category: request.category.as_deref(),
+        search: request.query.as_deref(),
+        cart: &request.cart,
+        limit: request.limit,
+    };
+    let scored = recommend::recommend(
+        &snapshot.models,
+        &snapshot.catalog,
+        &query,
+        profile.as_deref(),
+    );
+    let items = scored
+        .iter()
+        .map(|s| {
+            let p = snapshot.catalog.product(s.product);
+            Item {
+                product_id: &p.id,
+                title: &p.title,
+                url: &p.url,
+                image_url: &p.image_url,
+                price: p.price,
+                score: (s.score * 10_000.0).round() / 10_000.0,
+                reason: s.reason,
+            }
+        })
+        .collect();
+    let body = Answer {
+        placement: request.placement,
+        recommendations: items,
+        offers: [],
+        banners: state.banners.for_placement(request.placement),
+        model_version: &snapshot.models.version,
+        degraded: degraded.is_some(),
+        degraded_reason: degraded.map(Degraded::as_str),
+    };
+    let content = serde_json::to_vec(&body).map_err(|e| ApiError::internal(&e))?;
+    let ranked = started.elapsed();
+
+    // The ETag covers the content, not the decision id, so an unchanged answer
+    // revalidates with 304 even though every decision gets its own id.
+    let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&content));
+    let mut response = if if_none_match(headers, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let decision_id = uuid::Uuid::now_v7();
+        let mut out = Vec::with_capacity(content.len() + 64);
+        out.extend_from_slice(b"{\"decision_id\":\"");
+        out.extend_from_slice(
+            decision_id
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        out.extend_from_slice(b"\",");
+        out.extend_from_slice(&content[1..]);
+        let mut r = out.into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    };
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, state.cache_control.clone());
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&server_timing(store_done, ranked)) {
+        h.insert("server-timing", v);
+    }
+    Ok(response)
+}
+
+fn server_timing(store: Duration, total: Duration) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut s = String::with_capacity(64);
+    let _ = write!(
+        s,
+        "store;dur={:.3}, rank;dur={:.3}, total;dur={:.3}",
+        ms(store),
+        ms(total.saturating_sub(store)),
+        ms(total)
+    );
+    s
+}
+
+/// `If-None-Match` holds a list of tags or `*`; weak tags compare equal to strong ones.
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag)
+}
+
+/// Banners per placement, resolved once from the configuration.
+pub struct Banners {
+    by_placement: Vec<Vec<BannerSettings>>,
+}
+
+impl Banners {
+    pub fn new(all: &[BannerSettings]) -> Self {
+        let by_placement = Placement::ALL
+            .iter()
+            .map(|p| all.iter().filter(|b| b.placement == *p).cloned().collect())
+            .collect();
+        Self { by_placement }
+    }
+
+    pub fn for_placement(&self, p: Placement) -> &[BannerSettings] {
+        let i = Placement::ALL.iter().position(|x| *x == p).unwrap_or(0);
+        &self.by_placement[i]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(placement: &str) -> RawRequest {
+        RawRequest {
+            session_id: Some("s1".into()),
+            placement: Some(placement.into()),
+            ..RawRequest::default()
+        }
+    }
+
+    fn code(r: Result<RecommendRequest, ApiError>) -> ErrorCode {
+        r.unwrap_err().code
+    }
+
+    #[test]
+    fn a_customer_id_wins_over_a_session_id() {
+        let mut r = raw("home");
+        r.customer_id = Some("c1".into());
+        assert!(matches!(
+            r.validate(10).unwrap().visitor,
+            VisitorKey::Customer(_)
+        ));
+    }
+
+    #[test]
+    fn each_placement_needs_its_own_field() {
+        assert_eq!(
+            code(raw("product").validate(10)),
+            ErrorCode::MissingProductId
+        );
+        assert_eq!(
+            code(raw("category").validate(10)),
+            ErrorCode::MissingCategory
+        );
+        assert_eq!(code(raw("search").validate(10)), ErrorCode::MissingQuery);
+        let mut blank = raw("search");
+        blank.query = Some("   ".into());
+        assert_eq!(code(blank.validate(10)), ErrorCode::MissingQuery);
+        assert!(raw("home").validate(10).is_ok());
+    }
+
+    #[test]
+    fn limits_outside_1_to_100_are_refused() {
+        for bad in [0, -1, 101, i64::MAX] {
+            let mut r = raw("home");
+            r.limit = Some(bad);
+            assert_eq!(code(r.validate(10)), ErrorCode::InvalidLimit);
+        }
+        assert_eq!(raw("home").validate(7).unwrap().limit, 7);
+    }
+
+    #[test]
+    fn a_get_cart_is_ids_with_optional_quantities() {
+        let p = GetParams {
+            cart: Some("a:2,b".into()),
+            ..GetParams::default()
+        };
+        let cart = p.into_raw().unwrap().cart.unwrap();
+        assert_eq!(cart[0].product_id, "a");
+        assert_eq!(cart[0].quantity, Some(2));
+        assert_eq!(cart[1].quantity, None);
+        let bad = GetParams {
+            cart: Some("a:x".into()),
+            ..GetParams::default()
+        };
+        assert_eq!(bad.into_raw().unwrap_err().code, ErrorCode::InvalidCart);
+    }
+
+    #[test]
+    fn if_none_match_accepts_lists_weak_tags_and_star() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"a\", W/\"b\""),
+        );
+        assert!(if_none_match(&h, "\"b\""));
+        assert!(!if_none_match(&h, "\"c\""));
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(if_none_match(&h, "\"c\""));
+    }
+}

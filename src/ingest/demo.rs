@@ -1,0 +1,863 @@
+//! A generated, seeded demo shop: catalog, customers and a behavioural history that
+//! looks like real traffic, so that recommendations mean something on first start.
+//!
+//! The generator models what makes real e-commerce data hard: a heavy popularity skew
+//! (a few products get most views), customers who keep to two or three favourite
+//! categories, sessions that wander into complementary categories, and products that
+//! are bought together (each has a few complements, mostly in related categories).
+//! Everything comes from one ChaCha stream seeded by `demo.seed`, so two runs with the
+//! same settings produce the same shop.
+
+use rand::distr::{Distribution, weighted::WeightedIndex};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::DemoSettings;
+use crate::domain::catalog::{Category, NewProduct};
+use crate::domain::{
+    Catalog, CategoryId, Currency, Interaction, InteractionKind, Money, Product, ProductIdx,
+    Profile,
+};
+
+/// Departments, their subcategories, and for each subcategory the nouns its products
+/// are named after and a typical price range in minor units.
+/// A subcategory: name, product nouns, price range in minor units.
+type Sub = (&'static str, &'static [&'static str], (i64, i64));
+/// A (department, subcategory) position.
+type Pos = (usize, usize);
+
+const DEPARTMENTS: &[(&str, &[Sub])] = &[
+    (
+        "Kitchen",
+        &[
+            (
+                "Cookware",
+                &["Skillet", "Saucepan", "Stock Pot", "Dutch Oven", "Wok"],
+                (1500, 18000),
+            ),
+            (
+                "Knives",
+                &[
+                    "Chef Knife",
+                    "Paring Knife",
+                    "Bread Knife",
+                    "Knife Block",
+                    "Santoku",
+                ],
+                (900, 15000),
+            ),
+            (
+                "Coffee",
+                &[
+                    "Espresso Maker",
+                    "French Press",
+                    "Grinder",
+                    "Pour-Over Kit",
+                    "Milk Frother",
+                ],
+                (1500, 40000),
+            ),
+            (
+                "Bakeware",
+                &[
+                    "Loaf Tin",
+                    "Baking Sheet",
+                    "Cake Pan",
+                    "Muffin Tray",
+                    "Cooling Rack",
+                ],
+                (500, 4000),
+            ),
+            (
+                "Utensils",
+                &["Spatula", "Whisk", "Tongs", "Ladle", "Peeler"],
+                (300, 2500),
+            ),
+        ],
+    ),
+    (
+        "Home",
+        &[
+            (
+                "Bedding",
+                &[
+                    "Duvet Cover",
+                    "Pillowcase Set",
+                    "Fitted Sheet",
+                    "Throw",
+                    "Duvet",
+                ],
+                (1500, 12000),
+            ),
+            (
+                "Lighting",
+                &[
+                    "Table Lamp",
+                    "Floor Lamp",
+                    "Pendant",
+                    "LED Strip",
+                    "Desk Lamp",
+                ],
+                (1200, 20000),
+            ),
+            (
+                "Storage",
+                &[
+                    "Basket",
+                    "Storage Box",
+                    "Shelf Unit",
+                    "Drawer Divider",
+                    "Coat Rack",
+                ],
+                (600, 9000),
+            ),
+            (
+                "Decor",
+                &["Vase", "Candle", "Picture Frame", "Mirror", "Cushion"],
+                (500, 8000),
+            ),
+            (
+                "Bath",
+                &[
+                    "Bath Towel",
+                    "Bath Mat",
+                    "Soap Dispenser",
+                    "Shower Curtain",
+                    "Robe",
+                ],
+                (500, 6000),
+            ),
+        ],
+    ),
+    (
+        "Outdoor",
+        &[
+            (
+                "Camping",
+                &[
+                    "Tent",
+                    "Sleeping Bag",
+                    "Camping Stove",
+                    "Lantern",
+                    "Camp Chair",
+                ],
+                (1500, 35000),
+            ),
+            (
+                "Hiking",
+                &[
+                    "Backpack",
+                    "Trekking Poles",
+                    "Water Bottle",
+                    "Head Torch",
+                    "Map Case",
+                ],
+                (800, 15000),
+            ),
+            (
+                "Garden",
+                &["Trowel", "Pruners", "Watering Can", "Planter", "Hose"],
+                (500, 8000),
+            ),
+            (
+                "Cycling",
+                &["Bike Light", "Helmet", "Lock", "Pump", "Saddle Bag"],
+                (800, 12000),
+            ),
+            (
+                "Picnic",
+                &[
+                    "Picnic Blanket",
+                    "Cool Bag",
+                    "Flask",
+                    "Picnic Set",
+                    "Tumbler",
+                ],
+                (600, 7000),
+            ),
+        ],
+    ),
+    (
+        "Fashion",
+        &[
+            (
+                "Tops",
+                &["T-Shirt", "Shirt", "Sweater", "Hoodie", "Polo"],
+                (1200, 9000),
+            ),
+            (
+                "Bottoms",
+                &["Jeans", "Chinos", "Shorts", "Joggers", "Skirt"],
+                (1800, 11000),
+            ),
+            (
+                "Outerwear",
+                &["Rain Jacket", "Parka", "Gilet", "Fleece", "Coat"],
+                (3500, 30000),
+            ),
+            (
+                "Shoes",
+                &["Trainers", "Boots", "Sandals", "Loafers", "Slippers"],
+                (2500, 18000),
+            ),
+            (
+                "Accessories",
+                &["Scarf", "Belt", "Cap", "Gloves", "Wallet"],
+                (800, 6000),
+            ),
+        ],
+    ),
+    (
+        "Beauty",
+        &[
+            (
+                "Skincare",
+                &["Cleanser", "Moisturiser", "Serum", "Face Mask", "Toner"],
+                (600, 6000),
+            ),
+            (
+                "Haircare",
+                &[
+                    "Shampoo",
+                    "Conditioner",
+                    "Hair Oil",
+                    "Hair Mask",
+                    "Styling Cream",
+                ],
+                (400, 4000),
+            ),
+            (
+                "Makeup",
+                &["Lipstick", "Mascara", "Foundation", "Blush", "Eyeliner"],
+                (500, 4500),
+            ),
+            (
+                "Fragrance",
+                &[
+                    "Eau de Parfum",
+                    "Eau de Toilette",
+                    "Body Mist",
+                    "Solid Perfume",
+                    "Gift Set",
+                ],
+                (1500, 12000),
+            ),
+            (
+                "Bath & Body",
+                &[
+                    "Body Wash",
+                    "Body Lotion",
+                    "Bath Salts",
+                    "Hand Cream",
+                    "Scrub",
+                ],
+                (400, 3500),
+            ),
+        ],
+    ),
+    (
+        "Electronics",
+        &[
+            (
+                "Audio",
+                &["Headphones", "Earbuds", "Speaker", "Soundbar", "Turntable"],
+                (2000, 40000),
+            ),
+            (
+                "Phone Accessories",
+                &[
+                    "Phone Case",
+                    "Charger",
+                    "Cable",
+                    "Power Bank",
+                    "Screen Protector",
+                ],
+                (500, 6000),
+            ),
+            (
+                "Smart Home",
+                &["Smart Plug", "Smart Bulb", "Doorbell", "Thermostat", "Hub"],
+                (1500, 25000),
+            ),
+            (
+                "Computing",
+                &["Keyboard", "Mouse", "Monitor Stand", "USB Hub", "Webcam"],
+                (1200, 20000),
+            ),
+            (
+                "Cameras",
+                &[
+                    "Action Camera",
+                    "Tripod",
+                    "Memory Card",
+                    "Camera Bag",
+                    "Lens Cloth",
+                ],
+                (600, 45000),
+            ),
+        ],
+    ),
+    (
+        "Sports",
+        &[
+            (
+                "Fitness",
+                &[
+                    "Yoga Mat",
+                    "Dumbbells",
+                    "Kettlebell",
+                    "Resistance Bands",
+                    "Foam Roller",
+                ],
+                (800, 15000),
+            ),
+            (
+                "Running",
+                &[
+                    "Running Shoes",
+                    "Running Belt",
+                    "Running Jacket",
+                    "Socks",
+                    "Armband",
+                ],
+                (800, 16000),
+            ),
+            (
+                "Swimming",
+                &[
+                    "Goggles",
+                    "Swim Cap",
+                    "Towel Poncho",
+                    "Kickboard",
+                    "Swimsuit",
+                ],
+                (500, 6000),
+            ),
+            (
+                "Team Sports",
+                &[
+                    "Football",
+                    "Shin Pads",
+                    "Basketball",
+                    "Training Cones",
+                    "Whistle",
+                ],
+                (400, 5000),
+            ),
+            (
+                "Racket Sports",
+                &[
+                    "Tennis Racket",
+                    "Tennis Balls",
+                    "Badminton Set",
+                    "Grip Tape",
+                    "Racket Bag",
+                ],
+                (400, 20000),
+            ),
+        ],
+    ),
+    (
+        "Pantry",
+        &[
+            (
+                "Tea",
+                &["Green Tea", "Black Tea", "Herbal Tea", "Chai", "Matcha"],
+                (300, 2500),
+            ),
+            (
+                "Coffee Beans",
+                &[
+                    "Espresso Beans",
+                    "Filter Coffee",
+                    "Decaf",
+                    "Single Origin",
+                    "Cold Brew",
+                ],
+                (500, 3000),
+            ),
+            (
+                "Snacks",
+                &[
+                    "Granola",
+                    "Crackers",
+                    "Nut Mix",
+                    "Dark Chocolate",
+                    "Dried Fruit",
+                ],
+                (200, 1500),
+            ),
+            (
+                "Condiments",
+                &["Olive Oil", "Hot Sauce", "Balsamic", "Sea Salt", "Honey"],
+                (300, 2500),
+            ),
+            (
+                "Baking",
+                &["Flour", "Vanilla", "Cocoa", "Yeast", "Sprinkles"],
+                (200, 1500),
+            ),
+        ],
+    ),
+];
+
+/// Pairs of subcategories whose products are bought together, by (department,
+/// subcategory) position. Each also complements itself a little.
+const COMPLEMENTS: &[(Pos, Pos)] = &[
+    ((0, 2), (7, 1)), // coffee makers - coffee beans
+    ((0, 0), (0, 4)), // cookware - utensils
+    ((0, 0), (7, 3)), // cookware - condiments
+    ((0, 3), (7, 4)), // bakeware - baking
+    ((0, 1), (0, 4)), // knives - utensils
+    ((1, 0), (1, 3)), // bedding - decor
+    ((1, 4), (4, 4)), // bath - bath & body
+    ((1, 1), (5, 2)), // lighting - smart home
+    ((2, 0), (2, 1)), // camping - hiking
+    ((2, 4), (7, 2)), // picnic - snacks
+    ((2, 3), (5, 1)), // cycling - phone accessories
+    ((3, 0), (3, 1)), // tops - bottoms
+    ((3, 2), (3, 4)), // outerwear - accessories
+    ((3, 3), (6, 1)), // shoes - running
+    ((4, 0), (4, 2)), // skincare - makeup
+    ((4, 1), (4, 4)), // haircare - bath & body
+    ((5, 0), (5, 1)), // audio - phone accessories
+    ((5, 3), (5, 4)), // computing - cameras
+    ((6, 0), (6, 1)), // fitness - running
+    ((6, 4), (6, 3)), // racket - team sports
+    ((7, 0), (7, 2)), // tea - snacks
+];
+
+const ADJECTIVES: &[&str] = &[
+    "Classic",
+    "Essential",
+    "Pro",
+    "Compact",
+    "Everyday",
+    "Premium",
+    "Heritage",
+    "Nordic",
+    "Urban",
+    "Coastal",
+    "Studio",
+    "Signature",
+    "Lightweight",
+    "Deluxe",
+    "Organic",
+    "Modern",
+];
+const COLOURS: &[&str] = &[
+    "Black",
+    "White",
+    "Slate",
+    "Sage",
+    "Navy",
+    "Sand",
+    "Terracotta",
+    "Olive",
+    "Charcoal",
+    "Ivory",
+    "Ochre",
+    "Teal",
+];
+
+/// Everything the generator makes.
+pub struct DemoShop {
+    pub catalog: Catalog,
+    /// Customer id and profile, one per demo customer.
+    pub customers: Vec<(String, Profile)>,
+    pub interactions: Vec<Interaction>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("demo.currency: {0}")]
+    Currency(#[from] crate::domain::money::InvalidCurrency),
+    #[error("demo catalog: {0}")]
+    Catalog(#[from] crate::domain::catalog::CatalogError),
+    #[error("demo generator: {0}")]
+    Weights(#[from] rand::distr::weighted::Error),
+}
+
+/// The demo product id of the product at `idx`: `p000001` onwards.
+pub fn product_id(idx: usize) -> String {
+    format!("p{:06}", idx + 1)
+}
+
+/// The demo customer id of customer `n`: `c0000001` onwards.
+pub fn customer_id(n: usize) -> String {
+    format!("c{:07}", n + 1)
+}
+
+/// Generates the demo shop; `now` is the Unix time the history ends at.
+pub fn generate(settings: &DemoSettings, now: i64) -> Result<DemoShop, DemoError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+    let currency = Currency::parse(&settings.currency)?;
+
+    let (categories, cat_meta) = categories();
+    let n_cats = categories.len();
+    let products = make_products(settings, currency, &cat_meta, &mut rng);
+    let popularity: Vec<f64> = products.iter().map(|p| p.1).collect();
+    let product_cats: Vec<usize> = products
+        .iter()
+        .map(|p| usize::from(p.0.product.category))
+        .collect();
+    let catalog = Catalog::new(categories, products.into_iter().map(|p| p.0).collect())?;
+
+    // Per-category samplers that follow popularity.
+    let mut samplers = Vec::with_capacity(n_cats);
+    for c in 0..n_cats {
+        let members = catalog.category_members(c as CategoryId).to_vec();
+        let sampler = if members.is_empty() {
+            None
+        } else {
+            let weights: Vec<f64> = members.iter().map(|&i| popularity[i as usize]).collect();
+            Some((members, WeightedIndex::new(weights)?))
+        };
+        samplers.push(sampler);
+    }
+    let complements = complement_map(&cat_meta);
+    // Each product's bought-together partners: drawn from its complementary categories.
+    let partners: Vec<[ProductIdx; 3]> = (0..catalog.len())
+        .map(|i| {
+            let cat = product_cats[i];
+            let mut out = [i as ProductIdx; 3];
+            for slot in &mut out {
+                let target = complements[cat][rng.random_range(0..complements[cat].len())];
+                if let Some((members, w)) = &samplers[target] {
+                    *slot = members[w.sample(&mut rng)];
+                }
+            }
+            out
+        })
+        .collect();
+
+    // Customers: two or three favourite categories each.
+    let cat_weights: Vec<f64> = (0..n_cats).map(|c| 1.0 / (1.0 + (c % 7) as f64)).collect();
+    let cat_pick = WeightedIndex::new(&cat_weights)?;
+    let favourites: Vec<[usize; 3]> = (0..settings.customers)
+        .map(|_| {
+            [
+                cat_pick.sample(&mut rng),
+                cat_pick.sample(&mut rng),
+                cat_pick.sample(&mut rng),
+            ]
+        })
+        .collect();
+    // Activity follows a power law too: some customers come back far more often.
+    let span = 30 * 86_400;
+    let mut interactions = Vec::with_capacity(settings.events + 16);
+    let mut session: u64 = 0;
+    let mut order: u64 = 0;
+    while interactions.len() < settings.events {
+        session += 1;
+        let customer = if settings.customers > 0 && rng.random_bool(0.7) {
+            let u: f64 = rng.random();
+            Some(((u * u * u) * settings.customers as f64) as usize % settings.customers)
+        } else {
+            None
+        };
+        let mut cat = match customer {
+            Some(c) => favourites[c][rng.random_range(0..3)],
+            None => cat_pick.sample(&mut rng),
+        };
+        let mut ts = now - rng.random_range(0..span);
+        let views = rng.random_range(2..=8);
+        let mut cart: Vec<ProductIdx> = Vec::new();
+        for _ in 0..views {
+            if rng.random_bool(0.2) {
+                let options = &complements[cat];
+                cat = options[rng.random_range(0..options.len())];
+            }
+            let Some((members, w)) = &samplers[cat] else {
+                continue;
+            };
+            let product = members[w.sample(&mut rng)];
+            let base = Interaction {
+                session,
+                customer: customer.map(|c| c as u32),
+                order: None,
+                product,
+                kind: InteractionKind::View,
+                ts,
+            };
+            interactions.push(base);
+            if rng.random_bool(0.15) {
+                interactions.push(Interaction {
+                    kind: InteractionKind::AddToCart,
+                    ..base
+                });
+                cart.push(product);
+                if rng.random_bool(0.4) {
+                    let partner = partners[product as usize][rng.random_range(0..3)];
+                    if partner != product {
+                        interactions.push(Interaction {
+                            product: partner,
+                            kind: InteractionKind::AddToCart,
+                            ..base
+                        });
+                        cart.push(partner);
+                    }
+                }
+            }
+            ts += rng.random_range(10..120);
+        }
+        if !cart.is_empty() && rng.random_bool(0.5) {
+            order += 1;
+            cart.sort_unstable();
+            cart.dedup();
+            for &product in &cart {
+                interactions.push(Interaction {
+                    session,
+                    customer: customer.map(|c| c as u32),
+                    order: Some(order),
+                    product,
+                    kind: InteractionKind::Purchase,
+                    ts,
+                });
+            }
+        }
+    }
+    interactions.sort_by_key(|i| i.ts);
+
+    let customers = build_profiles(settings.customers, &catalog, &interactions, &favourites);
+    Ok(DemoShop {
+        catalog,
+        customers,
+        interactions,
+    })
+}
+
+struct CategoryMeta {
+    nouns: &'static [&'static str],
+    price: (i64, i64),
+    department: usize,
+    position: (usize, usize),
+}
+
+fn categories() -> (Vec<Category>, Vec<CategoryMeta>) {
+    let mut cats = Vec::new();
+    let mut meta = Vec::new();
+    for (d, (dept, subs)) in DEPARTMENTS.iter().enumerate() {
+        for (s, (sub, nouns, price)) in subs.iter().enumerate() {
+            cats.push(Category {
+                handle: format!("{}/{}", slug(dept), slug(sub)).into(),
+                path: format!("{dept} > {sub}").into(),
+            });
+            meta.push(CategoryMeta {
+                nouns,
+                price: *price,
+                department: d,
+                position: (d, s),
+            });
+        }
+    }
+    (cats, meta)
+}
+
+/// For each category, the categories its products are bought with (itself included).
+fn complement_map(meta: &[CategoryMeta]) -> Vec<Vec<usize>> {
+    let index_of = |pos: (usize, usize)| meta.iter().position(|m| m.position == pos);
+    let mut out: Vec<Vec<usize>> = (0..meta.len()).map(|c| vec![c]).collect();
+    for &(a, b) in COMPLEMENTS {
+        if let (Some(a), Some(b)) = (index_of(a), index_of(b)) {
+            out[a].push(b);
+            out[b].push(a);
+        }
+    }
+    // Categories with no listed complement wander within their department.
+    for (c, list) in out.iter_mut().enumerate() {
+        if list.len() == 1 {
+            let dept = meta[c].department;
+            list.extend(
+                (0..meta.len())
+                    .filter(|&o| o != c && meta[o].department == dept)
+                    .take(2),
+            );
+        }
+    }
+    out
+}
+
+fn make_products(
+    settings: &DemoSettings,
+    currency: Currency,
+    meta: &[CategoryMeta],
+    rng: &mut ChaCha8Rng,
+) -> Vec<(NewProduct, f64)> {
+    let n = settings.products;
+    let base = settings.base_url.trim_end_matches('/');
+    // Popularity: Zipf over a random permutation of ranks.
+    let mut ranks: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        ranks.swap(i, rng.random_range(0..=i));
+    }
+    (0..n)
+        .map(|i| {
+            let cat = i % meta.len();
+            let m = &meta[cat];
+            let noun = m.nouns[rng.random_range(0..m.nouns.len())];
+            let adjective = ADJECTIVES[rng.random_range(0..ADJECTIVES.len())];
+            let colour = COLOURS[rng.random_range(0..COLOURS.len())];
+            let title = format!("{adjective} {noun}, {colour}");
+            let id = product_id(i);
+            let handle = format!("{}-{}", slug(&title), i + 1);
+            // Log-uniform price, rounded to .99 / .49 endings as shops do.
+            let (lo, hi) = m.price;
+            let u: f64 = rng.random();
+            let raw = (lo as f64) * ((hi as f64) / (lo as f64)).powf(u);
+            let amount = ((raw / 50.0).round() as i64).max(2) * 50 - 1;
+            let cost = amount * rng.random_range(35..=70) / 100;
+            let inventory = if rng.random_bool(0.04) {
+                0
+            } else {
+                rng.random_range(1..=500)
+            };
+            let tags: Box<[Box<str>]> = vec![
+                colour.to_lowercase().into_boxed_str(),
+                adjective.to_lowercase().into_boxed_str(),
+                slug(noun).into_boxed_str(),
+            ]
+            .into();
+            let product = Product {
+                url: format!("{base}/products/{handle}").into(),
+                image_url: format!("{base}/images/{id}.jpg").into(),
+                id: id.into(),
+                title: title.into(),
+                handle: handle.into(),
+                category: cat as CategoryId,
+                tags,
+                price: Money::new(amount, currency),
+                cost: Some(Money::new(cost, currency)),
+            };
+            let popularity = 1.0 / ((ranks[i] + 10) as f64).powf(1.1);
+            (NewProduct { product, inventory }, popularity)
+        })
+        .collect()
+}
+
+fn build_profiles(
+    customers: usize,
+    catalog: &Catalog,
+    interactions: &[Interaction],
+    favourites: &[[usize; 3]],
+) -> Vec<(String, Profile)> {
+    let mut profiles: Vec<Profile> = vec![Profile::default(); customers];
+    let mut last_order: Vec<u64> = vec![0; customers];
+    for i in interactions {
+        let Some(c) = i.customer else { continue };
+        let p = &mut profiles[c as usize];
+        let product = catalog.product(i.product);
+        match i.kind {
+            InteractionKind::View => p.record_view(&product.id),
+            InteractionKind::AddToCart => {}
+            InteractionKind::Purchase => {
+                p.record_purchase(&product.id);
+                let order = i.order.unwrap_or_default();
+                if last_order[c as usize] != order {
+                    last_order[c as usize] = order;
+                    p.orders_count += 1;
+                }
+                let spent = p.total_spent.map_or(0, |m| m.amount) + product.price.amount;
+                p.total_spent = Some(Money::new(spent, product.price.currency));
+            }
+        }
+    }
+    let cats = catalog.categories();
+    profiles
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut p)| {
+            let mut fav: Vec<String> = Vec::new();
+            for &c in &favourites[n] {
+                let handle = cats[c].handle.to_string();
+                if !fav.contains(&handle) {
+                    fav.push(handle);
+                }
+            }
+            p.top_categories = fav;
+            (customer_id(n), p)
+        })
+        .collect()
+}
+
+fn slug(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut dash = false;
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+            dash = false;
+        } else if !dash && !out.is_empty() {
+            out.push('-');
+            dash = true;
+        }
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> DemoSettings {
+        DemoSettings {
+            products: 400,
+            customers: 100,
+            events: 5_000,
+            ..DemoSettings::default()
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_shop() {
+        let a = generate(&small(), 1_700_000_000).unwrap();
+        let b = generate(&small(), 1_700_000_000).unwrap();
+        assert_eq!(a.interactions, b.interactions);
+        assert_eq!(a.catalog.product(7).title, b.catalog.product(7).title);
+        assert_eq!(a.customers, b.customers);
+    }
+
+    #[test]
+    fn the_shop_has_the_configured_size_and_a_popularity_skew() {
+        let shop = generate(&small(), 1_700_000_000).unwrap();
+        assert_eq!(shop.catalog.len(), 400);
+        assert_eq!(shop.catalog.categories().len(), 40);
+        assert_eq!(shop.customers.len(), 100);
+        assert!(shop.interactions.len() >= 5_000);
+        let mut views = vec![0u32; 400];
+        for i in &shop.interactions {
+            views[i.product as usize] += 1;
+        }
+        views.sort_unstable_by(|a, b| b.cmp(a));
+        let top: u32 = views[..40].iter().sum();
+        let all: u32 = views.iter().sum();
+        assert!(
+            top * 4 > all,
+            "top 10% of products should get over 25% of events"
+        );
+        assert!(
+            shop.interactions
+                .iter()
+                .any(|i| i.kind == InteractionKind::Purchase)
+        );
+    }
+
+    #[test]
+    fn prices_are_positive_and_costs_below_price() {
+        let shop = generate(&small(), 0).unwrap();
+        for p in shop.catalog.products() {
+            assert!(p.price.amount > 0);
+            let cost = p.cost.unwrap().amount;
+            assert!(cost > 0 && cost < p.price.amount);
+        }
+    }
+
+    #[test]
+    fn slugs_are_lower_case_words_joined_by_dashes() {
+        assert_eq!(slug("Bath & Body"), "bath-body");
+        assert_eq!(slug("Classic Skillet, Black"), "classic-skillet-black");
+    }
+}

@@ -1,0 +1,3 @@
+//! Where data enters Vitrine. For now: the generated demo shop.
+
+pub mod demo;

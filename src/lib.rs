@@ -1,0 +1,22 @@
+//! Vitrine: real-time personalization for headless commerce.
+//!
+//! A storefront calls `/v1/recommend` on every page view with the visitor and the page
+//! context, and gets recommendations, offers and content in one answer within a few
+//! milliseconds. The crate is laid out the way a request flows:
+//!
+//! - [`http`]: routes, extractors, the error table, auth, metrics middleware;
+//! - [`recommend`]: models (trending, co-occurrence) and the engine that blends them;
+//! - [`store`]: the `ProfileStore` seam and its backends;
+//! - [`ingest`]: data entering the system (the generated demo shop);
+//! - [`domain`]: plain types (money, products, profiles, ids) that import nothing above them;
+//! - [`config`], [`app`], [`cli`], [`telemetry`]: settings, start-up and lifecycle.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod ingest;
+pub mod recommend;
+pub mod store;
+pub mod telemetry;

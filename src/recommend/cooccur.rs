@@ -1,0 +1,174 @@
+//! Item-to-item co-occurrence: products bought in the same order, and products viewed
+//! close together in the same session.
+//!
+//! Scores are cosine similarities with shrinkage, `c_ab / (sqrt(n_a * n_b) + shrink)`:
+//! cosine stops very popular products from being everyone's neighbour, and the shrink
+//! term keeps one lucky co-occurrence between two rare products from ranking first.
+//! Only the best `k` neighbours of each product are kept, sorted, so serving reads a slice.
+
+use rustc_hash::FxHashMap;
+
+use crate::domain::{Interaction, InteractionKind, ProductIdx};
+
+/// Views further apart than this in a session do not count as viewed together.
+const VIEW_WINDOW: usize = 5;
+const SHRINK: f32 = 5.0;
+
+pub struct Neighbors {
+    lists: Vec<Box<[(ProductIdx, f32)]>>,
+}
+
+impl Neighbors {
+    /// Neighbours of `idx`, best first.
+    pub fn of(&self, idx: ProductIdx) -> &[(ProductIdx, f32)] {
+        self.lists.get(idx as usize).map_or(&[], |l| l)
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.lists.len() * std::mem::size_of::<Box<[(ProductIdx, f32)]>>()
+            + self.lists.iter().map(|l| l.len() * 8).sum::<usize>()
+    }
+
+    fn from_counts(
+        n_products: usize,
+        pairs: &FxHashMap<(ProductIdx, ProductIdx), f32>,
+        occurrences: &[f32],
+        k: usize,
+    ) -> Self {
+        let mut lists: Vec<Vec<(ProductIdx, f32)>> = vec![Vec::new(); n_products];
+        for (&(a, b), &c) in pairs {
+            let norm = (occurrences[a as usize] * occurrences[b as usize]).sqrt() + SHRINK;
+            let s = c / norm;
+            lists[a as usize].push((b, s));
+            lists[b as usize].push((a, s));
+        }
+        let lists = lists
+            .into_iter()
+            .map(|mut l| {
+                l.sort_unstable_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+                l.truncate(k);
+                l.into_boxed_slice()
+            })
+            .collect();
+        Self { lists }
+    }
+}
+
+fn ordered(a: ProductIdx, b: ProductIdx) -> (ProductIdx, ProductIdx) {
+    if a < b { (a, b) } else { (b, a) }
+}
+
+/// Products bought in the same order.
+pub fn bought_together(n_products: usize, interactions: &[Interaction], k: usize) -> Neighbors {
+    let mut orders: FxHashMap<u64, Vec<ProductIdx>> = FxHashMap::default();
+    for i in interactions {
+        if let (InteractionKind::Purchase, Some(order)) = (i.kind, i.order) {
+            orders.entry(order).or_default().push(i.product);
+        }
+    }
+    let mut pairs = FxHashMap::default();
+    let mut occurrences = vec![0f32; n_products];
+    for items in orders.values_mut() {
+        items.sort_unstable();
+        items.dedup();
+        for (x, &a) in items.iter().enumerate() {
+            occurrences[a as usize] += 1.0;
+            for &b in &items[x + 1..] {
+                *pairs.entry((a, b)).or_insert(0.0) += 1.0;
+            }
+        }
+    }
+    Neighbors::from_counts(n_products, &pairs, &occurrences, k)
+}
+
+/// Products viewed near each other in the same session, weighted by closeness.
+pub fn viewed_together(n_products: usize, interactions: &[Interaction], k: usize) -> Neighbors {
+    let mut sessions: FxHashMap<u64, Vec<ProductIdx>> = FxHashMap::default();
+    for i in interactions {
+        if i.kind == InteractionKind::View {
+            let s = sessions.entry(i.session).or_default();
+            if s.last() != Some(&i.product) {
+                s.push(i.product);
+            }
+        }
+    }
+    let mut pairs = FxHashMap::default();
+    let mut occurrences = vec![0f32; n_products];
+    let mut seen: Vec<ProductIdx> = Vec::new();
+    for items in sessions.values() {
+        seen.clear();
+        for (x, &a) in items.iter().enumerate() {
+            if !seen.contains(&a) {
+                seen.push(a);
+                occurrences[a as usize] += 1.0;
+            }
+            for (d, &b) in items[x + 1..].iter().take(VIEW_WINDOW).enumerate() {
+                if a != b {
+                    *pairs.entry(ordered(a, b)).or_insert(0.0) += 1.0 / (d + 1) as f32;
+                }
+            }
+        }
+    }
+    Neighbors::from_counts(n_products, &pairs, &occurrences, k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn purchase(order: u64, product: ProductIdx) -> Interaction {
+        Interaction {
+            session: order,
+            customer: None,
+            order: Some(order),
+            product,
+            kind: InteractionKind::Purchase,
+            ts: 0,
+        }
+    }
+
+    #[test]
+    fn products_bought_together_are_neighbours_in_both_directions() {
+        let events = vec![
+            purchase(1, 0),
+            purchase(1, 1),
+            purchase(2, 0),
+            purchase(2, 1),
+            purchase(3, 0),
+            purchase(3, 2),
+        ];
+        let n = bought_together(4, &events, 10);
+        assert_eq!(n.of(0)[0].0, 1, "1 was bought with 0 twice, 2 only once");
+        assert_eq!(n.of(1)[0].0, 0);
+        assert!(n.of(3).is_empty());
+        assert_eq!(n.of(0).len(), 2);
+    }
+
+    #[test]
+    fn only_the_best_k_neighbours_are_kept() {
+        let events: Vec<_> = (0..20).map(|p| purchase(1, p)).collect();
+        let n = bought_together(20, &events, 5);
+        assert_eq!(n.of(0).len(), 5);
+    }
+
+    #[test]
+    fn views_far_apart_in_a_session_are_not_neighbours() {
+        let events: Vec<_> = (0..10)
+            .map(|p| Interaction {
+                session: 1,
+                customer: None,
+                order: None,
+                product: p,
+                kind: InteractionKind::View,
+                ts: 0,
+            })
+            .collect();
+        let n = viewed_together(10, &events, 50);
+        assert!(n.of(0).iter().any(|&(p, _)| p == 1));
+        assert!(!n.of(0).iter().any(|&(p, _)| p == 9));
+        // Closer views weigh more.
+        let s1 = n.of(0).iter().find(|x| x.0 == 1).unwrap().1;
+        let s3 = n.of(0).iter().find(|x| x.0 == 3).unwrap().1;
+        assert!(s1 > s3);
+    }
+}

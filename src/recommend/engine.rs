@@ -1,0 +1,289 @@
+//! One request's recommendations: gather candidates from the sources the placement
+//! calls for, blend them into one pool, filter, rank.
+//!
+//! Every source adds `weight * score` to a candidate; a product offered by several
+//! sources sums their contributions and keeps the reason of the largest one. Trending
+//! sources carry small weights, so they fill the list when the personal and contextual
+//! sources run short and otherwise only break ties. Hard filters (out of stock, the
+//! product in view, products in the cart) are applied last and nothing overrides them.
+
+use serde::Serialize;
+
+use crate::domain::{Catalog, Placement, ProductIdx, Profile};
+
+use super::model::Models;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    BoughtTogether,
+    ViewedTogether,
+    BasedOnYourHistory,
+    MatchesSearch,
+    TrendingInCategory,
+    Trending,
+}
+
+impl Reason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::BoughtTogether => "bought_together",
+            Reason::ViewedTogether => "viewed_together",
+            Reason::BasedOnYourHistory => "based_on_your_history",
+            Reason::MatchesSearch => "matches_search",
+            Reason::TrendingInCategory => "trending_in_category",
+            Reason::Trending => "trending",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scored {
+    pub product: ProductIdx,
+    pub score: f32,
+    pub reason: Reason,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CartItem {
+    pub product_id: String,
+    pub quantity: u32,
+}
+
+/// What the engine needs to know about the page, already validated.
+#[derive(Clone, Copy, Debug)]
+pub struct Query<'a> {
+    pub placement: Placement,
+    pub product: Option<&'a str>,
+    pub category: Option<&'a str>,
+    pub search: Option<&'a str>,
+    pub cart: &'a [CartItem],
+    pub limit: usize,
+}
+
+const W_BOUGHT: f32 = 1.0;
+const W_VIEWED: f32 = 0.6;
+const W_HISTORY: f32 = 0.5;
+const W_SEARCH: f32 = 1.0;
+const W_CATEGORY: f32 = 0.05;
+const W_GLOBAL: f32 = 0.01;
+/// History items considered on `home`, most recent first, each worth `DECAY` of the last.
+const HISTORY_ITEMS: usize = 10;
+const DECAY: f32 = 0.8;
+
+#[derive(Clone, Copy)]
+struct Candidate {
+    product: ProductIdx,
+    score: f32,
+    best: f32,
+    reason: Reason,
+}
+
+struct Pool {
+    items: Vec<Candidate>,
+}
+
+impl Pool {
+    fn add(&mut self, product: ProductIdx, contribution: f32, reason: Reason) {
+        self.items.push(Candidate {
+            product,
+            score: contribution,
+            best: contribution,
+            reason,
+        });
+    }
+
+    fn neighbours(&mut self, list: &[(ProductIdx, f32)], weight: f32, reason: Reason) {
+        for &(p, s) in list {
+            self.add(p, s * weight, reason);
+        }
+    }
+
+    /// Adds the first `take` products of a trend-ranked list.
+    fn trend(
+        &mut self,
+        models: &Models,
+        list: &[ProductIdx],
+        take: usize,
+        weight: f32,
+        reason: Reason,
+    ) {
+        for &p in list.iter().take(take) {
+            self.add(p, models.trending.score(p) * weight, reason);
+        }
+    }
+
+    /// Folds duplicates (summing scores, keeping the strongest reason) and ranks.
+    fn rank(mut self) -> Vec<Candidate> {
+        self.items.sort_unstable_by_key(|c| c.product);
+        let mut merged: Vec<Candidate> = Vec::with_capacity(self.items.len());
+        for c in self.items {
+            match merged.last_mut() {
+                Some(last) if last.product == c.product => {
+                    last.score += c.score;
+                    if c.best > last.best {
+                        last.best = c.best;
+                        last.reason = c.reason;
+                    }
+                }
+                _ => merged.push(c),
+            }
+        }
+        merged.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
+        merged
+    }
+}
+
+/// Recommends up to `query.limit` products. `profile` is `None` for anonymous visitors
+/// and for the non-personalized fallback.
+pub fn recommend(
+    models: &Models,
+    catalog: &Catalog,
+    query: &Query<'_>,
+    profile: Option<&Profile>,
+) -> Vec<Scored> {
+    let in_view = query.product.and_then(|id| catalog.lookup(id));
+    let cart: Vec<ProductIdx> = query
+        .cart
+        .iter()
+        .filter_map(|l| catalog.lookup(&l.product_id))
+        .collect();
+    // Enough trending candidates to fill the list even after filters remove some.
+    let fill = query.limit * 2 + cart.len() + 4;
+    let mut pool = Pool {
+        items: Vec::with_capacity(4 * fill + 128),
+    };
+    let mut context_categories: Vec<u16> = Vec::new();
+
+    match query.placement {
+        Placement::Product => {
+            if let Some(p) = in_view {
+                pool.neighbours(models.bought.of(p), W_BOUGHT, Reason::BoughtTogether);
+                pool.neighbours(models.viewed.of(p), W_VIEWED, Reason::ViewedTogether);
+                context_categories.push(catalog.product(p).category);
+            }
+        }
+        Placement::Cart | Placement::Checkout | Placement::PostPurchase => {
+            let mut anchors = cart.clone();
+            if anchors.is_empty() && query.placement == Placement::PostPurchase {
+                if let Some(profile) = profile {
+                    anchors.extend(
+                        profile
+                            .purchased
+                            .iter()
+                            .take(HISTORY_ITEMS)
+                            .filter_map(|(id, _)| catalog.lookup(id)),
+                    );
+                }
+            }
+            for &p in &anchors {
+                pool.neighbours(models.bought.of(p), W_BOUGHT, Reason::BoughtTogether);
+                pool.neighbours(models.viewed.of(p), W_VIEWED * 0.5, Reason::ViewedTogether);
+                let c = catalog.product(p).category;
+                if !context_categories.contains(&c) {
+                    context_categories.push(c);
+                }
+            }
+        }
+        Placement::Category => {
+            if let Some(c) = query.category.and_then(|c| catalog.category(c)) {
+                // Within a category page the category's own trend is the main signal.
+                pool.trend(
+                    models,
+                    models.trending.in_category(c),
+                    fill * 2,
+                    1.0,
+                    Reason::TrendingInCategory,
+                );
+            }
+        }
+        Placement::Search => {
+            if let Some(q) = query.search {
+                for p in catalog.search(q) {
+                    pool.add(
+                        p,
+                        W_SEARCH * (0.5 + 0.5 * models.trending.score(p)),
+                        Reason::MatchesSearch,
+                    );
+                }
+            }
+        }
+        Placement::Home => {}
+    }
+
+    // Personal history: what this visitor viewed recently, and where they shop.
+    if let Some(profile) = profile {
+        if matches!(
+            query.placement,
+            Placement::Home | Placement::Product | Placement::Category
+        ) {
+            let mut w = W_HISTORY;
+            for id in profile.recently_viewed.iter().take(HISTORY_ITEMS) {
+                if let Some(p) = catalog.lookup(id) {
+                    if Some(p) != in_view {
+                        let list = models.viewed.of(p);
+                        let list = &list[..list.len().min(20)];
+                        pool.neighbours(list, w, Reason::BasedOnYourHistory);
+                    }
+                }
+                w *= DECAY;
+            }
+        }
+        if query.placement == Placement::Home {
+            for handle in &profile.top_categories {
+                if let Some(c) = catalog.category(handle) {
+                    context_categories.push(c);
+                }
+            }
+        }
+    }
+
+    for &c in &context_categories {
+        pool.trend(
+            models,
+            models.trending.in_category(c),
+            fill,
+            W_CATEGORY,
+            Reason::TrendingInCategory,
+        );
+    }
+    pool.trend(
+        models,
+        models.trending.global(),
+        fill,
+        W_GLOBAL,
+        Reason::Trending,
+    );
+
+    let allowed = |p: ProductIdx| catalog.in_stock(p) && Some(p) != in_view && !cart.contains(&p);
+    let mut out: Vec<Scored> = pool
+        .rank()
+        .into_iter()
+        .filter(|c| allowed(c.product))
+        .take(query.limit)
+        .map(|c| Scored {
+            product: c.product,
+            score: c.score,
+            reason: c.reason,
+        })
+        .collect();
+
+    // Heavy filtering (much out of stock) can still leave the list short: walk further
+    // down the global trend.
+    if out.len() < query.limit {
+        let floor = out.last().map_or(W_GLOBAL, |s| s.score);
+        for &p in models.trending.global().iter().skip(fill) {
+            if out.len() >= query.limit {
+                break;
+            }
+            if allowed(p) && !out.iter().any(|s| s.product == p) {
+                out.push(Scored {
+                    product: p,
+                    score: floor.min(models.trending.score(p) * W_GLOBAL),
+                    reason: Reason::Trending,
+                });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,13 @@
+//! Recommendations: models learned from interactions, and the engine that blends
+//! them for one request.
+//!
+//! Models are built off the serving path ([`Models::train`]) into plain sorted arrays,
+//! so that answering a request is a handful of slice reads, a small merge and a sort.
+
+pub mod cooccur;
+pub mod engine;
+pub mod model;
+pub mod trending;
+
+pub use engine::{CartItem, Query, Reason, Scored, recommend};
+pub use model::Models;

@@ -1,0 +1,90 @@
+//! Time-decayed popularity, globally and per category.
+//!
+//! Each event adds `weight(kind) * 2^(-age / half_life)`. Because every score decays at
+//! the same rate, the ranking only changes when events arrive, never with the clock, so
+//! answers are stable between events.
+
+use crate::domain::{Catalog, Interaction, InteractionKind, ProductIdx};
+
+/// How many globally trending products are kept ranked.
+const GLOBAL_TOP: usize = 2_000;
+
+pub struct Trending {
+    /// Normalised score per product, in `[0, 1]`.
+    score: Vec<f32>,
+    global: Vec<ProductIdx>,
+    by_category: Vec<Vec<ProductIdx>>,
+}
+
+pub fn kind_weight(kind: InteractionKind) -> f64 {
+    match kind {
+        InteractionKind::View => 1.0,
+        InteractionKind::AddToCart => 3.0,
+        InteractionKind::Purchase => 5.0,
+    }
+}
+
+impl Trending {
+    pub fn train(
+        catalog: &Catalog,
+        interactions: &[Interaction],
+        half_life_s: f64,
+        now: i64,
+    ) -> Self {
+        let mut raw = vec![0f64; catalog.len()];
+        for i in interactions {
+            let age = (now - i.ts).max(0) as f64;
+            if let Some(slot) = raw.get_mut(i.product as usize) {
+                *slot += kind_weight(i.kind) * (-age / half_life_s).exp2();
+            }
+        }
+        let max = raw.iter().copied().fold(0f64, f64::max);
+        let score: Vec<f32> = raw
+            .iter()
+            .map(|&s| if max > 0.0 { (s / max) as f32 } else { 0.0 })
+            .collect();
+        let rank = |list: &mut Vec<ProductIdx>| {
+            list.sort_unstable_by(|&a, &b| {
+                score[b as usize]
+                    .total_cmp(&score[a as usize])
+                    .then(a.cmp(&b))
+            });
+        };
+        let mut global: Vec<ProductIdx> = (0..catalog.len() as ProductIdx).collect();
+        rank(&mut global);
+        global.truncate(GLOBAL_TOP);
+        let by_category = (0..catalog.categories().len())
+            .map(|c| {
+                let mut list = catalog.category_members(c as u16).to_vec();
+                rank(&mut list);
+                list
+            })
+            .collect();
+        Self {
+            score,
+            global,
+            by_category,
+        }
+    }
+
+    pub fn score(&self, idx: ProductIdx) -> f32 {
+        self.score.get(idx as usize).copied().unwrap_or(0.0)
+    }
+
+    /// Products by descending trend (ties by index, so the order is deterministic).
+    pub fn global(&self) -> &[ProductIdx] {
+        &self.global
+    }
+
+    pub fn in_category(&self, category: u16) -> &[ProductIdx] {
+        self.by_category
+            .get(usize::from(category))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.score.len() * 4
+            + self.global.len() * 4
+            + self.by_category.iter().map(|l| l.len() * 4).sum::<usize>()
+    }
+}
