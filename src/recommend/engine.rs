@@ -1,7 +1,8 @@
 //! One request's recommendations: gather candidates from the sources the placement
 //! calls for, blend them into one pool, filter, rank.
 //!
-//! Every source adds `weight * score` to a candidate; a product offered by several
+//! Every source adds `weight * score` to a candidate (neighbour scores are scaled per
+//! anchor so that the best neighbour scores 1); a product offered by several
 //! sources sums their contributions and keeps the reason of the largest one. Trending
 //! sources carry small weights, so they fill the list when the personal and contextual
 //! sources run short and otherwise only break ties. Hard filters (out of stock, the
@@ -93,9 +94,18 @@ impl Pool {
         });
     }
 
+    /// Adds an anchor's neighbours, scaled so its best neighbour is worth `weight`:
+    /// the source weights then say how sources rank against each other, whatever the
+    /// raw similarity scales of the models.
     fn neighbours(&mut self, list: &[(ProductIdx, f32)], weight: f32, reason: Reason) {
+        let Some(&(_, top)) = list.first() else {
+            return;
+        };
+        if top <= 0.0 {
+            return;
+        }
         for &(p, s) in list {
-            self.add(p, s * weight, reason);
+            self.add(p, s / top * weight, reason);
         }
     }
 

@@ -1,0 +1,211 @@
+//! Test harness: starts the real app on port 0 and talks to it over a real socket.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use vitrine::app::App;
+use vitrine::config::{BannerSettings, Settings};
+use vitrine::domain::{Profile, VisitorKey};
+use vitrine::store::{MemoryStore, ProfileStore, StoreError};
+
+pub const STOREFRONT_KEY: &str = "sf-test-key-0123456789";
+pub const ADMIN_KEY: &str = "admin-test-key-0123456789";
+
+/// A small demo shop: enough data for meaningful answers, fast to build in debug.
+pub fn settings() -> Settings {
+    let mut s = Settings::default();
+    s.server.addr = "127.0.0.1:0".parse().unwrap();
+    s.demo.products = 400;
+    s.demo.customers = 100;
+    s.demo.events = 8_000;
+    s.log.level = "warn".into();
+    s.content.banners = ["home", "cart"]
+        .iter()
+        .map(|p| BannerSettings {
+            id: if *p == "home" {
+                "winter-sale"
+            } else {
+                "free-delivery"
+            }
+            .into(),
+            placement: p.parse().unwrap(),
+            title: format!("{p} banner"),
+            image_url: format!("https://example.com/{p}.jpg"),
+            link_url: format!("https://example.com/{p}"),
+            alt: None,
+        })
+        .collect();
+    s
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub port: u16,
+    pub ops_port: Option<u16>,
+    pub client: reqwest::Client,
+    pub state: vitrine::app::AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub handle: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(settings: Settings) -> Self {
+        Self::start(App::build(settings).await.expect("app builds")).await
+    }
+
+    pub async fn spawn_with_store(settings: Settings, store: Arc<FaultyStore>) -> Self {
+        let slot = store.clone();
+        let app = App::build_with_store(settings, move |memory| {
+            slot.set_inner(memory);
+            slot as Arc<dyn ProfileStore>
+        })
+        .await
+        .expect("app builds");
+        Self::start(app).await
+    }
+
+    async fn start(app: App) -> Self {
+        let port = app.port();
+        let ops_port = app.ops_port();
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            ops_port,
+            client: reqwest::Client::new(),
+            state,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Triggers graceful shutdown and waits for the server to stop.
+    pub async fn stop(&mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.handle.take() {
+            Some(h) => h.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Reads the JSON error code of an error answer.
+pub async fn error_code(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.expect("JSON error body");
+    let code = body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_owned();
+    assert!(
+        body["error"]["message"].is_string(),
+        "error.message missing in {body}"
+    );
+    (status, code)
+}
+
+/// A store in front of the in-process one that can be made slow or failing, and counts
+/// reads in flight.
+#[derive(Default)]
+pub struct FaultyStore {
+    inner: std::sync::OnceLock<Arc<MemoryStore>>,
+    pub delay_ms: AtomicU64,
+    pub failing: AtomicBool,
+    pub in_flight: AtomicUsize,
+}
+
+impl FaultyStore {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn set_inner(&self, inner: Arc<MemoryStore>) {
+        let _ = self.inner.set(inner);
+    }
+
+    fn inner(&self) -> Result<&Arc<MemoryStore>, StoreError> {
+        self.inner
+            .get()
+            .ok_or_else(|| StoreError::Unavailable("not started".into()))
+    }
+
+    async fn fault(&self) -> Result<(), StoreError> {
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected fault".into()));
+        }
+        Ok(())
+    }
+}
+
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl ProfileStore for FaultyStore {
+    fn backend(&self) -> &'static str {
+        "faulty"
+    }
+
+    async fn get(&self, key: &VisitorKey) -> Result<Option<Arc<Profile>>, StoreError> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _guard = InFlight(&self.in_flight);
+        self.fault().await?;
+        self.inner()?.get(key).await
+    }
+
+    async fn put(&self, key: &VisitorKey, profile: Profile) -> Result<(), StoreError> {
+        self.fault().await?;
+        self.inner()?.put(key, profile).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.fault().await
+    }
+}

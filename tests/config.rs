@@ -1,0 +1,82 @@
+//! Configuration layers and their order.
+
+use std::path::Path;
+
+use figment::Jail;
+use vitrine::config::{LogFormat, Overrides, Settings};
+
+#[test]
+fn each_layer_overrides_the_one_below() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("config")?;
+        jail.create_file(
+            "config/base.toml",
+            "[server]\naddr = \"127.0.0.1:1001\"\ncache_max_age_s = 7\n[recommend]\ndeadline_ms = 11\ndefault_limit = 3\n[log]\nformat = \"json\"\n",
+        )?;
+        jail.create_file(
+            "config/staging.toml",
+            "[recommend]\ndeadline_ms = 22\ndefault_limit = 4\n",
+        )?;
+        jail.create_file(
+            "extra.toml",
+            "[recommend]\ndefault_limit = 5\n[demo]\nproducts = 77\n",
+        )?;
+        jail.set_env("VITRINE_ENV", "staging");
+        jail.set_env("VITRINE__DEMO__PRODUCTS", "88");
+        jail.set_env(
+            "VITRINE__AUTH__STOREFRONT_KEYS",
+            "storefront-key-00001, storefront-key-00002",
+        );
+        let overrides = Overrides {
+            config_file: Some("extra.toml".into()),
+            addr: Some("127.0.0.1:1002".parse().unwrap()),
+        };
+        let s = Settings::load(Path::new("config"), &overrides).expect("loads");
+        assert_eq!(s.server.addr.port(), 1002, "CLI beats everything");
+        assert_eq!(s.server.cache_max_age_s, 7, "base.toml beats defaults");
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.recommend.deadline_ms, 22, "env file beats base.toml");
+        assert_eq!(s.recommend.default_limit, 5, "--config file beats env file");
+        assert_eq!(s.demo.products, 88, "environment beats files");
+        assert_eq!(s.demo.customers, 1000, "untouched keys keep their defaults");
+        assert_eq!(
+            s.auth.storefront_keys,
+            vec![
+                "storefront-key-00001".to_owned(),
+                "storefront-key-00002".to_owned()
+            ],
+            "comma-separated lists from the environment"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn the_shipped_base_toml_is_valid_and_matches_the_compiled_defaults() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let s = Settings::load(&shipped, &Overrides::default()).expect("base.toml loads");
+        let d = Settings::default();
+        assert_eq!(s.server.addr, d.server.addr);
+        assert_eq!(s.server.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.recommend.deadline_ms, d.recommend.deadline_ms);
+        assert_eq!(s.server.body_limit_bytes, d.server.body_limit_bytes);
+        assert_eq!(s.server.cache_max_age_s, d.server.cache_max_age_s);
+        assert_eq!(s.demo.products, d.demo.products);
+        assert_eq!(s.demo.events, d.demo.events);
+        assert!(!s.content.banners.is_empty(), "the demo ships banners");
+        let _ = jail;
+        Ok(())
+    });
+}
+
+#[test]
+fn short_api_keys_are_refused() {
+    Jail::expect_with(|jail| {
+        jail.set_env("VITRINE__AUTH__ADMIN_KEYS", "short");
+        let err = Settings::load(Path::new("nowhere"), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("auth"), "{err}");
+        Ok(())
+    });
+}

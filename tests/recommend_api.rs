@@ -1,0 +1,388 @@
+//! `/v1/recommend` end to end: the real app on a real socket.
+
+mod common;
+
+use common::{TestApp, error_code, settings};
+use serde_json::{Value, json};
+
+fn without_decision_id(mut v: Value) -> Value {
+    let id = v["decision_id"].as_str().expect("decision_id").to_owned();
+    assert_eq!(id.len(), 36, "decision ids are UUIDs");
+    v.as_object_mut().unwrap().remove("decision_id");
+    v
+}
+
+/// An in-stock product with the most bought-together neighbours in the demo shop, whose
+/// best neighbour is in stock too.
+fn product_with_neighbours(app: &TestApp) -> String {
+    let snap = app.state.snapshot.load();
+    let idx = (0..snap.catalog.len() as u32)
+        .filter(|&i| snap.catalog.in_stock(i))
+        .filter(|&i| {
+            snap.models
+                .bought
+                .of(i)
+                .first()
+                .is_some_and(|&(n, _)| snap.catalog.in_stock(n))
+        })
+        .max_by_key(|&i| snap.models.bought.of(i).len())
+        .unwrap();
+    snap.catalog.product(idx).id.to_string()
+}
+
+#[tokio::test]
+async fn get_and_post_give_the_same_answer() {
+    let app = TestApp::spawn(settings()).await;
+    let product = product_with_neighbours(&app);
+    let get = app
+        .get(&format!(
+            "/v1/recommend?session_id=s-1&placement=product&product_id={product}&limit=7&cart=p000003:2,p000004&country=gb&currency=GBP&device=mobile"
+        ))
+        .await;
+    assert_eq!(get.status(), 200);
+    let get_etag = get.headers()["etag"].to_str().unwrap().to_owned();
+    let get_body: Value = get.json().await.unwrap();
+    let post = app
+        .post_json(
+            "/v1/recommend",
+            &json!({
+                "session_id": "s-1", "placement": "product", "product_id": product, "limit": 7,
+                "cart": [{"product_id": "p000003", "quantity": 2}, {"product_id": "p000004"}],
+                "context": {"country": "gb", "currency": "GBP", "device": "mobile"}
+            }),
+        )
+        .await;
+    assert_eq!(post.status(), 200);
+    assert_eq!(post.headers()["etag"].to_str().unwrap(), get_etag);
+    let post_body: Value = post.json().await.unwrap();
+    assert_ne!(
+        get_body["decision_id"], post_body["decision_id"],
+        "every decision has its own id"
+    );
+    assert_eq!(
+        without_decision_id(get_body),
+        without_decision_id(post_body)
+    );
+}
+
+#[tokio::test]
+async fn an_answer_has_every_documented_field() {
+    let app = TestApp::spawn(settings()).await;
+    let product = product_with_neighbours(&app);
+    let r = app
+        .get(&format!(
+            "/v1/recommend?session_id=s-2&placement=product&product_id={product}&limit=5"
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["placement"], "product");
+    assert!(
+        body["model_version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+    assert_eq!(body["degraded"], false);
+    assert!(body.get("degraded_reason").is_none());
+    assert!(body["offers"].as_array().is_some());
+    assert!(body["banners"].as_array().is_some());
+    let recs = body["recommendations"].as_array().unwrap();
+    assert_eq!(recs.len(), 5);
+    let mut last = f64::INFINITY;
+    for item in recs {
+        for field in ["product_id", "title", "url", "image_url", "reason"] {
+            assert!(
+                item[field].as_str().is_some_and(|s| !s.is_empty()),
+                "{field} in {item}"
+            );
+        }
+        assert!(
+            item["price"]["amount"].is_i64(),
+            "money is integer minor units: {item}"
+        );
+        assert_eq!(item["price"]["currency"], "GBP");
+        let score = item["score"].as_f64().unwrap();
+        assert!(score <= last, "ranked by score");
+        last = score;
+    }
+    assert_eq!(recs[0]["reason"], "bought_together");
+}
+
+#[tokio::test]
+async fn the_limit_defaults_to_ten_and_banners_follow_the_placement() {
+    let app = TestApp::spawn(settings()).await;
+    let home: Value = app
+        .get("/v1/recommend?session_id=s-3&placement=home")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(home["recommendations"].as_array().unwrap().len(), 10);
+    assert_eq!(home["banners"][0]["id"], "winter-sale");
+    let cart: Value = app
+        .get("/v1/recommend?session_id=s-3&placement=cart")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cart["banners"][0]["id"], "free-delivery");
+    let search: Value = app
+        .get("/v1/recommend?session_id=s-3&placement=search&query=skillet")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(search["banners"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn out_of_stock_products_the_product_in_view_and_cart_items_are_never_recommended() {
+    let app = TestApp::spawn(settings()).await;
+    let product = product_with_neighbours(&app);
+    let path =
+        format!("/v1/recommend?session_id=s-4&placement=product&product_id={product}&limit=20");
+    let before: Value = app.get(&path).await.json().await.unwrap();
+    let ids: Vec<String> = before["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["product_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!ids.contains(&product));
+    // Take the first two recommended items out of stock, put the next in the cart.
+    let snap = app.state.snapshot.load();
+    for id in &ids[..2] {
+        snap.catalog
+            .set_inventory(snap.catalog.lookup(id).unwrap(), 0);
+    }
+    let after: Value = app
+        .get(&format!("{path}&cart={}:1", ids[2]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let after_ids: Vec<&str> = after["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["product_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(after_ids.len(), 20, "the list is refilled");
+    for gone in &ids[..3] {
+        assert!(
+            !after_ids.contains(&gone.as_str()),
+            "{gone} should be filtered"
+        );
+    }
+    assert!(!after_ids.contains(&product.as_str()));
+    for id in after_ids {
+        assert!(snap.catalog.in_stock(snap.catalog.lookup(id).unwrap()));
+    }
+}
+
+#[tokio::test]
+async fn a_cart_gets_products_bought_with_its_lines() {
+    let app = TestApp::spawn(settings()).await;
+    let product = product_with_neighbours(&app);
+    let body: Value = app
+        .post_json(
+            "/v1/recommend",
+            &json!({"session_id": "s-5", "placement": "cart", "cart": [{"product_id": product, "quantity": 1}]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let snap = app.state.snapshot.load();
+    let neighbours: Vec<&str> = snap
+        .models
+        .bought
+        .of(snap.catalog.lookup(&product).unwrap())
+        .iter()
+        .map(|&(p, _)| &*snap.catalog.product(p).id)
+        .collect();
+    let first = body["recommendations"][0]["product_id"].as_str().unwrap();
+    assert!(
+        neighbours.contains(&first),
+        "{first} should be bought with {product}"
+    );
+    assert_eq!(body["recommendations"][0]["reason"], "bought_together");
+}
+
+#[tokio::test]
+async fn category_and_search_placements_stay_on_topic() {
+    let app = TestApp::spawn(settings()).await;
+    let body: Value = app
+        .get("/v1/recommend?session_id=s-6&placement=category&category=kitchen/cookware&limit=5")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let snap = app.state.snapshot.load();
+    let cookware = snap.catalog.category("kitchen/cookware").unwrap();
+    for item in body["recommendations"].as_array().unwrap() {
+        let idx = snap
+            .catalog
+            .lookup(item["product_id"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(snap.catalog.product(idx).category, cookware);
+        assert_eq!(item["reason"], "trending_in_category");
+    }
+    let body: Value = app
+        .get("/v1/recommend?session_id=s-6&placement=search&query=Skillet&limit=3")
+        .await
+        .json()
+        .await
+        .unwrap();
+    for item in body["recommendations"].as_array().unwrap() {
+        assert!(
+            item["title"].as_str().unwrap().contains("Skillet"),
+            "{item}"
+        );
+        assert_eq!(item["reason"], "matches_search");
+    }
+}
+
+#[tokio::test]
+async fn a_known_customer_gets_an_answer_shaped_by_their_history() {
+    let app = TestApp::spawn(settings()).await;
+    // The demo's most active customers have the longest histories.
+    let customer: Value = app
+        .get("/v1/recommend?customer_id=c0000001&placement=home")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let anonymous: Value = app
+        .get("/v1/recommend?session_id=never-seen&placement=home")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        customer["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["reason"] == "based_on_your_history")
+    );
+    assert!(
+        anonymous["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["reason"] == "trending")
+    );
+    assert_ne!(customer["recommendations"], anonymous["recommendations"]);
+}
+
+#[tokio::test]
+async fn cache_headers_etag_and_304() {
+    let app = TestApp::spawn(settings()).await;
+    let path = "/v1/recommend?session_id=s-7&placement=home";
+    let r = app.get(path).await;
+    assert_eq!(r.headers()["cache-control"], "private, max-age=5");
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"'));
+    let timing = r.headers()["server-timing"].to_str().unwrap();
+    assert!(
+        timing.contains("store;dur=") && timing.contains("total;dur="),
+        "{timing}"
+    );
+    assert!(
+        r.headers().get("x-request-id").is_some(),
+        "a request id is generated"
+    );
+
+    let not_modified = app
+        .client
+        .get(app.url(path))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), 304);
+    assert_eq!(not_modified.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(
+        not_modified.headers()["cache-control"],
+        "private, max-age=5"
+    );
+    assert!(not_modified.bytes().await.unwrap().is_empty());
+
+    let stale = app
+        .client
+        .get(app.url(path))
+        .header("if-none-match", "\"0000000000000000\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 200);
+
+    let echoed = app
+        .client
+        .get(app.url(path))
+        .header("x-request-id", "req-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "req-abc-123");
+}
+
+#[tokio::test]
+async fn compressed_answers_vary_on_accept_encoding() {
+    let app = TestApp::spawn(settings()).await;
+    let r = app
+        .client
+        .get(app.url("/v1/recommend?session_id=s-8&placement=home&limit=50"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert!(
+        r.headers()["vary"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("accept-encoding")
+    );
+}
+
+#[tokio::test]
+async fn the_same_request_gets_the_same_recommendations() {
+    let app = TestApp::spawn(settings()).await;
+    let path = "/v1/recommend?customer_id=c0000002&placement=home&limit=20";
+    let a: Value = app.get(path).await.json().await.unwrap();
+    let b: Value = app.get(path).await.json().await.unwrap();
+    assert_eq!(without_decision_id(a), without_decision_id(b));
+}
+
+#[tokio::test]
+async fn unknown_products_and_categories_fall_back_to_trending() {
+    let app = TestApp::spawn(settings()).await;
+    for path in [
+        "/v1/recommend?session_id=s-9&placement=product&product_id=not-in-catalog",
+        "/v1/recommend?session_id=s-9&placement=category&category=no/such",
+        "/v1/recommend?session_id=s-9&placement=search&query=zzzzzz",
+    ] {
+        let body: Value = app.get(path).await.json().await.unwrap();
+        let recs = body["recommendations"].as_array().unwrap();
+        assert_eq!(recs.len(), 10, "{path}");
+        assert!(recs.iter().all(|i| i["reason"] == "trending"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_shop_answers_with_an_empty_list() {
+    let mut s = settings();
+    s.demo.enabled = false;
+    let app = TestApp::spawn(s).await;
+    let r = app.get("/v1/recommend?session_id=s&placement=home").await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["recommendations"].as_array().unwrap().is_empty());
+    let (status, code) = error_code(app.get("/v1/recommend?placement=home").await).await;
+    assert_eq!((status, code.as_str()), (422, "missing_visitor_id"));
+}
