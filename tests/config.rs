@@ -1,4 +1,5 @@
 //! Configuration layers and their order.
+#![allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type.
 
 use std::path::Path;
 
