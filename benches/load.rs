@@ -1,1 +1,233 @@
-fn main() {}
+//! HTTP load bench: starts the real `vitrine` binary with a large demo shop, then drives
+//! `GET /v1/recommend` (placement `product`, varying products and sessions) from a
+//! load generator in this process over keep-alive connections on loopback.
+//!
+//! Run: `cargo bench --bench load`. Knobs (environment):
+//! `LOAD_SECONDS` (10), `LOAD_WARMUP_SECONDS` (2), `LOAD_CONNECTIONS` (32),
+//! `LOAD_PRODUCTS` (100000), `LOAD_CUSTOMERS` (1000), `LOAD_EVENTS` (200000),
+//! `LOAD_PLACEMENT` (product). With `LOAD_SECONDS=0` it only measures start-up.
+//!
+//! The generator is deliberately minimal (raw HTTP/1.1 over tokio, one thread) so that
+//! it costs the server's two cores as little as possible.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+struct Stats {
+    hist: Histogram<u64>,
+    ok: u64,
+    other: u64,
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body; returns its status.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    buf.clear();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).unwrap_or("");
+            let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let total = end + 4 + len;
+            while buf.len() < total {
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Ok(status);
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn connection(
+    port: u16,
+    requests: std::sync::Arc<Vec<Vec<u8>>>,
+    seed: u64,
+    warmup_end: Instant,
+    end: Instant,
+) -> Stats {
+    let mut stats = Stats {
+        hist: Histogram::new_with_bounds(1, 10_000_000, 3).expect("histogram"),
+        ok: 0,
+        other: 0,
+    };
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream.set_nodelay(true).ok();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut buf = Vec::with_capacity(8192);
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let req = &requests[rng.random_range(0..requests.len())];
+        stream.write_all(req).await.expect("write");
+        let status = read_response(&mut stream, &mut buf).await.expect("read");
+        if now >= warmup_end {
+            let us = now.elapsed().as_micros() as u64;
+            stats.hist.record(us.max(1)).ok();
+            if status == 200 {
+                stats.ok += 1;
+            } else {
+                stats.other += 1;
+            }
+        }
+    }
+    stats
+}
+
+fn main() {
+    let seconds: u64 = env_or("LOAD_SECONDS", 10);
+    let warmup: u64 = env_or("LOAD_WARMUP_SECONDS", 2);
+    let connections: usize = env_or("LOAD_CONNECTIONS", 32);
+    let products: usize = env_or("LOAD_PRODUCTS", 100_000);
+    let customers: usize = env_or("LOAD_CUSTOMERS", 1_000);
+    let events: usize = env_or("LOAD_EVENTS", 200_000);
+    let placement: String = env_or("LOAD_PLACEMENT", "product".to_owned());
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let started = Instant::now();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("serve")
+        .env("VITRINE__SERVER__ADDR", format!("127.0.0.1:{port}"))
+        .env("VITRINE__DEMO__PRODUCTS", products.to_string())
+        .env("VITRINE__DEMO__CUSTOMERS", customers.to_string())
+        .env("VITRINE__DEMO__EVENTS", events.to_string())
+        .env("VITRINE__LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start vitrine");
+    let url = format!("http://127.0.0.1:{port}/livez");
+    while !vitrine::cli::healthcheck(&url) {
+        if let Ok(Some(s)) = server.try_wait() {
+            panic!("server exited: {s}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let startup = started.elapsed();
+    println!(
+        "start-up: {:.2} s with {products} products, {customers} customers, {events} events; RSS {:.0} MiB",
+        startup.as_secs_f64(),
+        rss_mib(server.id())
+    );
+
+    if seconds > 0 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let requests: Vec<Vec<u8>> = (0..20_000)
+            .map(|_| {
+                let product = rng.random_range(1..=products);
+                let session = rng.random_range(1..=50_000);
+                let path = match placement.as_str() {
+                    "home" => format!("/v1/recommend?session_id=s{session}&placement=home"),
+                    "customer" => format!(
+                        "/v1/recommend?customer_id=c{:07}&placement=home",
+                        rng.random_range(1..=customers.max(1))
+                    ),
+                    _ => format!("/v1/recommend?session_id=s{session}&placement=product&product_id=p{product:06}"),
+                };
+                format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes()
+            })
+            .collect();
+        let requests = std::sync::Arc::new(requests);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let t0 = Instant::now();
+        let warmup_end = t0 + Duration::from_secs(warmup);
+        let end = warmup_end + Duration::from_secs(seconds);
+        let all = runtime.block_on(async {
+            let tasks: Vec<_> = (0..connections)
+                .map(|c| {
+                    tokio::spawn(connection(
+                        port,
+                        requests.clone(),
+                        c as u64,
+                        warmup_end,
+                        end,
+                    ))
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("connection task"));
+            }
+            out
+        });
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram");
+        let (mut ok, mut other) = (0, 0);
+        for s in &all {
+            hist.add(&s.hist).ok();
+            ok += s.ok;
+            other += s.other;
+        }
+        let total = ok + other;
+        println!(
+            "GET /v1/recommend placement={placement}: {connections} connections, {seconds} s (after {warmup} s warm-up)"
+        );
+        println!(
+            "  {total} requests, {:.0} req/s, non-200: {other}",
+            total as f64 / seconds as f64
+        );
+        println!(
+            "  latency p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
+            hist.value_at_quantile(0.50) as f64 / 1000.0,
+            hist.value_at_quantile(0.90) as f64 / 1000.0,
+            hist.value_at_quantile(0.99) as f64 / 1000.0,
+            hist.value_at_quantile(0.999) as f64 / 1000.0,
+            hist.max() as f64 / 1000.0
+        );
+        println!("  server RSS after load {:.0} MiB", rss_mib(server.id()));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+}

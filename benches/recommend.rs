@@ -1,1 +1,88 @@
-fn main() {}
+//! Scoring one request on a 100,000-product demo catalog: the CPU part of
+//! `/v1/recommend` (candidate gathering, blending, filtering, ranking).
+//!
+//! Run: `cargo bench --bench recommend`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use vitrine::config::{DemoSettings, RecommendSettings};
+use vitrine::domain::{Placement, Profile};
+use vitrine::ingest::demo;
+use vitrine::recommend::{CartItem, Models, Query, recommend};
+
+fn bench(c: &mut Criterion) {
+    let settings = DemoSettings {
+        products: 100_000,
+        customers: 10_000,
+        events: 500_000,
+        ..DemoSettings::default()
+    };
+    let shop = demo::generate(&settings, 1_700_000_000).expect("demo shop");
+    let models = Models::train(
+        &shop.catalog,
+        &shop.interactions,
+        &RecommendSettings::default(),
+    );
+    let catalog = &shop.catalog;
+    // A visitor with a 50-item history.
+    let mut profile = Profile::default();
+    for i in shop.interactions.iter().rev().take(50) {
+        profile.record_view(&catalog.product(i.product).id);
+    }
+    profile.top_categories = vec!["kitchen/coffee".into(), "pantry/coffee-beans".into()];
+    let product_ids: Vec<String> = (0..1000).map(|i| demo::product_id(i * 97)).collect();
+    let cart: Vec<CartItem> = (0..5)
+        .map(|i| CartItem {
+            product_id: demo::product_id(i * 1013),
+            quantity: 1,
+        })
+        .collect();
+
+    let mut group = c.benchmark_group("recommend");
+    let mut n = 0usize;
+    group.bench_function("product_100k_catalog_50_item_history", |b| {
+        b.iter(|| {
+            n = (n + 1) % product_ids.len();
+            let q = Query {
+                placement: Placement::Product,
+                product: Some(&product_ids[n]),
+                category: None,
+                search: None,
+                cart: &[],
+                limit: 10,
+            };
+            black_box(recommend(&models, catalog, &q, Some(&profile)))
+        });
+    });
+    group.bench_function("home_100k_catalog_50_item_history", |b| {
+        b.iter(|| {
+            let q = Query {
+                placement: Placement::Home,
+                product: None,
+                category: None,
+                search: None,
+                cart: &[],
+                limit: 10,
+            };
+            black_box(recommend(&models, catalog, &q, Some(&profile)))
+        });
+    });
+    group.bench_function("cart_5_lines_100k_catalog", |b| {
+        b.iter(|| {
+            let q = Query {
+                placement: Placement::Cart,
+                product: None,
+                category: None,
+                search: None,
+                cart: &cart,
+                limit: 10,
+            };
+            black_box(recommend(&models, catalog, &q, None))
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

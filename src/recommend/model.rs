@@ -31,14 +31,15 @@ impl Models {
         let trending = Trending::train(catalog, interactions, half_life, now);
         let bought = cooccur::bought_together(catalog.len(), interactions, settings.neighbors);
         let viewed = cooccur::viewed_together(catalog.len(), interactions, settings.neighbors);
-        // The version is a digest of what the models were trained on, so the same data
-        // gives the same version on every replica.
+        // The version is a digest of what the models were trained on (event times taken
+        // relative to the newest), so the same data gives the same version on every
+        // replica and after every restart.
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         h.update(&(catalog.len() as u64).to_le_bytes());
         h.update(&(interactions.len() as u64).to_le_bytes());
         for i in interactions.iter().step_by(interactions.len() / 4096 + 1) {
             h.update(&u64::from(i.product).to_le_bytes());
-            h.update(&i.ts.to_le_bytes());
+            h.update(&(now - i.ts).to_le_bytes());
         }
         Self {
             version: format!("cooc-{:012x}", h.digest() & 0xffff_ffff_ffff),

@@ -1,0 +1,26 @@
+# Multi-stage build: compile in the Rust image, run in a slim Debian with a non-root user.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+COPY tests ./tests
+RUN cargo build --release --locked --bin vitrine
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin vitrine
+WORKDIR /app
+COPY --from=build /src/target/release/vitrine /usr/local/bin/vitrine
+COPY config ./config
+USER vitrine
+# Listen on all interfaces inside the container; everything else is set with
+# VITRINE__SECTION__KEY environment variables (see config/base.toml).
+ENV VITRINE__SERVER__ADDR=0.0.0.0:8080 \
+    VITRINE__LOG__FORMAT=json \
+    VITRINE_CONFIG_DIR=/app/config
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["vitrine", "healthcheck", "--url", "http://127.0.0.1:8080/livez"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["vitrine"]
+CMD ["serve"]
