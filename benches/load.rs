@@ -127,6 +127,7 @@ fn main() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port");
+    let store_dir = tempfile::tempdir().expect("store dir");
     let started = Instant::now();
     let mut server = Command::new(env!("CARGO_BIN_EXE_vitrine"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -136,6 +137,10 @@ fn main() {
         .env("VITRINE__DEMO__CUSTOMERS", customers.to_string())
         .env("VITRINE__DEMO__EVENTS", events.to_string())
         .env("VITRINE__LOG__LEVEL", "warn")
+        .env(
+            "VITRINE__STORAGE__PATH",
+            store_dir.path().join("vitrine.redb"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

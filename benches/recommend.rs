@@ -7,6 +7,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use vitrine::config::{DemoSettings, RecommendSettings};
+use vitrine::domain::profile::{Behaviour, ProfileOp};
 use vitrine::domain::{Placement, Profile};
 use vitrine::ingest::demo;
 use vitrine::recommend::{CartItem, Models, Query, recommend};
@@ -27,10 +28,24 @@ fn bench(c: &mut Criterion) {
     let catalog = &shop.catalog;
     // A visitor with a 50-item history.
     let mut profile = Profile::default();
-    for i in shop.interactions.iter().rev().take(50) {
-        profile.record_view(&catalog.product(i.product).id);
+    for (n, i) in shop.interactions.iter().rev().take(50).enumerate() {
+        let product = catalog.product(i.product);
+        profile.apply(&ProfileOp::Event {
+            id: n as u64,
+            at: i.ts,
+            behaviour: Behaviour::View,
+            product_id: Some(product.id.to_string()),
+            category: Some(
+                catalog.categories()[usize::from(product.category)]
+                    .handle
+                    .to_string(),
+            ),
+            quantity: 1,
+            price: None,
+            query: None,
+            order: None,
+        });
     }
-    profile.top_categories = vec!["kitchen/coffee".into(), "pantry/coffee-beans".into()];
     let product_ids: Vec<String> = (0..1000).map(|i| demo::product_id(i * 97)).collect();
     let cart: Vec<CartItem> = (0..5)
         .map(|i| CartItem {

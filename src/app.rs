@@ -16,15 +16,18 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
-use crate::domain::{Catalog, Interaction, VisitorId, VisitorKey};
+use crate::config::{Settings, StorageBackend};
+use crate::domain::{Catalog, Interaction, Profile, VisitorId, VisitorKey};
 use crate::http;
 use crate::http::auth::Keys;
 use crate::http::recommend::Banners;
 use crate::ingest::demo;
 use crate::recommend::Models;
 use crate::recommend::model::unix_now;
-use crate::store::{MemoryStore, ProfileStore};
+use crate::store::redis::RedisOptions;
+use crate::store::{
+    EmbeddedStore, KeyHasher, MemoryStore, ProfileStore, RedisStore, StoreError, Tiered,
+};
 
 /// The catalog and the models trained on it: always swapped together, because the
 /// models address products by catalog index.
@@ -39,6 +42,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub store: Arc<dyn ProfileStore>,
+    pub hasher: Arc<KeyHasher>,
     pub keys: Arc<Keys>,
     pub banners: Arc<Banners>,
     pub permits: Arc<Semaphore>,
@@ -55,6 +59,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
     #[error("start-up task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -69,46 +75,82 @@ pub struct App {
 struct Data {
     catalog: Catalog,
     interactions: Vec<Interaction>,
-    store: MemoryStore,
+    customers: Vec<(String, Profile)>,
 }
 
+/// The secret used when `privacy.id_hash_secret` is empty. Fine for a demo; a
+/// deployment sets its own, or anyone with the code can recompute key hashes.
+const DEVELOPMENT_SECRET: &[u8] = b"vitrine-development-secret-change-me";
+
 impl App {
-    /// Builds the service on its embedded default: an in-process store holding the
-    /// demo customers (when `demo.enabled`).
+    /// Builds the service with the configured store (the embedded default unless
+    /// configured otherwise), loading the demo shop when `demo.enabled`.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        Self::build_with_store(settings, |memory| memory).await
+        Self::build_with_store(settings, |store| store).await
     }
 
-    /// Like [`App::build`], but lets the caller wrap the in-process store (tests put a
-    /// slow or failing store in front of it).
+    /// Like [`App::build`], but lets the caller wrap the store (tests put a slow or
+    /// failing store in front of it).
     pub async fn build_with_store<F>(settings: Settings, wrap: F) -> Result<Self, StartError>
     where
-        F: FnOnce(Arc<MemoryStore>) -> Arc<dyn ProfileStore>,
+        F: FnOnce(Arc<dyn ProfileStore>) -> Arc<dyn ProfileStore>,
     {
         let metrics = metrics_handle();
+        let secret = if settings.privacy.id_hash_secret.is_empty() {
+            tracing::warn!(
+                "privacy.id_hash_secret is not set: using the built-in development secret"
+            );
+            DEVELOPMENT_SECRET.to_vec()
+        } else {
+            settings.privacy.id_hash_secret.as_bytes().to_vec()
+        };
+        let hasher = Arc::new(KeyHasher::new(&secret));
+        let base = open_store(&settings).await?;
+        let store: Arc<dyn ProfileStore> = Arc::new(Tiered::new(
+            base,
+            settings.cache.l1_capacity,
+            Duration::from_millis(settings.cache.l1_ttl_ms),
+        ));
+        let store = wrap(store);
+
         let demo_settings = settings.demo.clone();
         let recommend_settings = settings.recommend.clone();
-        let (data, models) = tokio::task::spawn_blocking(move || -> Result<_, StartError> {
-            let data = load_data(&demo_settings)?;
-            let models = Models::train(&data.catalog, &data.interactions, &recommend_settings);
-            Ok((data, models))
-        })
-        .await??;
-        let Data {
-            catalog,
-            interactions,
-            store,
-        } = data;
+        let seed_hasher = hasher.clone();
+        let (catalog, interactions, seed, models) =
+            tokio::task::spawn_blocking(move || -> Result<_, StartError> {
+                let Data {
+                    catalog,
+                    interactions,
+                    customers,
+                } = load_data(&demo_settings)?;
+                let models = Models::train(&catalog, &interactions, &recommend_settings);
+                let seed: Vec<_> = customers
+                    .into_iter()
+                    .filter_map(|(id, profile)| {
+                        let id = VisitorId::parse(&id).ok()?;
+                        Some((seed_hasher.key(&VisitorKey::Customer(id)), profile))
+                    })
+                    .collect();
+                Ok((catalog, interactions, seed, models))
+            })
+            .await??;
+        let demo_profiles = seed.len();
+        let seeded = if seed.is_empty() {
+            false
+        } else {
+            store.seed(seed).await?
+        };
         tracing::info!(
             products = catalog.len(),
-            profiles = store.len(),
+            demo_profiles,
+            seeded,
             interactions = interactions.len(),
             model_version = %models.version,
             model_memory_bytes = models.memory_bytes(),
+            store = store.backend(),
             "data loaded"
         );
         drop(interactions);
-        let store = wrap(Arc::new(store));
 
         let keys = Keys::new(&settings.auth);
         if keys.is_open() {
@@ -125,6 +167,7 @@ impl App {
             keys: Arc::new(keys),
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot { catalog, models })),
             store,
+            hasher,
             metrics,
             cache_control,
             settings: Arc::new(settings),
@@ -207,25 +250,38 @@ impl App {
     }
 }
 
+async fn open_store(settings: &Settings) -> Result<Arc<dyn ProfileStore>, StartError> {
+    Ok(match settings.storage.backend {
+        StorageBackend::Memory => Arc::new(MemoryStore::new()),
+        StorageBackend::Embedded => {
+            let path = settings.storage.path.clone();
+            Arc::new(tokio::task::spawn_blocking(move || EmbeddedStore::open(&path)).await??)
+        }
+        StorageBackend::Redis => Arc::new(
+            RedisStore::connect(&RedisOptions {
+                url: settings.redis.url.clone(),
+                key_prefix: settings.redis.key_prefix.clone(),
+                profile_ttl: Duration::from_secs(settings.redis.profile_ttl_s),
+                timeout: Duration::from_millis(settings.redis.timeout_ms),
+            })
+            .await?,
+        ),
+    })
+}
+
 fn load_data(settings: &crate::config::DemoSettings) -> Result<Data, StartError> {
-    let store = MemoryStore::new();
     if !settings.enabled {
         return Ok(Data {
             catalog: Catalog::empty(),
             interactions: Vec::new(),
-            store,
+            customers: Vec::new(),
         });
     }
     let shop = demo::generate(settings, unix_now())?;
-    store.insert_many(shop.customers.into_iter().filter_map(|(id, profile)| {
-        VisitorId::parse(&id)
-            .ok()
-            .map(|id| (VisitorKey::Customer(id), profile))
-    }));
     Ok(Data {
         catalog: shop.catalog,
         interactions: shop.interactions,
-        store,
+        customers: shop.customers,
     })
 }
 

@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// Address to listen on (overrides server.addr), e.g. 0.0.0.0:8080.
     #[arg(long, value_name = "HOST:PORT")]
     pub addr: Option<SocketAddr>,
+    /// Use Redis at this URL as the shared store (sets storage.backend = "redis").
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
     /// Directory holding base.toml and the per-environment files.
     #[arg(
         long,

@@ -25,6 +25,108 @@ pub struct Settings {
     pub demo: DemoSettings,
     pub log: LogSettings,
     pub content: ContentSettings,
+    pub storage: StorageSettings,
+    pub redis: RedisSettings,
+    pub cache: CacheSettings,
+    pub privacy: PrivacySettings,
+    pub events: EventSettings,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// A durable file in `storage.path`; no external service.
+    #[default]
+    Embedded,
+    /// Redis at `redis.url`, shared by replicas.
+    Redis,
+    /// Process memory only; nothing survives a restart (tests, benchmarks).
+    Memory,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    pub backend: StorageBackend,
+    /// The embedded store's file.
+    pub path: PathBuf,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            backend: StorageBackend::Embedded,
+            path: PathBuf::from("data/vitrine.redb"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// e.g. `redis://127.0.0.1:6379/0`; used when `storage.backend = "redis"`.
+    pub url: String,
+    /// Prepended to every key, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// Every profile key expires this long after its last write.
+    pub profile_ttl_s: u64,
+    /// Connect and response timeout for each Redis call.
+    pub timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            key_prefix: "vitrine:".into(),
+            profile_ttl_s: 90 * 86_400,
+            timeout_ms: 250,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// Profiles held in the in-process L1 cache.
+    pub l1_capacity: u64,
+    /// How long an L1 entry is trusted; bounds how stale another replica's view can be.
+    pub l1_ttl_ms: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            l1_capacity: 100_000,
+            l1_ttl_ms: 500,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacySettings {
+    /// Secret for the keyed hash of visitor ids. Replicas sharing a store must share it.
+    /// Empty: a built-in development secret is used and start-up warns.
+    pub id_hash_secret: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventSettings {
+    /// Events accepted in one request.
+    pub max_batch: usize,
+    /// Events older than this are refused (use `vitrine import` for history).
+    pub max_age_s: i64,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            max_batch: 500,
+            max_age_s: 7 * 86_400,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -185,6 +287,8 @@ pub enum ConfigError {
 pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub addr: Option<SocketAddr>,
+    /// `--redis URL`: use Redis at URL as the store.
+    pub redis: Option<String>,
 }
 
 impl Settings {
@@ -205,6 +309,11 @@ impl Settings {
         figment = figment.merge(Env::prefixed("VITRINE__").split("__"));
         if let Some(addr) = overrides.addr {
             figment = figment.merge(("server.addr", addr.to_string()));
+        }
+        if let Some(url) = &overrides.redis {
+            figment = figment
+                .merge(("storage.backend", "redis"))
+                .merge(("redis.url", url.as_str()));
         }
         let settings: Settings = figment.extract().map_err(Box::new)?;
         settings.validate()?;
@@ -299,6 +408,36 @@ impl Settings {
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             "log.level",
             "is not a valid filter (e.g. `info`, `vitrine=debug`)",
+        )?;
+        check(
+            self.storage.backend != StorageBackend::Redis || !self.redis.url.is_empty(),
+            "redis.url",
+            "is required when storage.backend = \"redis\" (or pass --redis URL)",
+        )?;
+        check(
+            (1..=60_000).contains(&self.redis.timeout_ms),
+            "redis.timeout_ms",
+            "must be between 1 and 60000",
+        )?;
+        check(
+            self.redis.profile_ttl_s >= 60,
+            "redis.profile_ttl_s",
+            "must be at least 60",
+        )?;
+        check(
+            (1..=60_000).contains(&self.cache.l1_ttl_ms),
+            "cache.l1_ttl_ms",
+            "must be between 1 and 60000",
+        )?;
+        check(
+            (1..=10_000).contains(&self.events.max_batch),
+            "events.max_batch",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            self.events.max_age_s >= 60,
+            "events.max_age_s",
+            "must be at least 60",
         )?;
         let mut ids = std::collections::HashSet::new();
         for b in &self.content.banners {

@@ -23,6 +23,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let overrides = Overrides {
         config_file: args.config.clone(),
         addr: args.addr,
+        redis: args.redis.clone(),
     };
     let settings = match Settings::load(&args.config_dir, &overrides) {
         Ok(s) => s,

@@ -4,9 +4,13 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The binary, with a small demo shop and its own store directory (kept until the
+/// process ends: each test's server must not share the embedded store's file).
 fn vitrine() -> Command {
+    let dir = tempfile::tempdir().unwrap().keep();
     let mut c = Command::new(env!("CARGO_BIN_EXE_vitrine"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("VITRINE__STORAGE__PATH", dir.join("vitrine.redb"))
         .env_remove("VITRINE_ENV")
         .env("VITRINE__DEMO__PRODUCTS", "300")
         .env("VITRINE__DEMO__CUSTOMERS", "50")

@@ -31,6 +31,7 @@ fn each_layer_overrides_the_one_below() {
         let overrides = Overrides {
             config_file: Some("extra.toml".into()),
             addr: Some("127.0.0.1:1002".parse().unwrap()),
+            redis: None,
         };
         let s = Settings::load(Path::new("config"), &overrides).expect("loads");
         assert_eq!(s.server.addr.port(), 1002, "CLI beats everything");

@@ -105,8 +105,10 @@ async fn past_max_concurrency_requests_are_shed_with_503_and_retry_after() {
 async fn metrics_are_prometheus_text_with_bounded_labels() {
     let app = TestApp::spawn(settings()).await;
     app.get("/v1/recommend?session_id=s&placement=home").await;
-    app.get("/v1/recommend?customer_id=c0000003&placement=home")
-        .await;
+    for _ in 0..2 {
+        app.get("/v1/recommend?customer_id=c0000003&placement=home")
+            .await;
+    }
     app.get("/no/such/route").await;
     let r = app.get("/metrics").await;
     assert!(
@@ -121,8 +123,10 @@ async fn metrics_are_prometheus_text_with_bounded_labels() {
         "route=\"/v1/recommend\"",
         "route=\"unmatched\"",
         "vitrine_http_request_duration_seconds_bucket{",
-        "vitrine_store_reads_total{tier=\"memory\",result=\"hit\"}",
-        "vitrine_store_reads_total{tier=\"memory\",result=\"miss\"}",
+        "vitrine_store_reads_total{tier=\"l1\",result=\"hit\"}",
+        "vitrine_store_reads_total{tier=\"l1\",result=\"miss\"}",
+        "vitrine_store_reads_total{tier=\"embedded\",result=\"hit\"}",
+        "vitrine_store_reads_total{tier=\"embedded\",result=\"miss\"}",
         "vitrine_http_errors_total{code=\"not_found\"}",
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");

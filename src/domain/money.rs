@@ -14,6 +14,9 @@ pub struct Currency([u8; 3]);
 pub struct InvalidCurrency(pub String);
 
 impl Currency {
+    /// ISO 4217's "no currency", for amounts whose currency is not known.
+    pub const XXX: Currency = Currency(*b"XXX");
+
     /// Parses a three-letter code; lower case is accepted and normalised.
     pub fn parse(code: &str) -> Result<Self, InvalidCurrency> {
         let bytes = code.as_bytes();

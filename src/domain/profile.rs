@@ -1,75 +1,737 @@
-//! What Vitrine knows about one visitor, as read on the serving path.
+//! The unified visitor profile, and the operations that change it.
 //!
-//! Every list is bounded, so a profile's size is bounded whatever the visitor does.
+//! A profile only changes through [`Profile::apply`], a pure function of the profile and
+//! one [`ProfileOp`]. That is what makes every store safe: a backend that must retry a
+//! read-modify-write (Redis CAS) re-applies the same ops to the fresh profile and gets the
+//! same result, and an op whose id is already in the profile's `applied` ring is skipped,
+//! so a repeated event or webhook is applied once. Every list is bounded, so a profile's
+//! size is bounded whatever a visitor does.
 
 use serde::{Deserialize, Serialize};
 
 use super::money::Money;
 
-/// The most products kept in `recently_viewed`.
-pub const MAX_RECENTLY_VIEWED: usize = 50;
-/// The most distinct products kept in `purchased`.
-pub const MAX_PURCHASED: usize = 200;
-/// The most categories kept in `top_categories`.
-pub const MAX_TOP_CATEGORIES: usize = 10;
+pub const MAX_RECENTLY_VIEWED: usize = 30;
+pub const MAX_RECENT_SEARCHES: usize = 10;
+pub const MAX_PURCHASED: usize = 100;
+pub const MAX_AFFINITIES: usize = 16;
+pub const MAX_CART_LINES: usize = 100;
+pub const MAX_SEGMENTS: usize = 32;
+/// Op ids remembered for idempotency; a repeat older than this window would apply again.
+pub const APPLIED_WINDOW: usize = 256;
+/// Half-life of category affinity, in seconds (30 days).
+pub const AFFINITY_HALF_LIFE_S: f64 = 30.0 * 86_400.0;
+const DAY: i64 = 86_400;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    pub personalization: bool,
+    pub marketing: bool,
+}
+
+impl Default for Consent {
+    fn default() -> Self {
+        Self {
+            personalization: true,
+            marketing: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Affinity {
+    pub category: String,
+    /// Decayed score as of `at`.
+    pub score: f32,
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purchase {
+    pub product_id: String,
+    pub count: u32,
+    pub last_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartLine {
+    pub product_id: String,
+    pub quantity: u32,
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
-    /// Product ids, most recent first.
-    pub recently_viewed: Vec<String>,
-    /// Product ids with purchase counts, most recent purchase first.
-    pub purchased: Vec<(String, u32)>,
+    pub consent: Consent,
+    pub segments: Vec<String>,
+    pub loyalty_tier: Option<String>,
+    /// B2B company or account id.
+    pub company_id: Option<String>,
+    pub first_seen: i64,
+    pub last_seen: i64,
     pub orders_count: u32,
     pub total_spent: Option<Money>,
-    /// Category handles, strongest affinity first.
-    pub top_categories: Vec<String>,
+    pub first_order_at: Option<i64>,
+    pub last_order_at: Option<i64>,
+    /// Strongest first.
+    pub affinities: Vec<Affinity>,
+    /// Product ids, most recent first.
+    pub recently_viewed: Vec<String>,
+    /// Most recent first.
+    pub recent_searches: Vec<String>,
+    pub cart: Vec<CartLine>,
+    /// Most recent purchase first.
+    pub purchased: Vec<Purchase>,
+    /// Ids of applied ops (events, webhooks, merges), newest last.
+    pub applied: Vec<u64>,
+    /// Ids of orders already counted, newest last.
+    pub orders_seen: Vec<u64>,
+}
+
+/// One behavioural signal, as the profile sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Behaviour {
+    View,
+    Search,
+    AddToCart,
+    RemoveFromCart,
+    Checkout,
+    Purchase,
+    Impression,
+    Click,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProfileOp {
+    /// A storefront event. `order` groups purchase lines into one order.
+    Event {
+        id: u64,
+        at: i64,
+        behaviour: Behaviour,
+        product_id: Option<String>,
+        category: Option<String>,
+        quantity: u32,
+        price: Option<Money>,
+        query: Option<String>,
+        order: Option<u64>,
+    },
+    /// A whole order (platform webhook or import).
+    Order {
+        id: u64,
+        order: u64,
+        at: i64,
+        total: Money,
+        lines: Vec<(String, u32, Option<String>)>,
+    },
+    /// An order cancelled after it was counted.
+    CancelOrder { id: u64, order: u64, total: Money },
+    /// The platform's view of the cart replaces ours.
+    SetCart {
+        id: u64,
+        at: i64,
+        lines: Vec<CartLine>,
+    },
+    Consent {
+        id: u64,
+        at: i64,
+        personalization: Option<bool>,
+        marketing: Option<bool>,
+    },
+    Attributes {
+        id: u64,
+        at: i64,
+        segments: Option<Vec<String>>,
+        loyalty_tier: Option<String>,
+        company_id: Option<String>,
+    },
+    /// Folds an anonymous session's profile into this one; `id` names the session.
+    Absorb { id: u64, from: Box<Profile> },
+}
+
+impl ProfileOp {
+    pub fn id(&self) -> u64 {
+        match self {
+            ProfileOp::Event { id, .. }
+            | ProfileOp::Order { id, .. }
+            | ProfileOp::CancelOrder { id, .. }
+            | ProfileOp::SetCart { id, .. }
+            | ProfileOp::Consent { id, .. }
+            | ProfileOp::Attributes { id, .. }
+            | ProfileOp::Absorb { id, .. } => *id,
+        }
+    }
+}
+
+fn push_front_unique(list: &mut Vec<String>, item: &str, max: usize) {
+    list.retain(|p| p != item);
+    list.insert(0, item.to_owned());
+    list.truncate(max);
+}
+
+fn push_ring(ring: &mut Vec<u64>, id: u64, max: usize) {
+    ring.push(id);
+    if ring.len() > max {
+        let extra = ring.len() - max;
+        ring.drain(..extra);
+    }
 }
 
 impl Profile {
-    /// Records a product view: moves it to the front and keeps the list bounded.
-    pub fn record_view(&mut self, product_id: &str) {
-        self.recently_viewed.retain(|p| p != product_id);
-        self.recently_viewed.insert(0, product_id.to_owned());
-        self.recently_viewed.truncate(MAX_RECENTLY_VIEWED);
+    /// Applies one op; false when it was already applied (nothing changes then).
+    pub fn apply(&mut self, op: &ProfileOp) -> bool {
+        let id = op.id();
+        if self.applied.contains(&id) {
+            return false;
+        }
+        push_ring(&mut self.applied, id, APPLIED_WINDOW);
+        match op {
+            ProfileOp::Event {
+                at,
+                behaviour,
+                product_id,
+                category,
+                quantity,
+                price,
+                query,
+                order,
+                ..
+            } => {
+                self.touch(*at);
+                if !self.consent.personalization {
+                    // No behavioural history for visitors who did not consent.
+                    return true;
+                }
+                self.event(
+                    *at,
+                    *behaviour,
+                    product_id.as_deref(),
+                    category.as_deref(),
+                    *quantity,
+                    *price,
+                    query.as_deref(),
+                    *order,
+                    id,
+                );
+            }
+            ProfileOp::Order {
+                order,
+                at,
+                total,
+                lines,
+                ..
+            } => {
+                self.touch(*at);
+                self.count_order(*order, *at, *total);
+                if self.consent.personalization {
+                    for (product, qty, category) in lines {
+                        self.record_purchase(product, *qty, *at);
+                        if let Some(c) = category {
+                            self.bump_affinity(c, 5.0, *at);
+                        }
+                    }
+                    self.cart.clear();
+                }
+            }
+            ProfileOp::CancelOrder { order, total, .. } => {
+                if self.orders_seen.contains(order) {
+                    self.orders_count = self.orders_count.saturating_sub(1);
+                    if let Some(spent) = &mut self.total_spent
+                        && spent.currency == total.currency
+                    {
+                        spent.amount = (spent.amount - total.amount).max(0);
+                    }
+                    self.orders_seen.retain(|o| o != order);
+                }
+            }
+            ProfileOp::SetCart { at, lines, .. } => {
+                self.touch(*at);
+                if self.consent.personalization {
+                    self.cart = lines.iter().take(MAX_CART_LINES).cloned().collect();
+                }
+            }
+            ProfileOp::Consent {
+                at,
+                personalization,
+                marketing,
+                ..
+            } => {
+                self.touch(*at);
+                if let Some(m) = marketing {
+                    self.consent.marketing = *m;
+                }
+                if let Some(p) = personalization {
+                    self.consent.personalization = *p;
+                    if !p {
+                        self.forget_behaviour();
+                    }
+                }
+            }
+            ProfileOp::Attributes {
+                at,
+                segments,
+                loyalty_tier,
+                company_id,
+                ..
+            } => {
+                self.touch(*at);
+                if let Some(s) = segments {
+                    self.segments = s.iter().take(MAX_SEGMENTS).cloned().collect();
+                }
+                if loyalty_tier.is_some() {
+                    self.loyalty_tier.clone_from(loyalty_tier);
+                }
+                if company_id.is_some() {
+                    self.company_id.clone_from(company_id);
+                }
+            }
+            ProfileOp::Absorb { from, .. } => self.absorb(from),
+        }
+        true
     }
 
-    /// Records a purchased product: bumps its count and moves it to the front.
-    pub fn record_purchase(&mut self, product_id: &str) {
-        let count = match self.purchased.iter().position(|(p, _)| p == product_id) {
-            Some(i) => self.purchased.remove(i).1 + 1,
-            None => 1,
+    fn touch(&mut self, at: i64) {
+        if self.first_seen == 0 || at < self.first_seen {
+            self.first_seen = at;
+        }
+        self.last_seen = self.last_seen.max(at);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        &mut self,
+        at: i64,
+        behaviour: Behaviour,
+        product: Option<&str>,
+        category: Option<&str>,
+        quantity: u32,
+        price: Option<Money>,
+        query: Option<&str>,
+        order: Option<u64>,
+        id: u64,
+    ) {
+        let weight = match behaviour {
+            Behaviour::View | Behaviour::Click => 1.0,
+            Behaviour::AddToCart | Behaviour::Checkout => 3.0,
+            Behaviour::Purchase => 5.0,
+            Behaviour::Search | Behaviour::RemoveFromCart | Behaviour::Impression => 0.0,
         };
-        self.purchased.insert(0, (product_id.to_owned(), count));
+        if let Some(c) = category
+            && weight > 0.0
+        {
+            self.bump_affinity(c, weight, at);
+        }
+        match behaviour {
+            Behaviour::View | Behaviour::Click => {
+                if let Some(p) = product {
+                    push_front_unique(&mut self.recently_viewed, p, MAX_RECENTLY_VIEWED);
+                }
+            }
+            Behaviour::Search => {
+                if let Some(q) = query {
+                    push_front_unique(&mut self.recent_searches, q, MAX_RECENT_SEARCHES);
+                }
+            }
+            Behaviour::AddToCart => {
+                if let Some(p) = product {
+                    if let Some(line) = self.cart.iter_mut().find(|l| l.product_id == p) {
+                        line.quantity = line.quantity.saturating_add(quantity);
+                    } else if self.cart.len() < MAX_CART_LINES {
+                        self.cart.push(CartLine {
+                            product_id: p.to_owned(),
+                            quantity,
+                        });
+                    }
+                }
+            }
+            Behaviour::RemoveFromCart => {
+                if let Some(p) = product {
+                    if let Some(line) = self.cart.iter_mut().find(|l| l.product_id == p) {
+                        line.quantity = line.quantity.saturating_sub(quantity);
+                    }
+                    self.cart.retain(|l| l.quantity > 0);
+                }
+            }
+            Behaviour::Purchase => {
+                if let Some(p) = product {
+                    self.record_purchase(p, quantity, at);
+                    self.cart.retain(|l| l.product_id != p);
+                }
+                let line_total = price
+                    .map(|m| Money::new(m.amount.saturating_mul(i64::from(quantity)), m.currency));
+                let order = order.unwrap_or(id);
+                if let Some(total) = line_total {
+                    self.count_order(order, at, total);
+                } else if !self.orders_seen.contains(&order) {
+                    self.count_order(
+                        order,
+                        at,
+                        Money::new(
+                            0,
+                            self.total_spent
+                                .map_or(super::Currency::XXX, |m| m.currency),
+                        ),
+                    );
+                }
+            }
+            Behaviour::Checkout | Behaviour::Impression => {}
+        }
+    }
+
+    /// Counts an order once by its id, and adds to the spend in the profile's currency.
+    fn count_order(&mut self, order: u64, at: i64, total: Money) {
+        if !self.orders_seen.contains(&order) {
+            push_ring(&mut self.orders_seen, order, APPLIED_WINDOW);
+            self.orders_count = self.orders_count.saturating_add(1);
+            self.first_order_at = Some(self.first_order_at.map_or(at, |f| f.min(at)));
+            self.last_order_at = Some(self.last_order_at.map_or(at, |l| l.max(at)));
+        }
+        match &mut self.total_spent {
+            Some(spent) if spent.currency == total.currency => {
+                spent.amount = spent.amount.saturating_add(total.amount);
+            }
+            Some(_) => {} // Another currency: no conversion here; the first currency stays.
+            None if total.currency != super::Currency::XXX => self.total_spent = Some(total),
+            None => {}
+        }
+    }
+
+    fn record_purchase(&mut self, product: &str, quantity: u32, at: i64) {
+        let count = match self.purchased.iter().position(|p| p.product_id == product) {
+            Some(i) => self
+                .purchased
+                .remove(i)
+                .count
+                .saturating_add(quantity.max(1)),
+            None => quantity.max(1),
+        };
+        self.purchased.insert(
+            0,
+            Purchase {
+                product_id: product.to_owned(),
+                count,
+                last_at: at,
+            },
+        );
         self.purchased.truncate(MAX_PURCHASED);
+    }
+
+    fn bump_affinity(&mut self, category: &str, weight: f32, at: i64) {
+        let decay = |a: &Affinity, to: i64| {
+            a.score * ((-((to - a.at).max(0) as f64) / AFFINITY_HALF_LIFE_S).exp2() as f32)
+        };
+        for a in &mut self.affinities {
+            let now = at.max(a.at);
+            a.score = decay(a, now);
+            a.at = now;
+        }
+        match self.affinities.iter_mut().find(|a| a.category == category) {
+            Some(a) => a.score += weight,
+            None => self.affinities.push(Affinity {
+                category: category.to_owned(),
+                score: weight,
+                at,
+            }),
+        }
+        self.affinities.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.category.cmp(&b.category))
+        });
+        self.affinities.truncate(MAX_AFFINITIES);
+    }
+
+    /// Drops every behavioural trace (consent withdrawn).
+    fn forget_behaviour(&mut self) {
+        self.affinities.clear();
+        self.recently_viewed.clear();
+        self.recent_searches.clear();
+        self.cart.clear();
+        self.purchased.clear();
+    }
+
+    fn absorb(&mut self, from: &Profile) {
+        if from.first_seen != 0 {
+            self.touch(from.first_seen);
+        }
+        self.touch(from.last_seen);
+        if !self.consent.personalization {
+            return;
+        }
+        for p in from.recently_viewed.iter().rev() {
+            push_front_unique(&mut self.recently_viewed, p, MAX_RECENTLY_VIEWED);
+        }
+        for q in from.recent_searches.iter().rev() {
+            push_front_unique(&mut self.recent_searches, q, MAX_RECENT_SEARCHES);
+        }
+        for a in &from.affinities {
+            self.bump_affinity(&a.category, a.score, a.at);
+        }
+        for line in &from.cart {
+            if !self.cart.iter().any(|l| l.product_id == line.product_id)
+                && self.cart.len() < MAX_CART_LINES
+            {
+                self.cart.push(line.clone());
+            }
+        }
+        for p in from.purchased.iter().rev() {
+            self.record_purchase(&p.product_id, p.count, p.last_at);
+        }
     }
 
     pub fn has_history(&self) -> bool {
         !self.recently_viewed.is_empty() || !self.purchased.is_empty()
     }
+
+    /// Category handles by affinity, strongest first.
+    pub fn top_categories(&self) -> impl Iterator<Item = &str> {
+        self.affinities.iter().map(|a| a.category.as_str())
+    }
+
+    pub fn average_order_value(&self) -> Option<Money> {
+        let spent = self.total_spent?;
+        (self.orders_count > 0)
+            .then(|| Money::new(spent.amount / i64::from(self.orders_count), spent.currency))
+    }
+
+    /// Lifecycle stage at `now`; see [`Lifecycle`].
+    pub fn lifecycle(&self, now: i64, vip_spend: i64) -> Lifecycle {
+        let Some(last) = self.last_order_at else {
+            return Lifecycle::New;
+        };
+        let days = (now - last) / DAY;
+        if days > 180 {
+            Lifecycle::Lapsed
+        } else if days > 90 {
+            Lifecycle::Lapsing
+        } else if self.total_spent.is_some_and(|m| m.amount >= vip_spend) || self.orders_count >= 10
+        {
+            Lifecycle::Vip
+        } else if self.orders_count <= 1 && days <= 30 {
+            Lifecycle::New
+        } else {
+            Lifecycle::Active
+        }
+    }
+
+    /// Churn risk in basis points (0-10000): the chance that the customer's next order
+    /// is overdue, modelled as `1 - exp(-days_since_last / expected_gap)`, where the
+    /// expected gap is the customer's own mean time between orders (60 days with fewer
+    /// than two orders).
+    pub fn churn_risk_bp(&self, now: i64) -> u32 {
+        let Some(last) = self.last_order_at else {
+            return 5_000;
+        };
+        let since = ((now - last).max(0) as f64) / DAY as f64;
+        let gap = self.order_gap_days().unwrap_or(60.0).max(1.0);
+        ((1.0 - (-since / gap).exp()) * 10_000.0).round() as u32
+    }
+
+    /// The customer's mean days between orders, when they have ordered twice or more.
+    fn order_gap_days(&self) -> Option<f64> {
+        let (first, last) = (self.first_order_at?, self.last_order_at?);
+        (self.orders_count >= 2 && last > first)
+            .then(|| ((last - first) as f64 / DAY as f64) / f64::from(self.orders_count - 1))
+    }
+
+    /// Twelve-month customer lifetime value: average order value x the orders expected
+    /// in a year (365 / the customer's own mean gap between orders; one a year with a
+    /// single order) x the chance they are still active (1 - churn risk). Integer
+    /// minor units.
+    pub fn clv_12m(&self, now: i64) -> Option<Money> {
+        let aov = self.average_order_value()?;
+        let gap = self.order_gap_days().unwrap_or(365.0).max(1.0);
+        let orders_per_year_milli = (365_000.0 / gap).round() as i64;
+        let stay_bp = 10_000 - i64::from(self.churn_risk_bp(now));
+        let value = aov.amount.saturating_mul(orders_per_year_milli) / 1_000 * stay_bp / 10_000;
+        Some(Money::new(value, aov.currency))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// No order yet, or a first order in the last 30 days.
+    New,
+    /// Ordered in the last 90 days.
+    Active,
+    /// Last order 90-180 days ago.
+    Lapsing,
+    /// Last order over 180 days ago.
+    Lapsed,
+    /// Active, and spent at least the VIP threshold or ordered 10+ times.
+    Vip,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Currency;
 
-    #[test]
-    fn recently_viewed_is_most_recent_first_without_duplicates_and_bounded() {
-        let mut p = Profile::default();
-        for i in 0..(MAX_RECENTLY_VIEWED + 10) {
-            p.record_view(&format!("p{i}"));
+    fn gbp(amount: i64) -> Money {
+        Money::new(amount, Currency::parse("GBP").unwrap())
+    }
+
+    fn event(id: u64, behaviour: Behaviour, product: &str) -> ProfileOp {
+        ProfileOp::Event {
+            id,
+            at: 1_000 + id as i64,
+            behaviour,
+            product_id: Some(product.into()),
+            category: Some("kitchen/cookware".into()),
+            quantity: 1,
+            price: Some(gbp(1_000)),
+            query: None,
+            order: None,
         }
-        p.record_view("p20");
-        assert_eq!(p.recently_viewed.len(), MAX_RECENTLY_VIEWED);
-        assert_eq!(p.recently_viewed[0], "p20");
-        assert_eq!(p.recently_viewed.iter().filter(|x| *x == "p20").count(), 1);
     }
 
     #[test]
-    fn purchases_are_counted() {
+    fn an_op_is_applied_once() {
         let mut p = Profile::default();
-        p.record_purchase("a");
-        p.record_purchase("b");
-        p.record_purchase("a");
-        assert_eq!(p.purchased, vec![("a".into(), 2), ("b".into(), 1)]);
+        assert!(p.apply(&event(1, Behaviour::Purchase, "a")));
+        assert!(!p.apply(&event(1, Behaviour::Purchase, "a")));
+        assert_eq!(p.orders_count, 1);
+        assert_eq!(p.total_spent, Some(gbp(1_000)));
+    }
+
+    #[test]
+    fn purchase_lines_of_one_order_count_one_order() {
+        let mut p = Profile::default();
+        for (id, product) in [(1, "a"), (2, "b")] {
+            let ProfileOp::Event {
+                id,
+                at,
+                behaviour,
+                product_id,
+                category,
+                quantity,
+                price,
+                query,
+                ..
+            } = event(id, Behaviour::Purchase, product)
+            else {
+                unreachable!()
+            };
+            p.apply(&ProfileOp::Event {
+                id,
+                at,
+                behaviour,
+                product_id,
+                category,
+                quantity,
+                price,
+                query,
+                order: Some(77),
+            });
+        }
+        assert_eq!(p.orders_count, 1);
+        assert_eq!(p.total_spent, Some(gbp(2_000)));
+        assert_eq!(p.purchased.len(), 2);
+    }
+
+    #[test]
+    fn lists_stay_bounded() {
+        let mut p = Profile::default();
+        for i in 0..1_000 {
+            p.apply(&event(i, Behaviour::View, &format!("p{i}")));
+        }
+        assert_eq!(p.recently_viewed.len(), MAX_RECENTLY_VIEWED);
+        assert_eq!(p.recently_viewed[0], "p999");
+        assert_eq!(p.applied.len(), APPLIED_WINDOW);
+    }
+
+    #[test]
+    fn without_consent_no_behaviour_is_kept_and_withdrawing_it_forgets() {
+        let mut p = Profile::default();
+        p.apply(&event(1, Behaviour::View, "a"));
+        assert!(p.has_history());
+        p.apply(&ProfileOp::Consent {
+            id: 2,
+            at: 2_000,
+            personalization: Some(false),
+            marketing: None,
+        });
+        assert!(!p.has_history());
+        assert!(p.affinities.is_empty());
+        p.apply(&event(3, Behaviour::View, "b"));
+        assert!(p.recently_viewed.is_empty());
+    }
+
+    #[test]
+    fn the_cart_follows_adds_and_removes() {
+        let mut p = Profile::default();
+        p.apply(&event(1, Behaviour::AddToCart, "a"));
+        p.apply(&event(2, Behaviour::AddToCart, "a"));
+        p.apply(&event(3, Behaviour::AddToCart, "b"));
+        p.apply(&event(4, Behaviour::RemoveFromCart, "b"));
+        assert_eq!(
+            p.cart,
+            vec![CartLine {
+                product_id: "a".into(),
+                quantity: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn a_cancelled_order_is_taken_back() {
+        let mut p = Profile::default();
+        p.apply(&ProfileOp::Order {
+            id: 1,
+            order: 9,
+            at: 10,
+            total: gbp(5_000),
+            lines: vec![("a".into(), 1, None)],
+        });
+        p.apply(&ProfileOp::CancelOrder {
+            id: 2,
+            order: 9,
+            total: gbp(5_000),
+        });
+        assert_eq!(p.orders_count, 0);
+        assert_eq!(p.total_spent, Some(gbp(0)));
+    }
+
+    #[test]
+    fn lifecycle_churn_and_clv_follow_the_order_history() {
+        let day = 86_400;
+        let mut p = Profile::default();
+        assert_eq!(p.lifecycle(0, 100_000), Lifecycle::New);
+        for (i, d) in [0i64, 30, 60].iter().enumerate() {
+            p.apply(&ProfileOp::Order {
+                id: i as u64,
+                order: i as u64,
+                at: d * day,
+                total: gbp(3_000),
+                lines: vec![],
+            });
+        }
+        assert_eq!(p.lifecycle(70 * day, 100_000), Lifecycle::Active);
+        assert_eq!(p.lifecycle(200 * day, 100_000), Lifecycle::Lapsing);
+        assert_eq!(p.lifecycle(300 * day, 100_000), Lifecycle::Lapsed);
+        assert!(p.churn_risk_bp(61 * day) < p.churn_risk_bp(150 * day));
+        let clv = p.clv_12m(61 * day).unwrap();
+        assert!(
+            clv.amount > 3_000 * 10 && clv.amount < 3_000 * 13,
+            "monthly orders: {clv:?}"
+        );
+        assert_eq!(p.average_order_value(), Some(gbp(3_000)));
+    }
+
+    #[test]
+    fn absorbing_a_session_keeps_its_history() {
+        let mut session = Profile::default();
+        session.apply(&event(1, Behaviour::View, "s1"));
+        let mut customer = Profile::default();
+        customer.apply(&event(2, Behaviour::View, "c1"));
+        assert!(customer.apply(&ProfileOp::Absorb {
+            id: 99,
+            from: Box::new(session.clone())
+        }));
+        assert!(!customer.apply(&ProfileOp::Absorb {
+            id: 99,
+            from: Box::new(session)
+        }));
+        assert!(customer.recently_viewed.contains(&"s1".to_owned()));
+        assert!(customer.recently_viewed.contains(&"c1".to_owned()));
     }
 }

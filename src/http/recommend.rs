@@ -212,13 +212,13 @@ impl RawRequest {
         if let Some(p) = &self.product_id {
             check_id(p).map_err(|e| id_error("product_id", &e))?;
         }
-        if let Some(c) = &self.category {
-            if c.is_empty() || c.chars().count() > 256 || c.chars().any(char::is_control) {
-                return Err(ApiError::new(
-                    ErrorCode::MissingCategory,
-                    "category must be 1 to 256 characters",
-                ));
-            }
+        if let Some(c) = &self.category
+            && (c.is_empty() || c.chars().count() > 256 || c.chars().any(char::is_control))
+        {
+            return Err(ApiError::new(
+                ErrorCode::MissingCategory,
+                "category must be 1 to 256 characters",
+            ));
         }
         let query = match self.query {
             Some(q) if q.trim().is_empty() => None,
@@ -383,10 +383,11 @@ pub async fn answer(
     let started = Instant::now();
     let request = raw.validate(state.settings.recommend.default_limit)?;
 
-    let fetch =
-        tokio::time::timeout(state.settings.deadline(), state.store.get(&request.visitor)).await;
+    let key = state.hasher.key(&request.visitor);
+    let fetch = tokio::time::timeout(state.settings.deadline(), state.store.get(&key)).await;
     let (profile, degraded) = match fetch {
-        Ok(Ok(profile)) => (profile, None),
+        // Without consent to personalization the answer is the non-personalized one.
+        Ok(Ok(profile)) => (profile.filter(|p| p.consent.personalization), None),
         Ok(Err(e)) => {
             tracing::warn!(request_id = %request_id.0, error = %e, "profile read failed; answering without it");
             (None, Some(Degraded::StoreError))

@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::DemoSettings;
 use crate::domain::catalog::{Category, NewProduct};
+use crate::domain::profile::{Behaviour, ProfileOp};
 use crate::domain::{
     Catalog, CategoryId, Currency, Interaction, InteractionKind, Money, Product, ProductIdx,
     Profile,
@@ -742,41 +743,48 @@ fn build_profiles(
     favourites: &[[usize; 3]],
 ) -> Vec<(String, Profile)> {
     let mut profiles: Vec<Profile> = vec![Profile::default(); customers];
-    let mut last_order: Vec<u64> = vec![0; customers];
-    for i in interactions {
-        let Some(c) = i.customer else { continue };
-        let p = &mut profiles[c as usize];
-        let product = catalog.product(i.product);
-        match i.kind {
-            InteractionKind::View => p.record_view(&product.id),
-            InteractionKind::AddToCart => {}
-            InteractionKind::Purchase => {
-                p.record_purchase(&product.id);
-                let order = i.order.unwrap_or_default();
-                if last_order[c as usize] != order {
-                    last_order[c as usize] = order;
-                    p.orders_count += 1;
-                }
-                let spent = p.total_spent.map_or(0, |m| m.amount) + product.price.amount;
-                p.total_spent = Some(Money::new(spent, product.price.currency));
-            }
+    let cats = catalog.categories();
+    // Every customer starts with a light affinity for their favourite categories, as if
+    // they had browsed them before the history began.
+    for (n, p) in profiles.iter_mut().enumerate() {
+        for (k, &c) in favourites[n].iter().enumerate() {
+            p.apply(&ProfileOp::Event {
+                id: u64::MAX - (n * 3 + k) as u64,
+                at: interactions.first().map_or(0, |i| i.ts),
+                behaviour: Behaviour::View,
+                product_id: None,
+                category: Some(cats[c].handle.to_string()),
+                quantity: 1,
+                price: None,
+                query: None,
+                order: None,
+            });
         }
     }
-    let cats = catalog.categories();
+    for (n, i) in interactions.iter().enumerate() {
+        let Some(c) = i.customer else { continue };
+        let product = catalog.product(i.product);
+        let behaviour = match i.kind {
+            InteractionKind::View => Behaviour::View,
+            InteractionKind::AddToCart => Behaviour::AddToCart,
+            InteractionKind::Purchase => Behaviour::Purchase,
+        };
+        profiles[c as usize].apply(&ProfileOp::Event {
+            id: n as u64,
+            at: i.ts,
+            behaviour,
+            product_id: Some(product.id.to_string()),
+            category: Some(cats[usize::from(product.category)].handle.to_string()),
+            quantity: 1,
+            price: Some(product.price),
+            query: None,
+            order: i.order,
+        });
+    }
     profiles
         .into_iter()
         .enumerate()
-        .map(|(n, mut p)| {
-            let mut fav: Vec<String> = Vec::new();
-            for &c in &favourites[n] {
-                let handle = cats[c].handle.to_string();
-                if !fav.contains(&handle) {
-                    fav.push(handle);
-                }
-            }
-            p.top_categories = fav;
-            (customer_id(n), p)
-        })
+        .map(|(n, p)| (customer_id(n), p))
         .collect()
 }
 

@@ -175,16 +175,17 @@ pub fn recommend(
         }
         Placement::Cart | Placement::Checkout | Placement::PostPurchase => {
             let mut anchors = cart.clone();
-            if anchors.is_empty() && query.placement == Placement::PostPurchase {
-                if let Some(profile) = profile {
-                    anchors.extend(
-                        profile
-                            .purchased
-                            .iter()
-                            .take(HISTORY_ITEMS)
-                            .filter_map(|(id, _)| catalog.lookup(id)),
-                    );
-                }
+            if anchors.is_empty()
+                && query.placement == Placement::PostPurchase
+                && let Some(profile) = profile
+            {
+                anchors.extend(
+                    profile
+                        .purchased
+                        .iter()
+                        .take(HISTORY_ITEMS)
+                        .filter_map(|p| catalog.lookup(&p.product_id)),
+                );
             }
             for &p in &anchors {
                 pool.neighbours(models.bought.of(p), W_BOUGHT, Reason::BoughtTogether);
@@ -229,18 +230,18 @@ pub fn recommend(
         ) {
             let mut w = W_HISTORY;
             for id in profile.recently_viewed.iter().take(HISTORY_ITEMS) {
-                if let Some(p) = catalog.lookup(id) {
-                    if Some(p) != in_view {
-                        let list = models.viewed.of(p);
-                        let list = &list[..list.len().min(20)];
-                        pool.neighbours(list, w, Reason::BasedOnYourHistory);
-                    }
+                if let Some(p) = catalog.lookup(id)
+                    && Some(p) != in_view
+                {
+                    let list = models.viewed.of(p);
+                    let list = &list[..list.len().min(20)];
+                    pool.neighbours(list, w, Reason::BasedOnYourHistory);
                 }
                 w *= DECAY;
             }
         }
         if query.placement == Placement::Home {
-            for handle in &profile.top_categories {
+            for handle in profile.top_categories().take(3) {
                 if let Some(c) = catalog.category(handle) {
                     context_categories.push(c);
                 }

@@ -1,8 +1,8 @@
-//! The in-process store: the embedded default when no shared store is configured.
+//! The in-process store: for tests and benches, and nothing that must survive a restart.
 //!
 //! A fixed number of shards, each a `std::sync::RwLock<HashMap>`. A std lock (not an
 //! async one) is right here because no critical section awaits anything: each is a
-//! single hash lookup or insert, so contention is short and a shard is never held
+//! lookup or a read-modify-write of one profile in memory, so a shard is never held
 //! across an `.await`.
 
 use std::hash::BuildHasher;
@@ -11,13 +11,16 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use super::{ProfileStore, StoreError, record_read};
-use crate::domain::{Profile, VisitorKey};
+use super::{Applied, ProfileKey, ProfileStore, StoreError, apply_ops, record_result};
+use crate::domain::Profile;
+use crate::domain::profile::ProfileOp;
 
 const SHARDS: usize = 64;
 
+type Shard = RwLock<FxHashMap<ProfileKey, Arc<Profile>>>;
+
 pub struct MemoryStore {
-    shards: Vec<RwLock<FxHashMap<VisitorKey, Arc<Profile>>>>,
+    shards: Vec<Shard>,
 }
 
 impl Default for MemoryStore {
@@ -35,16 +38,8 @@ impl MemoryStore {
         }
     }
 
-    fn shard(&self, key: &VisitorKey) -> &RwLock<FxHashMap<VisitorKey, Arc<Profile>>> {
+    fn shard(&self, key: &ProfileKey) -> &Shard {
         &self.shards[(FxBuildHasher.hash_one(key) as usize) % SHARDS]
-    }
-
-    /// Loads many profiles at once (start-up, demo data) without going through async.
-    pub fn insert_many(&self, profiles: impl IntoIterator<Item = (VisitorKey, Profile)>) {
-        for (key, profile) in profiles {
-            let mut shard = self.shard(&key).write().unwrap_or_else(|e| e.into_inner());
-            shard.insert(key, Arc::new(profile));
-        }
     }
 
     pub fn len(&self) -> usize {
@@ -65,45 +60,55 @@ impl ProfileStore for MemoryStore {
         "memory"
     }
 
-    async fn get(&self, key: &VisitorKey) -> Result<Option<Arc<Profile>>, StoreError> {
-        // A poisoned shard still holds consistent data: every write is a single insert.
-        let found = self
+    async fn get(&self, key: &ProfileKey) -> Result<Option<Arc<Profile>>, StoreError> {
+        // A poisoned shard still holds consistent data: every write is one insert.
+        let found = Ok(self
             .shard(key)
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .cloned();
-        record_read("memory", if found.is_some() { "hit" } else { "miss" });
-        Ok(found)
+            .cloned());
+        record_result("memory", &found);
+        found
     }
 
-    async fn put(&self, key: &VisitorKey, profile: Profile) -> Result<(), StoreError> {
-        self.shard(key)
+    async fn apply(&self, key: &ProfileKey, ops: &[ProfileOp]) -> Result<Applied, StoreError> {
+        let mut shard = self.shard(key).write().unwrap_or_else(|e| e.into_inner());
+        let mut profile = shard
+            .get(key)
+            .map(|p| Profile::clone(p))
+            .unwrap_or_default();
+        let new_ops = apply_ops(&mut profile, ops);
+        let profile = Arc::new(profile);
+        if new_ops > 0 {
+            shard.insert(*key, profile.clone());
+        }
+        Ok(Applied { profile, new_ops })
+    }
+
+    async fn delete(&self, key: &ProfileKey) -> Result<bool, StoreError> {
+        Ok(self
+            .shard(key)
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), Arc::new(profile));
-        Ok(())
+            .remove(key)
+            .is_some())
+    }
+
+    async fn seed(&self, profiles: Vec<(ProfileKey, Profile)>) -> Result<bool, StoreError> {
+        if !self.is_empty() {
+            return Ok(false);
+        }
+        for (key, profile) in profiles {
+            self.shard(&key)
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, Arc::new(profile));
+        }
+        Ok(true)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::VisitorId;
-
-    #[tokio::test]
-    async fn a_stored_profile_is_read_back_and_others_are_missing() {
-        let store = MemoryStore::new();
-        let key = VisitorKey::Customer(VisitorId::parse("c1").unwrap());
-        let mut p = Profile::default();
-        p.record_view("p1");
-        store.put(&key, p.clone()).await.unwrap();
-        assert_eq!(store.get(&key).await.unwrap().as_deref(), Some(&p));
-        let other = VisitorKey::Session(VisitorId::parse("c1").unwrap());
-        assert!(store.get(&other).await.unwrap().is_none());
     }
 }

@@ -1,34 +1,85 @@
 //! Where visitor profiles live, behind one seam.
 //!
-//! The serving path only sees `Arc<dyn ProfileStore>`; which backend is behind it (the
-//! in-process default, or a slow or failing one in tests) is decided at start-up.
-//! Store calls are the only awaits on the serving path, which is why the deadline is
-//! enforced around them.
+//! The serving path only sees `Arc<dyn ProfileStore>`; the backend is chosen at start-up:
+//! the embedded durable store (the default), Redis (shared by replicas), or the
+//! in-process map (tests, benches), each behind the moka L1 tier ([`Tiered`]).
+//! Profiles change only through [`ProfileStore::apply`], which hands the backend data
+//! ([`ProfileOp`]s), never closures: a backend that must retry a read-modify-write
+//! re-applies the same ops, and ops already applied are skipped by the profile itself.
 
+pub mod codec;
+pub mod embedded;
+pub mod key;
 pub mod memory;
+pub mod redis;
+pub mod tiered;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::{Profile, VisitorKey};
+use crate::domain::Profile;
+use crate::domain::profile::ProfileOp;
 
+pub use embedded::EmbeddedStore;
+pub use key::{KeyHasher, ProfileKey};
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
+pub use tiered::Tiered;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    #[error("stored value cannot be read: {0}")]
+    Codec(String),
+    #[error("too much contention on one profile; gave up after {0} attempts")]
+    Contention(u32),
+}
+
+/// The result of [`ProfileStore::apply`].
+#[derive(Clone, Debug)]
+pub struct Applied {
+    pub profile: Arc<Profile>,
+    /// How many of the ops were new (not already applied).
+    pub new_ops: usize,
+}
+
+/// Applies ops to a profile in memory; shared by every backend.
+pub fn apply_ops(profile: &mut Profile, ops: &[ProfileOp]) -> usize {
+    ops.iter().filter(|op| profile.apply(op)).count()
 }
 
 #[async_trait]
 pub trait ProfileStore: Send + Sync + 'static {
-    /// A short, fixed name for metrics and readiness messages (`memory`, `redis`, ...).
+    /// A short, fixed name for metrics and readiness messages.
     fn backend(&self) -> &'static str;
 
-    async fn get(&self, key: &VisitorKey) -> Result<Option<Arc<Profile>>, StoreError>;
+    async fn get(&self, key: &ProfileKey) -> Result<Option<Arc<Profile>>, StoreError>;
 
-    async fn put(&self, key: &VisitorKey, profile: Profile) -> Result<(), StoreError>;
+    /// Applies `ops` to the key's profile (a new one when there is none) as one atomic
+    /// step: concurrent applies, from this process or another, never lose an op.
+    async fn apply(&self, key: &ProfileKey, ops: &[ProfileOp]) -> Result<Applied, StoreError>;
+
+    /// Applies ops to many profiles; each profile's ops are atomic, the batch is not.
+    /// Backends override it to save round trips or commits.
+    async fn apply_batch(
+        &self,
+        batch: &[(ProfileKey, Vec<ProfileOp>)],
+    ) -> Vec<Result<Applied, StoreError>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for (key, ops) in batch {
+            out.push(self.apply(key, ops).await);
+        }
+        out
+    }
+
+    /// Erases the profile everywhere this store keeps it. True when there was one.
+    async fn delete(&self, key: &ProfileKey) -> Result<bool, StoreError>;
+
+    /// Bulk-loads profiles (demo data) unless the store already holds profiles.
+    /// Returns whether it loaded them.
+    async fn seed(&self, profiles: Vec<(ProfileKey, Profile)>) -> Result<bool, StoreError>;
 
     /// Answers when the store can serve; `/readyz` is built on it.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -37,4 +88,16 @@ pub trait ProfileStore: Send + Sync + 'static {
 /// Counts a read against a tier: `result` is `hit`, `miss` or `error`.
 pub fn record_read(tier: &'static str, result: &'static str) {
     metrics::counter!("vitrine_store_reads_total", "tier" => tier, "result" => result).increment(1);
+}
+
+/// Counts a read's outcome from its result.
+pub fn record_result<T>(tier: &'static str, r: &Result<Option<T>, StoreError>) {
+    record_read(
+        tier,
+        match r {
+            Ok(Some(_)) => "hit",
+            Ok(None) => "miss",
+            Err(_) => "error",
+        },
+    );
 }

@@ -10,8 +10,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use vitrine::app::App;
 use vitrine::config::{BannerSettings, Settings};
-use vitrine::domain::{Profile, VisitorKey};
-use vitrine::store::{MemoryStore, ProfileStore, StoreError};
+use vitrine::domain::Profile;
+use vitrine::domain::profile::ProfileOp;
+use vitrine::store::{Applied, ProfileKey, ProfileStore, StoreError};
 
 pub const STOREFRONT_KEY: &str = "sf-test-key-0123456789";
 pub const ADMIN_KEY: &str = "admin-test-key-0123456789";
@@ -51,25 +52,40 @@ pub struct TestApp {
     pub state: vitrine::app::AppState,
     shutdown: Option<oneshot::Sender<()>>,
     pub handle: Option<JoinHandle<std::io::Result<()>>>,
+    /// Holds the embedded store's directory until the app is dropped.
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Points the embedded store at a fresh directory unless the test chose a path.
+fn isolate(mut settings: Settings) -> (Settings, Option<tempfile::TempDir>) {
+    if settings.storage.path == Settings::default().storage.path {
+        let dir = tempfile::tempdir().expect("temp dir");
+        settings.storage.path = dir.path().join("vitrine.redb");
+        (settings, Some(dir))
+    } else {
+        (settings, None)
+    }
 }
 
 impl TestApp {
     pub async fn spawn(settings: Settings) -> Self {
-        Self::start(App::build(settings).await.expect("app builds")).await
+        let (settings, dir) = isolate(settings);
+        Self::start(App::build(settings).await.expect("app builds"), dir).await
     }
 
     pub async fn spawn_with_store(settings: Settings, store: Arc<FaultyStore>) -> Self {
+        let (settings, dir) = isolate(settings);
         let slot = store.clone();
-        let app = App::build_with_store(settings, move |memory| {
-            slot.set_inner(memory);
+        let app = App::build_with_store(settings, move |inner| {
+            slot.set_inner(inner);
             slot as Arc<dyn ProfileStore>
         })
         .await
         .expect("app builds");
-        Self::start(app).await
+        Self::start(app, dir).await
     }
 
-    async fn start(app: App) -> Self {
+    async fn start(app: App, dir: Option<tempfile::TempDir>) -> Self {
         let port = app.port();
         let ops_port = app.ops_port();
         let state = app.state().clone();
@@ -85,6 +101,7 @@ impl TestApp {
             state,
             shutdown: Some(tx),
             handle: Some(handle),
+            _dir: dir,
         }
     }
 
@@ -146,7 +163,7 @@ pub async fn error_code(r: reqwest::Response) -> (u16, String) {
 /// reads in flight.
 #[derive(Default)]
 pub struct FaultyStore {
-    inner: std::sync::OnceLock<Arc<MemoryStore>>,
+    inner: std::sync::OnceLock<Arc<dyn ProfileStore>>,
     pub delay_ms: AtomicU64,
     pub failing: AtomicBool,
     pub in_flight: AtomicUsize,
@@ -157,11 +174,11 @@ impl FaultyStore {
         Arc::new(Self::default())
     }
 
-    fn set_inner(&self, inner: Arc<MemoryStore>) {
+    fn set_inner(&self, inner: Arc<dyn ProfileStore>) {
         let _ = self.inner.set(inner);
     }
 
-    fn inner(&self) -> Result<&Arc<MemoryStore>, StoreError> {
+    fn inner(&self) -> Result<&Arc<dyn ProfileStore>, StoreError> {
         self.inner
             .get()
             .ok_or_else(|| StoreError::Unavailable("not started".into()))
@@ -193,16 +210,25 @@ impl ProfileStore for FaultyStore {
         "faulty"
     }
 
-    async fn get(&self, key: &VisitorKey) -> Result<Option<Arc<Profile>>, StoreError> {
+    async fn get(&self, key: &ProfileKey) -> Result<Option<Arc<Profile>>, StoreError> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let _guard = InFlight(&self.in_flight);
         self.fault().await?;
         self.inner()?.get(key).await
     }
 
-    async fn put(&self, key: &VisitorKey, profile: Profile) -> Result<(), StoreError> {
+    async fn apply(&self, key: &ProfileKey, ops: &[ProfileOp]) -> Result<Applied, StoreError> {
         self.fault().await?;
-        self.inner()?.put(key, profile).await
+        self.inner()?.apply(key, ops).await
+    }
+
+    async fn delete(&self, key: &ProfileKey) -> Result<bool, StoreError> {
+        self.fault().await?;
+        self.inner()?.delete(key).await
+    }
+
+    async fn seed(&self, profiles: Vec<(ProfileKey, Profile)>) -> Result<bool, StoreError> {
+        self.inner()?.seed(profiles).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,0 +1,169 @@
+//! The embedded durable store: the no-Redis default. Profiles live in a redb file
+//! (pure-Rust, ACID, copy-on-write B-trees), so they survive restarts.
+//!
+//! redb has one writer at a time, so a read-modify-write inside a write transaction can
+//! never lose an update. Writes run on the blocking pool (a commit waits for fsync); a
+//! batch of events is one transaction, so one fsync covers all its profiles.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::{Applied, ProfileKey, ProfileStore, StoreError, apply_ops, codec, record_result};
+use crate::domain::Profile;
+use crate::domain::profile::ProfileOp;
+
+const PROFILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("profiles");
+
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl EmbeddedStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
+        }
+        let db =
+            Database::create(path).map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+        // Create the table up front so reads never race its creation.
+        let txn = db.begin_write().map_err(unavailable)?;
+        txn.open_table(PROFILES).map_err(unavailable)?;
+        txn.commit().map_err(unavailable)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    fn read(db: &Database, key: &ProfileKey) -> Result<Option<Profile>, StoreError> {
+        let txn = db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(PROFILES).map_err(unavailable)?;
+        let value = table.get(key.as_bytes().as_slice()).map_err(unavailable)?;
+        value.map(|v| codec::decode(v.value())).transpose()
+    }
+
+    fn write_batch(
+        db: &Database,
+        batch: &[(ProfileKey, Vec<ProfileOp>)],
+    ) -> Result<Vec<Applied>, StoreError> {
+        let txn = db.begin_write().map_err(unavailable)?;
+        let mut out = Vec::with_capacity(batch.len());
+        {
+            let mut table = txn.open_table(PROFILES).map_err(unavailable)?;
+            for (key, ops) in batch {
+                let k = key.as_bytes().as_slice();
+                let mut profile = match table.get(k).map_err(unavailable)? {
+                    Some(v) => codec::decode(v.value())?,
+                    None => Profile::default(),
+                };
+                let new_ops = apply_ops(&mut profile, ops);
+                if new_ops > 0 {
+                    table
+                        .insert(k, codec::encode(&profile)?.as_slice())
+                        .map_err(unavailable)?;
+                }
+                out.push(Applied {
+                    profile: Arc::new(profile),
+                    new_ops,
+                });
+            }
+        }
+        txn.commit().map_err(unavailable)?;
+        Ok(out)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| unavailable(format!("store task: {e}")))?
+    }
+}
+
+#[async_trait]
+impl ProfileStore for EmbeddedStore {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn get(&self, key: &ProfileKey) -> Result<Option<Arc<Profile>>, StoreError> {
+        // A point read is a few microseconds on the B-tree: cheaper inline than a hop
+        // to the blocking pool.
+        let found = Self::read(&self.db, key).map(|p| p.map(Arc::new));
+        record_result("embedded", &found);
+        found
+    }
+
+    async fn apply(&self, key: &ProfileKey, ops: &[ProfileOp]) -> Result<Applied, StoreError> {
+        let batch = vec![(*key, ops.to_vec())];
+        let mut out = self
+            .blocking(move |db| Self::write_batch(db, &batch))
+            .await?;
+        out.pop().ok_or_else(|| unavailable("empty batch result"))
+    }
+
+    async fn apply_batch(
+        &self,
+        batch: &[(ProfileKey, Vec<ProfileOp>)],
+    ) -> Vec<Result<Applied, StoreError>> {
+        let owned = batch.to_vec();
+        match self.blocking(move |db| Self::write_batch(db, &owned)).await {
+            Ok(results) => results.into_iter().map(Ok).collect(),
+            Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    async fn delete(&self, key: &ProfileKey) -> Result<bool, StoreError> {
+        let key = *key;
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let existed = {
+                let mut table = txn.open_table(PROFILES).map_err(unavailable)?;
+                table
+                    .remove(key.as_bytes().as_slice())
+                    .map_err(unavailable)?
+                    .is_some()
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn seed(&self, profiles: Vec<(ProfileKey, Profile)>) -> Result<bool, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(PROFILES).map_err(unavailable)?;
+                if !table.is_empty().map_err(unavailable)? {
+                    return Ok(false);
+                }
+                for (key, profile) in &profiles {
+                    table
+                        .insert(
+                            key.as_bytes().as_slice(),
+                            codec::encode(profile)?.as_slice(),
+                        )
+                        .map_err(unavailable)?;
+                }
+            }
+            txn.commit().map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        txn.open_table(PROFILES).map_err(unavailable)?;
+        Ok(())
+    }
+}

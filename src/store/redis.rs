@@ -1,0 +1,201 @@
+//! Redis as the shared profile store for replicas.
+//!
+//! Layout (all under the configured prefix): `{prefix}p:<16-byte keyed hash>` is a hash
+//! with `v` (a version counter) and `d` (the encoded profile), with a TTL on every write
+//! so memory stays bounded. Updates are optimistic compare-and-set: read `v` and `d`,
+//! apply the ops in this process, then a Lua script writes only if `v` is unchanged;
+//! on a conflict the ops are re-applied to the fresh profile. Two replicas updating one
+//! profile at once therefore never lose an update, and no lock is ever held in Redis.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{Applied, ProfileKey, ProfileStore, StoreError, apply_ops, codec, record_result};
+use crate::domain::Profile;
+use crate::domain::profile::ProfileOp;
+
+const CAS: &str = r"
+local v = redis.call('HGET', KEYS[1], 'v')
+if (v or '0') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+const MAX_ATTEMPTS: u32 = 32;
+
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    pub url: String,
+    pub key_prefix: String,
+    pub profile_ttl: Duration,
+    pub timeout: Duration,
+}
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: Vec<u8>,
+    ttl_ms: u64,
+    cas: Arc<redis::Script>,
+}
+
+fn unavailable(e: &redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+impl RedisStore {
+    pub async fn connect(options: &RedisOptions) -> Result<Self, StoreError> {
+        let client = redis::Client::open(options.url.as_str()).map_err(|e| unavailable(&e))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(Self {
+            conn,
+            prefix: options.key_prefix.as_bytes().to_vec(),
+            ttl_ms: u64::try_from(options.profile_ttl.as_millis()).unwrap_or(u64::MAX),
+            cas: Arc::new(redis::Script::new(CAS)),
+        })
+    }
+
+    fn redis_key(&self, key: &ProfileKey) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.prefix.len() + 18);
+        k.extend_from_slice(&self.prefix);
+        k.extend_from_slice(b"p:");
+        k.extend_from_slice(key.as_bytes());
+        k
+    }
+
+    async fn read(&self, key: &[u8]) -> Result<(u64, Option<Profile>), StoreError> {
+        let mut conn = self.conn.clone();
+        let (v, d): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(key)
+            .arg("v")
+            .arg("d")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let profile = d.as_deref().map(codec::decode).transpose()?;
+        Ok((v.unwrap_or(0), profile))
+    }
+}
+
+#[async_trait]
+impl ProfileStore for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn get(&self, key: &ProfileKey) -> Result<Option<Arc<Profile>>, StoreError> {
+        let found = self
+            .read(&self.redis_key(key))
+            .await
+            .map(|(_, p)| p.map(Arc::new));
+        record_result("redis", &found);
+        found
+    }
+
+    async fn apply(&self, key: &ProfileKey, ops: &[ProfileOp]) -> Result<Applied, StoreError> {
+        let rkey = self.redis_key(key);
+        for _ in 0..MAX_ATTEMPTS {
+            let (version, current) = self.read(&rkey).await?;
+            let mut profile = current.unwrap_or_default();
+            let new_ops = apply_ops(&mut profile, ops);
+            if new_ops == 0 {
+                return Ok(Applied {
+                    profile: Arc::new(profile),
+                    new_ops,
+                });
+            }
+            let blob = codec::encode(&profile)?;
+            let mut conn = self.conn.clone();
+            let written: i64 = self
+                .cas
+                .key(&rkey)
+                .arg(version)
+                .arg(version + 1)
+                .arg(blob)
+                .arg(self.ttl_ms)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            if written == 1 {
+                return Ok(Applied {
+                    profile: Arc::new(profile),
+                    new_ops,
+                });
+            }
+            metrics::counter!("vitrine_store_cas_conflicts_total").increment(1);
+        }
+        Err(StoreError::Contention(MAX_ATTEMPTS))
+    }
+
+    async fn apply_batch(
+        &self,
+        batch: &[(ProfileKey, Vec<ProfileOp>)],
+    ) -> Vec<Result<Applied, StoreError>> {
+        // One multiplexed connection pipelines the concurrent round trips.
+        futures::future::join_all(batch.iter().map(|(key, ops)| self.apply(key, ops))).await
+    }
+
+    async fn delete(&self, key: &ProfileKey) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = redis::cmd("DEL")
+            .arg(self.redis_key(key))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(n > 0)
+    }
+
+    async fn seed(&self, profiles: Vec<(ProfileKey, Profile)>) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut marker = self.prefix.clone();
+        marker.extend_from_slice(b"seeded");
+        let first: bool = redis::cmd("SET")
+            .arg(&marker)
+            .arg(1)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?
+            .is_some();
+        if !first {
+            return Ok(false);
+        }
+        for chunk in profiles.chunks(1_000) {
+            let mut pipe = redis::pipe();
+            for (key, profile) in chunk {
+                let k = self.redis_key(key);
+                pipe.cmd("HSET")
+                    .arg(&k)
+                    .arg("v")
+                    .arg(1)
+                    .arg("d")
+                    .arg(codec::encode(profile)?)
+                    .ignore();
+                pipe.cmd("PEXPIRE").arg(&k).arg(self.ttl_ms).ignore();
+            }
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+        }
+        Ok(true)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable(&e))
+    }
+}
