@@ -25,13 +25,16 @@ pub enum ErrorCode {
     InvalidLimit,
     InvalidCart,
     InvalidContext,
+    BatchTooLarge,
     MissingApiKey,
     InvalidApiKey,
     WrongScope,
     NotFound,
+    ProfileNotFound,
     MethodNotAllowed,
     Overloaded,
     NotReady,
+    StoreUnavailable,
     Internal,
 }
 
@@ -41,7 +44,7 @@ impl ErrorCode {
             ErrorCode::MalformedJson | ErrorCode::MalformedQuery => StatusCode::BAD_REQUEST,
             ErrorCode::MissingApiKey | ErrorCode::InvalidApiKey => StatusCode::UNAUTHORIZED,
             ErrorCode::WrongScope => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::NotFound | ErrorCode::ProfileNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -54,8 +57,11 @@ impl ErrorCode {
             | ErrorCode::MissingQuery
             | ErrorCode::InvalidLimit
             | ErrorCode::InvalidCart
-            | ErrorCode::InvalidContext => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::Overloaded | ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            | ErrorCode::InvalidContext
+            | ErrorCode::BatchTooLarge => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Overloaded | ErrorCode::NotReady | ErrorCode::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,13 +82,16 @@ impl ErrorCode {
             ErrorCode::InvalidLimit => "invalid_limit",
             ErrorCode::InvalidCart => "invalid_cart",
             ErrorCode::InvalidContext => "invalid_context",
+            ErrorCode::BatchTooLarge => "batch_too_large",
             ErrorCode::MissingApiKey => "missing_api_key",
             ErrorCode::InvalidApiKey => "invalid_api_key",
             ErrorCode::WrongScope => "wrong_scope",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::ProfileNotFound => "profile_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::NotReady => "not_ready",
+            ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -158,7 +167,10 @@ pub async fn method_not_allowed() -> ApiError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 22] = [
+    const ALL: [ErrorCode; 25] = [
+        ErrorCode::ProfileNotFound,
+        ErrorCode::BatchTooLarge,
+        ErrorCode::StoreUnavailable,
         ErrorCode::MalformedJson,
         ErrorCode::MalformedQuery,
         ErrorCode::PayloadTooLarge,

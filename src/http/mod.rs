@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod observe;
@@ -20,6 +21,7 @@ use crate::app::AppState;
 /// The API router. Ops routes are included unless they have a listener of their own.
 pub fn router(state: &AppState, include_ops: bool) -> Router {
     let storefront = recommend::router()
+        .merge(events::router())
         .route_layer(from_fn_with_state(state.keys.clone(), auth::storefront))
         .route_layer(from_fn_with_state(state.permits.clone(), observe::shed));
     let admin = admin::router().route_layer(from_fn_with_state(state.keys.clone(), auth::admin));

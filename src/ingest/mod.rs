@@ -1,3 +1,4 @@
-//! Where data enters Vitrine. For now: the generated demo shop.
+//! Where data enters Vitrine: storefront events, and the generated demo shop.
 
 pub mod demo;
+pub mod events;

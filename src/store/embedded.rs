@@ -61,15 +61,15 @@ impl EmbeddedStore {
                     Some(v) => codec::decode(v.value())?,
                     None => Profile::default(),
                 };
-                let new_ops = apply_ops(&mut profile, ops);
-                if new_ops > 0 {
+                let fresh = apply_ops(&mut profile, ops);
+                if fresh.contains(&true) {
                     table
                         .insert(k, codec::encode(&profile)?.as_slice())
                         .map_err(unavailable)?;
                 }
                 out.push(Applied {
                     profile: Arc::new(profile),
-                    new_ops,
+                    fresh,
                 });
             }
         }

@@ -78,12 +78,12 @@ impl ProfileStore for MemoryStore {
             .get(key)
             .map(|p| Profile::clone(p))
             .unwrap_or_default();
-        let new_ops = apply_ops(&mut profile, ops);
+        let fresh = apply_ops(&mut profile, ops);
         let profile = Arc::new(profile);
-        if new_ops > 0 {
+        if fresh.contains(&true) {
             shard.insert(*key, profile.clone());
         }
-        Ok(Applied { profile, new_ops })
+        Ok(Applied { profile, fresh })
     }
 
     async fn delete(&self, key: &ProfileKey) -> Result<bool, StoreError> {

@@ -41,13 +41,19 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Applied {
     pub profile: Arc<Profile>,
-    /// How many of the ops were new (not already applied).
-    pub new_ops: usize,
+    /// For each op, whether it was new (false: already applied before).
+    pub fresh: Vec<bool>,
+}
+
+impl Applied {
+    pub fn new_ops(&self) -> usize {
+        self.fresh.iter().filter(|f| **f).count()
+    }
 }
 
 /// Applies ops to a profile in memory; shared by every backend.
-pub fn apply_ops(profile: &mut Profile, ops: &[ProfileOp]) -> usize {
-    ops.iter().filter(|op| profile.apply(op)).count()
+pub fn apply_ops(profile: &mut Profile, ops: &[ProfileOp]) -> Vec<bool> {
+    ops.iter().map(|op| profile.apply(op)).collect()
 }
 
 #[async_trait]

@@ -24,7 +24,11 @@ redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 ";
-const MAX_ATTEMPTS: u32 = 32;
+const MAX_ATTEMPTS: u32 = 64;
+/// Applies to one key from this process queue on one of these async locks, so CAS
+/// conflicts only come from other replicas. An async (tokio) mutex is the right tool
+/// here: it is held across the Redis round trips, which a std mutex must never be.
+const STRIPES: usize = 256;
 
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
@@ -39,6 +43,7 @@ pub struct RedisStore {
     prefix: Vec<u8>,
     ttl_ms: u64,
     cas: Arc<redis::Script>,
+    stripes: Vec<tokio::sync::Mutex<()>>,
 }
 
 fn unavailable(e: &redis::RedisError) -> StoreError {
@@ -62,6 +67,7 @@ impl RedisStore {
             prefix: options.key_prefix.as_bytes().to_vec(),
             ttl_ms: u64::try_from(options.profile_ttl.as_millis()).unwrap_or(u64::MAX),
             cas: Arc::new(redis::Script::new(CAS)),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
     }
 
@@ -104,14 +110,23 @@ impl ProfileStore for RedisStore {
 
     async fn apply(&self, key: &ProfileKey, ops: &[ProfileOp]) -> Result<Applied, StoreError> {
         let rkey = self.redis_key(key);
-        for _ in 0..MAX_ATTEMPTS {
+        let _turn = self.stripes[usize::from(key.as_bytes()[0]) % STRIPES]
+            .lock()
+            .await;
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                // Back off with jitter so replicas contending for one key spread out.
+                let jitter = u64::from(key.as_bytes()[1] ^ (attempt as u8)) % 4;
+                tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(10)) + jitter))
+                    .await;
+            }
             let (version, current) = self.read(&rkey).await?;
             let mut profile = current.unwrap_or_default();
-            let new_ops = apply_ops(&mut profile, ops);
-            if new_ops == 0 {
+            let fresh = apply_ops(&mut profile, ops);
+            if !fresh.contains(&true) {
                 return Ok(Applied {
                     profile: Arc::new(profile),
-                    new_ops,
+                    fresh,
                 });
             }
             let blob = codec::encode(&profile)?;
@@ -129,7 +144,7 @@ impl ProfileStore for RedisStore {
             if written == 1 {
                 return Ok(Applied {
                     profile: Arc::new(profile),
-                    new_ops,
+                    fresh,
                 });
             }
             metrics::counter!("vitrine_store_cas_conflicts_total").increment(1);

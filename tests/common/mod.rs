@@ -1,6 +1,8 @@
 //! Test harness: starts the real app on port 0 and talks to it over a real socket.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;

@@ -1,0 +1,168 @@
+//! `POST /v1/events`: one event (a JSON object) or a batch (a JSON array, up to
+//! `events.max_batch`). Answers 202 with a result per event, in order.
+//!
+//! Every event is validated on its own; a rejected one is reported with its code and
+//! nothing of it is applied. When the store cannot take the batch the answer is 503
+//! with `Retry-After`: resending the same batch is safe, because events are idempotent
+//! on `event_id`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::{ApiError, ErrorCode};
+use super::extract::JsonBody;
+use crate::app::AppState;
+use crate::ingest::events::{Event, RawEvent, Rejection, behaviour_name, ingest};
+use crate::recommend::model::unix_now;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/events", post(post_events))
+}
+
+#[derive(Serialize)]
+struct Report {
+    accepted: usize,
+    duplicates: usize,
+    rejected: usize,
+    results: Vec<EventResult>,
+}
+
+#[derive(Serialize)]
+struct EventResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<String>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<EventError>,
+}
+
+#[derive(Serialize)]
+struct EventError {
+    code: &'static str,
+    message: String,
+}
+
+async fn post_events(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Report>), ApiError> {
+    let items = match body {
+        Value::Array(items) => items,
+        single @ Value::Object(_) => vec![single],
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidBody,
+                "expected an event object or an array of events",
+            ));
+        }
+    };
+    if items.len() > state.settings.events.max_batch {
+        return Err(ApiError::new(
+            ErrorCode::BatchTooLarge,
+            format!(
+                "at most {} events per request",
+                state.settings.events.max_batch
+            ),
+        ));
+    }
+    let now = unix_now();
+    let mut results: Vec<EventResult> = Vec::with_capacity(items.len());
+    let mut valid: Vec<Event> = Vec::with_capacity(items.len());
+    let mut slots: Vec<usize> = Vec::with_capacity(items.len());
+    for item in items {
+        let event_id = item
+            .get("event_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let parsed = RawEvent::deserialize(item)
+            .map_err(|e| (Rejection::InvalidEvent, e.to_string()))
+            .and_then(|raw| {
+                raw.validate(now, state.settings.events.max_age_s)
+                    .map_err(|r| (r, rejection_message(r).to_owned()))
+            });
+        match parsed {
+            Ok(event) => {
+                slots.push(results.len());
+                metrics::counter!("vitrine_events_total", "type" => behaviour_name(event.behaviour), "result" => "valid")
+                    .increment(1);
+                valid.push(event);
+                results.push(EventResult {
+                    event_id,
+                    status: "accepted",
+                    error: None,
+                });
+            }
+            Err((code, message)) => {
+                metrics::counter!("vitrine_events_rejected_total", "code" => code.as_str())
+                    .increment(1);
+                results.push(EventResult {
+                    event_id,
+                    status: "rejected",
+                    error: Some(EventError {
+                        code: code.as_str(),
+                        message,
+                    }),
+                });
+            }
+        }
+    }
+    if !valid.is_empty() {
+        let snapshot = state.snapshot.load();
+        let fresh = ingest(
+            state.store.as_ref(),
+            &state.hasher,
+            &snapshot.catalog,
+            &valid,
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "event batch not stored");
+            ApiError::new(
+                ErrorCode::StoreUnavailable,
+                "the profile store is unavailable; retry the batch",
+            )
+        })?;
+        for (slot, new) in slots.iter().zip(fresh) {
+            if !new {
+                results[*slot].status = "duplicate";
+            }
+        }
+    }
+    let count = |s: &str| results.iter().filter(|r| r.status == s).count();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Report {
+            accepted: count("accepted"),
+            duplicates: count("duplicate"),
+            rejected: count("rejected"),
+            results,
+        }),
+    ))
+}
+
+fn rejection_message(r: Rejection) -> &'static str {
+    match r {
+        Rejection::InvalidEvent => "the event does not have the documented shape",
+        Rejection::MissingEventId => "event_id is required: 1 to 128 characters, no whitespace",
+        Rejection::InvalidEventType => {
+            "type must be one of view, search, add_to_cart, remove_from_cart, checkout, purchase, impression, click"
+        }
+        Rejection::MissingVisitorId => "customer_id or session_id is required",
+        Rejection::InvalidId => {
+            "ids are 1 to 128 characters, without whitespace or control characters"
+        }
+        Rejection::MissingProductId => "this event type needs product_id",
+        Rejection::MissingQuery => "search events need a query of 1 to 256 characters",
+        Rejection::InvalidQuantity => "quantity must be between 1 and 100000",
+        Rejection::InvalidPrice => {
+            "price is {amount: integer minor units >= 0, currency: ISO 4217}"
+        }
+        Rejection::InvalidTimestamp => {
+            "timestamp (Unix seconds or milliseconds) is too old or in the future"
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! Storefront events: validation of one raw event into profile ops.
+//!
+//! Each event of a batch is validated on its own (a bad one is rejected with its code,
+//! the others go on), and becomes ops whose ids are keyed hashes of the `event_id`, so
+//! a repeated event is applied once whatever path it takes.
+
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::domain::ids::check_id;
+use crate::domain::profile::{Behaviour, ProfileOp};
+use crate::domain::{Catalog, Currency, Money, VisitorId, VisitorKey};
+use crate::store::KeyHasher;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvent {
+    pub event_id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub customer_id: Option<String>,
+    pub session_id: Option<String>,
+    pub product_id: Option<String>,
+    pub category: Option<String>,
+    pub quantity: Option<i64>,
+    pub price: Option<RawMoney>,
+    pub query: Option<String>,
+    pub decision_id: Option<String>,
+    pub order_id: Option<String>,
+    pub timestamp: Option<i64>,
+    pub consent: Option<RawConsent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMoney {
+    pub amount: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsent {
+    pub personalization: Option<bool>,
+    pub marketing: Option<bool>,
+}
+
+/// Why an event was rejected; `as_str` is the stable code clients see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    InvalidEvent,
+    MissingEventId,
+    InvalidEventType,
+    MissingVisitorId,
+    InvalidId,
+    MissingProductId,
+    MissingQuery,
+    InvalidQuantity,
+    InvalidPrice,
+    InvalidTimestamp,
+}
+
+impl Rejection {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Rejection::InvalidEvent => "invalid_event",
+            Rejection::MissingEventId => "missing_event_id",
+            Rejection::InvalidEventType => "invalid_event_type",
+            Rejection::MissingVisitorId => "missing_visitor_id",
+            Rejection::InvalidId => "invalid_id",
+            Rejection::MissingProductId => "missing_product_id",
+            Rejection::MissingQuery => "missing_query",
+            Rejection::InvalidQuantity => "invalid_quantity",
+            Rejection::InvalidPrice => "invalid_price",
+            Rejection::InvalidTimestamp => "invalid_timestamp",
+        }
+    }
+}
+
+impl FromStr for Behaviour {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s {
+            "view" => Behaviour::View,
+            "search" => Behaviour::Search,
+            "add_to_cart" => Behaviour::AddToCart,
+            "remove_from_cart" => Behaviour::RemoveFromCart,
+            "checkout" => Behaviour::Checkout,
+            "purchase" => Behaviour::Purchase,
+            "impression" => Behaviour::Impression,
+            "click" => Behaviour::Click,
+            _ => return Err(()),
+        })
+    }
+}
+
+pub const fn behaviour_name(b: Behaviour) -> &'static str {
+    match b {
+        Behaviour::View => "view",
+        Behaviour::Search => "search",
+        Behaviour::AddToCart => "add_to_cart",
+        Behaviour::RemoveFromCart => "remove_from_cart",
+        Behaviour::Checkout => "checkout",
+        Behaviour::Purchase => "purchase",
+        Behaviour::Impression => "impression",
+        Behaviour::Click => "click",
+    }
+}
+
+/// A validated event.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub event_id: String,
+    pub behaviour: Behaviour,
+    /// Whose profile it lands in: the customer's when known.
+    pub visitor: VisitorKey,
+    /// The anonymous session, when the event names both a customer and a session.
+    pub merge_session: Option<VisitorId>,
+    pub product_id: Option<String>,
+    pub category: Option<String>,
+    pub quantity: u32,
+    pub price: Option<Money>,
+    pub query: Option<String>,
+    pub order_id: Option<String>,
+    pub at: i64,
+    pub consent: Option<(Option<bool>, Option<bool>)>,
+}
+
+fn opt_id(raw: Option<String>) -> Result<Option<String>, Rejection> {
+    match raw {
+        None => Ok(None),
+        Some(v) => check_id(&v)
+            .map(|()| Some(v))
+            .map_err(|_| Rejection::InvalidId),
+    }
+}
+
+impl RawEvent {
+    /// Validates against `now` (Unix seconds); events older than `max_age_s` or more
+    /// than five minutes in the future are refused.
+    pub fn validate(self, now: i64, max_age_s: i64) -> Result<Event, Rejection> {
+        let event_id = self.event_id.ok_or(Rejection::MissingEventId)?;
+        check_id(&event_id).map_err(|_| Rejection::MissingEventId)?;
+        let behaviour: Behaviour = self
+            .kind
+            .as_deref()
+            .ok_or(Rejection::InvalidEventType)?
+            .parse()
+            .map_err(|()| Rejection::InvalidEventType)?;
+        let customer = self
+            .customer_id
+            .map(|c| VisitorId::parse(&c).map_err(|_| Rejection::InvalidId))
+            .transpose()?;
+        let session = self
+            .session_id
+            .map(|s| VisitorId::parse(&s).map_err(|_| Rejection::InvalidId))
+            .transpose()?;
+        let (visitor, merge_session) = match (customer, session) {
+            (Some(c), s) => (VisitorKey::Customer(c), s),
+            (None, Some(s)) => (VisitorKey::Session(s), None),
+            (None, None) => return Err(Rejection::MissingVisitorId),
+        };
+        let product_id = opt_id(self.product_id)?;
+        let needs_product = matches!(
+            behaviour,
+            Behaviour::View
+                | Behaviour::AddToCart
+                | Behaviour::RemoveFromCart
+                | Behaviour::Purchase
+        );
+        if needs_product && product_id.is_none() {
+            return Err(Rejection::MissingProductId);
+        }
+        let query = self.query.filter(|q| !q.trim().is_empty());
+        if let Some(q) = &query
+            && (q.chars().count() > 256 || q.chars().any(char::is_control))
+        {
+            return Err(Rejection::MissingQuery);
+        }
+        if behaviour == Behaviour::Search && query.is_none() {
+            return Err(Rejection::MissingQuery);
+        }
+        let quantity = match self.quantity {
+            None => 1,
+            Some(q) if (1..=100_000).contains(&q) => q as u32,
+            Some(_) => return Err(Rejection::InvalidQuantity),
+        };
+        let price = match self.price {
+            None => None,
+            Some(m) if m.amount >= 0 => Some(Money::new(
+                m.amount,
+                Currency::parse(&m.currency).map_err(|_| Rejection::InvalidPrice)?,
+            )),
+            Some(_) => return Err(Rejection::InvalidPrice),
+        };
+        // Integers past 10^11 are milliseconds (what `Date.now()` gives).
+        let at = match self.timestamp {
+            None => now,
+            Some(t) if t > 100_000_000_000 => t / 1000,
+            Some(t) => t,
+        };
+        if at < now - max_age_s || at > now + 300 {
+            return Err(Rejection::InvalidTimestamp);
+        }
+        Ok(Event {
+            event_id,
+            behaviour,
+            visitor,
+            merge_session,
+            product_id,
+            category: opt_id(self.category).map_err(|_| Rejection::InvalidEvent)?,
+            quantity,
+            price,
+            query,
+            order_id: opt_id(self.order_id)?,
+            at,
+            consent: self.consent.map(|c| (c.personalization, c.marketing)),
+        })
+    }
+}
+
+impl Event {
+    /// The ops this event applies to its profile. The category comes from the catalog
+    /// when the event does not name one.
+    pub fn ops(&self, hasher: &KeyHasher, catalog: &Catalog) -> Vec<ProfileOp> {
+        let id = hasher.id64(b'e', &self.event_id);
+        let mut ops = Vec::with_capacity(2);
+        if let Some((personalization, marketing)) = self.consent {
+            ops.push(ProfileOp::Consent {
+                id: hasher.id64(b'k', &self.event_id),
+                at: self.at,
+                personalization,
+                marketing,
+            });
+        }
+        let category = self.category.clone().or_else(|| {
+            let idx = catalog.lookup(self.product_id.as_deref()?)?;
+            let c = catalog.product(idx).category;
+            Some(catalog.categories()[usize::from(c)].handle.to_string())
+        });
+        ops.push(ProfileOp::Event {
+            id,
+            at: self.at,
+            behaviour: self.behaviour,
+            product_id: self.product_id.clone(),
+            category,
+            quantity: self.quantity,
+            price: self.price,
+            query: self.query.clone(),
+            order: self.order_id.as_deref().map(|o| hasher.id64(b'o', o)),
+        });
+        ops
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(kind: &str) -> RawEvent {
+        RawEvent {
+            event_id: Some("e1".into()),
+            kind: Some(kind.into()),
+            session_id: Some("s1".into()),
+            product_id: Some("p1".into()),
+            ..RawEvent::default()
+        }
+    }
+
+    #[test]
+    fn each_rule_has_its_code() {
+        let now = 1_700_000_000;
+        let v = |r: RawEvent| r.validate(now, 3600).map(|_| ()).unwrap_err();
+        assert_eq!(
+            v(RawEvent {
+                event_id: None,
+                ..raw("view")
+            }),
+            Rejection::MissingEventId
+        );
+        assert_eq!(v(raw("hover")), Rejection::InvalidEventType);
+        assert_eq!(
+            v(RawEvent {
+                session_id: None,
+                ..raw("view")
+            }),
+            Rejection::MissingVisitorId
+        );
+        assert_eq!(
+            v(RawEvent {
+                product_id: None,
+                ..raw("view")
+            }),
+            Rejection::MissingProductId
+        );
+        assert_eq!(v(raw("search")), Rejection::MissingQuery);
+        assert_eq!(
+            v(RawEvent {
+                quantity: Some(0),
+                ..raw("view")
+            }),
+            Rejection::InvalidQuantity
+        );
+        assert_eq!(
+            v(RawEvent {
+                price: Some(RawMoney {
+                    amount: -1,
+                    currency: "GBP".into()
+                }),
+                ..raw("purchase")
+            }),
+            Rejection::InvalidPrice
+        );
+        assert_eq!(
+            v(RawEvent {
+                timestamp: Some(now - 7200),
+                ..raw("view")
+            }),
+            Rejection::InvalidTimestamp
+        );
+        assert_eq!(
+            v(RawEvent {
+                timestamp: Some(now + 3600),
+                ..raw("view")
+            }),
+            Rejection::InvalidTimestamp
+        );
+    }
+
+    #[test]
+    fn millisecond_timestamps_are_understood_and_customers_win_over_sessions() {
+        let now = 1_700_000_000;
+        let e = RawEvent {
+            timestamp: Some(now * 1000 - 5_000),
+            customer_id: Some("c1".into()),
+            ..raw("view")
+        }
+        .validate(now, 3600)
+        .unwrap();
+        assert_eq!(e.at, now - 5);
+        assert!(matches!(e.visitor, VisitorKey::Customer(_)));
+        assert!(e.merge_session.is_some());
+    }
+}
+
+/// Applies validated events to their profiles: one atomic apply per profile, all
+/// profiles in one store batch. Returns, per event, whether it was new (false: a
+/// repeat of an event already applied).
+///
+/// When an event names both a customer and a session, the session's profile is folded
+/// into the customer's first (once: the fold is an op with the session's id) and the
+/// session profile is then erased, so the customer's profile is the one trace left.
+pub async fn ingest(
+    store: &dyn crate::store::ProfileStore,
+    hasher: &KeyHasher,
+    catalog: &Catalog,
+    events: &[Event],
+) -> Result<Vec<bool>, crate::store::StoreError> {
+    use crate::store::ProfileKey;
+
+    // Group by profile, keeping each profile's events in order.
+    let mut groups: Vec<(ProfileKey, Vec<ProfileOp>, Vec<(usize, usize)>)> = Vec::new();
+    let mut merges: Vec<(ProfileKey, ProfileKey)> = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        let key = hasher.key(&event.visitor);
+        if let Some(session) = &event.merge_session {
+            let skey = hasher.key(&VisitorKey::Session(session.clone()));
+            if !merges.contains(&(key, skey)) {
+                merges.push((key, skey));
+            }
+        }
+        let pos = match groups.iter().position(|g| g.0 == key) {
+            Some(p) => p,
+            None => {
+                groups.push((key, Vec::new(), Vec::new()));
+                groups.len() - 1
+            }
+        };
+        let ops = event.ops(hasher, catalog);
+        let group = &mut groups[pos];
+        group.1.extend(ops);
+        group.2.push((i, group.1.len() - 1));
+    }
+    // Fold sessions in ahead of the customer's events.
+    let mut folded = Vec::new();
+    for (customer, session) in &merges {
+        if let Some(profile) = store.get(session).await? {
+            if let Some(group) = groups.iter_mut().find(|g| g.0 == *customer) {
+                group.1.insert(
+                    0,
+                    ProfileOp::Absorb {
+                        id: session.short_id(),
+                        from: Box::new(Profile::clone(&profile)),
+                    },
+                );
+                for slot in &mut group.2 {
+                    slot.1 += 1;
+                }
+                folded.push(*session);
+            }
+        }
+    }
+    let batch: Vec<(ProfileKey, Vec<ProfileOp>)> =
+        groups.iter().map(|g| (g.0, g.1.clone())).collect();
+    let results = store.apply_batch(&batch).await;
+    let mut fresh = vec![false; events.len()];
+    for (group, result) in groups.iter().zip(results) {
+        let applied = result?;
+        for &(event, op) in &group.2 {
+            fresh[event] = applied.fresh.get(op).copied().unwrap_or(false);
+        }
+    }
+    for session in folded {
+        store.delete(&session).await?;
+    }
+    Ok(fresh)
+}
+
+use crate::domain::Profile;

@@ -1,0 +1,175 @@
+//! One conformance suite, run against every profile store backend: the in-process map,
+//! the embedded durable store, Redis (a private `redis-server`), and Redis behind the
+//! moka L1 tier.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use vitrine::domain::profile::{Behaviour, ProfileOp};
+use vitrine::domain::{Currency, Money, Profile};
+use vitrine::store::redis::RedisOptions;
+use vitrine::store::{EmbeddedStore, MemoryStore, ProfileKey, ProfileStore, RedisStore, Tiered};
+
+fn key(n: u8) -> ProfileKey {
+    ProfileKey([n; 16])
+}
+
+fn purchase(id: u64) -> ProfileOp {
+    ProfileOp::Event {
+        id,
+        at: 1_700_000_000 + id as i64,
+        behaviour: Behaviour::Purchase,
+        product_id: Some(format!("p{id}")),
+        category: Some("kitchen/cookware".into()),
+        quantity: 1,
+        price: Some(Money::new(1_000, Currency::parse("GBP").unwrap())),
+        query: None,
+        order: None,
+    }
+}
+
+async fn conformance(store: Arc<dyn ProfileStore>) {
+    // Seed loads into a fresh store, once.
+    let mut seeded = Profile::default();
+    seeded.apply(&purchase(9));
+    assert!(store.seed(vec![(key(5), seeded.clone())]).await.unwrap());
+    assert_eq!(*store.get(&key(5)).await.unwrap().unwrap(), seeded);
+    assert!(!store.seed(vec![(key(6), seeded)]).await.unwrap());
+    assert!(store.get(&key(6)).await.unwrap().is_none());
+
+    // A missing profile reads as None.
+    assert!(store.get(&key(1)).await.unwrap().is_none());
+
+    // Apply creates the profile; reading it back gives the same profile.
+    let applied = store
+        .apply(&key(1), &[purchase(1), purchase(2)])
+        .await
+        .unwrap();
+    assert_eq!(applied.fresh, vec![true, true]);
+    assert_eq!(applied.profile.orders_count, 2);
+    let read = store.get(&key(1)).await.unwrap().unwrap();
+    assert_eq!(*read, *applied.profile);
+
+    // A repeated op is not applied again.
+    let again = store
+        .apply(&key(1), &[purchase(2), purchase(3)])
+        .await
+        .unwrap();
+    assert_eq!(again.fresh, vec![false, true]);
+    assert_eq!(store.get(&key(1)).await.unwrap().unwrap().orders_count, 3);
+
+    // Concurrent applies to one profile lose nothing.
+    let tasks: Vec<_> = (100..164)
+        .map(|id| {
+            let store = store.clone();
+            tokio::spawn(async move { store.apply(&key(2), &[purchase(id)]).await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let p = store.get(&key(2)).await.unwrap().unwrap();
+    assert_eq!(p.orders_count, 64);
+    assert_eq!(p.total_spent.unwrap().amount, 64_000);
+
+    // A batch applies per profile.
+    let results = store
+        .apply_batch(&[
+            (key(3), vec![purchase(1)]),
+            (key(4), vec![purchase(1), purchase(1)]),
+        ])
+        .await;
+    assert_eq!(results[0].as_ref().unwrap().fresh, vec![true]);
+    assert_eq!(results[1].as_ref().unwrap().fresh, vec![true, false]);
+
+    // Delete erases; a second delete finds nothing.
+    assert!(store.delete(&key(1)).await.unwrap());
+    assert!(store.get(&key(1)).await.unwrap().is_none());
+    assert!(!store.delete(&key(1)).await.unwrap());
+
+    store.ping().await.unwrap();
+}
+
+fn redis_options(server: &RedisServer) -> RedisOptions {
+    RedisOptions {
+        url: server.url(),
+        key_prefix: "test:".into(),
+        profile_ttl: Duration::from_secs(3600),
+        timeout: Duration::from_millis(500),
+    }
+}
+
+#[tokio::test]
+async fn the_memory_store_conforms() {
+    conformance(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn the_embedded_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("p.redb")).unwrap();
+    conformance(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn the_redis_store_conforms() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&redis_options(&server)).await.unwrap();
+    conformance(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn redis_behind_the_l1_tier_conforms() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&redis_options(&server)).await.unwrap();
+    conformance(Arc::new(Tiered::new(
+        Arc::new(store),
+        1_000,
+        Duration::from_millis(500),
+    )))
+    .await;
+}
+
+#[tokio::test]
+async fn the_embedded_store_keeps_profiles_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.redb");
+    {
+        let store = EmbeddedStore::open(&path).unwrap();
+        store.apply(&key(1), &[purchase(1)]).await.unwrap();
+    }
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(store.get(&key(1)).await.unwrap().unwrap().orders_count, 1);
+}
+
+#[tokio::test]
+async fn redis_keys_hold_no_raw_ids_and_always_expire() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&redis_options(&server)).await.unwrap();
+    let hasher = vitrine::store::KeyHasher::new(b"a-test-secret");
+    let id = vitrine::domain::VisitorId::parse("customer-4711@example.com").unwrap();
+    let k = hasher.key(&vitrine::domain::VisitorKey::Customer(id));
+    store.apply(&k, &[purchase(1)]).await.unwrap();
+    let keys = server.command(&["KEYS", "*"]).unwrap();
+    assert!(
+        !keys.contains("4711") && !keys.contains("example"),
+        "{keys}"
+    );
+    let ttl = server
+        .command(&["PTTL", &format!("test:p:{}", "x")])
+        .unwrap();
+    assert!(ttl.starts_with(":-2"), "no such key: {ttl}");
+    // Every key written has a TTL: check through SCAN of the profile keys.
+    let scan = server
+        .command(&["SCAN", "0", "MATCH", "test:p:*", "COUNT", "100"])
+        .unwrap();
+    let raw_key_count = scan.matches("test:p:").count();
+    assert_eq!(raw_key_count, 1, "{scan}");
+    let dbsize = server.command(&["DBSIZE"]).unwrap();
+    assert!(dbsize.starts_with(":1"), "{dbsize}");
+    let expiring = server.command(&["INFO", "keyspace"]).unwrap();
+    assert!(expiring.contains("expires=1"), "{expiring}");
+}
