@@ -255,6 +255,89 @@ impl Event {
     }
 }
 
+/// Applies validated events to their profiles: one atomic apply per profile, all
+/// profiles in one store batch. Returns, per event, whether it was new (false: a
+/// repeat of an event already applied).
+///
+/// When an event names both a customer and a session, the session's profile is folded
+/// into the customer's first (once: the fold is an op with the session's id) and the
+/// session profile is then erased, so the customer's profile is the one trace left.
+pub async fn ingest(
+    store: &dyn crate::store::ProfileStore,
+    hasher: &KeyHasher,
+    catalog: &Catalog,
+    events: &[Event],
+) -> Result<Vec<bool>, crate::store::StoreError> {
+    use crate::store::ProfileKey;
+
+    /// One profile's ops, and for each event the index of its main op.
+    struct Group {
+        key: ProfileKey,
+        ops: Vec<ProfileOp>,
+        events: Vec<(usize, usize)>,
+    }
+
+    // Group by profile, keeping each profile's events in order.
+    let mut groups: Vec<Group> = Vec::new();
+    let mut merges: Vec<(ProfileKey, ProfileKey)> = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        let key = hasher.key(&event.visitor);
+        if let Some(session) = &event.merge_session {
+            let skey = hasher.key(&VisitorKey::Session(session.clone()));
+            if !merges.contains(&(key, skey)) {
+                merges.push((key, skey));
+            }
+        }
+        let pos = match groups.iter().position(|g| g.key == key) {
+            Some(p) => p,
+            None => {
+                groups.push(Group {
+                    key,
+                    ops: Vec::new(),
+                    events: Vec::new(),
+                });
+                groups.len() - 1
+            }
+        };
+        let group = &mut groups[pos];
+        group.ops.extend(event.ops(hasher, catalog));
+        group.events.push((i, group.ops.len() - 1));
+    }
+    // Fold sessions in ahead of the customer's events.
+    let mut folded = Vec::new();
+    for (customer, session) in &merges {
+        if let Some(profile) = store.get(session).await?
+            && let Some(group) = groups.iter_mut().find(|g| g.key == *customer)
+        {
+            group.ops.insert(
+                0,
+                ProfileOp::Absorb {
+                    id: session.short_id(),
+                    from: Box::new(crate::domain::Profile::clone(&profile)),
+                },
+            );
+            for slot in &mut group.events {
+                slot.1 += 1;
+            }
+            folded.push(*session);
+        }
+    }
+    let batch: Vec<(ProfileKey, Vec<ProfileOp>)> =
+        groups.iter().map(|g| (g.key, g.ops.clone())).collect();
+    let results = store.apply_batch(&batch).await;
+    let mut fresh = vec![false; events.len()];
+    for (group, result) in groups.iter().zip(results) {
+        let applied = result?;
+        for &(event, op) in &group.events {
+            fresh[event] = applied.fresh.get(op).copied().unwrap_or(false);
+        }
+    }
+    for session in folded {
+        store.delete(&session).await?;
+    }
+    Ok(fresh)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,78 +427,3 @@ mod tests {
         assert!(e.merge_session.is_some());
     }
 }
-
-/// Applies validated events to their profiles: one atomic apply per profile, all
-/// profiles in one store batch. Returns, per event, whether it was new (false: a
-/// repeat of an event already applied).
-///
-/// When an event names both a customer and a session, the session's profile is folded
-/// into the customer's first (once: the fold is an op with the session's id) and the
-/// session profile is then erased, so the customer's profile is the one trace left.
-pub async fn ingest(
-    store: &dyn crate::store::ProfileStore,
-    hasher: &KeyHasher,
-    catalog: &Catalog,
-    events: &[Event],
-) -> Result<Vec<bool>, crate::store::StoreError> {
-    use crate::store::ProfileKey;
-
-    // Group by profile, keeping each profile's events in order.
-    let mut groups: Vec<(ProfileKey, Vec<ProfileOp>, Vec<(usize, usize)>)> = Vec::new();
-    let mut merges: Vec<(ProfileKey, ProfileKey)> = Vec::new();
-    for (i, event) in events.iter().enumerate() {
-        let key = hasher.key(&event.visitor);
-        if let Some(session) = &event.merge_session {
-            let skey = hasher.key(&VisitorKey::Session(session.clone()));
-            if !merges.contains(&(key, skey)) {
-                merges.push((key, skey));
-            }
-        }
-        let pos = match groups.iter().position(|g| g.0 == key) {
-            Some(p) => p,
-            None => {
-                groups.push((key, Vec::new(), Vec::new()));
-                groups.len() - 1
-            }
-        };
-        let ops = event.ops(hasher, catalog);
-        let group = &mut groups[pos];
-        group.1.extend(ops);
-        group.2.push((i, group.1.len() - 1));
-    }
-    // Fold sessions in ahead of the customer's events.
-    let mut folded = Vec::new();
-    for (customer, session) in &merges {
-        if let Some(profile) = store.get(session).await? {
-            if let Some(group) = groups.iter_mut().find(|g| g.0 == *customer) {
-                group.1.insert(
-                    0,
-                    ProfileOp::Absorb {
-                        id: session.short_id(),
-                        from: Box::new(Profile::clone(&profile)),
-                    },
-                );
-                for slot in &mut group.2 {
-                    slot.1 += 1;
-                }
-                folded.push(*session);
-            }
-        }
-    }
-    let batch: Vec<(ProfileKey, Vec<ProfileOp>)> =
-        groups.iter().map(|g| (g.0, g.1.clone())).collect();
-    let results = store.apply_batch(&batch).await;
-    let mut fresh = vec![false; events.len()];
-    for (group, result) in groups.iter().zip(results) {
-        let applied = result?;
-        for &(event, op) in &group.2 {
-            fresh[event] = applied.fresh.get(op).copied().unwrap_or(false);
-        }
-    }
-    for session in folded {
-        store.delete(&session).await?;
-    }
-    Ok(fresh)
-}
-
-use crate::domain::Profile;
