@@ -1,0 +1,380 @@
+//! `/v1/events` end to end, profile export and erasure, and two instances sharing one
+//! Redis.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::RedisServer;
+use common::{TestApp, error_code, settings};
+use serde_json::{Value, json};
+use vitrine::config::{Settings, StorageBackend};
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn send(app: &TestApp, body: Value) -> (u16, Value) {
+    let r = app.post_json("/v1/events", &body).await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+async fn export(app: &TestApp, customer: &str) -> Value {
+    let r = app.get(&format!("/admin/v1/profiles/{customer}")).await;
+    assert_eq!(r.status(), 200, "export {customer}");
+    r.json().await.unwrap()
+}
+
+async fn reasons(app: &TestApp, path: &str) -> Vec<String> {
+    let body: Value = app.get(path).await.json().await.unwrap();
+    body["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reason"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_next_recommendation_sees_the_events_just_sent() {
+    let app = TestApp::spawn(settings()).await;
+    let home = "/v1/recommend?session_id=fresh-visitor&placement=home";
+    assert!(reasons(&app, home).await.iter().all(|r| r == "trending"));
+    let views: Vec<Value> = (1..=5)
+        .map(|i| json!({"event_id": format!("v{i}"), "type": "view", "session_id": "fresh-visitor", "product_id": format!("p{:06}", i * 7)}))
+        .collect();
+    let (status, report) = send(&app, Value::Array(views)).await;
+    assert_eq!(status, 202);
+    assert_eq!(report["accepted"], 5);
+    assert!(
+        reasons(&app, home)
+            .await
+            .iter()
+            .any(|r| r == "based_on_your_history"),
+        "read-your-writes: the views shape the very next answer"
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_event_is_applied_once() {
+    let app = TestApp::spawn(settings()).await;
+    let batch = json!([
+        {"event_id": "o-1", "type": "purchase", "customer_id": "new-cust", "product_id": "p000001", "quantity": 2,
+         "price": {"amount": 1250, "currency": "GBP"}, "order_id": "order-1"},
+        {"event_id": "o-2", "type": "purchase", "customer_id": "new-cust", "product_id": "p000002",
+         "price": {"amount": 500, "currency": "GBP"}, "order_id": "order-1"}
+    ]);
+    let (_, first) = send(&app, batch.clone()).await;
+    assert_eq!(
+        (first["accepted"].as_u64(), first["duplicates"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let (status, second) = send(&app, batch).await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        (second["accepted"].as_u64(), second["duplicates"].as_u64()),
+        (Some(0), Some(2))
+    );
+    assert_eq!(second["results"][0]["status"], "duplicate");
+    let p = export(&app, "new-cust").await;
+    assert_eq!(p["orders_count"], 1, "two lines of one order");
+    assert_eq!(p["total_spent"], json!({"amount": 3000, "currency": "GBP"}));
+    assert_eq!(p["purchased"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_invalid_event_is_rejected_with_its_code_and_the_rest_go_on() {
+    let app = TestApp::spawn(settings()).await;
+    let (status, report) = send(
+        &app,
+        json!([
+            {"event_id": "ok-1", "type": "view", "customer_id": "mixed", "product_id": "p000010"},
+            {"event_id": "bad-1", "type": "hover", "customer_id": "mixed", "product_id": "p000011"},
+            {"event_id": "bad-2", "type": "view", "customer_id": "mixed"},
+            {"event_id": "bad-3", "type": "add_to_cart", "customer_id": "mixed", "product_id": "p000012", "quantity": 0},
+            {"event_id": "bad-4", "type": "view", "customer_id": "mixed", "product_id": "p000013", "email": "a@b.c"},
+            {"event_id": "bad-5", "type": "view", "customer_id": "mixed", "product_id": "p000014", "timestamp": 1000},
+            {"type": "view", "customer_id": "mixed", "product_id": "p000015"},
+            {"event_id": "bad-7", "type": "search", "customer_id": "mixed"},
+            {"event_id": "bad-8", "type": "purchase", "customer_id": "mixed", "product_id": "p1", "price": {"amount": 5, "currency": "pounds"}},
+            {"event_id": "bad-9", "type": "view", "product_id": "p000016"},
+            "not an object"
+        ]),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let codes: Vec<&str> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["error"]["code"]
+                .as_str()
+                .unwrap_or(r["status"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            "accepted",
+            "invalid_event_type",
+            "missing_product_id",
+            "invalid_quantity",
+            "invalid_event",
+            "invalid_timestamp",
+            "missing_event_id",
+            "missing_query",
+            "invalid_price",
+            "missing_visitor_id",
+            "invalid_event"
+        ]
+    );
+    assert_eq!(report["rejected"], 10);
+    let p = export(&app, "mixed").await;
+    assert_eq!(
+        p["recently_viewed"],
+        json!(["p000010"]),
+        "nothing of the rejected events was applied"
+    );
+}
+
+#[tokio::test]
+async fn batches_have_a_size_limit_and_a_shape() {
+    let app = TestApp::spawn(settings()).await;
+    let big: Vec<Value> = (0..501)
+        .map(|i| json!({"event_id": format!("e{i}"), "type": "view", "session_id": "s", "product_id": "p000001"}))
+        .collect();
+    let r = app.post_json("/v1/events", &Value::Array(big)).await;
+    assert_eq!(error_code(r).await, (422, "batch_too_large".into()));
+    let r = app.post_json("/v1/events", &json!("view")).await;
+    assert_eq!(error_code(r).await, (422, "invalid_body".into()));
+    let r = app
+        .client
+        .post(app.url("/v1/events"))
+        .header("content-type", "application/json")
+        .body("[{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await, (400, "malformed_json".into()));
+    let (status, single) = send(&app, json!({"event_id": "one", "type": "click", "session_id": "s", "product_id": "p000002", "decision_id": "d-1"})).await;
+    assert_eq!(status, 202);
+    assert_eq!(single["accepted"], 1);
+}
+
+#[tokio::test]
+async fn without_consent_nothing_is_kept_and_answers_are_not_personalized() {
+    let app = TestApp::spawn(settings()).await;
+    let home = "/v1/recommend?customer_id=c0000001&placement=home";
+    assert!(
+        reasons(&app, home)
+            .await
+            .iter()
+            .any(|r| r == "based_on_your_history")
+    );
+    let (_, report) = send(
+        &app,
+        json!({"event_id": "consent-1", "type": "view", "customer_id": "c0000001", "product_id": "p000003",
+               "consent": {"personalization": false, "marketing": false}}),
+    )
+    .await;
+    assert_eq!(report["accepted"], 1);
+    let p = export(&app, "c0000001").await;
+    assert_eq!(
+        p["consent"],
+        json!({"personalization": false, "marketing": false})
+    );
+    assert_eq!(p["recently_viewed"], json!([]));
+    assert_eq!(p["category_affinities"], json!([]));
+    assert!(reasons(&app, home).await.iter().all(|r| r == "trending"));
+}
+
+#[tokio::test]
+async fn a_session_is_merged_into_the_customer_once() {
+    let app = TestApp::spawn(settings()).await;
+    send(
+        &app,
+        json!([
+            {"event_id": "s-v1", "type": "view", "session_id": "anon-77", "product_id": "p000021"},
+            {"event_id": "s-v2", "type": "view", "session_id": "anon-77", "product_id": "p000022"}
+        ]),
+    )
+    .await;
+    let (_, report) = send(
+        &app,
+        json!({"event_id": "login-1", "type": "view", "customer_id": "cust-77", "session_id": "anon-77", "product_id": "p000023"}),
+    )
+    .await;
+    assert_eq!(report["accepted"], 1);
+    let p = export(&app, "cust-77").await;
+    assert_eq!(
+        p["recently_viewed"],
+        json!(["p000023", "p000022", "p000021"])
+    );
+    // The session's own profile is gone: its history now lives with the customer only.
+    assert!(
+        reasons(&app, "/v1/recommend?session_id=anon-77&placement=home")
+            .await
+            .iter()
+            .all(|r| r == "trending")
+    );
+    send(
+        &app,
+        json!({"event_id": "login-2", "type": "view", "customer_id": "cust-77", "session_id": "anon-77", "product_id": "p000024"}),
+    )
+    .await;
+    let p = export(&app, "cust-77").await;
+    assert_eq!(p["recently_viewed"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn a_profile_exports_and_erases() {
+    let app = TestApp::spawn(settings()).await;
+    let p = export(&app, "c0000002").await;
+    for field in [
+        "orders_count",
+        "total_spent",
+        "recently_viewed",
+        "consent",
+        "lifecycle",
+        "churn_risk_bp",
+        "clv_12m",
+    ] {
+        assert!(p.get(field).is_some(), "{field} in {p}");
+    }
+    let r = app
+        .client
+        .delete(app.url("/admin/v1/profiles/c0000002"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = app.get("/admin/v1/profiles/c0000002").await;
+    assert_eq!(error_code(r).await, (404, "profile_not_found".into()));
+    let r = app
+        .client
+        .delete(app.url("/admin/v1/profiles/c0000002"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "erasure is repeatable");
+}
+
+fn redis_settings(server: &RedisServer) -> Settings {
+    let mut s = settings();
+    s.storage.backend = StorageBackend::Redis;
+    s.redis.url = server.url();
+    s.privacy.id_hash_secret = "shared-test-secret".into();
+    s
+}
+
+#[tokio::test]
+async fn two_instances_on_one_redis_lose_no_update() {
+    let server = RedisServer::start();
+    let a = TestApp::spawn(redis_settings(&server)).await;
+    let b = TestApp::spawn(redis_settings(&server)).await;
+    let t0 = now();
+    let batch = |instance: &'static str, n: usize| {
+        json!((0..20)
+            .map(|i| json!({"event_id": format!("{instance}-{n}-{i}"), "type": "purchase", "customer_id": "shared-customer",
+                            "product_id": format!("p{:06}", 1 + (n * 20 + i) % 300), "price": {"amount": 100, "currency": "GBP"},
+                            "timestamp": t0}))
+            .collect::<Vec<_>>())
+    };
+    let mut tasks = Vec::new();
+    for n in 0..10 {
+        for (app, name) in [(&a, "a"), (&b, "b")] {
+            let client = app.client.clone();
+            let url = app.url("/v1/events");
+            let body = batch(name, n);
+            tasks.push(tokio::spawn(async move {
+                let r = client.post(url).json(&body).send().await.unwrap();
+                assert_eq!(r.status(), 202);
+                let report: Value = r.json().await.unwrap();
+                assert_eq!(report["accepted"], 20, "{report}");
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // A's L1 may hold A's own last write for up to `cache.l1_ttl_ms`; past that, both
+    // instances must show every purchase, counted once.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for app in [&a, &b] {
+        let p = export(app, "shared-customer").await;
+        assert_eq!(
+            p["orders_count"], 400,
+            "every purchase from both instances counted once"
+        );
+        assert_eq!(p["total_spent"]["amount"], 40_000);
+    }
+}
+
+#[tokio::test]
+async fn an_update_through_one_instance_is_visible_through_another_within_a_second() {
+    let server = RedisServer::start();
+    let a = TestApp::spawn(redis_settings(&server)).await;
+    let b = TestApp::spawn(redis_settings(&server)).await;
+    send(&a, json!({"event_id": "c-1", "type": "view", "customer_id": "coherent", "product_id": "p000031"})).await;
+    // B reads it, so B's L1 now holds the old profile.
+    assert_eq!(
+        export(&b, "coherent").await["recently_viewed"],
+        json!(["p000031"])
+    );
+    send(&a, json!({"event_id": "c-2", "type": "view", "customer_id": "coherent", "product_id": "p000032"})).await;
+    let start = Instant::now();
+    loop {
+        let p = export(&b, "coherent").await;
+        if p["recently_viewed"][0] == "p000032" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "B still serves the old profile after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_holds_no_raw_customer_id() {
+    let server = RedisServer::start();
+    let app = TestApp::spawn(redis_settings(&server)).await;
+    send(&app, json!({"event_id": "pii-1", "type": "view", "customer_id": "alice@example.com", "product_id": "p000005"})).await;
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    for key in keys {
+        assert!(!String::from_utf8_lossy(&key).contains("alice"));
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if kind == "hash" {
+            let value: Vec<u8> = redis::cmd("HGET")
+                .arg(&key)
+                .arg("d")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(!String::from_utf8_lossy(&value).contains("alice"));
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(ttl > 0, "every profile key expires");
+        }
+    }
+}
