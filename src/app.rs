@@ -43,6 +43,7 @@ pub struct AppState {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub store: Arc<dyn ProfileStore>,
     pub hasher: Arc<KeyHasher>,
+    pub buffer: Arc<crate::ingest::buffer::EventBuffer>,
     pub keys: Arc<Keys>,
     pub banners: Arc<Banners>,
     pub permits: Arc<Semaphore>,
@@ -166,12 +167,17 @@ impl App {
             permits: Arc::new(Semaphore::new(settings.server.max_concurrency)),
             keys: Arc::new(keys),
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot { catalog, models })),
+            buffer: Arc::new(crate::ingest::buffer::EventBuffer::new(
+                settings.events.buffer_capacity,
+            )),
             store,
             hasher,
             metrics,
             cache_control,
             settings: Arc::new(settings),
         };
+
+        crate::ingest::buffer::spawn_flusher(state.clone());
 
         let addr = state.settings.server.addr;
         let listener = TcpListener::bind(addr)

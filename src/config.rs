@@ -118,6 +118,8 @@ pub struct EventSettings {
     pub max_batch: usize,
     /// Events older than this are refused (use `vitrine import` for history).
     pub max_age_s: i64,
+    /// Events held in memory while the store is unavailable; past this, 503.
+    pub buffer_capacity: usize,
 }
 
 impl Default for EventSettings {
@@ -125,6 +127,7 @@ impl Default for EventSettings {
         Self {
             max_batch: 500,
             max_age_s: 7 * 86_400,
+            buffer_capacity: 100_000,
         }
     }
 }

@@ -26,6 +26,8 @@ pub fn router() -> Router<AppState> {
 #[derive(Serialize)]
 struct Report {
     accepted: usize,
+    /// Accepted while the store is unavailable; written when it returns.
+    buffered: usize,
     duplicates: usize,
     rejected: usize,
     results: Vec<EventResult>,
@@ -112,23 +114,39 @@ async fn post_events(
     }
     if !valid.is_empty() {
         let snapshot = state.snapshot.load();
-        let fresh = ingest(
-            state.store.as_ref(),
-            &state.hasher,
-            &snapshot.catalog,
-            &valid,
-        )
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "event batch not stored");
-            ApiError::new(
-                ErrorCode::StoreUnavailable,
-                "the profile store is unavailable; retry the batch",
+        // Behind events already waiting for the store, a batch waits too (order).
+        let stored = if state.buffer.is_empty() {
+            ingest(
+                state.store.as_ref(),
+                &state.hasher,
+                &snapshot.catalog,
+                &valid,
             )
-        })?;
-        for (slot, new) in slots.iter().zip(fresh) {
-            if !new {
-                results[*slot].status = "duplicate";
+            .await
+        } else {
+            Err(crate::store::StoreError::Unavailable(
+                "events are buffered".into(),
+            ))
+        };
+        match stored {
+            Ok(fresh) => {
+                for (slot, new) in slots.iter().zip(fresh) {
+                    if !new {
+                        results[*slot].status = "duplicate";
+                    }
+                }
+            }
+            Err(e) => {
+                if !state.buffer.push_all(valid) {
+                    tracing::warn!(error = %e, "event buffer full; refusing the batch");
+                    return Err(ApiError::new(
+                        ErrorCode::StoreUnavailable,
+                        "the profile store is unavailable and the event buffer is full; retry the batch",
+                    ));
+                }
+                for slot in &slots {
+                    results[*slot].status = "buffered";
+                }
             }
         }
     }
@@ -137,6 +155,7 @@ async fn post_events(
         StatusCode::ACCEPTED,
         Json(Report {
             accepted: count("accepted"),
+            buffered: count("buffered"),
             duplicates: count("duplicate"),
             rejected: count("rejected"),
             results,

@@ -1,4 +1,5 @@
 //! Where data enters Vitrine: storefront events, and the generated demo shop.
 
+pub mod buffer;
 pub mod demo;
 pub mod events;
