@@ -177,7 +177,7 @@ impl App {
             settings: Arc::new(settings),
         };
 
-        crate::ingest::buffer::spawn_flusher(state.clone());
+        crate::ingest::buffer::spawn_flusher(&state);
 
         let addr = state.settings.server.addr;
         let listener = TcpListener::bind(addr)

@@ -81,7 +81,7 @@ impl EventBuffer {
 }
 
 /// Drains the buffer in the background for as long as the app lives.
-pub fn spawn_flusher(state: crate::app::AppState) {
+pub fn spawn_flusher(state: &crate::app::AppState) {
     let buffer = Arc::downgrade(&state.buffer);
     let store = Arc::downgrade(&state.store);
     let hasher = state.hasher.clone();
