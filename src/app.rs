@@ -33,7 +33,7 @@ use crate::store::{
 /// models address products by catalog index.
 pub struct Snapshot {
     pub catalog: Catalog,
-    pub models: Models,
+    pub models: Arc<Models>,
 }
 
 /// Shared by every handler: a cheap clone of `Arc`s.
@@ -47,6 +47,8 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     pub banners: Arc<Banners>,
     pub permits: Arc<Semaphore>,
+    /// Serialises catalog rebuilds, so two admin writes never lose each other's change.
+    pub catalog_writer: Arc<tokio::sync::Mutex<()>>,
     pub metrics: PrometheusHandle,
     pub cache_control: HeaderValue,
 }
@@ -165,8 +167,12 @@ impl App {
         let state = AppState {
             banners: Arc::new(Banners::new(&settings.content.banners)),
             permits: Arc::new(Semaphore::new(settings.server.max_concurrency)),
+            catalog_writer: Arc::new(tokio::sync::Mutex::new(())),
             keys: Arc::new(keys),
-            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot { catalog, models })),
+            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot {
+                catalog,
+                models: Arc::new(models),
+            })),
             buffer: Arc::new(crate::ingest::buffer::EventBuffer::new(
                 settings.events.buffer_capacity,
             )),

@@ -54,6 +54,9 @@ pub enum CatalogError {
 
 pub struct Catalog {
     products: Vec<Product>,
+    /// Deleted products keep their index (the models address products by index) but
+    /// are never found, listed or recommended.
+    deleted: Vec<bool>,
     inventory: Vec<AtomicI64>,
     by_id: FxHashMap<Box<str>, ProductIdx>,
     categories: Vec<Category>,
@@ -64,6 +67,15 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn new(categories: Vec<Category>, products: Vec<NewProduct>) -> Result<Self, CatalogError> {
+        let deleted = vec![false; products.len()];
+        Self::with_deleted(categories, products, deleted)
+    }
+
+    fn with_deleted(
+        categories: Vec<Category>,
+        products: Vec<NewProduct>,
+        deleted: Vec<bool>,
+    ) -> Result<Self, CatalogError> {
         if categories.len() > usize::from(CategoryId::MAX)
             || products.len() > ProductIdx::MAX as usize
         {
@@ -99,6 +111,11 @@ impl Catalog {
                     product.category,
                 ));
             };
+            if deleted[i] {
+                list.push(product);
+                inventory.push(AtomicI64::new(stock));
+                continue;
+            }
             members.push(idx);
             let words = search_tokens(&product.title)
                 .chain(product.tags.iter().flat_map(|t| search_tokens(t)));
@@ -113,6 +130,7 @@ impl Catalog {
         }
         Ok(Self {
             products: list,
+            deleted,
             inventory,
             by_id,
             categories,
@@ -142,12 +160,41 @@ impl Catalog {
         &self.products
     }
 
+    /// The index of a live (not deleted) product.
     pub fn lookup(&self, id: &str) -> Option<ProductIdx> {
-        self.by_id.get(id).copied()
+        self.by_id
+            .get(id)
+            .copied()
+            .filter(|&i| !self.deleted[i as usize])
     }
 
+    /// Sellable: live and with stock.
     pub fn in_stock(&self, idx: ProductIdx) -> bool {
-        self.inventory[idx as usize].load(Ordering::Relaxed) > 0
+        !self.deleted[idx as usize] && self.inventory[idx as usize].load(Ordering::Relaxed) > 0
+    }
+
+    /// Live products, in index order.
+    pub fn live(&self) -> impl Iterator<Item = ProductIdx> + '_ {
+        (0..self.products.len() as ProductIdx).filter(|&i| !self.deleted[i as usize])
+    }
+
+    /// Starts an edit: a copy of this catalog's contents to change and rebuild. Indexes of
+    /// existing products never change, so models trained on this catalog stay valid.
+    pub fn edit(&self) -> CatalogEdit {
+        CatalogEdit {
+            categories: self.categories.clone(),
+            products: self
+                .products
+                .iter()
+                .zip(&self.inventory)
+                .map(|(p, stock)| NewProduct {
+                    product: p.clone(),
+                    inventory: stock.load(Ordering::Relaxed),
+                })
+                .collect(),
+            deleted: self.deleted.clone(),
+            by_id: self.by_id.clone(),
+        }
     }
 
     pub fn inventory(&self, idx: ProductIdx) -> i64 {
@@ -193,6 +240,100 @@ impl Catalog {
             .filter(|idx| rest.iter().all(|l| l.binary_search(idx).is_ok()))
             .collect()
     }
+}
+
+/// Changes to a catalog, applied by [`CatalogEdit::build`].
+pub struct CatalogEdit {
+    categories: Vec<Category>,
+    products: Vec<NewProduct>,
+    deleted: Vec<bool>,
+    by_id: FxHashMap<Box<str>, ProductIdx>,
+}
+
+impl CatalogEdit {
+    /// The id of the category with this handle or path, created when new. A path
+    /// `A > B` gets the handle `a/b`.
+    pub fn category(&mut self, key: &str) -> Result<CategoryId, CatalogError> {
+        let handle: String = if key.contains('>') {
+            key.split('>')
+                .map(|part| slug(part.trim()))
+                .collect::<Vec<_>>()
+                .join("/")
+        } else {
+            key.to_owned()
+        };
+        if let Some(i) = self
+            .categories
+            .iter()
+            .position(|c| *c.handle == handle || &*c.path == key)
+        {
+            return CategoryId::try_from(i).map_err(|_| CatalogError::TooLarge);
+        }
+        let id = CategoryId::try_from(self.categories.len()).map_err(|_| CatalogError::TooLarge)?;
+        self.categories.push(Category {
+            handle: handle.into(),
+            path: key.into(),
+        });
+        Ok(id)
+    }
+
+    /// Inserts a product, or replaces the one with its id (reviving it if deleted).
+    pub fn upsert(&mut self, new: NewProduct) -> Result<(), CatalogError> {
+        match self.by_id.get(&new.product.id) {
+            Some(&i) => {
+                self.products[i as usize] = new;
+                self.deleted[i as usize] = false;
+            }
+            None => {
+                let idx = ProductIdx::try_from(self.products.len())
+                    .map_err(|_| CatalogError::TooLarge)?;
+                self.by_id.insert(new.product.id.clone(), idx);
+                self.products.push(new);
+                self.deleted.push(false);
+            }
+        }
+        Ok(())
+    }
+
+    /// The live product with this id, to change in place.
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut NewProduct> {
+        let i = *self.by_id.get(id)? as usize;
+        (!self.deleted[i]).then(|| &mut self.products[i])
+    }
+
+    /// Deletes a live product; false when there was none.
+    pub fn delete(&mut self, id: &str) -> bool {
+        match self.by_id.get(id) {
+            Some(&i) if !self.deleted[i as usize] => {
+                self.deleted[i as usize] = true;
+                true
+            }
+            Some(_) | None => false,
+        }
+    }
+
+    pub fn build(self) -> Result<Catalog, CatalogError> {
+        Catalog::with_deleted(self.categories, self.products, self.deleted)
+    }
+}
+
+/// A URL-safe slug: lower-case ASCII words joined by dashes.
+pub fn slug(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut dash = false;
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+            dash = false;
+        } else if !dash && !out.is_empty() {
+            out.push('-');
+            dash = true;
+        }
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
 }
 
 /// Lower-cased alphanumeric words, the unit of the search index.
@@ -265,6 +406,28 @@ mod tests {
         assert!(c.in_stock(1));
         c.set_inventory(1, 0);
         assert!(!c.in_stock(1));
+    }
+
+    #[test]
+    fn an_edit_keeps_indexes_adds_and_deletes() {
+        let c = catalog();
+        let mut edit = c.edit();
+        let cat = edit.category("Garden > Tools").unwrap();
+        assert_eq!(edit.category("garden/tools").unwrap(), cat);
+        let mut trowel = product("d", "Trowel", cat);
+        trowel.inventory = 5;
+        edit.upsert(trowel).unwrap();
+        assert!(edit.delete("b"));
+        assert!(!edit.delete("b"));
+        edit.get_mut("a").unwrap().product.title = "Skillet Deluxe".into();
+        let next = edit.build().unwrap();
+        assert_eq!(next.lookup("a"), Some(0));
+        assert_eq!(next.lookup("b"), None);
+        assert!(!next.in_stock(1));
+        assert_eq!(next.lookup("d"), Some(3));
+        assert_eq!(next.category("garden/tools"), Some(cat));
+        assert_eq!(next.search("skillet"), vec![0]);
+        assert_eq!(next.live().count(), 3);
     }
 
     #[test]

@@ -26,11 +26,13 @@ pub enum ErrorCode {
     InvalidCart,
     InvalidContext,
     BatchTooLarge,
+    InvalidProduct,
     MissingApiKey,
     InvalidApiKey,
     WrongScope,
     NotFound,
     ProfileNotFound,
+    ProductNotFound,
     MethodNotAllowed,
     Overloaded,
     NotReady,
@@ -44,7 +46,9 @@ impl ErrorCode {
             ErrorCode::MalformedJson | ErrorCode::MalformedQuery => StatusCode::BAD_REQUEST,
             ErrorCode::MissingApiKey | ErrorCode::InvalidApiKey => StatusCode::UNAUTHORIZED,
             ErrorCode::WrongScope => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound | ErrorCode::ProfileNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::NotFound | ErrorCode::ProfileNotFound | ErrorCode::ProductNotFound => {
+                StatusCode::NOT_FOUND
+            }
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -58,7 +62,8 @@ impl ErrorCode {
             | ErrorCode::InvalidLimit
             | ErrorCode::InvalidCart
             | ErrorCode::InvalidContext
-            | ErrorCode::BatchTooLarge => StatusCode::UNPROCESSABLE_ENTITY,
+            | ErrorCode::BatchTooLarge
+            | ErrorCode::InvalidProduct => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Overloaded | ErrorCode::NotReady | ErrorCode::StoreUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -83,11 +88,13 @@ impl ErrorCode {
             ErrorCode::InvalidCart => "invalid_cart",
             ErrorCode::InvalidContext => "invalid_context",
             ErrorCode::BatchTooLarge => "batch_too_large",
+            ErrorCode::InvalidProduct => "invalid_product",
             ErrorCode::MissingApiKey => "missing_api_key",
             ErrorCode::InvalidApiKey => "invalid_api_key",
             ErrorCode::WrongScope => "wrong_scope",
             ErrorCode::NotFound => "not_found",
             ErrorCode::ProfileNotFound => "profile_not_found",
+            ErrorCode::ProductNotFound => "product_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::NotReady => "not_ready",
@@ -167,7 +174,9 @@ pub async fn method_not_allowed() -> ApiError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 25] = [
+    const ALL: [ErrorCode; 27] = [
+        ErrorCode::InvalidProduct,
+        ErrorCode::ProductNotFound,
         ErrorCode::ProfileNotFound,
         ErrorCode::BatchTooLarge,
         ErrorCode::StoreUnavailable,

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod catalog;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -24,7 +25,9 @@ pub fn router(state: &AppState, include_ops: bool) -> Router {
         .merge(events::router())
         .route_layer(from_fn_with_state(state.keys.clone(), auth::storefront))
         .route_layer(from_fn_with_state(state.permits.clone(), observe::shed));
-    let admin = admin::router().route_layer(from_fn_with_state(state.keys.clone(), auth::admin));
+    let admin = admin::router()
+        .merge(catalog::router())
+        .route_layer(from_fn_with_state(state.keys.clone(), auth::admin));
     let mut app = Router::new().merge(storefront).merge(admin);
     if include_ops {
         app = app.merge(health::router());

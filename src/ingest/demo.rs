@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::DemoSettings;
-use crate::domain::catalog::{Category, NewProduct};
+use crate::domain::catalog::{Category, NewProduct, slug};
 use crate::domain::profile::{Behaviour, ProfileOp};
 use crate::domain::{
     Catalog, CategoryId, Currency, Interaction, InteractionKind, Money, Product, ProductIdx,
@@ -786,24 +786,6 @@ fn build_profiles(
         .enumerate()
         .map(|(n, p)| (customer_id(n), p))
         .collect()
-}
-
-fn slug(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut dash = false;
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-            dash = false;
-        } else if !dash && !out.is_empty() {
-            out.push('-');
-            dash = true;
-        }
-    }
-    while out.ends_with('-') {
-        out.pop();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub enum Reason {
     BasedOnYourHistory,
     MatchesSearch,
     TrendingInCategory,
+    NewArrival,
     Trending,
 }
 
@@ -33,6 +34,7 @@ impl Reason {
             Reason::BasedOnYourHistory => "based_on_your_history",
             Reason::MatchesSearch => "matches_search",
             Reason::TrendingInCategory => "trending_in_category",
+            Reason::NewArrival => "new_arrival",
             Reason::Trending => "trending",
         }
     }
@@ -68,6 +70,7 @@ const W_HISTORY: f32 = 0.5;
 const W_SEARCH: f32 = 1.0;
 const W_CATEGORY: f32 = 0.05;
 const W_GLOBAL: f32 = 0.01;
+const W_NEW: f32 = 0.02;
 /// History items considered on `home`, most recent first, each worth `DECAY` of the last.
 const HISTORY_ITEMS: usize = 10;
 const DECAY: f32 = 0.8;
@@ -206,6 +209,13 @@ pub fn recommend(
                     1.0,
                     Reason::TrendingInCategory,
                 );
+                // Products added since the models were trained have no trend yet; they
+                // still belong on their category's page.
+                for &p in catalog.category_members(c) {
+                    if !models.trending.knows(p) {
+                        pool.add(p, W_NEW, Reason::NewArrival);
+                    }
+                }
             }
         }
         Placement::Search => {

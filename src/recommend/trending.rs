@@ -67,6 +67,11 @@ impl Trending {
         }
     }
 
+    /// Whether the product existed when the model was trained.
+    pub fn knows(&self, idx: ProductIdx) -> bool {
+        (idx as usize) < self.score.len()
+    }
+
     pub fn score(&self, idx: ProductIdx) -> f32 {
         self.score.get(idx as usize).copied().unwrap_or(0.0)
     }

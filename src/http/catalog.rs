@@ -1,0 +1,109 @@
+//! The catalog admin API (admin keys): batch upsert, read, partial update, delete.
+//! Stock changes reach recommendations on the next request.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ErrorCode};
+use super::extract::JsonBody;
+use crate::app::AppState;
+use crate::ingest::catalog::{self, CatalogChangeError, ProductInput, ProductPatch};
+
+pub const MAX_BATCH: usize = 1_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/v1/products", put(upsert))
+        .route(
+            "/admin/v1/products/{id}",
+            get(read).patch(patch).delete(delete),
+        )
+}
+
+fn change_error(e: CatalogChangeError) -> ApiError {
+    match e {
+        CatalogChangeError::Invalid(m) => ApiError::new(ErrorCode::InvalidProduct, m),
+        CatalogChangeError::NotFound => {
+            ApiError::new(ErrorCode::ProductNotFound, "no product with this id")
+        }
+        CatalogChangeError::Catalog(e) => ApiError::new(ErrorCode::InvalidProduct, e.to_string()),
+    }
+}
+
+/// `PUT /admin/v1/products`: an array of products, all validated before any is applied.
+async fn upsert(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Vec<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    if body.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            ErrorCode::BatchTooLarge,
+            format!("at most {MAX_BATCH} products per request"),
+        ));
+    }
+    let mut inputs = Vec::with_capacity(body.len());
+    for (i, value) in body.into_iter().enumerate() {
+        let input: ProductInput = serde_json::from_value(value)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidProduct, format!("[{i}]: {e}")))?;
+        input
+            .validate()
+            .map_err(|e| ApiError::new(ErrorCode::InvalidProduct, format!("[{i}]: {e}")))?;
+        inputs.push(input);
+    }
+    let count = inputs.len();
+    catalog::upsert(&state.snapshot, &state.catalog_writer, inputs)
+        .await
+        .map_err(change_error)?;
+    Ok(Json(json!({"upserted": count})))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let snapshot = state.snapshot.load();
+    let catalog = &snapshot.catalog;
+    let idx = catalog
+        .lookup(&id)
+        .ok_or_else(|| ApiError::new(ErrorCode::ProductNotFound, "no product with this id"))?;
+    let p = catalog.product(idx);
+    let category = &catalog.categories()[usize::from(p.category)];
+    Ok(Json(json!({
+        "id": p.id,
+        "title": p.title,
+        "handle": p.handle,
+        "url": p.url,
+        "image_url": p.image_url,
+        "category": category.handle,
+        "category_path": category.path,
+        "tags": p.tags,
+        "price": p.price,
+        "cost": p.cost,
+        "inventory": catalog.inventory(idx),
+        "in_stock": catalog.in_stock(idx),
+    })))
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(change): JsonBody<ProductPatch>,
+) -> Result<StatusCode, ApiError> {
+    catalog::patch(&state.snapshot, &state.catalog_writer, &id, change)
+        .await
+        .map_err(change_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    catalog::delete(&state.snapshot, &state.catalog_writer, &id)
+        .await
+        .map_err(change_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,188 @@
+//! The catalog admin API, and catalog changes reaching recommendations at once.
+
+mod common;
+
+use common::{TestApp, error_code, settings};
+use serde_json::{Value, json};
+
+async fn recommended(app: &TestApp, path: &str) -> Vec<String> {
+    let body: Value = app.get(path).await.json().await.unwrap();
+    body["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["product_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn product(id: &str, category: &str, stock: i64) -> Value {
+    json!({"id": id, "title": format!("Test Teapot {id}"), "category": category, "tags": ["ceramic"],
+           "price": {"amount": 2499, "currency": "GBP"}, "cost": {"amount": 900, "currency": "GBP"}, "inventory": stock,
+           "image_url": format!("https://img.example/{id}.jpg")})
+}
+
+async fn put(app: &TestApp, body: Value) -> reqwest::Response {
+    app.client
+        .put(app.url("/admin/v1/products"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn new_products_are_served_in_their_new_category_and_in_search() {
+    let app = TestApp::spawn(settings()).await;
+    let r = put(
+        &app,
+        json!([
+            product("tea-1", "Kitchen > Tea Ware", 5),
+            product("tea-2", "Kitchen > Tea Ware", 5)
+        ]),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let got: Value = app
+        .get("/admin/v1/products/tea-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["category"], "kitchen/tea-ware");
+    assert_eq!(got["price"], json!({"amount": 2499, "currency": "GBP"}));
+    assert_eq!(got["inventory"], 5);
+    let in_category = recommended(
+        &app,
+        "/v1/recommend?session_id=s&placement=category&category=kitchen/tea-ware",
+    )
+    .await;
+    assert_eq!(
+        &in_category[..2],
+        &["tea-1".to_owned(), "tea-2".to_owned()],
+        "{in_category:?}"
+    );
+    let found = recommended(
+        &app,
+        "/v1/recommend?session_id=s&placement=search&query=teapot",
+    )
+    .await;
+    assert!(found.contains(&"tea-1".to_owned()), "{found:?}");
+}
+
+#[tokio::test]
+async fn a_product_out_of_stock_or_deleted_disappears_at_once() {
+    let app = TestApp::spawn(settings()).await;
+    let home = "/v1/recommend?session_id=s&placement=home&limit=20";
+    let before = recommended(&app, home).await;
+    let (first, second) = (before[0].clone(), before[1].clone());
+    let r = app
+        .client
+        .patch(app.url(&format!("/admin/v1/products/{first}")))
+        .json(&json!({"inventory": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = app
+        .client
+        .delete(app.url(&format!("/admin/v1/products/{second}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let after = recommended(&app, home).await;
+    assert!(
+        !after.contains(&first) && !after.contains(&second),
+        "{after:?}"
+    );
+    assert_eq!(after.len(), 20);
+    assert_eq!(
+        error_code(app.get(&format!("/admin/v1/products/{second}")).await).await,
+        (404, "product_not_found".into())
+    );
+    let r = app
+        .client
+        .delete(app.url(&format!("/admin/v1/products/{second}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await, (404, "product_not_found".into()));
+    // Back in stock, back in the answers.
+    app.client
+        .patch(app.url(&format!("/admin/v1/products/{first}")))
+        .json(&json!({"inventory": 10, "title": "Renamed"}))
+        .send()
+        .await
+        .unwrap();
+    let got: Value = app
+        .get(&format!("/admin/v1/products/{first}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["title"], "Renamed");
+    assert!(recommended(&app, home).await.contains(&first));
+}
+
+#[tokio::test]
+async fn an_invalid_product_fails_the_whole_batch() {
+    let app = TestApp::spawn(settings()).await;
+    let mut bad = product("bad", "x", 1);
+    bad["price"]["amount"] = json!(-5);
+    let r = put(&app, json!([product("good", "x", 1), bad])).await;
+    let (status, code) = error_code(r).await;
+    assert_eq!((status, code.as_str()), (422, "invalid_product"));
+    assert_eq!(
+        error_code(app.get("/admin/v1/products/good").await).await.0,
+        404,
+        "nothing applied"
+    );
+    let mut float_price = product("f", "x", 1);
+    float_price["price"]["amount"] = json!(24.99);
+    assert_eq!(
+        error_code(put(&app, json!([float_price])).await).await.1,
+        "invalid_product",
+        "money is integers"
+    );
+    let r = app
+        .client
+        .patch(app.url("/admin/v1/products/p000001"))
+        .json(&json!({"colour": "red"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await, (422, "invalid_body".into()));
+}
+
+#[tokio::test]
+async fn concurrent_catalog_writes_lose_nothing() {
+    let app = TestApp::spawn(settings()).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|n| {
+            let client = app.client.clone();
+            let url = app.url("/admin/v1/products");
+            tokio::spawn(async move {
+                let body: Vec<Value> = (0..5)
+                    .map(|i| product(&format!("w{n}-{i}"), "kitchen/cookware", 3))
+                    .collect();
+                assert_eq!(
+                    client.put(url).json(&body).send().await.unwrap().status(),
+                    200
+                );
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for n in 0..8 {
+        for i in 0..5 {
+            assert_eq!(
+                app.get(&format!("/admin/v1/products/w{n}-{i}"))
+                    .await
+                    .status(),
+                200
+            );
+        }
+    }
+}
