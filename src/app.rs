@@ -44,6 +44,7 @@ pub struct AppState {
     pub store: Arc<dyn ProfileStore>,
     pub hasher: Arc<KeyHasher>,
     pub buffer: Arc<crate::ingest::buffer::EventBuffer>,
+    pub shopify: Arc<crate::http::webhooks::ShopifyState>,
     pub keys: Arc<Keys>,
     pub banners: Arc<Banners>,
     pub permits: Arc<Semaphore>,
@@ -173,6 +174,7 @@ impl App {
                 catalog,
                 models: Arc::new(models),
             })),
+            shopify: Arc::default(),
             buffer: Arc::new(crate::ingest::buffer::EventBuffer::new(
                 settings.events.buffer_capacity,
             )),

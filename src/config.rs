@@ -30,6 +30,28 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub privacy: PrivacySettings,
     pub events: EventSettings,
+    pub shopify: ShopifySettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShopifySettings {
+    /// The app's client secret, which signs webhooks. Empty: `/webhooks/shopify` is off.
+    pub webhook_secret: String,
+    /// The shop's currency: product payloads carry prices without one.
+    pub shop_currency: String,
+    /// Largest webhook body accepted (orders with many lines are large).
+    pub body_limit_bytes: usize,
+}
+
+impl Default for ShopifySettings {
+    fn default() -> Self {
+        Self {
+            webhook_secret: String::new(),
+            shop_currency: "USD".into(),
+            body_limit_bytes: 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -441,6 +463,16 @@ impl Settings {
             self.events.max_age_s >= 60,
             "events.max_age_s",
             "must be at least 60",
+        )?;
+        check(
+            crate::domain::Currency::parse(&self.shopify.shop_currency).is_ok(),
+            "shopify.shop_currency",
+            "must be a three-letter ISO 4217 code",
+        )?;
+        check(
+            (1024..=64 * 1024 * 1024).contains(&self.shopify.body_limit_bytes),
+            "shopify.body_limit_bytes",
+            "must be between 1024 and 67108864",
         )?;
         let mut ids = std::collections::HashSet::new();
         for b in &self.content.banners {

@@ -30,6 +30,16 @@ impl Currency {
         ]))
     }
 
+    /// Digits after the decimal point in the currency's minor unit (ISO 4217).
+    pub fn minor_digits(&self) -> u32 {
+        match self.as_str() {
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
+            | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+            _ => 2,
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         // Invariant: three ASCII letters, so always valid UTF-8.
         std::str::from_utf8(&self.0).unwrap_or("XXX")
@@ -72,7 +82,43 @@ impl Money {
     pub const fn new(amount: i64, currency: Currency) -> Self {
         Self { amount, currency }
     }
+
+    /// Parses a decimal string as platforms send prices (`"49.00"`, `"1299.5"`, `"7"`)
+    /// exactly into minor units, without floating point. More fractional digits than
+    /// the currency has are refused rather than rounded.
+    pub fn parse_decimal(text: &str, currency: Currency) -> Result<Self, InvalidAmount> {
+        let digits = currency.minor_digits();
+        let t = text.trim();
+        let (negative, t) = match t.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, t),
+        };
+        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+        let ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !ok(whole) || !ok(frac) || frac.len() > digits as usize {
+            return Err(InvalidAmount(text.chars().take(32).collect()));
+        }
+        let scale = 10i64.pow(digits);
+        let whole: i64 = whole.parse().map_err(|_| InvalidAmount(text.into()))?;
+        let mut frac_value: i64 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().map_err(|_| InvalidAmount(text.into()))?
+        };
+        for _ in frac.len()..digits as usize {
+            frac_value *= 10;
+        }
+        let amount = whole
+            .checked_mul(scale)
+            .and_then(|w| w.checked_add(frac_value))
+            .ok_or_else(|| InvalidAmount(text.into()))?;
+        Ok(Self::new(if negative { -amount } else { amount }, currency))
+    }
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a decimal amount: {0:?}")]
+pub struct InvalidAmount(pub String);
 
 #[cfg(test)]
 mod tests {
@@ -88,6 +134,31 @@ mod tests {
         for bad in ["", "GB", "GBPX", "G1P", "££"] {
             assert!(Currency::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn decimal_strings_parse_exactly_into_minor_units() {
+        let gbp = Currency::parse("GBP").unwrap();
+        let jpy = Currency::parse("JPY").unwrap();
+        let kwd = Currency::parse("KWD").unwrap();
+        assert_eq!(Money::parse_decimal("49.00", gbp).unwrap().amount, 4900);
+        assert_eq!(Money::parse_decimal("0.1", gbp).unwrap().amount, 10);
+        assert_eq!(Money::parse_decimal("7", gbp).unwrap().amount, 700);
+        assert_eq!(Money::parse_decimal("-2.5", gbp).unwrap().amount, -250);
+        assert_eq!(Money::parse_decimal("1500", jpy).unwrap().amount, 1500);
+        assert_eq!(Money::parse_decimal("1.234", kwd).unwrap().amount, 1234);
+        for bad in [
+            "",
+            "1.999",
+            "abc",
+            "1e3",
+            "1.2.3",
+            ".5",
+            "99999999999999999999",
+        ] {
+            assert!(Money::parse_decimal(bad, gbp).is_err(), "{bad}");
+        }
+        assert!(Money::parse_decimal("1.5", jpy).is_err());
     }
 
     #[test]

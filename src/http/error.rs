@@ -13,6 +13,8 @@ use serde::Serialize;
 pub enum ErrorCode {
     MalformedJson,
     MalformedQuery,
+    MalformedPayload,
+    InvalidSignature,
     PayloadTooLarge,
     UnsupportedMediaType,
     InvalidBody,
@@ -43,8 +45,12 @@ pub enum ErrorCode {
 impl ErrorCode {
     pub const fn status(self) -> StatusCode {
         match self {
-            ErrorCode::MalformedJson | ErrorCode::MalformedQuery => StatusCode::BAD_REQUEST,
-            ErrorCode::MissingApiKey | ErrorCode::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            ErrorCode::MalformedJson | ErrorCode::MalformedQuery | ErrorCode::MalformedPayload => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::MissingApiKey | ErrorCode::InvalidApiKey | ErrorCode::InvalidSignature => {
+                StatusCode::UNAUTHORIZED
+            }
             ErrorCode::WrongScope => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::ProfileNotFound | ErrorCode::ProductNotFound => {
                 StatusCode::NOT_FOUND
@@ -75,6 +81,8 @@ impl ErrorCode {
         match self {
             ErrorCode::MalformedJson => "malformed_json",
             ErrorCode::MalformedQuery => "malformed_query",
+            ErrorCode::MalformedPayload => "malformed_payload",
+            ErrorCode::InvalidSignature => "invalid_signature",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::InvalidBody => "invalid_body",
@@ -174,7 +182,9 @@ pub async fn method_not_allowed() -> ApiError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 27] = [
+    const ALL: [ErrorCode; 29] = [
+        ErrorCode::MalformedPayload,
+        ErrorCode::InvalidSignature,
         ErrorCode::InvalidProduct,
         ErrorCode::ProductNotFound,
         ErrorCode::ProfileNotFound,

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod health;
 pub mod observe;
 pub mod recommend;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -28,7 +29,9 @@ pub fn router(state: &AppState, include_ops: bool) -> Router {
     let admin = admin::router()
         .merge(catalog::router())
         .route_layer(from_fn_with_state(state.keys.clone(), auth::admin));
-    let mut app = Router::new().merge(storefront).merge(admin);
+    let hooks = webhooks::router(state)
+        .route_layer(from_fn_with_state(state.permits.clone(), observe::shed));
+    let mut app = Router::new().merge(storefront).merge(admin).merge(hooks);
     if include_ops {
         app = app.merge(health::router());
     }

@@ -4,3 +4,4 @@ pub mod buffer;
 pub mod catalog;
 pub mod demo;
 pub mod events;
+pub mod shopify;

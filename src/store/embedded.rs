@@ -138,6 +138,21 @@ impl ProfileStore for EmbeddedStore {
         .await
     }
 
+    async fn erase_all(&self) -> Result<u64, StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let n = {
+                let table = txn.open_table(PROFILES).map_err(unavailable)?;
+                table.len().map_err(unavailable)?
+            };
+            txn.delete_table(PROFILES).map_err(unavailable)?;
+            txn.open_table(PROFILES).map_err(unavailable)?;
+            txn.commit().map_err(unavailable)?;
+            Ok(n)
+        })
+        .await
+    }
+
     async fn seed(&self, profiles: Vec<(ProfileKey, Profile)>) -> Result<bool, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;

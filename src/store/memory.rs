@@ -95,6 +95,16 @@ impl ProfileStore for MemoryStore {
             .is_some())
     }
 
+    async fn erase_all(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for shard in &self.shards {
+            let mut s = shard.write().unwrap_or_else(|e| e.into_inner());
+            n += s.len() as u64;
+            s.clear();
+        }
+        Ok(n)
+    }
+
     async fn seed(&self, profiles: Vec<(ProfileKey, Profile)>) -> Result<bool, StoreError> {
         if !self.is_empty() {
             return Ok(false);

@@ -83,6 +83,9 @@ pub trait ProfileStore: Send + Sync + 'static {
     /// Erases the profile everywhere this store keeps it. True when there was one.
     async fn delete(&self, key: &ProfileKey) -> Result<bool, StoreError>;
 
+    /// Erases every profile this store holds (a shop's data-erasure request).
+    async fn erase_all(&self) -> Result<u64, StoreError>;
+
     /// Bulk-loads profiles (demo data) unless the store already holds profiles.
     /// Returns whether it loaded them.
     async fn seed(&self, profiles: Vec<(ProfileKey, Profile)>) -> Result<bool, StoreError>;

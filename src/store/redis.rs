@@ -170,6 +170,38 @@ impl ProfileStore for RedisStore {
         Ok(n > 0)
     }
 
+    async fn erase_all(&self) -> Result<u64, StoreError> {
+        // SCAN, never KEYS: erasure must not block Redis for other replicas.
+        let mut conn = self.conn.clone();
+        let mut pattern = self.prefix.clone();
+        pattern.extend_from_slice(b"p:*");
+        let mut cursor: u64 = 0;
+        let mut erased = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            if !keys.is_empty() {
+                let n: u64 = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                erased += n;
+            }
+            if next == 0 {
+                return Ok(erased);
+            }
+            cursor = next;
+        }
+    }
+
     async fn seed(&self, profiles: Vec<(ProfileKey, Profile)>) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let mut marker = self.prefix.clone();

@@ -80,6 +80,12 @@ impl ProfileStore for Tiered {
         existed
     }
 
+    async fn erase_all(&self) -> Result<u64, StoreError> {
+        let n = self.inner.erase_all().await;
+        self.l1.invalidate_all();
+        n
+    }
+
     async fn seed(&self, profiles: Vec<(ProfileKey, Profile)>) -> Result<bool, StoreError> {
         self.inner.seed(profiles).await
     }

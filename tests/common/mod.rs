@@ -229,6 +229,11 @@ impl ProfileStore for FaultyStore {
         self.inner()?.delete(key).await
     }
 
+    async fn erase_all(&self) -> Result<u64, StoreError> {
+        self.fault().await?;
+        self.inner()?.erase_all().await
+    }
+
     async fn seed(&self, profiles: Vec<(ProfileKey, Profile)>) -> Result<bool, StoreError> {
         self.inner()?.seed(profiles).await
     }

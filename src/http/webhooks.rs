@@ -1,0 +1,303 @@
+//! Platform webhooks. `POST /webhooks/shopify`: verified with `X-Shopify-Hmac-Sha256`
+//! (base64 HMAC-SHA256 of the raw body with the app secret, compared in constant time),
+//! deduplicated on `X-Shopify-Webhook-Id`, dispatched on `X-Shopify-Topic`.
+//!
+//! A bad signature is 401 and a malformed payload 400, with nothing applied; an unknown
+//! topic is 202, ignored and counted; a store that cannot take the change is 503, so
+//! the platform redelivers (and deduplication makes redelivery safe).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use bytes::Bytes;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::error::{ApiError, ErrorCode};
+use crate::app::AppState;
+use crate::domain::{Currency, VisitorId, VisitorKey};
+use crate::ingest::catalog;
+use crate::ingest::shopify::{self, Action};
+use crate::recommend::model::unix_now;
+
+/// Topics with their own metric label; anything else is counted as `other`.
+const TOPICS: [&str; 14] = [
+    "orders/create",
+    "orders/paid",
+    "orders/cancelled",
+    "carts/create",
+    "carts/update",
+    "customers/create",
+    "customers/update",
+    "products/create",
+    "products/update",
+    "inventory_levels/update",
+    "customers/data_request",
+    "customers/redact",
+    "shop/redact",
+    "app/uninstalled",
+];
+
+const UNKNOWN_LOCATION: u64 = 0;
+
+/// What the Shopify endpoint remembers between deliveries.
+pub struct ShopifyState {
+    /// Webhook ids already applied (a redelivery is answered at once).
+    seen: moka::sync::Cache<String, ()>,
+    /// Inventory item -> product id, learnt from product webhooks.
+    items: Mutex<HashMap<u64, String>>,
+    /// Available stock per (inventory item, location).
+    levels: Mutex<HashMap<(u64, u64), i64>>,
+}
+
+impl Default for ShopifyState {
+    fn default() -> Self {
+        Self {
+            seen: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(24 * 3600))
+                .build(),
+            items: Mutex::new(HashMap::new()),
+            levels: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/webhooks/shopify", post(shopify_webhook))
+        .route_layer(DefaultBodyLimit::max(
+            state.settings.shopify.body_limit_bytes,
+        ))
+}
+
+fn topic_label(topic: &str) -> &'static str {
+    TOPICS
+        .iter()
+        .copied()
+        .find(|t| *t == topic)
+        .unwrap_or("other")
+}
+
+fn count(topic: &str, result: &'static str) {
+    metrics::counter!("vitrine_webhooks_total", "platform" => "shopify", "topic" => topic_label(topic), "result" => result)
+        .increment(1);
+}
+
+fn verify(secret: &str, body: &[u8], signature: Option<&str>) -> bool {
+    let Some(Ok(expected)) =
+        signature.map(|s| base64::engine::general_purpose::STANDARD.decode(s.trim()))
+    else {
+        return false;
+    };
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    // verify_slice compares in constant time.
+    mac.verify_slice(&expected).is_ok()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn store_unavailable(e: &dyn std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "webhook not applied: store unavailable");
+    ApiError::new(
+        ErrorCode::StoreUnavailable,
+        "the profile store is unavailable; redeliver",
+    )
+}
+
+async fn shopify_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let secret = &state.settings.shopify.webhook_secret;
+    if secret.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "Shopify webhooks are not configured",
+        ));
+    }
+    let topic = header(&headers, "x-shopify-topic")
+        .unwrap_or_default()
+        .to_owned();
+    if !verify(secret, &body, header(&headers, "x-shopify-hmac-sha256")) {
+        count(&topic, "bad_signature");
+        return Err(ApiError::new(
+            ErrorCode::InvalidSignature,
+            "X-Shopify-Hmac-Sha256 does not match the body",
+        ));
+    }
+    if topic.is_empty() {
+        count(&topic, "malformed");
+        return Err(ApiError::new(
+            ErrorCode::MalformedPayload,
+            "X-Shopify-Topic is missing",
+        ));
+    }
+    let webhook_id = header(&headers, "x-shopify-webhook-id")
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("body-{:016x}", xxhash_rust::xxh3::xxh3_64(&body)));
+    if state.shopify.seen.contains_key(&webhook_id) {
+        count(&topic, "duplicate");
+        return Ok((StatusCode::OK, Json(json!({"status": "duplicate"}))));
+    }
+    let currency = Currency::parse(&state.settings.shopify.shop_currency)
+        .map_err(|e| ApiError::internal(&e))?;
+    let action = shopify::interpret(
+        &topic,
+        &webhook_id,
+        &body,
+        &state.hasher,
+        currency,
+        unix_now(),
+    )
+    .map_err(|e| {
+        count(&topic, "malformed");
+        ApiError::new(ErrorCode::MalformedPayload, e.to_string())
+    })?;
+    let status = apply(&state, action).await?;
+    state.shopify.seen.insert(webhook_id, ());
+    count(&topic, status);
+    let code = if status == "ignored" {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, Json(json!({"status": status}))))
+}
+
+fn visitor(kind: fn(VisitorId) -> VisitorKey, raw: &str) -> Result<VisitorKey, ApiError> {
+    VisitorId::parse(raw)
+        .map(kind)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedPayload, format!("id {e}")))
+}
+
+async fn apply(state: &AppState, action: Action) -> Result<&'static str, ApiError> {
+    match action {
+        Action::Customer { customer_id, ops } => {
+            let key = state
+                .hasher
+                .key(&visitor(VisitorKey::Customer, &customer_id)?);
+            state
+                .store
+                .apply(&key, &ops)
+                .await
+                .map_err(|e| store_unavailable(&e))?;
+            Ok("applied")
+        }
+        Action::Session { session_id, ops } => {
+            let key = state
+                .hasher
+                .key(&visitor(VisitorKey::Session, &session_id)?);
+            state
+                .store
+                .apply(&key, &ops)
+                .await
+                .map_err(|e| store_unavailable(&e))?;
+            Ok("applied")
+        }
+        Action::Product {
+            input,
+            inventory_items,
+            archived,
+        } => {
+            let id = input.id.clone();
+            {
+                let mut items = state
+                    .shopify
+                    .items
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let mut levels = state
+                    .shopify
+                    .levels
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                for (item, quantity) in inventory_items {
+                    items.insert(item, id.clone());
+                    // The product payload gives each item's total over all locations:
+                    // held at location 0 until a per-location level replaces it.
+                    levels.retain(|(i, _), _| *i != item);
+                    levels.insert((item, UNKNOWN_LOCATION), quantity);
+                }
+            }
+            catalog::upsert(&state.snapshot, &state.catalog_writer, vec![input])
+                .await
+                .map_err(|e| ApiError::new(ErrorCode::MalformedPayload, e.to_string()))?;
+            if archived {
+                // Archived and draft products are not for sale: keep them out of answers.
+                let _ = catalog::delete(&state.snapshot, &state.catalog_writer, &id).await;
+            }
+            Ok("applied")
+        }
+        Action::Inventory(level) => {
+            let stock = {
+                let items = state
+                    .shopify
+                    .items
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let Some(product) = items.get(&level.inventory_item_id).cloned() else {
+                    return Ok("unknown_item");
+                };
+                let mut levels = state
+                    .shopify
+                    .levels
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                levels.remove(&(level.inventory_item_id, UNKNOWN_LOCATION));
+                levels.insert(
+                    (level.inventory_item_id, level.location_id),
+                    level.available.unwrap_or(0),
+                );
+                let total: i64 = levels
+                    .iter()
+                    .filter(|((item, _), _)| items.get(item) == Some(&product))
+                    .map(|(_, v)| (*v).max(0))
+                    .sum();
+                (product, total)
+            };
+            catalog::set_stock(&state.snapshot, &state.catalog_writer, &[stock]).await;
+            Ok("applied")
+        }
+        Action::Erase { customer_id } => {
+            let key = state
+                .hasher
+                .key(&visitor(VisitorKey::Customer, &customer_id)?);
+            state
+                .store
+                .delete(&key)
+                .await
+                .map_err(|e| store_unavailable(&e))?;
+            Ok("erased")
+        }
+        Action::EraseAll => {
+            let n = state
+                .store
+                .erase_all()
+                .await
+                .map_err(|e| store_unavailable(&e))?;
+            tracing::info!(profiles = n, "shop redact: every profile erased");
+            Ok("erased")
+        }
+        Action::DataRequest => {
+            tracing::info!(
+                "customer data request received; answer it with GET /admin/v1/profiles/{{id}}"
+            );
+            Ok("acknowledged")
+        }
+        Action::Ignore => Ok("ignored"),
+    }
+}
