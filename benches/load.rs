@@ -5,7 +5,9 @@
 //! Run: `cargo bench --bench load`. Knobs (environment):
 //! `LOAD_SECONDS` (10), `LOAD_WARMUP_SECONDS` (2), `LOAD_CONNECTIONS` (32),
 //! `LOAD_PRODUCTS` (100000), `LOAD_CUSTOMERS` (1000), `LOAD_EVENTS` (200000),
-//! `LOAD_PLACEMENT` (product). With `LOAD_SECONDS=0` it only measures start-up.
+//! `LOAD_PLACEMENT` (product), `LOAD_REDIS` (1: start a private redis-server and use it
+//! as the store), `LOAD_L1_TTL_MS` (the L1 tier's TTL; 1 makes nearly every read go to
+//! the store). With `LOAD_SECONDS=0` it only measures start-up.
 //!
 //! The generator is deliberately minimal (raw HTTP/1.1 over tokio, one thread) so that
 //! it costs the server's two cores as little as possible.
@@ -128,6 +130,29 @@ fn main() {
         .map(|a| a.port())
         .expect("free port");
     let store_dir = tempfile::tempdir().expect("store dir");
+    let redis = (env_or("LOAD_REDIS", 0u8) == 1).then(|| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        std::thread::sleep(Duration::from_millis(300));
+        (child, format!("redis://127.0.0.1:{port}/0"))
+    });
+    let l1_ttl: u64 = env_or("LOAD_L1_TTL_MS", 500);
     let started = Instant::now();
     let mut server = Command::new(env!("CARGO_BIN_EXE_vitrine"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -140,6 +165,15 @@ fn main() {
         .env(
             "VITRINE__STORAGE__PATH",
             store_dir.path().join("vitrine.redb"),
+        )
+        .env("VITRINE__CACHE__L1_TTL_MS", l1_ttl.to_string())
+        .env(
+            "VITRINE__STORAGE__BACKEND",
+            if redis.is_some() { "redis" } else { "embedded" },
+        )
+        .env(
+            "VITRINE__REDIS__URL",
+            redis.as_ref().map_or("", |r| r.1.as_str()),
         )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -215,7 +249,8 @@ fn main() {
         }
         let total = ok + other;
         println!(
-            "GET /v1/recommend placement={placement}: {connections} connections, {seconds} s (after {warmup} s warm-up)"
+            "GET /v1/recommend placement={placement}: {connections} connections, {seconds} s (after {warmup} s warm-up); store {}, L1 TTL {l1_ttl} ms",
+            if redis.is_some() { "redis" } else { "embedded" }
         );
         println!(
             "  {total} requests, {:.0} req/s, non-200: {other}",
@@ -235,4 +270,8 @@ fn main() {
         .args(["-TERM", &server.id().to_string()])
         .status();
     let _ = server.wait();
+    if let Some((mut child, _)) = redis {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
