@@ -184,29 +184,27 @@ fn visitor(kind: fn(VisitorId) -> VisitorKey, raw: &str) -> Result<VisitorKey, A
         .map_err(|e| ApiError::new(ErrorCode::MalformedPayload, format!("id {e}")))
 }
 
+async fn apply_profile(
+    state: &AppState,
+    visitor: VisitorKey,
+    ops: &[crate::domain::profile::ProfileOp],
+) -> Result<&'static str, ApiError> {
+    let key = state.hasher.key(&visitor);
+    state
+        .store
+        .apply(&key, ops)
+        .await
+        .map_err(|e| store_unavailable(&e))?;
+    Ok("applied")
+}
+
 async fn apply(state: &AppState, action: Action) -> Result<&'static str, ApiError> {
     match action {
         Action::Customer { customer_id, ops } => {
-            let key = state
-                .hasher
-                .key(&visitor(VisitorKey::Customer, &customer_id)?);
-            state
-                .store
-                .apply(&key, &ops)
-                .await
-                .map_err(|e| store_unavailable(&e))?;
-            Ok("applied")
+            apply_profile(state, visitor(VisitorKey::Customer, &customer_id)?, &ops).await
         }
         Action::Session { session_id, ops } => {
-            let key = state
-                .hasher
-                .key(&visitor(VisitorKey::Session, &session_id)?);
-            state
-                .store
-                .apply(&key, &ops)
-                .await
-                .map_err(|e| store_unavailable(&e))?;
-            Ok("applied")
+            apply_profile(state, visitor(VisitorKey::Session, &session_id)?, &ops).await
         }
         Action::Product {
             input,

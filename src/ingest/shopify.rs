@@ -195,6 +195,17 @@ pub fn parse_time(s: &str) -> Option<i64> {
     Some(t)
 }
 
+/// An order's customer id, order id and total; `None` for guest orders (no customer).
+fn order_head(topic: &str, order: &Order) -> Result<Option<(String, String, Money)>, ShopifyError> {
+    let Some(customer) = &order.customer else {
+        return Ok(None);
+    };
+    let currency = Currency::parse(&order.currency).map_err(|e| bad(topic, e.to_string()))?;
+    let total = Money::parse_decimal(&order.total_price, currency)
+        .map_err(|e| bad(topic, e.to_string()))?;
+    Ok(Some((customer.id.as_string(), order.id.as_string(), total)))
+}
+
 /// Maps one webhook to an action. `webhook_id` (`X-Shopify-Webhook-Id`) names the ops
 /// of deliveries that have no natural id, so a redelivery is applied once; orders use
 /// the order id, so `orders/create` and `orders/paid` count one order. `now` is used
@@ -210,14 +221,9 @@ pub fn interpret(
     match topic {
         "orders/create" | "orders/paid" => {
             let order: Order = parse(topic, body)?;
-            let Some(customer) = order.customer else {
+            let Some((customer, order_id, total)) = order_head(topic, &order)? else {
                 return Ok(Action::Ignore);
             };
-            let currency =
-                Currency::parse(&order.currency).map_err(|e| bad(topic, e.to_string()))?;
-            let total = Money::parse_decimal(&order.total_price, currency)
-                .map_err(|e| bad(topic, e.to_string()))?;
-            let order_id = order.id.as_string();
             let lines = order
                 .line_items
                 .iter()
@@ -225,7 +231,7 @@ pub fn interpret(
                 .collect();
             // Created and paid describe one order: the same op id, applied once.
             Ok(Action::Customer {
-                customer_id: customer.id.as_string(),
+                customer_id: customer,
                 ops: vec![ProfileOp::Order {
                     id: hasher.id64(b'O', &order_id),
                     order: hasher.id64(b'o', &order_id),
@@ -241,16 +247,11 @@ pub fn interpret(
         }
         "orders/cancelled" => {
             let order: Order = parse(topic, body)?;
-            let Some(customer) = order.customer else {
+            let Some((customer, order_id, total)) = order_head(topic, &order)? else {
                 return Ok(Action::Ignore);
             };
-            let currency =
-                Currency::parse(&order.currency).map_err(|e| bad(topic, e.to_string()))?;
-            let total = Money::parse_decimal(&order.total_price, currency)
-                .map_err(|e| bad(topic, e.to_string()))?;
-            let order_id = order.id.as_string();
             Ok(Action::Customer {
-                customer_id: customer.id.as_string(),
+                customer_id: customer,
                 ops: vec![ProfileOp::CancelOrder {
                     id: hasher.id64(b'C', &order_id),
                     order: hasher.id64(b'o', &order_id),
