@@ -1,0 +1,209 @@
+//! Profile store figures against a private `redis-server`: event ingestion rate through
+//! the events path (validation -> ops -> CAS per profile), and Redis memory per typical
+//! profile over 1,000,000 profiles.
+//!
+//! Run: `cargo bench --bench profiles`. Knobs: `PROFILES_EVENTS` (200000),
+//! `PROFILES_CUSTOMERS` (50000), `PROFILES_MEMORY_COUNT` (1000000), `PROFILES_CONCURRENCY` (8).
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vitrine::config::DemoSettings;
+use vitrine::domain::profile::{Behaviour, ProfileOp};
+use vitrine::domain::{Currency, Money, Profile, VisitorId, VisitorKey};
+use vitrine::ingest::demo;
+use vitrine::ingest::events::{Event, ingest};
+use vitrine::store::redis::RedisOptions;
+use vitrine::store::{KeyHasher, ProfileStore, RedisStore};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn used_memory(url_port: u16) -> u64 {
+    let out = Command::new("redis-cli")
+        .args(["-p", &url_port.to_string(), "INFO", "memory"])
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A typical returning customer: a handful of views, two orders, three categories.
+fn typical(n: u64) -> Profile {
+    let gbp = Currency::parse("GBP").expect("GBP");
+    let mut p = Profile::default();
+    for i in 0..12u64 {
+        let behaviour = if i % 6 == 5 {
+            Behaviour::Purchase
+        } else {
+            Behaviour::View
+        };
+        p.apply(&ProfileOp::Event {
+            id: n * 100 + i,
+            at: 1_700_000_000 + i as i64 * 3600,
+            behaviour,
+            product_id: Some(format!("p{:06}", (n * 7 + i * 13) % 100_000)),
+            category: Some(
+                ["kitchen/cookware", "home/bedding", "outdoor/camping"][(i % 3) as usize].into(),
+            ),
+            quantity: 1,
+            price: Some(Money::new(2_499, gbp)),
+            query: None,
+            order: None,
+        });
+    }
+    p
+}
+
+fn main() {
+    let events_n: usize = env_or("PROFILES_EVENTS", 200_000);
+    let customers: usize = env_or("PROFILES_CUSTOMERS", 50_000);
+    let memory_n: u64 = env_or("PROFILES_MEMORY_COUNT", 1_000_000);
+    let concurrency: usize = env_or("PROFILES_CONCURRENCY", 8);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = Arc::new(
+            RedisStore::connect(&RedisOptions {
+                url: format!("redis://127.0.0.1:{port}/0"),
+                key_prefix: "bench:".into(),
+                profile_ttl: Duration::from_secs(86_400),
+                timeout: Duration::from_secs(5),
+            })
+            .await
+            .expect("redis"),
+        );
+        let hasher = Arc::new(KeyHasher::new(b"bench-secret"));
+        let shop = demo::generate(
+            &DemoSettings {
+                products: 10_000,
+                customers: 0,
+                events: 0,
+                ..DemoSettings::default()
+            },
+            1_700_000_000,
+        )
+        .expect("demo");
+        let catalog = Arc::new(shop.catalog);
+
+        // Ingestion: events for `customers` customers, in batches of 500.
+        let now = vitrine::recommend::model::unix_now();
+        let events: Vec<Event> = (0..events_n)
+            .map(|i| {
+                let raw = vitrine::ingest::events::RawEvent {
+                    event_id: Some(format!("e{i}")),
+                    kind: Some(if i % 10 == 9 { "purchase" } else { "view" }.into()),
+                    customer_id: Some(format!("c{}", (i * 7919) % customers)),
+                    product_id: Some(demo::product_id(i % 10_000)),
+                    price: Some(vitrine::ingest::events::RawMoney {
+                        amount: 1_999,
+                        currency: "GBP".into(),
+                    }),
+                    ..Default::default()
+                };
+                raw.validate(now, 3600).expect("valid")
+            })
+            .collect();
+        let batches: Vec<Vec<Event>> = events.chunks(500).map(<[Event]>::to_vec).collect();
+        let started = Instant::now();
+        let mut queue = batches.into_iter();
+        let mut running = Vec::new();
+        loop {
+            while running.len() < concurrency {
+                let Some(batch) = queue.next() else { break };
+                let (store, hasher, catalog) = (store.clone(), hasher.clone(), catalog.clone());
+                running.push(tokio::spawn(async move {
+                    ingest(store.as_ref(), &hasher, &catalog, &batch).await.expect("ingest");
+                }));
+            }
+            if running.is_empty() {
+                break;
+            }
+            running.remove(0).await.expect("task");
+        }
+        let took = started.elapsed();
+        println!(
+            "ingestion into Redis: {events_n} events for {customers} customers in {:.2} s = {:.0} events/s ({concurrency} batches of 500 in flight)",
+            took.as_secs_f64(),
+            events_n as f64 / took.as_secs_f64()
+        );
+        let sample = store
+            .get(&hasher.key(&VisitorKey::Customer(VisitorId::parse("c1").expect("id"))))
+            .await
+            .expect("get")
+            .expect("profile");
+        println!("  a sampled profile after ingestion: {} views, {} orders", sample.recently_viewed.len(), sample.orders_count);
+
+        // Memory: a fresh prefix of typical profiles.
+        let before = used_memory(port);
+        let mut encoded = 0usize;
+        let memory_store = RedisStore::connect(&RedisOptions {
+            url: format!("redis://127.0.0.1:{port}/0"),
+            key_prefix: "mem:".into(),
+            profile_ttl: Duration::from_secs(86_400),
+            timeout: Duration::from_secs(30),
+        })
+        .await
+        .expect("redis");
+        let chunk = 50_000u64;
+        let mut first = true;
+        for start in (0..memory_n).step_by(chunk as usize) {
+            let profiles: Vec<_> = (start..(start + chunk).min(memory_n))
+                .map(|n| {
+                    let p = typical(n);
+                    encoded += vitrine::store::codec::encode(&p).map(|b| b.len()).unwrap_or(0);
+                    (hasher.key(&VisitorKey::Customer(VisitorId::parse(&format!("m{n}")).expect("id"))), p)
+                })
+                .collect();
+            if first {
+                memory_store.seed(profiles).await.expect("seed");
+                first = false;
+            } else {
+                // seed() loads once per prefix; later chunks go through the same pipeline
+                // by re-arming the marker.
+                let _ = Command::new("redis-cli").args(["-p", &port.to_string(), "DEL", "mem:seeded"]).output();
+                memory_store.seed(profiles).await.expect("seed");
+            }
+        }
+        let after = used_memory(port);
+        println!(
+            "Redis memory: {memory_n} typical profiles (12 events each) take {:.1} MiB = {:.0} bytes per profile (encoded value {:.0} bytes)",
+            (after - before) as f64 / 1_048_576.0,
+            (after - before) as f64 / memory_n as f64,
+            encoded as f64 / memory_n as f64
+        );
+    });
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
