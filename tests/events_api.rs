@@ -378,3 +378,29 @@ async fn redis_holds_no_raw_customer_id() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_recommendation_request_naming_both_ids_merges_the_session() {
+    let app = TestApp::spawn(settings()).await;
+    send(&app, json!({"event_id": "rs-1", "type": "view", "session_id": "anon-88", "product_id": "p000041"})).await;
+    let r = app
+        .get("/v1/recommend?customer_id=cust-88&session_id=anon-88&placement=home")
+        .await;
+    assert_eq!(r.status(), 200);
+    // The merge runs after the answer; it lands within moments.
+    let start = Instant::now();
+    loop {
+        let r = app.get("/admin/v1/profiles/cust-88").await;
+        if r.status() == 200 {
+            let p: Value = r.json().await.unwrap();
+            if p["recently_viewed"] == json!(["p000041"]) {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "session not merged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

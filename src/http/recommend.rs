@@ -132,6 +132,9 @@ impl GetParams {
 #[derive(Debug)]
 pub struct RecommendRequest {
     pub visitor: VisitorKey,
+    /// The anonymous session, when the request names a customer too: merged into the
+    /// customer's profile after the answer.
+    pub merge_session: Option<VisitorId>,
     pub placement: Placement,
     pub product_id: Option<String>,
     pub category: Option<String>,
@@ -180,9 +183,9 @@ impl RawRequest {
     pub fn validate(self, default_limit: u32) -> Result<RecommendRequest, ApiError> {
         let customer = parse_visitor("customer_id", self.customer_id.as_deref())?;
         let session = parse_visitor("session_id", self.session_id.as_deref())?;
-        let visitor = match (customer, session) {
-            (Some(c), _) => VisitorKey::Customer(c),
-            (None, Some(s)) => VisitorKey::Session(s),
+        let (visitor, merge_session) = match (customer, session) {
+            (Some(c), s) => (VisitorKey::Customer(c), s),
+            (None, Some(s)) => (VisitorKey::Session(s), None),
             (None, None) => {
                 return Err(ApiError::new(
                     ErrorCode::MissingVisitorId,
@@ -305,6 +308,7 @@ impl RawRequest {
         };
         Ok(RecommendRequest {
             visitor,
+            merge_session,
             placement,
             product_id: self.product_id,
             category: self.category,
@@ -398,6 +402,17 @@ pub async fn answer(
         metrics::counter!("vitrine_recommend_degraded_total", "reason" => d.as_str()).increment(1);
     }
     let store_done = started.elapsed();
+    if let Some(session) = &request.merge_session {
+        // Off the answer's path: the merge is a write, the answer must not wait for it.
+        let store = state.store.clone();
+        let session = state.hasher.key(&VisitorKey::Session(session.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = crate::ingest::events::merge_session(store.as_ref(), key, session).await
+            {
+                tracing::debug!(error = %e, "session merge deferred: store unavailable");
+            }
+        });
+    }
 
     let snapshot = state.snapshot.load();
     let query = recommend::Query {

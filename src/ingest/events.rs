@@ -259,9 +259,8 @@ impl Event {
 /// profiles in one store batch. Returns, per event, whether it was new (false: a
 /// repeat of an event already applied).
 ///
-/// When an event names both a customer and a session, the session's profile is folded
-/// into the customer's first (once: the fold is an op with the session's id) and the
-/// session profile is then erased, so the customer's profile is the one trace left.
+/// When an event names both a customer and a session, the session is merged into the
+/// customer first ([`merge_session`]).
 pub async fn ingest(
     store: &dyn crate::store::ProfileStore,
     hasher: &KeyHasher,
@@ -304,23 +303,8 @@ pub async fn ingest(
         group.events.push((i, group.ops.len() - 1));
     }
     // Fold sessions in ahead of the customer's events.
-    let mut folded = Vec::new();
     for (customer, session) in &merges {
-        if let Some(profile) = store.get(session).await?
-            && let Some(group) = groups.iter_mut().find(|g| g.key == *customer)
-        {
-            group.ops.insert(
-                0,
-                ProfileOp::Absorb {
-                    id: session.short_id(),
-                    from: Box::new(crate::domain::Profile::clone(&profile)),
-                },
-            );
-            for slot in &mut group.events {
-                slot.1 += 1;
-            }
-            folded.push(*session);
-        }
+        merge_session(store, *customer, *session).await?;
     }
     let batch: Vec<(ProfileKey, Vec<ProfileOp>)> =
         groups.iter().map(|g| (g.key, g.ops.clone())).collect();
@@ -332,10 +316,27 @@ pub async fn ingest(
             fresh[event] = applied.fresh.get(op).copied().unwrap_or(false);
         }
     }
-    for session in folded {
-        store.delete(&session).await?;
-    }
     Ok(fresh)
+}
+
+/// Folds an anonymous session's profile into a customer's (once: the fold is an op
+/// named by the session) and erases the session's own profile, so the customer's is the
+/// one trace left. True when there was a session profile to fold.
+pub async fn merge_session(
+    store: &dyn crate::store::ProfileStore,
+    customer: crate::store::ProfileKey,
+    session: crate::store::ProfileKey,
+) -> Result<bool, crate::store::StoreError> {
+    let Some(profile) = store.get(&session).await? else {
+        return Ok(false);
+    };
+    let fold = ProfileOp::Absorb {
+        id: session.short_id(),
+        from: Box::new(crate::domain::Profile::clone(&profile)),
+    };
+    store.apply(&customer, std::slice::from_ref(&fold)).await?;
+    store.delete(&session).await?;
+    Ok(true)
 }
 
 #[cfg(test)]
