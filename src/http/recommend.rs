@@ -403,15 +403,7 @@ pub async fn answer(
     }
     let store_done = started.elapsed();
     if let Some(session) = &request.merge_session {
-        // Off the answer's path: the merge is a write, the answer must not wait for it.
-        let store = state.store.clone();
-        let session = state.hasher.key(&VisitorKey::Session(session.clone()));
-        tokio::spawn(async move {
-            if let Err(e) = crate::ingest::events::merge_session(store.as_ref(), key, session).await
-            {
-                tracing::debug!(error = %e, "session merge deferred: store unavailable");
-            }
-        });
+        spawn_merge(state, key, session);
     }
 
     let snapshot = state.snapshot.load();
@@ -489,6 +481,21 @@ pub async fn answer(
         h.insert("server-timing", v);
     }
     Ok(response)
+}
+
+/// Merges the session into the customer off the answer's path: the merge is a write,
+/// and the answer must not wait for it. Kept out of line so the serving future stays small.
+#[inline(never)]
+fn spawn_merge(state: &AppState, customer: crate::store::ProfileKey, session: &VisitorId) {
+    let store = state.store.clone();
+    let session = state.hasher.key(&VisitorKey::Session(session.clone()));
+    tokio::spawn(async move {
+        if let Err(e) =
+            crate::ingest::events::merge_session(store.as_ref(), customer, session).await
+        {
+            tracing::debug!(error = %e, "session merge deferred: store unavailable");
+        }
+    });
 }
 
 fn server_timing(store: Duration, total: Duration) -> String {
