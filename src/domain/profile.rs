@@ -100,6 +100,44 @@ pub enum Behaviour {
     Click,
 }
 
+impl Behaviour {
+    pub const ALL: [Behaviour; 8] = [
+        Behaviour::View,
+        Behaviour::Search,
+        Behaviour::AddToCart,
+        Behaviour::RemoveFromCart,
+        Behaviour::Checkout,
+        Behaviour::Purchase,
+        Behaviour::Impression,
+        Behaviour::Click,
+    ];
+
+    /// The event type's name in the events API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Behaviour::View => "view",
+            Behaviour::Search => "search",
+            Behaviour::AddToCart => "add_to_cart",
+            Behaviour::RemoveFromCart => "remove_from_cart",
+            Behaviour::Checkout => "checkout",
+            Behaviour::Purchase => "purchase",
+            Behaviour::Impression => "impression",
+            Behaviour::Click => "click",
+        }
+    }
+}
+
+impl std::str::FromStr for Behaviour {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Behaviour::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProfileOp {
     /// A storefront event. `order` groups purchase lines into one order.
@@ -582,6 +620,14 @@ mod tests {
             query: None,
             order: None,
         }
+    }
+
+    #[test]
+    fn every_behaviour_round_trips_through_its_name() {
+        for b in Behaviour::ALL {
+            assert_eq!(b.as_str().parse::<Behaviour>(), Ok(b));
+        }
+        assert!("hover".parse::<Behaviour>().is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::error::{ApiError, ErrorCode};
 use super::extract::JsonBody;
 use crate::app::AppState;
-use crate::ingest::events::{Event, RawEvent, Rejection, behaviour_name, ingest};
+use crate::ingest::events::{Event, RawEvent, Rejection, ingest};
 use crate::recommend::model::unix_now;
 
 pub fn router() -> Router<AppState> {
@@ -89,7 +89,7 @@ async fn post_events(
         match parsed {
             Ok(event) => {
                 slots.push(results.len());
-                metrics::counter!("vitrine_events_total", "type" => behaviour_name(event.behaviour), "result" => "valid")
+                metrics::counter!("vitrine_events_total", "type" => event.behaviour.as_str(), "result" => "valid")
                     .increment(1);
                 valid.push(event);
                 results.push(EventResult {

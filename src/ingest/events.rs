@@ -4,8 +4,6 @@
 //! the others go on), and becomes ops whose ids are keyed hashes of the `event_id`, so
 //! a repeated event is applied once whatever path it takes.
 
-use std::str::FromStr;
-
 use serde::Deserialize;
 
 use crate::domain::ids::check_id;
@@ -75,37 +73,6 @@ impl Rejection {
             Rejection::InvalidPrice => "invalid_price",
             Rejection::InvalidTimestamp => "invalid_timestamp",
         }
-    }
-}
-
-impl FromStr for Behaviour {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Ok(match s {
-            "view" => Behaviour::View,
-            "search" => Behaviour::Search,
-            "add_to_cart" => Behaviour::AddToCart,
-            "remove_from_cart" => Behaviour::RemoveFromCart,
-            "checkout" => Behaviour::Checkout,
-            "purchase" => Behaviour::Purchase,
-            "impression" => Behaviour::Impression,
-            "click" => Behaviour::Click,
-            _ => return Err(()),
-        })
-    }
-}
-
-pub const fn behaviour_name(b: Behaviour) -> &'static str {
-    match b {
-        Behaviour::View => "view",
-        Behaviour::Search => "search",
-        Behaviour::AddToCart => "add_to_cart",
-        Behaviour::RemoveFromCart => "remove_from_cart",
-        Behaviour::Checkout => "checkout",
-        Behaviour::Purchase => "purchase",
-        Behaviour::Impression => "impression",
-        Behaviour::Click => "click",
     }
 }
 
@@ -306,8 +273,11 @@ pub async fn ingest(
     for (customer, session) in &merges {
         merge_session(store, *customer, *session).await?;
     }
-    let batch: Vec<(ProfileKey, Vec<ProfileOp>)> =
-        groups.iter().map(|g| (g.key, g.ops.clone())).collect();
+    // The ops move into the batch; the groups keep only which op is whose event.
+    let batch: Vec<(ProfileKey, Vec<ProfileOp>)> = groups
+        .iter_mut()
+        .map(|g| (g.key, std::mem::take(&mut g.ops)))
+        .collect();
     let results = store.apply_batch(&batch).await;
     let mut fresh = vec![false; events.len()];
     for (group, result) in groups.iter().zip(results) {
