@@ -15,6 +15,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The same private `redis-server` the tests use (free port, ready when it answers PING).
+#[path = "../tests/common/redis.rs"]
+mod redis_server;
+
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -130,28 +134,7 @@ fn main() {
         .map(|a| a.port())
         .expect("free port");
     let store_dir = tempfile::tempdir().expect("store dir");
-    let redis = (env_or("LOAD_REDIS", 0u8) == 1).then(|| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        std::thread::sleep(Duration::from_millis(300));
-        (child, format!("redis://127.0.0.1:{port}/0"))
-    });
+    let redis = (env_or("LOAD_REDIS", 0u8) == 1).then(redis_server::RedisServer::start);
     let l1_ttl: u64 = env_or("LOAD_L1_TTL_MS", 500);
     let started = Instant::now();
     let mut server = Command::new(env!("CARGO_BIN_EXE_vitrine"))
@@ -173,7 +156,10 @@ fn main() {
         )
         .env(
             "VITRINE__REDIS__URL",
-            redis.as_ref().map_or("", |r| r.1.as_str()),
+            redis
+                .as_ref()
+                .map(redis_server::RedisServer::url)
+                .unwrap_or_default(),
         )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -270,8 +256,5 @@ fn main() {
         .args(["-TERM", &server.id().to_string()])
         .status();
     let _ = server.wait();
-    if let Some((mut child, _)) = redis {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(redis);
 }

@@ -5,7 +5,11 @@
 //! Run: `cargo bench --bench profiles`. Knobs: `PROFILES_EVENTS` (200000),
 //! `PROFILES_CUSTOMERS` (50000), `PROFILES_MEMORY_COUNT` (1000000), `PROFILES_CONCURRENCY` (8).
 
-use std::process::{Command, Stdio};
+/// The same private `redis-server` the tests use (free port, ready when it answers PING).
+#[path = "../tests/common/redis.rs"]
+mod redis_server;
+
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,25 +73,8 @@ fn main() {
     let memory_n: u64 = env_or("PROFILES_MEMORY_COUNT", 1_000_000);
     let concurrency: usize = env_or("PROFILES_CONCURRENCY", 8);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let mut redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server");
-    std::thread::sleep(Duration::from_millis(300));
+    let redis = redis_server::RedisServer::start();
+    let port = redis.port;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -204,6 +191,5 @@ fn main() {
             encoded as f64 / memory_n as f64
         );
     });
-    let _ = redis.kill();
-    let _ = redis.wait();
+    drop(redis);
 }

@@ -1,5 +1,7 @@
 //! The `vitrine` binary itself: configuration layers, errors naming the key, signals.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,14 +21,6 @@ fn vitrine() -> Command {
     c
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn wait_live(port: u16, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -43,7 +37,7 @@ fn wait_live(port: u16, child: &mut Child) {
 
 #[test]
 fn sigterm_stops_the_server_cleanly_with_exit_code_0() {
-    let port = free_port();
+    let port = common::redis::free_port();
     let mut child = vitrine()
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .stderr(Stdio::piped())
@@ -77,7 +71,7 @@ fn sigterm_stops_the_server_cleanly_with_exit_code_0() {
 
 #[test]
 fn an_environment_variable_sets_the_listen_address() {
-    let port = free_port();
+    let port = common::redis::free_port();
     let mut child = vitrine()
         .args(["serve"])
         .env("VITRINE__SERVER__ADDR", format!("127.0.0.1:{port}"))
