@@ -31,6 +31,23 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// The store-read counters from the server's own `/metrics`, so a run shows which tier
+/// answered.
+fn store_reads(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with("vitrine_store_reads_total"))
+        .map(|l| l.trim_start_matches("vitrine_store_reads_total"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -251,6 +268,7 @@ fn main() {
             hist.max() as f64 / 1000.0
         );
         println!("  server RSS after load {:.0} MiB", rss_mib(server.id()));
+        println!("  store reads {}", store_reads(port));
     }
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])

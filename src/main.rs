@@ -5,6 +5,11 @@ use vitrine::app::App;
 use vitrine::cli::{Cli, Command, ServeArgs};
 use vitrine::config::{Overrides, Settings};
 
+/// mimalloc rather than the system allocator: a request allocates and frees many small
+/// objects on several worker threads, where glibc's arenas contend on their locks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

@@ -145,6 +145,25 @@ async fn the_embedded_store_keeps_profiles_across_a_restart() {
     assert_eq!(store.get(&key(1)).await.unwrap().unwrap().orders_count, 1);
 }
 
+#[test]
+fn an_embedded_file_of_another_format_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let table: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("profiles");
+            let mut t = txn.open_table(table).unwrap();
+            t.insert([0u8; 16].as_slice(), [1u8, 0x90].as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = EmbeddedStore::open(&path).err().expect("refused");
+    assert!(err.to_string().contains("another format"), "{err}");
+}
+
 #[tokio::test]
 async fn redis_keys_hold_no_raw_ids_and_always_expire() {
     let server = RedisServer::start();

@@ -18,7 +18,7 @@ pub const MAX_AFFINITIES: usize = 16;
 pub const MAX_CART_LINES: usize = 100;
 pub const MAX_SEGMENTS: usize = 32;
 /// Op ids remembered for idempotency; a repeat older than this window would apply again.
-pub const APPLIED_WINDOW: usize = 256;
+pub const APPLIED_WINDOW: usize = 128;
 /// Half-life of category affinity, in seconds (30 days).
 pub const AFFINITY_HALF_LIFE_S: f64 = 30.0 * 86_400.0;
 const DAY: i64 = 86_400;
@@ -41,9 +41,8 @@ impl Default for Consent {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Affinity {
     pub category: String,
-    /// Decayed score as of `at`.
+    /// Decayed score as of the profile's `affinities_at`.
     pub score: f32,
-    pub at: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,8 +71,9 @@ pub struct Profile {
     pub total_spent: Option<Money>,
     pub first_order_at: Option<i64>,
     pub last_order_at: Option<i64>,
-    /// Strongest first.
+    /// Strongest first, all decayed to `affinities_at`.
     pub affinities: Vec<Affinity>,
+    pub affinities_at: i64,
     /// Product ids, most recent first.
     pub recently_viewed: Vec<String>,
     /// Most recent first.
@@ -81,10 +81,60 @@ pub struct Profile {
     pub cart: Vec<CartLine>,
     /// Most recent purchase first.
     pub purchased: Vec<Purchase>,
-    /// Ids of applied ops (events, webhooks, merges), newest last.
-    pub applied: Vec<u64>,
-    /// Ids of orders already counted, newest last.
-    pub orders_seen: Vec<u64>,
+    /// Fingerprints of applied ops (events, webhooks, merges), newest last.
+    #[serde(with = "packed")]
+    pub applied: Vec<u32>,
+    /// Fingerprints of orders already counted, newest last.
+    #[serde(with = "packed")]
+    pub orders_seen: Vec<u32>,
+}
+
+/// The 32-bit fingerprint an op or order id is remembered by. Ids are keyed hashes, so
+/// the low half is as good as any; two ids of one profile share a fingerprint with a
+/// chance of about one in 2^32 / APPLIED_WINDOW (one in 33 million) per new op.
+pub const fn fingerprint(id: u64) -> u32 {
+    id as u32
+}
+
+/// Id rings as one byte string (4 bytes an id) rather than an array of integers: half
+/// the stored size of a profile's rings.
+mod packed {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ids: &[u32], s: S) -> Result<S::Ok, S::Error> {
+        let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+        s.serialize_bytes(&bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+        let bytes = byte_string(d)?;
+        if bytes.len() % 4 != 0 {
+            return Err(serde::de::Error::custom(
+                "id ring is not a multiple of 4 bytes",
+            ));
+        }
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    fn byte_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_bytes(Visitor)
+    }
 }
 
 /// One behavioural signal, as the profile sees it.
@@ -205,7 +255,7 @@ fn push_front_unique(list: &mut Vec<String>, item: &str, max: usize) {
     list.truncate(max);
 }
 
-fn push_ring(ring: &mut Vec<u64>, id: u64, max: usize) {
+fn push_ring(ring: &mut Vec<u32>, id: u32, max: usize) {
     ring.push(id);
     if ring.len() > max {
         let extra = ring.len() - max;
@@ -217,10 +267,10 @@ impl Profile {
     /// Applies one op; false when it was already applied (nothing changes then).
     pub fn apply(&mut self, op: &ProfileOp) -> bool {
         let id = op.id();
-        if self.applied.contains(&id) {
+        if self.applied.contains(&fingerprint(id)) {
             return false;
         }
-        push_ring(&mut self.applied, id, APPLIED_WINDOW);
+        push_ring(&mut self.applied, fingerprint(id), APPLIED_WINDOW);
         match op {
             ProfileOp::Event {
                 at,
@@ -270,14 +320,15 @@ impl Profile {
                 }
             }
             ProfileOp::CancelOrder { order, total, .. } => {
-                if self.orders_seen.contains(order) {
+                let order = fingerprint(*order);
+                if self.orders_seen.contains(&order) {
                     self.orders_count = self.orders_count.saturating_sub(1);
                     if let Some(spent) = &mut self.total_spent
                         && spent.currency == total.currency
                     {
                         spent.amount = (spent.amount - total.amount).max(0);
                     }
-                    self.orders_seen.retain(|o| o != order);
+                    self.orders_seen.retain(|o| *o != order);
                 }
             }
             ProfileOp::SetCart { at, lines, .. } => {
@@ -398,7 +449,7 @@ impl Profile {
                 let order = order.unwrap_or(id);
                 if let Some(total) = line_total {
                     self.count_order(order, at, total);
-                } else if !self.orders_seen.contains(&order) {
+                } else if !self.orders_seen.contains(&fingerprint(order)) {
                     self.count_order(
                         order,
                         at,
@@ -416,8 +467,8 @@ impl Profile {
 
     /// Counts an order once by its id, and adds to the spend in the profile's currency.
     fn count_order(&mut self, order: u64, at: i64, total: Money) {
-        if !self.orders_seen.contains(&order) {
-            push_ring(&mut self.orders_seen, order, APPLIED_WINDOW);
+        if !self.orders_seen.contains(&fingerprint(order)) {
+            push_ring(&mut self.orders_seen, fingerprint(order), APPLIED_WINDOW);
             self.orders_count = self.orders_count.saturating_add(1);
             self.first_order_at = Some(self.first_order_at.map_or(at, |f| f.min(at)));
             self.last_order_at = Some(self.last_order_at.map_or(at, |l| l.max(at)));
@@ -452,21 +503,22 @@ impl Profile {
         self.purchased.truncate(MAX_PURCHASED);
     }
 
+    /// Adds `weight` (observed at `at`) to a category, with every score decayed to the
+    /// latest time seen.
     fn bump_affinity(&mut self, category: &str, weight: f32, at: i64) {
-        let decay = |a: &Affinity, to: i64| {
-            a.score * ((-((to - a.at).max(0) as f64) / AFFINITY_HALF_LIFE_S).exp2() as f32)
-        };
+        let decay = |span: i64| (-(span.max(0) as f64) / AFFINITY_HALF_LIFE_S).exp2() as f32;
+        let now = at.max(self.affinities_at);
+        let aged = decay(now - self.affinities_at);
         for a in &mut self.affinities {
-            let now = at.max(a.at);
-            a.score = decay(a, now);
-            a.at = now;
+            a.score *= aged;
         }
+        self.affinities_at = now;
+        let weight = weight * decay(now - at);
         match self.affinities.iter_mut().find(|a| a.category == category) {
             Some(a) => a.score += weight,
             None => self.affinities.push(Affinity {
                 category: category.to_owned(),
                 score: weight,
-                at,
             }),
         }
         self.affinities.sort_by(|a, b| {
@@ -501,7 +553,7 @@ impl Profile {
             push_front_unique(&mut self.recent_searches, q, MAX_RECENT_SEARCHES);
         }
         for a in &from.affinities {
-            self.bump_affinity(&a.category, a.score, a.at);
+            self.bump_affinity(&a.category, a.score, from.affinities_at);
         }
         for line in &from.cart {
             if !self.cart.iter().any(|l| l.product_id == line.product_id)

@@ -35,7 +35,18 @@ impl EmbeddedStore {
             Database::create(path).map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
         // Create the table up front so reads never race its creation.
         let txn = db.begin_write().map_err(unavailable)?;
-        txn.open_table(PROFILES).map_err(unavailable)?;
+        {
+            let table = txn.open_table(PROFILES).map_err(unavailable)?;
+            // Refuse a file of another format at start-up, not on every read.
+            if let Some((_, value)) = table.first().map_err(unavailable)?
+                && value.value().first() != Some(&codec::FORMAT)
+            {
+                return Err(StoreError::Codec(format!(
+                    "{} holds profiles in another format; move it away to start afresh",
+                    path.display()
+                )));
+            }
+        }
         txn.commit().map_err(unavailable)?;
         Ok(Self { db: Arc::new(db) })
     }

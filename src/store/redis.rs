@@ -1,11 +1,15 @@
 //! Redis as the shared profile store for replicas.
 //!
-//! Layout (all under the configured prefix): `{prefix}p:<16-byte keyed hash>` is a hash
-//! with `v` (a version counter) and `d` (the encoded profile), with a TTL on every write
-//! so memory stays bounded. Updates are optimistic compare-and-set: read `v` and `d`,
-//! apply the ops in this process, then a Lua script writes only if `v` is unchanged;
-//! on a conflict the ops are re-applied to the fresh profile. Two replicas updating one
-//! profile at once therefore never lose an update, and no lock is ever held in Redis.
+//! Layout (all under the configured prefix): `{prefix}p:<16-byte keyed hash>` is a plain
+//! string holding the encoded profile, with a TTL set on every write so memory stays
+//! bounded. (A string, not a hash with a version field: a hash whose value is over 64
+//! bytes leaves Redis's compact encoding and costs about 200 bytes more per profile.)
+//! Updates are optimistic compare-and-set: read the value, apply the ops in this
+//! process, then a Lua script writes only if the value is still byte-for-byte the one
+//! read; on a conflict the ops are re-applied to the fresh profile. Equal bytes are an
+//! equal profile, so the comparison is exact without a version counter. Two replicas
+//! updating one profile at once therefore never lose an update, and no lock is ever
+//! held in Redis.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +22,9 @@ use crate::domain::Profile;
 use crate::domain::profile::ProfileOp;
 
 const CAS: &str = r"
-local v = redis.call('HGET', KEYS[1], 'v')
-if (v or '0') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local current = redis.call('GET', KEYS[1])
+if (current or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
 const MAX_ATTEMPTS: u32 = 64;
@@ -79,17 +82,16 @@ impl RedisStore {
         k
     }
 
-    async fn read(&self, key: &[u8]) -> Result<(u64, Option<Profile>), StoreError> {
+    /// The stored bytes (empty when there is none) and the profile they encode.
+    async fn read(&self, key: &[u8]) -> Result<(Vec<u8>, Option<Profile>), StoreError> {
         let mut conn = self.conn.clone();
-        let (v, d): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
+        let value: Option<Vec<u8>> = redis::cmd("GET")
             .arg(key)
-            .arg("v")
-            .arg("d")
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
-        let profile = d.as_deref().map(codec::decode).transpose()?;
-        Ok((v.unwrap_or(0), profile))
+        let profile = value.as_deref().map(codec::decode).transpose()?;
+        Ok((value.unwrap_or_default(), profile))
     }
 }
 
@@ -120,7 +122,7 @@ impl ProfileStore for RedisStore {
                 tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(10)) + jitter))
                     .await;
             }
-            let (version, current) = self.read(&rkey).await?;
+            let (read, current) = self.read(&rkey).await?;
             let mut profile = current.unwrap_or_default();
             let fresh = apply_ops(&mut profile, ops);
             if !fresh.contains(&true) {
@@ -134,8 +136,7 @@ impl ProfileStore for RedisStore {
             let written: i64 = self
                 .cas
                 .key(&rkey)
-                .arg(version)
-                .arg(version + 1)
+                .arg(read)
                 .arg(blob)
                 .arg(self.ttl_ms)
                 .invoke_async(&mut conn)
@@ -221,14 +222,12 @@ impl ProfileStore for RedisStore {
             let mut pipe = redis::pipe();
             for (key, profile) in chunk {
                 let k = self.redis_key(key);
-                pipe.cmd("HSET")
+                pipe.cmd("SET")
                     .arg(&k)
-                    .arg("v")
-                    .arg(1)
-                    .arg("d")
                     .arg(codec::encode(profile)?)
+                    .arg("PX")
+                    .arg(self.ttl_ms)
                     .ignore();
-                pipe.cmd("PEXPIRE").arg(&k).arg(self.ttl_ms).ignore();
             }
             pipe.query_async::<()>(&mut conn)
                 .await
