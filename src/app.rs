@@ -36,6 +36,12 @@ pub struct Snapshot {
     pub models: Arc<Models>,
 }
 
+/// Installs ring as the process's TLS crypto provider (outbound HTTPS to platform APIs).
+/// Idempotent; the first install wins.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Shared by every handler: a cheap clone of `Arc`s.
 #[derive(Clone)]
 pub struct AppState {
@@ -44,7 +50,7 @@ pub struct AppState {
     pub store: Arc<dyn ProfileStore>,
     pub hasher: Arc<KeyHasher>,
     pub buffer: Arc<crate::ingest::buffer::EventBuffer>,
-    pub shopify: Arc<crate::http::webhooks::ShopifyState>,
+    pub webhooks: Arc<crate::http::webhooks::WebhookState>,
     pub keys: Arc<Keys>,
     pub banners: Arc<Banners>,
     pub permits: Arc<Semaphore>,
@@ -65,6 +71,8 @@ pub enum StartError {
     },
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("webhooks: {0}")]
+    Webhooks(String),
     #[error("start-up task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -99,6 +107,7 @@ impl App {
     where
         F: FnOnce(Arc<dyn ProfileStore>) -> Arc<dyn ProfileStore>,
     {
+        install_tls_provider();
         let metrics = metrics_handle();
         let secret = if settings.privacy.id_hash_secret.is_empty() {
             tracing::warn!(
@@ -174,7 +183,10 @@ impl App {
                 catalog,
                 models: Arc::new(models),
             })),
-            shopify: Arc::default(),
+            webhooks: Arc::new(
+                crate::http::webhooks::WebhookState::new(&settings)
+                    .map_err(StartError::Webhooks)?,
+            ),
             buffer: Arc::new(crate::ingest::buffer::EventBuffer::new(
                 settings.events.buffer_capacity,
             )),

@@ -31,6 +31,7 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     pub events: EventSettings,
     pub shopify: ShopifySettings,
+    pub bigcommerce: BigCommerceSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -50,6 +51,46 @@ impl Default for ShopifySettings {
             webhook_secret: String::new(),
             shop_currency: "USD".into(),
             body_limit_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BigCommerceSettings {
+    /// The shared secret sent in `secret_header` by every webhook (set in the hook's
+    /// `headers` when it is registered). Empty: `/webhooks/bigcommerce` is off.
+    pub webhook_secret: String,
+    /// The header that carries `webhook_secret`.
+    pub secret_header: String,
+    /// The store hash from the API path (`/stores/{store_hash}/...`).
+    pub store_hash: String,
+    /// An API account token with read scopes for orders, carts, customers and products.
+    pub access_token: String,
+    /// The REST API's base URL.
+    pub api_url: String,
+    /// Time for one API call; past it the call is retried.
+    pub timeout_ms: u64,
+    /// Retries after a failed call (timeouts, connection errors, 429 and 5xx), with
+    /// exponential backoff from `backoff_ms`.
+    pub retries: u32,
+    pub backoff_ms: u64,
+    /// The store's currency: product prices come without one.
+    pub store_currency: String,
+}
+
+impl Default for BigCommerceSettings {
+    fn default() -> Self {
+        Self {
+            webhook_secret: String::new(),
+            secret_header: "x-webhook-secret".into(),
+            store_hash: String::new(),
+            access_token: String::new(),
+            api_url: "https://api.bigcommerce.com".into(),
+            timeout_ms: 2_000,
+            retries: 2,
+            backoff_ms: 100,
+            store_currency: "USD".into(),
         }
     }
 }
@@ -473,6 +514,38 @@ impl Settings {
             (1024..=64 * 1024 * 1024).contains(&self.shopify.body_limit_bytes),
             "shopify.body_limit_bytes",
             "must be between 1024 and 67108864",
+        )?;
+        let bc = &self.bigcommerce;
+        check(
+            crate::domain::Currency::parse(&bc.store_currency).is_ok(),
+            "bigcommerce.store_currency",
+            "must be a three-letter ISO 4217 code",
+        )?;
+        check(
+            bc.webhook_secret.is_empty()
+                || (!bc.store_hash.is_empty() && !bc.access_token.is_empty()),
+            "bigcommerce.store_hash",
+            "and bigcommerce.access_token are required when bigcommerce.webhook_secret is set",
+        )?;
+        check(
+            axum::http::HeaderName::from_bytes(bc.secret_header.as_bytes()).is_ok(),
+            "bigcommerce.secret_header",
+            "must be a valid header name",
+        )?;
+        check(
+            bc.api_url.starts_with("http://") || bc.api_url.starts_with("https://"),
+            "bigcommerce.api_url",
+            "must be an http(s) URL",
+        )?;
+        check(
+            (1..=60_000).contains(&bc.timeout_ms),
+            "bigcommerce.timeout_ms",
+            "must be between 1 and 60000",
+        )?;
+        check(
+            bc.retries <= 10 && bc.backoff_ms <= 10_000,
+            "bigcommerce.retries",
+            "must be at most 10 (and backoff_ms at most 10000)",
         )?;
         let mut ids = std::collections::HashSet::new();
         for b in &self.content.banners {

@@ -170,7 +170,7 @@ async fn shutdown_finishes_requests_in_flight() {
     let mut app = TestApp::spawn_with_store(s, store.clone()).await;
     let url = app.url("/v1/recommend?customer_id=c0000001&placement=home");
     let requests: Vec<_> = (0..20)
-        .map(|_| tokio::spawn(reqwest::Client::new().get(url.clone()).send()))
+        .map(|_| tokio::spawn(common::client().get(url.clone()).send()))
         .collect();
     while store.in_flight.load(Ordering::SeqCst) < 20 {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -187,7 +187,7 @@ async fn shutdown_finishes_requests_in_flight() {
     }
     app.stop().await.expect("clean exit");
     assert!(
-        reqwest::Client::new().get(url).send().await.is_err(),
+        common::client().get(url).send().await.is_err(),
         "no new connections after shutdown"
     );
 }

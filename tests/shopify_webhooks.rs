@@ -58,11 +58,6 @@ async fn send(app: &TestApp, topic: &str, id: &str, body: &[u8]) -> (u16, Value)
     (status, r.json().await.unwrap())
 }
 
-async fn profile(app: &TestApp, customer: &str) -> Option<Value> {
-    let r = app.get(&format!("/admin/v1/profiles/{customer}")).await;
-    (r.status() == 200).then_some(r.json().await.unwrap())
-}
-
 #[tokio::test]
 async fn an_order_counts_once_across_create_paid_and_redelivery() {
     let app = app().await;
@@ -76,18 +71,13 @@ async fn an_order_counts_once_across_create_paid_and_redelivery() {
         "duplicate"
     );
     assert_eq!(send(&app, "orders/paid", "w-2", &body).await.0, 200);
-    let p = profile(&app, CUSTOMER).await.unwrap();
+    let p = app.profile(CUSTOMER).await.unwrap();
     assert_eq!(p["orders_count"], 1);
     assert_eq!(
         p["total_spent"],
         json!({"amount": 40300, "currency": "USD"})
     );
-    let purchased: Vec<&str> = p["purchased"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["product_id"].as_str().unwrap())
-        .collect();
+    let purchased = common::purchased_ids(&p);
     assert_eq!(purchased.len(), 2);
     assert!(purchased.contains(&"632910392"));
     assert!(
@@ -101,7 +91,7 @@ async fn an_order_counts_once_across_create_paid_and_redelivery() {
 
     let (status, _) = send(&app, "orders/cancelled", "w-3", &body).await;
     assert_eq!(status, 200);
-    assert_eq!(profile(&app, CUSTOMER).await.unwrap()["orders_count"], 0);
+    assert_eq!(app.profile(CUSTOMER).await.unwrap()["orders_count"], 0);
 }
 
 #[tokio::test]
@@ -113,7 +103,7 @@ async fn a_bad_signature_is_rejected_and_not_applied() {
     assert_eq!(error_code(r).await, (401, "invalid_signature".into()));
     let r = deliver(&app, "orders/create", "w-bad", &body, "not base64!").await;
     assert_eq!(error_code(r).await, (401, "invalid_signature".into()));
-    assert!(profile(&app, CUSTOMER).await.is_none());
+    assert!(app.profile(CUSTOMER).await.is_none());
     // The same webhook id with a good signature is then applied: the rejection was not
     // remembered as a delivery.
     assert_eq!(send(&app, "orders/create", "w-bad", &body).await.0, 200);
@@ -184,7 +174,7 @@ async fn customer_updates_set_segments_and_marketing_consent_without_pii() {
         .0,
         200
     );
-    let p = profile(&app, CUSTOMER).await.unwrap();
+    let p = app.profile(CUSTOMER).await.unwrap();
     assert_eq!(p["segments"], json!(["VIP", "wholesale"]));
     assert_eq!(p["consent"]["marketing"], true);
     assert!(!p.to_string().contains("John") && !p.to_string().contains("ice cream"));
@@ -263,7 +253,7 @@ async fn product_and_inventory_webhooks_reach_the_catalog() {
 async fn privacy_topics_erase_and_acknowledge() {
     let app = app().await;
     send(&app, "orders/create", "w-o", &fixture("orders_create")).await;
-    assert!(profile(&app, CUSTOMER).await.is_some());
+    assert!(app.profile(CUSTOMER).await.is_some());
     assert_eq!(
         send(
             &app,
@@ -286,8 +276,8 @@ async fn privacy_topics_erase_and_acknowledge() {
         .1["status"],
         "erased"
     );
-    assert!(profile(&app, CUSTOMER).await.is_none());
-    assert!(profile(&app, "c0000001").await.is_some());
+    assert!(app.profile(CUSTOMER).await.is_none());
+    assert!(app.profile("c0000001").await.is_some());
     assert_eq!(
         send(&app, "shop/redact", "w-s", &fixture("shop_redact"))
             .await
@@ -295,7 +285,7 @@ async fn privacy_topics_erase_and_acknowledge() {
         "erased"
     );
     assert!(
-        profile(&app, "c0000001").await.is_none(),
+        app.profile("c0000001").await.is_none(),
         "every profile erased"
     );
 }

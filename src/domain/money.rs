@@ -84,8 +84,9 @@ impl Money {
     }
 
     /// Parses a decimal string as platforms send prices (`"49.00"`, `"1299.5"`, `"7"`)
-    /// exactly into minor units, without floating point. More fractional digits than
-    /// the currency has are refused rather than rounded.
+    /// exactly into minor units, without floating point. Extra fractional digits are
+    /// accepted only when they are zeros (BigCommerce writes `"59.9900"`); anything
+    /// that would need rounding is refused.
     pub fn parse_decimal(text: &str, currency: Currency) -> Result<Self, InvalidAmount> {
         let digits = currency.minor_digits();
         let t = text.trim();
@@ -94,6 +95,13 @@ impl Money {
             None => (false, t),
         };
         let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+        let frac = if frac.len() > digits as usize
+            && frac.bytes().skip(digits as usize).all(|b| b == b'0')
+        {
+            &frac[..digits as usize]
+        } else {
+            frac
+        };
         let ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
         if whole.is_empty() || !ok(whole) || !ok(frac) || frac.len() > digits as usize {
             return Err(InvalidAmount(text.chars().take(32).collect()));
@@ -147,7 +155,10 @@ mod tests {
         assert_eq!(Money::parse_decimal("-2.5", gbp).unwrap().amount, -250);
         assert_eq!(Money::parse_decimal("1500", jpy).unwrap().amount, 1500);
         assert_eq!(Money::parse_decimal("1.234", kwd).unwrap().amount, 1234);
+        assert_eq!(Money::parse_decimal("59.9900", gbp).unwrap().amount, 5999);
+        assert_eq!(Money::parse_decimal("1500.00", jpy).unwrap().amount, 1500);
         for bad in [
+            "1.9901",
             "",
             "1.999",
             "abc",

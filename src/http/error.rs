@@ -39,6 +39,7 @@ pub enum ErrorCode {
     Overloaded,
     NotReady,
     StoreUnavailable,
+    UpstreamUnavailable,
     Internal,
 }
 
@@ -70,9 +71,10 @@ impl ErrorCode {
             | ErrorCode::InvalidContext
             | ErrorCode::BatchTooLarge
             | ErrorCode::InvalidProduct => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::Overloaded | ErrorCode::NotReady | ErrorCode::StoreUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorCode::Overloaded
+            | ErrorCode::NotReady
+            | ErrorCode::StoreUnavailable
+            | ErrorCode::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,6 +109,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::NotReady => "not_ready",
             ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::UpstreamUnavailable => "upstream_unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -182,7 +185,7 @@ pub async fn method_not_allowed() -> ApiError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 29] = [
+    const ALL: [ErrorCode; 30] = [
         ErrorCode::MalformedPayload,
         ErrorCode::InvalidSignature,
         ErrorCode::InvalidProduct,
@@ -190,6 +193,7 @@ mod tests {
         ErrorCode::ProfileNotFound,
         ErrorCode::BatchTooLarge,
         ErrorCode::StoreUnavailable,
+        ErrorCode::UpstreamUnavailable,
         ErrorCode::MalformedJson,
         ErrorCode::MalformedQuery,
         ErrorCode::PayloadTooLarge,

@@ -1,6 +1,10 @@
 //! Platform webhooks. `POST /webhooks/shopify`: verified with `X-Shopify-Hmac-Sha256`
 //! (base64 HMAC-SHA256 of the raw body with the app secret, compared in constant time),
 //! deduplicated on `X-Shopify-Webhook-Id`, dispatched on `X-Shopify-Topic`.
+//! `POST /webhooks/bigcommerce`: verified with the shared secret header set when the
+//! hook was registered (constant-time compare), deduplicated on the body (a redelivery
+//! is byte-identical), and resolved through the REST API: a webhook that cannot be
+//! resolved because the API is unreachable is 503, so BigCommerce redelivers it.
 //!
 //! A bad signature is 401 and a malformed payload 400, with nothing applied; an unknown
 //! topic is 202, ignored and counted; a store that cannot take the change is 503, so
@@ -22,13 +26,15 @@ use sha2::Sha256;
 
 use super::error::{ApiError, ErrorCode};
 use crate::app::AppState;
+use crate::config::Settings;
 use crate::domain::{Currency, VisitorId, VisitorKey};
+use crate::ingest::bigcommerce::{self, FetchError};
 use crate::ingest::catalog;
 use crate::ingest::shopify::{self, Action};
 use crate::recommend::model::unix_now;
 
 /// Topics with their own metric label; anything else is counted as `other`.
-const TOPICS: [&str; 14] = [
+const TOPICS: [&str; 27] = [
     "orders/create",
     "orders/paid",
     "orders/cancelled",
@@ -43,39 +49,68 @@ const TOPICS: [&str; 14] = [
     "customers/redact",
     "shop/redact",
     "app/uninstalled",
+    "store/order/created",
+    "store/order/updated",
+    "store/order/statusUpdated",
+    "store/order/archived",
+    "store/cart/created",
+    "store/cart/updated",
+    "store/cart/deleted",
+    "store/cart/converted",
+    "store/customer/created",
+    "store/customer/updated",
+    "store/customer/deleted",
+    "store/product/updated",
+    "store/product/deleted",
 ];
 
 const UNKNOWN_LOCATION: u64 = 0;
 
-/// What the Shopify endpoint remembers between deliveries.
-pub struct ShopifyState {
-    /// Webhook ids already applied (a redelivery is answered at once).
+/// BigCommerce's webhook bodies are a scope and an id: small.
+const BIGCOMMERCE_BODY_LIMIT: usize = 64 * 1024;
+
+/// What the webhook endpoints remember between deliveries.
+pub struct WebhookState {
+    /// Deliveries already applied, by platform-prefixed id (a redelivery is answered
+    /// at once).
     seen: moka::sync::Cache<String, ()>,
-    /// Inventory item -> product id, learnt from product webhooks.
+    /// Shopify inventory item -> product id, learnt from product webhooks.
     items: Mutex<HashMap<u64, String>>,
-    /// Available stock per (inventory item, location).
+    /// Available stock per (Shopify inventory item, location).
     levels: Mutex<HashMap<(u64, u64), i64>>,
+    /// The BigCommerce API client, when BigCommerce webhooks are configured.
+    bigcommerce: Option<bigcommerce::Client>,
 }
 
-impl Default for ShopifyState {
-    fn default() -> Self {
-        Self {
+impl WebhookState {
+    pub fn new(settings: &Settings) -> Result<Self, String> {
+        let bigcommerce = if settings.bigcommerce.webhook_secret.is_empty() {
+            None
+        } else {
+            Some(bigcommerce::Client::new(&settings.bigcommerce)?)
+        };
+        Ok(Self {
             seen: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(24 * 3600))
                 .build(),
             items: Mutex::new(HashMap::new()),
             levels: Mutex::new(HashMap::new()),
-        }
+            bigcommerce,
+        })
     }
 }
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new()
+    let shopify = Router::new()
         .route("/webhooks/shopify", post(shopify_webhook))
         .route_layer(DefaultBodyLimit::max(
             state.settings.shopify.body_limit_bytes,
-        ))
+        ));
+    let bigcommerce = Router::new()
+        .route("/webhooks/bigcommerce", post(bigcommerce_webhook))
+        .route_layer(DefaultBodyLimit::max(BIGCOMMERCE_BODY_LIMIT));
+    shopify.merge(bigcommerce)
 }
 
 fn topic_label(topic: &str) -> &'static str {
@@ -86,8 +121,8 @@ fn topic_label(topic: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-fn count(topic: &str, result: &'static str) {
-    metrics::counter!("vitrine_webhooks_total", "platform" => "shopify", "topic" => topic_label(topic), "result" => result)
+fn count(platform: &'static str, topic: &str, result: &'static str) {
+    metrics::counter!("vitrine_webhooks_total", "platform" => platform, "topic" => topic_label(topic), "result" => result)
         .increment(1);
 }
 
@@ -133,24 +168,24 @@ async fn shopify_webhook(
         .unwrap_or_default()
         .to_owned();
     if !verify(secret, &body, header(&headers, "x-shopify-hmac-sha256")) {
-        count(&topic, "bad_signature");
+        count("shopify", &topic, "bad_signature");
         return Err(ApiError::new(
             ErrorCode::InvalidSignature,
             "X-Shopify-Hmac-Sha256 does not match the body",
         ));
     }
     if topic.is_empty() {
-        count(&topic, "malformed");
+        count("shopify", &topic, "malformed");
         return Err(ApiError::new(
             ErrorCode::MalformedPayload,
             "X-Shopify-Topic is missing",
         ));
     }
     let webhook_id = header(&headers, "x-shopify-webhook-id")
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("body-{:016x}", xxhash_rust::xxh3::xxh3_64(&body)));
-    if state.shopify.seen.contains_key(&webhook_id) {
-        count(&topic, "duplicate");
+        .map(|id| format!("shopify:{id}"))
+        .unwrap_or_else(|| format!("shopify:body-{:016x}", xxhash_rust::xxh3::xxh3_64(&body)));
+    if state.webhooks.seen.contains_key(&webhook_id) {
+        count("shopify", &topic, "duplicate");
         return Ok((StatusCode::OK, Json(json!({"status": "duplicate"}))));
     }
     let currency = Currency::parse(&state.settings.shopify.shop_currency)
@@ -164,16 +199,83 @@ async fn shopify_webhook(
         unix_now(),
     )
     .map_err(|e| {
-        count(&topic, "malformed");
+        count("shopify", &topic, "malformed");
         ApiError::new(ErrorCode::MalformedPayload, e.to_string())
     })?;
     let status = apply(&state, action).await?;
-    state.shopify.seen.insert(webhook_id, ());
-    count(&topic, status);
+    state.webhooks.seen.insert(webhook_id, ());
+    count("shopify", &topic, status);
     let code = if status == "ignored" {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
+    };
+    Ok((code, Json(json!({"status": status}))))
+}
+
+async fn bigcommerce_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let settings = &state.settings.bigcommerce;
+    let Some(client) = &state.webhooks.bigcommerce else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "BigCommerce webhooks are not configured",
+        ));
+    };
+    let presented = header(&headers, &settings.secret_header).unwrap_or_default();
+    let matches: bool =
+        subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), settings.webhook_secret.as_bytes())
+            .into();
+    if !matches {
+        count("bigcommerce", "", "bad_signature");
+        return Err(ApiError::new(
+            ErrorCode::InvalidSignature,
+            format!(
+                "{} does not hold the webhook secret",
+                settings.secret_header
+            ),
+        ));
+    }
+    let envelope: bigcommerce::Envelope = serde_json::from_slice(&body).map_err(|e| {
+        count("bigcommerce", "", "malformed");
+        ApiError::new(ErrorCode::MalformedPayload, format!("webhook body: {e}"))
+    })?;
+    let scope = envelope.scope.clone();
+    let fetch = bigcommerce::plan(&envelope).map_err(|e| {
+        count("bigcommerce", &scope, "malformed");
+        ApiError::new(ErrorCode::MalformedPayload, e)
+    })?;
+    let delivery = format!("bigcommerce:{:016x}", xxhash_rust::xxh3::xxh3_64(&body));
+    if state.webhooks.seen.contains_key(&delivery) {
+        count("bigcommerce", &scope, "duplicate");
+        return Ok((StatusCode::OK, Json(json!({"status": "duplicate"}))));
+    }
+    let now = envelope.created_at.unwrap_or_else(unix_now);
+    let status = match client.resolve(fetch, &delivery, &state.hasher, now).await {
+        Ok(action) => apply(&state, action).await?,
+        Err(FetchError::Unavailable(e)) => {
+            count("bigcommerce", &scope, "upstream_unavailable");
+            tracing::warn!(error = %e, scope = %scope, "webhook not applied: BigCommerce API unavailable");
+            return Err(ApiError::new(
+                ErrorCode::UpstreamUnavailable,
+                "the BigCommerce API could not be reached; redeliver",
+            ));
+        }
+        Err(FetchError::Unreadable(e)) => {
+            // Redelivery would fetch the same answer: acknowledge, count, and log it.
+            tracing::warn!(error = %e, scope = %scope, "webhook not applied: API answer unreadable");
+            "unreadable"
+        }
+    };
+    state.webhooks.seen.insert(delivery, ());
+    count("bigcommerce", &scope, status);
+    let code = if status == "applied" || status == "erased" {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
     };
     Ok((code, Json(json!({"status": status}))))
 }
@@ -214,12 +316,12 @@ async fn apply(state: &AppState, action: Action) -> Result<&'static str, ApiErro
             let id = input.id.clone();
             {
                 let mut items = state
-                    .shopify
+                    .webhooks
                     .items
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
                 let mut levels = state
-                    .shopify
+                    .webhooks
                     .levels
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
@@ -243,7 +345,7 @@ async fn apply(state: &AppState, action: Action) -> Result<&'static str, ApiErro
         Action::Inventory(level) => {
             let stock = {
                 let items = state
-                    .shopify
+                    .webhooks
                     .items
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
@@ -251,7 +353,7 @@ async fn apply(state: &AppState, action: Action) -> Result<&'static str, ApiErro
                     return Ok("unknown_item");
                 };
                 let mut levels = state
-                    .shopify
+                    .webhooks
                     .levels
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
@@ -268,6 +370,10 @@ async fn apply(state: &AppState, action: Action) -> Result<&'static str, ApiErro
                 (product, total)
             };
             catalog::set_stock(&state.snapshot, &state.catalog_writer, &[stock]).await;
+            Ok("applied")
+        }
+        Action::RemoveProduct { product_id } => {
+            let _ = catalog::delete(&state.snapshot, &state.catalog_writer, &product_id).await;
             Ok("applied")
         }
         Action::Erase { customer_id } => {

@@ -1,7 +1,10 @@
-//! Where data enters Vitrine: storefront events, and the generated demo shop.
+//! Where data enters Vitrine: storefront events, platform webhooks, bulk imports, and
+//! the generated demo shop.
 
+pub mod bigcommerce;
 pub mod buffer;
 pub mod catalog;
 pub mod demo;
 pub mod events;
 pub mod shopify;
+pub mod time;

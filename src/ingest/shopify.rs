@@ -114,7 +114,7 @@ pub struct RedactRequest {
     pub customer: CustomerRef,
 }
 
-/// What a webhook asks Vitrine to do.
+/// What a webhook asks Vitrine to do (BigCommerce's map to the same actions).
 #[derive(Debug)]
 pub enum Action {
     Customer {
@@ -132,6 +132,10 @@ pub enum Action {
         archived: bool,
     },
     Inventory(InventoryLevel),
+    /// The product is gone from the platform: out of answers.
+    RemoveProduct {
+        product_id: String,
+    },
     Erase {
         customer_id: String,
     },
@@ -159,40 +163,6 @@ fn bad(topic: &str, reason: impl Into<String>) -> ShopifyError {
         topic: topic.to_owned(),
         reason: reason.into(),
     }
-}
-
-/// Unix seconds of an RFC 3339 timestamp as Shopify writes them (`2024-01-31T10:00:00-05:00`).
-pub fn parse_time(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 19 {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let mut t = days * 86_400 + h * 3600 + mi * 60 + se;
-    let rest = s.get(19..).unwrap_or("");
-    let rest = rest.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
-    if let Some(sign) = rest.chars().next().filter(|c| *c == '+' || *c == '-') {
-        let oh = rest.get(1..3)?.parse::<i64>().ok()?;
-        let om = rest.get(4..6)?.parse::<i64>().ok()?;
-        let offset = oh * 3600 + om * 60;
-        t -= if sign == '+' { offset } else { -offset };
-    }
-    Some(t)
 }
 
 /// An order's customer id, order id and total; `None` for guest orders (no customer).
@@ -238,7 +208,7 @@ pub fn interpret(
                     at: order
                         .created_at
                         .as_deref()
-                        .and_then(parse_time)
+                        .and_then(super::time::parse_rfc3339)
                         .unwrap_or(now),
                     total,
                     lines,
@@ -386,19 +356,5 @@ pub fn interpret(
             Ok(Action::DataRequest)
         }
         _ => Ok(Action::Ignore),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shopify_timestamps_parse_with_their_offsets() {
-        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_time("2024-01-31T10:00:00-05:00"), Some(1_706_713_200));
-        assert_eq!(parse_time("2024-01-31T15:00:00+00:00"), Some(1_706_713_200));
-        assert_eq!(parse_time("2024-01-31T15:00:00.123Z"), Some(1_706_713_200));
-        assert_eq!(parse_time("yesterday"), None);
     }
 }

@@ -99,7 +99,7 @@ impl TestApp {
             base: format!("http://127.0.0.1:{port}"),
             port,
             ops_port,
-            client: reqwest::Client::new(),
+            client: client(),
             state,
             shutdown: Some(tx),
             handle: Some(handle),
@@ -128,6 +128,12 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// The customer's profile export, `None` when there is no profile.
+    pub async fn profile(&self, customer: &str) -> Option<serde_json::Value> {
+        let r = self.get(&format!("/admin/v1/profiles/{customer}")).await;
+        (r.status() == 200).then_some(r.json().await.expect("profile JSON"))
+    }
+
     /// Triggers graceful shutdown and waits for the server to stop.
     pub async fn stop(&mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {
@@ -144,6 +150,23 @@ impl TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// A plain HTTP client for the tests (the process's TLS provider installed first, as the
+/// service does).
+pub fn client() -> reqwest::Client {
+    vitrine::app::install_tls_provider();
+    reqwest::Client::new()
+}
+
+/// The product ids in a profile export's `purchased`.
+pub fn purchased_ids(profile: &serde_json::Value) -> Vec<&str> {
+    profile["purchased"]
+        .as_array()
+        .expect("purchased")
+        .iter()
+        .map(|x| x["product_id"].as_str().expect("product_id"))
+        .collect()
 }
 
 /// Reads the JSON error code of an error answer.
