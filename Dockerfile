@@ -8,6 +8,9 @@ COPY tests ./tests
 RUN cargo build --release --locked --bin vitrine
 
 FROM debian:bookworm-slim
+# CA certificates: outbound HTTPS to platform APIs (BigCommerce) verifies against them.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin vitrine
 WORKDIR /app
 COPY --from=build /src/target/release/vitrine /usr/local/bin/vitrine
