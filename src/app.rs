@@ -21,12 +21,14 @@ use crate::domain::{Catalog, Interaction, Profile, VisitorId, VisitorKey};
 use crate::http;
 use crate::http::auth::Keys;
 use crate::http::recommend::Banners;
+use crate::ingest::catalog::{CatalogChangeError, CatalogService};
 use crate::ingest::demo;
 use crate::recommend::Models;
 use crate::recommend::model::unix_now;
 use crate::store::redis::RedisOptions;
 use crate::store::{
-    EmbeddedStore, KeyHasher, MemoryStore, ProfileStore, RedisStore, StoreError, Tiered,
+    CatalogStore, EmbeddedStore, KeyHasher, MemoryStore, ProfileStore, RedisStore, StoreError,
+    Tiered,
 };
 
 /// The catalog and the models trained on it: always swapped together, because the
@@ -54,8 +56,8 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     pub banners: Arc<Banners>,
     pub permits: Arc<Semaphore>,
-    /// Serialises catalog rebuilds, so two admin writes never lose each other's change.
-    pub catalog_writer: Arc<tokio::sync::Mutex<()>>,
+    /// Catalog changes, written through the store and followed from it.
+    pub catalog: Arc<CatalogService>,
     pub metrics: PrometheusHandle,
     pub cache_control: HeaderValue,
 }
@@ -73,6 +75,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("webhooks: {0}")]
     Webhooks(String),
+    #[error("catalog: {0}")]
+    Catalog(#[from] CatalogChangeError),
     #[error("start-up task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -118,7 +122,7 @@ impl App {
             settings.privacy.id_hash_secret.as_bytes().to_vec()
         };
         let hasher = Arc::new(KeyHasher::new(&secret));
-        let base = open_store(&settings).await?;
+        let (base, catalog_store) = open_store(&settings).await?;
         let store: Arc<dyn ProfileStore> = Arc::new(Tiered::new(
             base,
             settings.cache.l1_capacity,
@@ -174,15 +178,19 @@ impl App {
             settings.server.cache_max_age_s
         ))
         .unwrap_or_else(|_| HeaderValue::from_static("private, max-age=5"));
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot {
+            catalog,
+            models: Arc::new(models),
+        }));
+        let catalog = Arc::new(CatalogService::new(snapshot.clone(), catalog_store));
+        catalog.start().await?;
+        catalog.spawn_follower(Duration::from_millis(settings.catalog.sync_ms));
         let state = AppState {
             banners: Arc::new(Banners::new(&settings.content.banners)),
             permits: Arc::new(Semaphore::new(settings.server.max_concurrency)),
-            catalog_writer: Arc::new(tokio::sync::Mutex::new(())),
+            catalog,
             keys: Arc::new(keys),
-            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot {
-                catalog,
-                models: Arc::new(models),
-            })),
+            snapshot,
             webhooks: Arc::new(
                 crate::http::webhooks::WebhookState::new(&settings)
                     .map_err(StartError::Webhooks)?,
@@ -276,14 +284,22 @@ impl App {
     }
 }
 
-async fn open_store(settings: &Settings) -> Result<Arc<dyn ProfileStore>, StartError> {
+type Stores = (Arc<dyn ProfileStore>, Arc<dyn CatalogStore>);
+
+/// The configured backend, as the profile store and the catalog store (one backend
+/// holds both).
+pub async fn open_store(settings: &Settings) -> Result<Stores, StartError> {
+    fn both<S: ProfileStore + CatalogStore>(store: S) -> Stores {
+        let store = Arc::new(store);
+        (store.clone(), store)
+    }
     Ok(match settings.storage.backend {
-        StorageBackend::Memory => Arc::new(MemoryStore::new()),
+        StorageBackend::Memory => both(MemoryStore::new()),
         StorageBackend::Embedded => {
             let path = settings.storage.path.clone();
-            Arc::new(tokio::task::spawn_blocking(move || EmbeddedStore::open(&path)).await??)
+            both(tokio::task::spawn_blocking(move || EmbeddedStore::open(&path)).await??)
         }
-        StorageBackend::Redis => Arc::new(
+        StorageBackend::Redis => both(
             RedisStore::connect(&RedisOptions {
                 url: settings.redis.url.clone(),
                 key_prefix: settings.redis.key_prefix.clone(),

@@ -32,6 +32,20 @@ pub struct Settings {
     pub events: EventSettings,
     pub shopify: ShopifySettings,
     pub bigcommerce: BigCommerceSettings,
+    pub catalog: CatalogSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogSettings {
+    /// How often a replica checks the store for catalog changes made by others.
+    pub sync_ms: u64,
+}
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        Self { sync_ms: 1_000 }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -514,6 +528,11 @@ impl Settings {
             (1024..=64 * 1024 * 1024).contains(&self.shopify.body_limit_bytes),
             "shopify.body_limit_bytes",
             "must be between 1024 and 67108864",
+        )?;
+        check(
+            (10..=60_000).contains(&self.catalog.sync_ms),
+            "catalog.sync_ms",
+            "must be between 10 and 60000",
         )?;
         let bc = &self.bigcommerce;
         check(

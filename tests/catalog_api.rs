@@ -186,3 +186,156 @@ async fn concurrent_catalog_writes_lose_nothing() {
         }
     }
 }
+
+fn redis_settings(server: &common::redis::RedisServer) -> vitrine::config::Settings {
+    let mut s = settings();
+    s.storage.backend = vitrine::config::StorageBackend::Redis;
+    s.redis.url = server.url();
+    s.catalog.sync_ms = 100;
+    s
+}
+
+/// Polls `path` on `app` until `check` holds, for at most `within`.
+async fn eventually(
+    app: &TestApp,
+    path: &str,
+    within: std::time::Duration,
+    check: impl Fn(u16, &Value) -> bool,
+) {
+    let start = std::time::Instant::now();
+    loop {
+        let r = app.get(path).await;
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if check(status, &body) {
+            return;
+        }
+        assert!(start.elapsed() < within, "{path}: {status} {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn catalog_changes_on_one_instance_reach_another_within_a_second() {
+    let server = common::redis::RedisServer::start();
+    let a = TestApp::spawn(redis_settings(&server)).await;
+    let b = TestApp::spawn(redis_settings(&server)).await;
+    let second = std::time::Duration::from_secs(1);
+
+    // A new product, through A.
+    assert_eq!(
+        put(&a, json!([product("tea-9", "Kitchen > Tea Ware", 5)]))
+            .await
+            .status(),
+        200
+    );
+    eventually(&b, "/admin/v1/products/tea-9", second, |s, p| {
+        s == 200 && p["category"] == "kitchen/tea-ware" && p["inventory"] == 5
+    })
+    .await;
+
+    // A price change and a stock change, through A.
+    let r = a
+        .client
+        .patch(a.url("/admin/v1/products/tea-9"))
+        .json(&json!({"price": {"amount": 1999, "currency": "GBP"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    eventually(&b, "/admin/v1/products/tea-9", second, |_, p| {
+        p["price"]["amount"] == 1999
+    })
+    .await;
+    let home = "/v1/recommend?session_id=s&placement=home&limit=20";
+    let shown = recommended(&b, home).await;
+    let top = shown[0].clone();
+    let r = a
+        .client
+        .patch(a.url(&format!("/admin/v1/products/{top}")))
+        .json(&json!({"inventory": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let path = format!("/admin/v1/products/{top}");
+    eventually(&b, &path, second, |_, p| p["in_stock"] == false).await;
+    assert!(
+        !recommended(&b, home).await.contains(&top),
+        "out of stock on B too"
+    );
+
+    // A delete, through B this time, reaches A.
+    let r = b
+        .client
+        .delete(b.url("/admin/v1/products/tea-9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    eventually(&a, "/admin/v1/products/tea-9", second, |s, _| s == 404).await;
+}
+
+#[tokio::test]
+async fn the_catalog_survives_a_restart_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings();
+    s.storage.path = dir.path().join("vitrine.redb");
+    let mut app = TestApp::spawn(s.clone()).await;
+    assert_eq!(
+        put(&app, json!([product("tea-7", "Kitchen > Tea Ware", 3)]))
+            .await
+            .status(),
+        200
+    );
+    let r = app
+        .client
+        .delete(app.url("/admin/v1/products/p000001"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    app.stop().await.unwrap();
+    drop(app);
+
+    let app = TestApp::spawn(s).await;
+    let got: Value = app
+        .get("/admin/v1/products/tea-7")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["inventory"], 3);
+    let r = app.get("/admin/v1/products/p000001").await;
+    assert_eq!(
+        error_code(r).await,
+        (404, "product_not_found".into()),
+        "the delete stays"
+    );
+}
+
+#[tokio::test]
+async fn a_catalog_change_the_store_cannot_take_is_503_and_not_applied() {
+    let mut server = common::redis::RedisServer::start();
+    let app = TestApp::spawn(redis_settings(&server)).await;
+    server.kill();
+    let r = put(&app, json!([product("tea-5", "Kitchen > Tea Ware", 5)])).await;
+    assert_eq!(error_code(r).await, (503, "store_unavailable".into()));
+    let r = app.get("/admin/v1/products/tea-5").await;
+    assert_eq!(error_code(r).await, (404, "product_not_found".into()));
+    let r = app
+        .client
+        .patch(app.url("/admin/v1/products/p000002"))
+        .json(&json!({"inventory": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await, (503, "store_unavailable".into()));
+    let p: Value = app
+        .get("/admin/v1/products/p000002")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(p["inventory"], 0, "stock unchanged");
+}

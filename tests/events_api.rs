@@ -353,22 +353,36 @@ async fn redis_holds_no_raw_customer_id() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(!keys.is_empty());
+    let mut profiles = 0;
     for key in keys {
-        assert!(!String::from_utf8_lossy(&key).contains("alice"));
+        let name = String::from_utf8_lossy(&key).into_owned();
+        assert!(!name.contains("alice"), "{name}");
         let kind: String = redis::cmd("TYPE")
             .arg(&key)
             .query_async(&mut conn)
             .await
             .unwrap();
-        if kind == "hash" {
-            let value: Vec<u8> = redis::cmd("HGET")
+        // Every value, whatever its type, as raw bytes.
+        let values: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![
+                redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap(),
+            ],
+            "hash" => redis::cmd("HVALS")
                 .arg(&key)
-                .arg("d")
                 .query_async(&mut conn)
                 .await
-                .unwrap();
-            assert!(!String::from_utf8_lossy(&value).contains("alice"));
+                .unwrap(),
+            other => panic!("{name} is a {other}"),
+        };
+        for v in values {
+            assert!(!String::from_utf8_lossy(&v).contains("alice"), "{name}");
+        }
+        if name.starts_with("vitrine:p:") {
+            profiles += 1;
             let ttl: i64 = redis::cmd("PTTL")
                 .arg(&key)
                 .query_async(&mut conn)
@@ -377,6 +391,7 @@ async fn redis_holds_no_raw_customer_id() {
             assert!(ttl > 0, "every profile key expires");
         }
     }
+    assert!(profiles > 0, "the profile was written");
 }
 
 #[tokio::test]

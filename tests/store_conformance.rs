@@ -8,10 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis::RedisServer;
+use vitrine::domain::catalog::ProductRecord;
 use vitrine::domain::profile::{Behaviour, ProfileOp};
 use vitrine::domain::{Currency, Money, Profile};
 use vitrine::store::redis::RedisOptions;
-use vitrine::store::{EmbeddedStore, MemoryStore, ProfileKey, ProfileStore, RedisStore, Tiered};
+use vitrine::store::{
+    CatalogChange, CatalogStore, EmbeddedStore, MemoryStore, ProfileKey, ProfileStore, RedisStore,
+    Tiered,
+};
 
 fn key(n: u8) -> ProfileKey {
     ProfileKey([n; 16])
@@ -91,6 +95,72 @@ async fn conformance(store: Arc<dyn ProfileStore>) {
     assert!(!store.delete(&key(1)).await.unwrap());
 
     store.ping().await.unwrap();
+}
+
+fn record(id: &str, title: &str) -> ProductRecord {
+    ProductRecord {
+        id: id.into(),
+        title: title.into(),
+        handle: title.to_lowercase(),
+        url: format!("/products/{id}"),
+        image_url: String::new(),
+        category: "Kitchen > Tea Ware".into(),
+        tags: vec!["ceramic".into()],
+        price: Money::new(2_499, Currency::parse("GBP").unwrap()),
+        cost: None,
+    }
+}
+
+/// The catalog half of a backend: versions move on with every change, a load sees
+/// every change, stock is kept apart from records, deletes take both.
+async fn catalog_conformance(store: Arc<dyn CatalogStore>) {
+    assert_eq!(store.catalog_version().await.unwrap(), 0);
+    assert!(store.load_catalog().await.unwrap().1.is_empty());
+    let v1 = store
+        .write_catalog(&CatalogChange {
+            upserts: (0..2_500)
+                .map(|i| record(&format!("p{i}"), "Teapot"))
+                .collect(),
+            deletes: vec![],
+            stock: (0..2_500).map(|i| (format!("p{i}"), i)).collect(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(v1, 1);
+    let v2 = store
+        .write_catalog(&CatalogChange {
+            upserts: vec![record("p1", "Renamed")],
+            deletes: vec!["p2".into()],
+            stock: vec![("p3".into(), -4)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(v2, 2);
+    assert_eq!(store.catalog_version().await.unwrap(), 2);
+    let (version, mut all) = store.load_catalog().await.unwrap();
+    assert_eq!(version, 2);
+    assert_eq!(all.len(), 2_499, "one deleted, none twice");
+    all.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    let find = |id: &str| all.iter().find(|(r, _)| r.id == id).cloned();
+    assert_eq!(find("p1").unwrap(), (record("p1", "Renamed"), 1));
+    assert!(find("p2").is_none());
+    assert_eq!(find("p3").unwrap().1, -4, "stock apart from the record");
+    assert_eq!(find("p2499").unwrap(), (record("p2499", "Teapot"), 2_499));
+}
+
+#[tokio::test]
+async fn every_catalog_store_conforms() {
+    catalog_conformance(Arc::new(MemoryStore::new())).await;
+    let dir = tempfile::tempdir().unwrap();
+    catalog_conformance(Arc::new(
+        EmbeddedStore::open(&dir.path().join("c.redb")).unwrap(),
+    ))
+    .await;
+    let server = RedisServer::start();
+    catalog_conformance(Arc::new(
+        RedisStore::connect(&redis_options(&server)).await.unwrap(),
+    ))
+    .await;
 }
 
 fn redis_options(server: &RedisServer) -> RedisOptions {

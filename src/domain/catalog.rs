@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 
 use super::money::Money;
 
@@ -34,6 +35,21 @@ pub struct Category {
     pub handle: Box<str>,
     /// Human path, e.g. `Kitchen > Cookware`.
     pub path: Box<str>,
+}
+
+/// A product as the catalog store keeps it (stock is kept apart): what replicas share.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductRecord {
+    pub id: String,
+    pub title: String,
+    pub handle: String,
+    pub url: String,
+    pub image_url: String,
+    /// The category's path (`Kitchen > Cookware`) or handle.
+    pub category: String,
+    pub tags: Vec<String>,
+    pub price: Money,
+    pub cost: Option<Money>,
 }
 
 /// A product as handed to [`Catalog::new`], with its starting stock level.
@@ -197,6 +213,22 @@ impl Catalog {
         }
     }
 
+    /// The stored form of a product.
+    pub fn record(&self, idx: ProductIdx) -> ProductRecord {
+        let p = self.product(idx);
+        ProductRecord {
+            id: p.id.to_string(),
+            title: p.title.to_string(),
+            handle: p.handle.to_string(),
+            url: p.url.to_string(),
+            image_url: p.image_url.to_string(),
+            category: self.categories[usize::from(p.category)].path.to_string(),
+            tags: p.tags.iter().map(ToString::to_string).collect(),
+            price: p.price,
+            cost: p.cost,
+        }
+    }
+
     pub fn inventory(&self, idx: ProductIdx) -> i64 {
         self.inventory[idx as usize].load(Ordering::Relaxed)
     }
@@ -293,6 +325,25 @@ impl CatalogEdit {
             }
         }
         Ok(())
+    }
+
+    /// Inserts or replaces a product from its stored form.
+    pub fn upsert_record(&mut self, r: &ProductRecord, inventory: i64) -> Result<(), CatalogError> {
+        let category = self.category(&r.category)?;
+        self.upsert(NewProduct {
+            product: Product {
+                id: r.id.as_str().into(),
+                title: r.title.as_str().into(),
+                handle: r.handle.as_str().into(),
+                url: r.url.as_str().into(),
+                image_url: r.image_url.as_str().into(),
+                category,
+                tags: r.tags.iter().map(|t| t.as_str().into()).collect(),
+                price: r.price,
+                cost: r.cost,
+            },
+            inventory,
+        })
     }
 
     /// The live product with this id, to change in place.

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::error::{ApiError, ErrorCode};
 use super::extract::JsonBody;
 use crate::app::AppState;
-use crate::ingest::catalog::{self, CatalogChangeError, ProductInput, ProductPatch};
+use crate::ingest::catalog::{CatalogChangeError, ProductInput, ProductPatch};
 
 pub const MAX_BATCH: usize = 1_000;
 
@@ -30,6 +30,13 @@ fn change_error(e: CatalogChangeError) -> ApiError {
             ApiError::new(ErrorCode::ProductNotFound, "no product with this id")
         }
         CatalogChangeError::Catalog(e) => ApiError::new(ErrorCode::InvalidProduct, e.to_string()),
+        CatalogChangeError::Store(e) => {
+            tracing::warn!(error = %e, "catalog change not applied: store unavailable");
+            ApiError::new(
+                ErrorCode::StoreUnavailable,
+                "the catalog store is unavailable; nothing was changed",
+            )
+        }
     }
 }
 
@@ -54,9 +61,7 @@ async fn upsert(
         inputs.push(input);
     }
     let count = inputs.len();
-    catalog::upsert(&state.snapshot, &state.catalog_writer, inputs)
-        .await
-        .map_err(change_error)?;
+    state.catalog.upsert(inputs).await.map_err(change_error)?;
     Ok(Json(json!({"upserted": count})))
 }
 
@@ -92,7 +97,9 @@ async fn patch(
     Path(id): Path<String>,
     JsonBody(change): JsonBody<ProductPatch>,
 ) -> Result<StatusCode, ApiError> {
-    catalog::patch(&state.snapshot, &state.catalog_writer, &id, change)
+    state
+        .catalog
+        .patch(&id, change)
         .await
         .map_err(change_error)?;
     Ok(StatusCode::NO_CONTENT)
@@ -102,8 +109,6 @@ async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    catalog::delete(&state.snapshot, &state.catalog_writer, &id)
-        .await
-        .map_err(change_error)?;
+    state.catalog.delete(&id).await.map_err(change_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

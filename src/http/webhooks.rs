@@ -29,7 +29,7 @@ use crate::app::AppState;
 use crate::config::Settings;
 use crate::domain::{Currency, VisitorId, VisitorKey};
 use crate::ingest::bigcommerce::{self, FetchError};
-use crate::ingest::catalog;
+use crate::ingest::catalog::CatalogChangeError;
 use crate::ingest::shopify::{self, Action};
 use crate::recommend::model::unix_now;
 
@@ -280,6 +280,21 @@ async fn bigcommerce_webhook(
     Ok((code, Json(json!({"status": status}))))
 }
 
+fn catalog_error(e: &CatalogChangeError) -> ApiError {
+    match e {
+        CatalogChangeError::Store(e) => store_unavailable(e),
+        other => ApiError::new(ErrorCode::MalformedPayload, other.to_string()),
+    }
+}
+
+/// Takes a product out of the catalog; one that is not there already is fine.
+async fn remove_product(state: &AppState, id: &str) -> Result<(), ApiError> {
+    match state.catalog.delete(id).await {
+        Ok(()) | Err(CatalogChangeError::NotFound) => Ok(()),
+        Err(e) => Err(catalog_error(&e)),
+    }
+}
+
 fn visitor(kind: fn(VisitorId) -> VisitorKey, raw: &str) -> Result<VisitorKey, ApiError> {
     VisitorId::parse(raw)
         .map(kind)
@@ -333,12 +348,14 @@ async fn apply(state: &AppState, action: Action) -> Result<&'static str, ApiErro
                     levels.insert((item, UNKNOWN_LOCATION), quantity);
                 }
             }
-            catalog::upsert(&state.snapshot, &state.catalog_writer, vec![input])
+            state
+                .catalog
+                .upsert(vec![input])
                 .await
-                .map_err(|e| ApiError::new(ErrorCode::MalformedPayload, e.to_string()))?;
+                .map_err(|e| catalog_error(&e))?;
             if archived {
                 // Archived and draft products are not for sale: keep them out of answers.
-                let _ = catalog::delete(&state.snapshot, &state.catalog_writer, &id).await;
+                remove_product(state, &id).await?;
             }
             Ok("applied")
         }
@@ -369,11 +386,15 @@ async fn apply(state: &AppState, action: Action) -> Result<&'static str, ApiErro
                     .sum();
                 (product, total)
             };
-            catalog::set_stock(&state.snapshot, &state.catalog_writer, &[stock]).await;
+            state
+                .catalog
+                .set_stock(&[stock])
+                .await
+                .map_err(|e| catalog_error(&e))?;
             Ok("applied")
         }
         Action::RemoveProduct { product_id } => {
-            let _ = catalog::delete(&state.snapshot, &state.catalog_writer, &product_id).await;
+            remove_product(state, &product_id).await?;
             Ok("applied")
         }
         Action::Erase { customer_id } => {

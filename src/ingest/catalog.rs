@@ -1,19 +1,32 @@
-//! Catalog changes from the admin API and platform webhooks: validated product input,
-//! applied as a new catalog snapshot (or, for stock alone, in place).
+//! Catalog changes from the admin API, platform webhooks and imports: validated product
+//! input, written to the catalog store and applied as a new catalog snapshot (or, for
+//! stock alone, in place).
 //!
 //! A rebuild copies the catalog, changes it and swaps it in atomically; the models are
 //! shared, because existing products keep their indexes. Stock changes skip the rebuild:
 //! one atomic store, visible to the very next request.
+//!
+//! Replicas share the catalog through the store: a change is written there first (a
+//! store that cannot take it fails the change, with nothing applied), then applied
+//! here, so this replica's next answer sees it at once. Every replica follows the
+//! store's catalog version ([`CatalogService::sync`], every `catalog.sync_ms`) and
+//! applies what others changed.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde::Deserialize;
 
 use crate::app::Snapshot;
-use crate::domain::catalog::{CatalogError, NewProduct};
+use crate::domain::catalog::{CatalogEdit, CatalogError, ProductRecord};
 use crate::domain::ids::check_id;
-use crate::domain::{Currency, Money, Product};
+use crate::domain::{Currency, Money};
+use crate::store::{CatalogChange, CatalogStore, StoreError};
+
+/// Products per store write when a whole catalog is written (seeding, imports), so no
+/// single write outlasts the store's timeout.
+const WRITE_CHUNK: usize = 5_000;
 
 /// A product as the admin API and importers send it.
 #[derive(Clone, Debug, Deserialize)]
@@ -68,6 +81,8 @@ pub enum CatalogChangeError {
     NotFound,
     #[error("catalog: {0}")]
     Catalog(#[from] CatalogError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 fn text(field: &str, value: &str, max: usize) -> Result<(), CatalogChangeError> {
@@ -89,6 +104,28 @@ fn money(field: &str, m: MoneyInput) -> Result<Money, CatalogChangeError> {
 }
 
 impl ProductInput {
+    /// The stored form, with the handle and url defaulted from the title.
+    pub fn record(&self) -> ProductRecord {
+        let handle = self
+            .handle
+            .clone()
+            .unwrap_or_else(|| crate::domain::catalog::slug(&self.title));
+        ProductRecord {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            url: self
+                .url
+                .clone()
+                .unwrap_or_else(|| format!("/products/{handle}")),
+            handle,
+            image_url: self.image_url.clone().unwrap_or_default(),
+            category: self.category.clone(),
+            tags: self.tags.clone(),
+            price: Money::new(self.price.amount, self.price.currency),
+            cost: self.cost.map(|c| Money::new(c.amount, c.currency)),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), CatalogChangeError> {
         check_id(&self.id).map_err(|e| CatalogChangeError::Invalid(format!("id {e}")))?;
         text("title", &self.title, 512)?;
@@ -121,178 +158,287 @@ impl ProductInput {
     }
 }
 
-/// Upserts products (all validated by the caller) as one new snapshot.
-pub async fn upsert(
-    snapshot: &ArcSwap<Snapshot>,
-    writer: &tokio::sync::Mutex<()>,
-    inputs: Vec<ProductInput>,
-) -> Result<(), CatalogChangeError> {
-    edit(snapshot, writer, move |edit| {
-        for input in inputs {
-            let category = edit.category(&input.category)?;
-            let handle = input
-                .handle
-                .unwrap_or_else(|| crate::domain::catalog::slug(&input.title));
-            let product = Product {
-                url: input
-                    .url
-                    .unwrap_or_else(|| format!("/products/{handle}"))
-                    .into(),
-                image_url: input.image_url.unwrap_or_default().into(),
-                id: input.id.into(),
-                title: input.title.into(),
-                handle: handle.into(),
-                category,
-                tags: input.tags.into_iter().map(String::into_boxed_str).collect(),
-                price: Money::new(input.price.amount, input.price.currency),
-                cost: input.cost.map(|c| Money::new(c.amount, c.currency)),
+/// What a rebuild touched, by product id.
+#[derive(Default)]
+struct Touched {
+    upserted: Vec<String>,
+    deleted: Vec<String>,
+}
+
+/// The catalog of this replica, kept in step with the catalog store.
+pub struct CatalogService {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    store: Arc<dyn CatalogStore>,
+    /// Held across every change and sync, so each starts from the last one's result;
+    /// holds the store version this replica's catalog reflects.
+    writer: tokio::sync::Mutex<u64>,
+}
+
+impl CatalogService {
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, store: Arc<dyn CatalogStore>) -> Self {
+        Self {
+            snapshot,
+            store,
+            writer: tokio::sync::Mutex::new(0),
+        }
+    }
+
+    /// At start-up: seeds an empty store (version 0) with this replica's catalog (the
+    /// demo shop), or else takes the stored catalog.
+    pub async fn start(&self) -> Result<(), CatalogChangeError> {
+        if self.store.catalog_version().await? == 0 {
+            let current = self.snapshot.load_full();
+            let catalog = &current.catalog;
+            let ids: Vec<_> = catalog.live().collect();
+            for chunk in ids.chunks(WRITE_CHUNK) {
+                let change = CatalogChange {
+                    upserts: chunk.iter().map(|&i| catalog.record(i)).collect(),
+                    deletes: Vec::new(),
+                    stock: chunk
+                        .iter()
+                        .map(|&i| (catalog.product(i).id.to_string(), catalog.inventory(i)))
+                        .collect(),
+                };
+                self.store.write_catalog(&change).await?;
+            }
+        }
+        self.sync().await.map(|_| ())
+    }
+
+    /// Keeps following the store's catalog in the background.
+    pub fn spawn_follower(self: &Arc<Self>, every: Duration) {
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(service) = this.upgrade() else {
+                    return;
+                };
+                if let Err(e) = service.sync().await {
+                    tracing::warn!(error = %e, "catalog sync failed; retrying");
+                }
+            }
+        });
+    }
+
+    /// Applies what changed in the store since this replica last looked. True when
+    /// there was something.
+    pub async fn sync(&self) -> Result<bool, CatalogChangeError> {
+        let mut seen = self.writer.lock().await;
+        if self.store.catalog_version().await? == *seen {
+            return Ok(false);
+        }
+        let (version, stored) = self.store.load_catalog().await?;
+        let current = self.snapshot.load_full();
+        let next =
+            tokio::task::spawn_blocking(move || -> Result<Option<Snapshot>, CatalogChangeError> {
+                let catalog = &current.catalog;
+                let mut keep = rustc_hash::FxHashSet::default();
+                let mut changed = Vec::new();
+                for (record, level) in &stored {
+                    keep.insert(record.id.as_str());
+                    match catalog.lookup(&record.id) {
+                        Some(i) if catalog.record(i) == *record => catalog.set_inventory(i, *level),
+                        _ => changed.push((record, *level)),
+                    }
+                }
+                let gone: Vec<_> = catalog
+                    .live()
+                    .filter(|&i| !keep.contains(&*catalog.product(i).id))
+                    .collect();
+                if changed.is_empty() && gone.is_empty() {
+                    return Ok(None); // stock only: already set in place
+                }
+                let mut edit = catalog.edit();
+                for (record, level) in changed {
+                    edit.upsert_record(record, level)?;
+                }
+                for i in gone {
+                    edit.delete(&catalog.product(i).id);
+                }
+                Ok(Some(Snapshot {
+                    catalog: edit.build()?,
+                    models: Arc::clone(&current.models),
+                }))
+            })
+            .await
+            .map_err(|e| CatalogChangeError::Invalid(format!("catalog task failed: {e}")))??;
+        if let Some(next) = next {
+            self.snapshot.store(Arc::new(next));
+        }
+        *seen = version;
+        Ok(true)
+    }
+
+    /// Upserts products (all validated by the caller) as one change.
+    pub async fn upsert(&self, inputs: Vec<ProductInput>) -> Result<(), CatalogChangeError> {
+        self.rebuild(move |edit| {
+            let mut touched = Touched::default();
+            for input in inputs {
+                edit.upsert_record(&input.record(), input.inventory)?;
+                touched.upserted.push(input.id);
+            }
+            Ok(touched)
+        })
+        .await
+    }
+
+    /// Applies a partial change to one product.
+    pub async fn patch(&self, id: &str, patch: ProductPatch) -> Result<(), CatalogChangeError> {
+        if let Some(t) = &patch.title {
+            text("title", t, 512)?;
+        }
+        if let Some(c) = &patch.category {
+            text("category", c, 256)?;
+        }
+        let price = patch.price.map(|p| money("price", p)).transpose()?;
+        let cost = patch.cost.map(|c| money("cost", c)).transpose()?;
+        let only_stock = patch.title.is_none()
+            && patch.handle.is_none()
+            && patch.url.is_none()
+            && patch.image_url.is_none()
+            && patch.category.is_none()
+            && patch.tags.is_none()
+            && price.is_none()
+            && cost.is_none();
+        if only_stock {
+            if self.snapshot.load().catalog.lookup(id).is_none() {
+                return Err(CatalogChangeError::NotFound);
+            }
+            if let Some(level) = patch.inventory {
+                self.set_stock(&[(id.to_owned(), level)]).await?;
+            }
+            return Ok(());
+        }
+        let id = id.to_owned();
+        self.rebuild(move |edit| {
+            let category = patch
+                .category
+                .as_deref()
+                .map(|c| edit.category(c))
+                .transpose()?;
+            let p = edit.get_mut(&id).ok_or(CatalogChangeError::NotFound)?;
+            if let Some(t) = patch.title {
+                p.product.title = t.into();
+            }
+            if let Some(h) = patch.handle {
+                p.product.handle = h.into();
+            }
+            if let Some(u) = patch.url {
+                p.product.url = u.into();
+            }
+            if let Some(u) = patch.image_url {
+                p.product.image_url = u.into();
+            }
+            if let Some(c) = category {
+                p.product.category = c;
+            }
+            if let Some(tags) = patch.tags {
+                p.product.tags = tags.into_iter().map(String::into_boxed_str).collect();
+            }
+            if let Some(m) = price {
+                p.product.price = m;
+            }
+            if let Some(m) = cost {
+                p.product.cost = Some(m);
+            }
+            if let Some(level) = patch.inventory {
+                p.inventory = level;
+            }
+            Ok(Touched {
+                upserted: vec![id],
+                deleted: Vec::new(),
+            })
+        })
+        .await
+    }
+
+    /// Deletes a product.
+    pub async fn delete(&self, id: &str) -> Result<(), CatalogChangeError> {
+        let id = id.to_owned();
+        self.rebuild(move |edit| {
+            if edit.delete(&id) {
+                Ok(Touched {
+                    upserted: Vec::new(),
+                    deleted: vec![id],
+                })
+            } else {
+                Err(CatalogChangeError::NotFound)
+            }
+        })
+        .await
+    }
+
+    /// Sets stock levels (webhooks, imports), in place. Unknown ids are skipped; returns
+    /// how many were set.
+    pub async fn set_stock(&self, levels: &[(String, i64)]) -> Result<usize, CatalogChangeError> {
+        let mut seen = self.writer.lock().await;
+        let current = self.snapshot.load();
+        let known: Vec<_> = levels
+            .iter()
+            .filter_map(|(id, level)| Some((current.catalog.lookup(id)?, id, *level)))
+            .collect();
+        if known.is_empty() {
+            return Ok(0);
+        }
+        let change = CatalogChange {
+            stock: known.iter().map(|(_, id, l)| ((*id).clone(), *l)).collect(),
+            ..CatalogChange::default()
+        };
+        let version = self.store.write_catalog(&change).await?;
+        for (idx, _, level) in &known {
+            current.catalog.set_inventory(*idx, *level);
+        }
+        advance(&mut seen, version);
+        Ok(known.len())
+    }
+
+    /// Copies the catalog, changes it, writes what changed to the store, then swaps the
+    /// new catalog in. Nothing is applied when the change or the store write fails.
+    async fn rebuild<F>(&self, change: F) -> Result<(), CatalogChangeError>
+    where
+        F: FnOnce(&mut CatalogEdit) -> Result<Touched, CatalogChangeError> + Send + 'static,
+    {
+        let mut seen = self.writer.lock().await;
+        let current = self.snapshot.load_full();
+        let (next, change) = tokio::task::spawn_blocking(move || {
+            let mut edit = current.catalog.edit();
+            let touched = change(&mut edit)?;
+            let catalog = edit.build()?;
+            let upserted: Vec<_> = touched
+                .upserted
+                .iter()
+                .filter_map(|id| catalog.lookup(id))
+                .collect();
+            let change = CatalogChange {
+                upserts: upserted.iter().map(|&i| catalog.record(i)).collect(),
+                stock: upserted
+                    .iter()
+                    .map(|&i| (catalog.product(i).id.to_string(), catalog.inventory(i)))
+                    .collect(),
+                deletes: touched.deleted,
             };
-            edit.upsert(NewProduct {
-                product,
-                inventory: input.inventory,
-            })?;
-        }
-        Ok(())
-    })
-    .await
-}
-
-/// Applies a partial change to one product.
-pub async fn patch(
-    snapshot: &ArcSwap<Snapshot>,
-    writer: &tokio::sync::Mutex<()>,
-    id: &str,
-    patch: ProductPatch,
-) -> Result<(), CatalogChangeError> {
-    if let Some(t) = &patch.title {
-        text("title", t, 512)?;
-    }
-    if let Some(c) = &patch.category {
-        text("category", c, 256)?;
-    }
-    let price = patch.price.map(|p| money("price", p)).transpose()?;
-    let cost = patch.cost.map(|c| money("cost", c)).transpose()?;
-    let only_stock = patch.title.is_none()
-        && patch.handle.is_none()
-        && patch.url.is_none()
-        && patch.image_url.is_none()
-        && patch.category.is_none()
-        && patch.tags.is_none()
-        && price.is_none()
-        && cost.is_none();
-    if only_stock {
-        // Under the writer lock, so a rebuild in progress cannot copy the old level.
-        let _turn = writer.lock().await;
-        let current = snapshot.load();
-        let idx = current
-            .catalog
-            .lookup(id)
-            .ok_or(CatalogChangeError::NotFound)?;
-        if let Some(level) = patch.inventory {
-            current.catalog.set_inventory(idx, level);
-        }
-        return Ok(());
-    }
-    let id = id.to_owned();
-    edit(snapshot, writer, move |edit| {
-        let category = patch
-            .category
-            .as_deref()
-            .map(|c| edit.category(c))
-            .transpose()?;
-        let p = edit.get_mut(&id).ok_or(CatalogChangeError::NotFound)?;
-        if let Some(t) = patch.title {
-            p.product.title = t.into();
-        }
-        if let Some(h) = patch.handle {
-            p.product.handle = h.into();
-        }
-        if let Some(u) = patch.url {
-            p.product.url = u.into();
-        }
-        if let Some(u) = patch.image_url {
-            p.product.image_url = u.into();
-        }
-        if let Some(c) = category {
-            p.product.category = c;
-        }
-        if let Some(tags) = patch.tags {
-            p.product.tags = tags.into_iter().map(String::into_boxed_str).collect();
-        }
-        if let Some(m) = price {
-            p.product.price = m;
-        }
-        if let Some(m) = cost {
-            p.product.cost = Some(m);
-        }
-        if let Some(level) = patch.inventory {
-            p.inventory = level;
-        }
-        Ok(())
-    })
-    .await
-}
-
-/// Deletes a product.
-pub async fn delete(
-    snapshot: &ArcSwap<Snapshot>,
-    writer: &tokio::sync::Mutex<()>,
-    id: &str,
-) -> Result<(), CatalogChangeError> {
-    let id = id.to_owned();
-    edit(snapshot, writer, move |edit| {
-        if edit.delete(&id) {
-            Ok(())
-        } else {
-            Err(CatalogChangeError::NotFound)
-        }
-    })
-    .await
-}
-
-/// Sets stock levels in place (webhooks, imports). Unknown ids are skipped; returns
-/// how many were set.
-pub async fn set_stock(
-    snapshot: &ArcSwap<Snapshot>,
-    writer: &tokio::sync::Mutex<()>,
-    levels: &[(String, i64)],
-) -> usize {
-    let _turn = writer.lock().await;
-    let current = snapshot.load();
-    levels
-        .iter()
-        .filter_map(|(id, level)| {
-            current
-                .catalog
-                .lookup(id)
-                .map(|idx| current.catalog.set_inventory(idx, *level))
+            let next = Snapshot {
+                catalog,
+                models: Arc::clone(&current.models),
+            };
+            Ok::<_, CatalogChangeError>((next, change))
         })
-        .count()
+        .await
+        .map_err(|e| CatalogChangeError::Invalid(format!("catalog task failed: {e}")))??;
+        let version = self.store.write_catalog(&change).await?;
+        self.snapshot.store(Arc::new(next));
+        advance(&mut seen, version);
+        Ok(())
+    }
 }
 
-async fn edit<F>(
-    snapshot: &ArcSwap<Snapshot>,
-    writer: &tokio::sync::Mutex<()>,
-    change: F,
-) -> Result<(), CatalogChangeError>
-where
-    F: FnOnce(&mut crate::domain::catalog::CatalogEdit) -> Result<(), CatalogChangeError>
-        + Send
-        + 'static,
-{
-    // Held across the rebuild: the next writer must start from this one's result.
-    let _turn = writer.lock().await;
-    let current = snapshot.load_full();
-    let next = tokio::task::spawn_blocking(move || -> Result<Snapshot, CatalogChangeError> {
-        let mut edit = current.catalog.edit();
-        change(&mut edit)?;
-        Ok(Snapshot {
-            catalog: edit.build()?,
-            models: Arc::clone(&current.models),
-        })
-    })
-    .await
-    .map_err(|e| CatalogChangeError::Invalid(format!("catalog task failed: {e}")))??;
-    snapshot.store(Arc::new(next));
-    Ok(())
+/// After this replica's own write took the store to `version`: when no other write came
+/// in between, this replica is in step; otherwise the next sync catches up.
+fn advance(seen: &mut u64, version: u64) {
+    if version == *seen + 1 {
+        *seen = version;
+    }
 }

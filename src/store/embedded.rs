@@ -11,11 +11,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::{Applied, ProfileKey, ProfileStore, StoreError, apply_ops, codec, record_result};
+use super::{
+    Applied, CatalogChange, CatalogStore, ProfileKey, ProfileStore, StoreError, apply_ops, codec,
+    record_result,
+};
 use crate::domain::Profile;
+use crate::domain::catalog::ProductRecord;
 use crate::domain::profile::ProfileOp;
 
 const PROFILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("profiles");
+/// Product id -> MessagePack [`ProductRecord`].
+const PRODUCTS: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog_products");
+const STOCK: TableDefinition<&str, i64> = TableDefinition::new("catalog_stock");
+/// `catalog_version` -> the catalog's version.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub struct EmbeddedStore {
     db: Arc<Database>,
@@ -47,6 +56,9 @@ impl EmbeddedStore {
                 )));
             }
         }
+        txn.open_table(PRODUCTS).map_err(unavailable)?;
+        txn.open_table(STOCK).map_err(unavailable)?;
+        txn.open_table(META).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -96,6 +108,84 @@ impl EmbeddedStore {
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| unavailable(format!("store task: {e}")))?
+    }
+}
+
+fn codec_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Codec(e.to_string())
+}
+
+#[async_trait]
+impl CatalogStore for EmbeddedStore {
+    async fn catalog_version(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let meta = txn.open_table(META).map_err(unavailable)?;
+        Ok(meta
+            .get("catalog_version")
+            .map_err(unavailable)?
+            .map_or(0, |v| v.value()))
+    }
+
+    async fn load_catalog(&self) -> Result<(u64, Vec<(ProductRecord, i64)>), StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let version = txn
+                .open_table(META)
+                .map_err(unavailable)?
+                .get("catalog_version")
+                .map_err(unavailable)?
+                .map_or(0, |v| v.value());
+            let products = txn.open_table(PRODUCTS).map_err(unavailable)?;
+            let stock = txn.open_table(STOCK).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for entry in products.iter().map_err(unavailable)? {
+                let (id, value) = entry.map_err(unavailable)?;
+                let record: ProductRecord =
+                    rmp_serde::from_slice(value.value()).map_err(codec_error)?;
+                let level = stock
+                    .get(id.value())
+                    .map_err(unavailable)?
+                    .map_or(0, |v| v.value());
+                out.push((record, level));
+            }
+            Ok((version, out))
+        })
+        .await
+    }
+
+    async fn write_catalog(&self, change: &CatalogChange) -> Result<u64, StoreError> {
+        let change = change.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let version = {
+                let mut products = txn.open_table(PRODUCTS).map_err(unavailable)?;
+                let mut stock = txn.open_table(STOCK).map_err(unavailable)?;
+                let mut meta = txn.open_table(META).map_err(unavailable)?;
+                for r in &change.upserts {
+                    let bytes = rmp_serde::to_vec(r).map_err(codec_error)?;
+                    products
+                        .insert(r.id.as_str(), bytes.as_slice())
+                        .map_err(unavailable)?;
+                }
+                for (id, level) in &change.stock {
+                    stock.insert(id.as_str(), *level).map_err(unavailable)?;
+                }
+                for id in &change.deletes {
+                    products.remove(id.as_str()).map_err(unavailable)?;
+                    stock.remove(id.as_str()).map_err(unavailable)?;
+                }
+                let next = meta
+                    .get("catalog_version")
+                    .map_err(unavailable)?
+                    .map_or(0, |v| v.value())
+                    + 1;
+                meta.insert("catalog_version", next).map_err(unavailable)?;
+                next
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(version)
+        })
+        .await
     }
 }
 

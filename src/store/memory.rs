@@ -11,16 +11,29 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use super::{Applied, ProfileKey, ProfileStore, StoreError, apply_ops, record_result};
+use super::{
+    Applied, CatalogChange, CatalogStore, ProfileKey, ProfileStore, StoreError, apply_ops,
+    record_result,
+};
 use crate::domain::Profile;
+use crate::domain::catalog::ProductRecord;
 use crate::domain::profile::ProfileOp;
 
 const SHARDS: usize = 64;
 
 type Shard = RwLock<FxHashMap<ProfileKey, Arc<Profile>>>;
 
+/// The stored catalog: version, records and stock by product id.
+#[derive(Default)]
+struct StoredCatalog {
+    version: u64,
+    products: std::collections::BTreeMap<String, ProductRecord>,
+    stock: FxHashMap<String, i64>,
+}
+
 pub struct MemoryStore {
     shards: Vec<Shard>,
+    catalog: RwLock<StoredCatalog>,
 }
 
 impl Default for MemoryStore {
@@ -35,6 +48,7 @@ impl MemoryStore {
             shards: (0..SHARDS)
                 .map(|_| RwLock::new(FxHashMap::default()))
                 .collect(),
+            catalog: RwLock::default(),
         }
     }
 
@@ -51,6 +65,43 @@ impl MemoryStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[async_trait]
+impl CatalogStore for MemoryStore {
+    async fn catalog_version(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .version)
+    }
+
+    async fn load_catalog(&self) -> Result<(u64, Vec<(ProductRecord, i64)>), StoreError> {
+        let c = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        let products = c
+            .products
+            .values()
+            .map(|r| (r.clone(), c.stock.get(&r.id).copied().unwrap_or(0)))
+            .collect();
+        Ok((c.version, products))
+    }
+
+    async fn write_catalog(&self, change: &CatalogChange) -> Result<u64, StoreError> {
+        let mut c = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        for r in &change.upserts {
+            c.products.insert(r.id.clone(), r.clone());
+        }
+        for (id, level) in &change.stock {
+            c.stock.insert(id.clone(), *level);
+        }
+        for id in &change.deletes {
+            c.products.remove(id);
+            c.stock.remove(id);
+        }
+        c.version += 1;
+        Ok(c.version)
     }
 }
 

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::Profile;
+use crate::domain::catalog::ProductRecord;
 use crate::domain::profile::ProfileOp;
 
 pub use embedded::EmbeddedStore;
@@ -92,6 +93,36 @@ pub trait ProfileStore: Send + Sync + 'static {
 
     /// Answers when the store can serve; `/readyz` is built on it.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// One change to the shared catalog: applied atomically, and it moves the catalog's
+/// version on.
+#[derive(Clone, Debug, Default)]
+pub struct CatalogChange {
+    pub upserts: Vec<ProductRecord>,
+    pub deletes: Vec<String>,
+    /// Stock levels, by product id (also for the products upserted).
+    pub stock: Vec<(String, i64)>,
+}
+
+impl CatalogChange {
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.deletes.is_empty() && self.stock.is_empty()
+    }
+}
+
+/// The stored catalog that every replica loads and follows. Products and their stock
+/// are kept apart, so a stock change never rewrites (or races) a product's record. Every
+/// change moves a version counter on; replicas poll it and reload on a change.
+#[async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
+    async fn catalog_version(&self) -> Result<u64, StoreError>;
+
+    /// Every stored product with its stock, and the version they were read at.
+    async fn load_catalog(&self) -> Result<(u64, Vec<(ProductRecord, i64)>), StoreError>;
+
+    /// Applies a change atomically; returns the new version.
+    async fn write_catalog(&self, change: &CatalogChange) -> Result<u64, StoreError>;
 }
 
 /// Counts a read against a tier: `result` is `hit`, `miss` or `error`.

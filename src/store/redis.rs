@@ -10,6 +10,11 @@
 //! equal profile, so the comparison is exact without a version counter. Two replicas
 //! updating one profile at once therefore never lose an update, and no lock is ever
 //! held in Redis.
+//!
+//! The catalog lives in `{prefix}catalog:products` (a hash of product id -> MessagePack
+//! record), `{prefix}catalog:stock` (product id -> level) and `{prefix}catalog:version`
+//! (a counter), written together in one MULTI. These keys have no TTL: their size is
+//! bounded by the catalog, and a catalog must not expire.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +22,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Applied, ProfileKey, ProfileStore, StoreError, apply_ops, codec, record_result};
+use super::{
+    Applied, CatalogChange, CatalogStore, ProfileKey, ProfileStore, StoreError, apply_ops, codec,
+    record_result,
+};
 use crate::domain::Profile;
+use crate::domain::catalog::ProductRecord;
 use crate::domain::profile::ProfileOp;
 
 const CAS: &str = r"
@@ -92,6 +101,115 @@ impl RedisStore {
             .map_err(|e| unavailable(&e))?;
         let profile = value.as_deref().map(codec::decode).transpose()?;
         Ok((value.unwrap_or_default(), profile))
+    }
+}
+
+impl RedisStore {
+    fn catalog_key(&self, part: &str) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"catalog:");
+        k.extend_from_slice(part.as_bytes());
+        k
+    }
+
+    async fn scan_hash<V: redis::FromRedisValue>(
+        &self,
+        part: &str,
+    ) -> Result<Vec<(String, V)>, StoreError> {
+        let key = self.catalog_key(part);
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, page): (u64, Vec<(String, V)>) = redis::cmd("HSCAN")
+                .arg(&key)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1_000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            out.extend(page);
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+}
+
+#[async_trait]
+impl CatalogStore for RedisStore {
+    async fn catalog_version(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let v: Option<u64> = redis::cmd("GET")
+            .arg(self.catalog_key("version"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn load_catalog(&self) -> Result<(u64, Vec<(ProductRecord, i64)>), StoreError> {
+        // A large catalog is read in HSCAN pages (no single reply outlasts the timeout,
+        // and Redis is never blocked); the version read before and after tells whether
+        // a write came in between, and then the read starts over.
+        for _ in 0..MAX_ATTEMPTS {
+            let before = self.catalog_version().await?;
+            // HSCAN may return a field twice: keyed maps keep one of each.
+            let products: std::collections::BTreeMap<String, Vec<u8>> =
+                self.scan_hash("products").await?.into_iter().collect();
+            let stock: std::collections::HashMap<String, i64> =
+                self.scan_hash("stock").await?.into_iter().collect();
+            if self.catalog_version().await? != before {
+                continue;
+            }
+            let mut out = Vec::with_capacity(products.len());
+            for (id, bytes) in products {
+                let record: ProductRecord =
+                    rmp_serde::from_slice(&bytes).map_err(|e| StoreError::Codec(e.to_string()))?;
+                out.push((record, stock.get(&id).copied().unwrap_or(0)));
+            }
+            return Ok((before, out));
+        }
+        Err(StoreError::Contention(MAX_ATTEMPTS))
+    }
+
+    async fn write_catalog(&self, change: &CatalogChange) -> Result<u64, StoreError> {
+        let (products, stock) = (self.catalog_key("products"), self.catalog_key("stock"));
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for chunk in change.upserts.chunks(1_000) {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(&products);
+            for r in chunk {
+                let bytes = rmp_serde::to_vec(r).map_err(|e| StoreError::Codec(e.to_string()))?;
+                cmd.arg(r.id.as_str()).arg(bytes);
+            }
+            pipe.add_command(cmd).ignore();
+        }
+        for chunk in change.stock.chunks(1_000) {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(&stock);
+            for (id, level) in chunk {
+                cmd.arg(id.as_str()).arg(*level);
+            }
+            pipe.add_command(cmd).ignore();
+        }
+        if !change.deletes.is_empty() {
+            pipe.cmd("HDEL")
+                .arg(&products)
+                .arg(&change.deletes)
+                .ignore();
+            pipe.cmd("HDEL").arg(&stock).arg(&change.deletes).ignore();
+        }
+        pipe.cmd("INCR").arg(self.catalog_key("version"));
+        let mut conn = self.conn.clone();
+        let (version,): (u64,) = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(version)
     }
 }
 
