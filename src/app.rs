@@ -113,15 +113,7 @@ impl App {
     {
         install_tls_provider();
         let metrics = metrics_handle();
-        let secret = if settings.privacy.id_hash_secret.is_empty() {
-            tracing::warn!(
-                "privacy.id_hash_secret is not set: using the built-in development secret"
-            );
-            DEVELOPMENT_SECRET.to_vec()
-        } else {
-            settings.privacy.id_hash_secret.as_bytes().to_vec()
-        };
-        let hasher = Arc::new(KeyHasher::new(&secret));
+        let hasher = Arc::new(key_hasher(&settings));
         let (base, catalog_store) = open_store(&settings).await?;
         let store: Arc<dyn ProfileStore> = Arc::new(Tiered::new(
             base,
@@ -281,6 +273,16 @@ impl App {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The keyed hash of visitor ids, from `privacy.id_hash_secret`.
+pub fn key_hasher(settings: &Settings) -> KeyHasher {
+    if settings.privacy.id_hash_secret.is_empty() {
+        tracing::warn!("privacy.id_hash_secret is not set: using the built-in development secret");
+        KeyHasher::new(DEVELOPMENT_SECRET)
+    } else {
+        KeyHasher::new(settings.privacy.id_hash_secret.as_bytes())
     }
 }
 

@@ -1,4 +1,5 @@
-//! The command line: `vitrine serve` runs the service; `vitrine healthcheck` probes a
+//! The command line: `vitrine serve` runs the service; `vitrine import` bulk-loads
+//! products, customers, orders or events into its store; `vitrine healthcheck` probes a
 //! running one (used by the container's HEALTHCHECK, which has no curl).
 
 use std::io::{Read, Write};
@@ -6,7 +7,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,18 +24,60 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP service.
     Serve(ServeArgs),
+    /// Load products, customers, orders or events from an NDJSON or CSV file (also
+    /// Shopify's product and order exports) into the configured store.
+    Import(ImportArgs),
     /// Exit 0 when a running service answers 200 on the given URL, 1 otherwise.
     Healthcheck(HealthcheckArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// An extra TOML file, layered over config/base.toml and config/$VITRINE_ENV.toml.
-    #[arg(long, short, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// Address to listen on (overrides server.addr), e.g. 0.0.0.0:8080.
     #[arg(long, value_name = "HOST:PORT")]
     pub addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ImportKind {
+    Products,
+    Customers,
+    Orders,
+    Events,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ImportFormat {
+    /// `.csv` files are CSV, anything else NDJSON.
+    Auto,
+    Ndjson,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// What the file holds.
+    #[arg(value_enum)]
+    pub kind: ImportKind,
+    /// The file to load.
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: ImportFormat,
+    /// Bad lines tolerated before the import exits 1 (every line is still tried).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_errors: u64,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// Where settings come from (shared by the commands that read them).
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// An extra TOML file, layered over config/base.toml and config/$VITRINE_ENV.toml.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Use Redis at this URL as the shared store (sets storage.backend = "redis").
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,

@@ -2,8 +2,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use vitrine::app::App;
-use vitrine::cli::{Cli, Command, ServeArgs};
+use vitrine::cli::{Cli, Command, ConfigArgs, ImportArgs, ImportFormat, ImportKind, ServeArgs};
 use vitrine::config::{Overrides, Settings};
+use vitrine::ingest::import;
 
 /// mimalloc rather than the system allocator: a request allocates and frees many small
 /// objects on several worker threads, where glibc's arenas contend on their locks.
@@ -14,6 +15,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Import(args) => import_file(&args),
         Command::Healthcheck(args) => {
             if vitrine::cli::healthcheck(&args.url) {
                 ExitCode::SUCCESS
@@ -24,29 +26,37 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: &ServeArgs) -> ExitCode {
+fn settings(config: &ConfigArgs, addr: Option<std::net::SocketAddr>) -> Result<Settings, ExitCode> {
     let overrides = Overrides {
-        config_file: args.config.clone(),
-        addr: args.addr,
-        redis: args.redis.clone(),
+        config_file: config.config.clone(),
+        addr,
+        redis: config.redis.clone(),
     };
-    let settings = match Settings::load(&args.config_dir, &overrides) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("vitrine: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    vitrine::telemetry::init(&settings.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    Settings::load(&config.config_dir, &overrides).map_err(|e| {
+        eprintln!("vitrine: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("vitrine: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::FAILURE
+        })
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    let settings = match settings(&args.config, args.addr) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    vitrine::telemetry::init(&settings.log);
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let app = match App::build(settings).await {
@@ -64,6 +74,111 @@ fn serve(args: &ServeArgs) -> ExitCode {
             }
         }
     })
+}
+
+/// `vitrine import`: exit 0 when the bad lines are within `--max-errors`, 1 when over,
+/// 2 when the import cannot run (settings, file, store).
+fn import_file(args: &ImportArgs) -> ExitCode {
+    let mut settings = match settings(&args.config, None) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    // Progress and results go to the terminal; logs only for warnings.
+    settings.log.level = "warn".into();
+    vitrine::telemetry::init(&settings.log);
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let kind = match args.kind {
+        ImportKind::Products => import::Kind::Products,
+        ImportKind::Customers => import::Kind::Customers,
+        ImportKind::Orders => import::Kind::Orders,
+        ImportKind::Events => import::Kind::Events,
+    };
+    let format = match args.format {
+        ImportFormat::Auto => import::Format::Auto,
+        ImportFormat::Ndjson => import::Format::Ndjson,
+        ImportFormat::Csv => import::Format::Csv,
+    };
+    let size = std::fs::metadata(&args.file).map_or(0, |m| m.len());
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    let result = runtime.block_on(async {
+        let (profiles, catalog) = vitrine::app::open_store(&settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        let target = import::Target {
+            profiles,
+            catalog,
+            hasher: vitrine::app::key_hasher(&settings),
+            shop_currency: vitrine::domain::Currency::parse(&settings.shopify.shop_currency)
+                .map_err(|e| e.to_string())?,
+            now: vitrine::recommend::model::unix_now(),
+        };
+        let progress = |bytes: u64, report: &import::Report| {
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            bar.set_position(bytes);
+            bar.set_message(format!(
+                "{} rows, {:.0} rows/s, {} bad",
+                report.rows,
+                report.rows as f64 / secs,
+                report.bad.len()
+            ));
+        };
+        import::run(&target, kind, &args.file, format, &progress)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    bar.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vitrine import: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let file = args.file.display();
+    for bad in &report.bad {
+        eprintln!("{file}:{}: {}", bad.line, bad.message);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mut skipped: Vec<_> = report.skipped.iter().collect();
+    skipped.sort();
+    let skipped: String = skipped
+        .iter()
+        .map(|(why, n)| format!(", {n} skipped ({why})"))
+        .collect();
+    println!(
+        "{file}: {} rows in {secs:.2} s ({:.0} rows/s): {} applied, {} unchanged{skipped}, {} bad{}",
+        report.rows,
+        report.rows as f64 / secs.max(1e-3),
+        report.applied,
+        report.unchanged,
+        report.bad.len(),
+        if report.unknown_products > 0 {
+            format!(
+                "; {} order lines name products not in the catalog",
+                report.unknown_products
+            )
+        } else {
+            String::new()
+        }
+    );
+    if report.bad.len() as u64 > args.max_errors {
+        eprintln!(
+            "vitrine import: {} bad rows, over --max-errors {}",
+            report.bad.len(),
+            args.max_errors
+        );
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -6,5 +6,6 @@ pub mod buffer;
 pub mod catalog;
 pub mod demo;
 pub mod events;
+pub mod import;
 pub mod shopify;
 pub mod time;

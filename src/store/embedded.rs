@@ -40,8 +40,14 @@ impl EmbeddedStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
         }
-        let db =
-            Database::create(path).map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => unavailable(format!(
+                "{} is in use by another process (a running server holds it; stop it, or share \
+                 profiles through Redis)",
+                path.display()
+            )),
+            e => unavailable(format!("{}: {e}", path.display())),
+        })?;
         // Create the table up front so reads never race its creation.
         let txn = db.begin_write().map_err(unavailable)?;
         {

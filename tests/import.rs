@@ -1,0 +1,244 @@
+//! `vitrine import`: the real binary loads the files in tests/fixtures/import into a
+//! private Redis, while a running app on the same Redis serves what was loaded.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::redis::RedisServer;
+use common::{TestApp, settings};
+use serde_json::{Value, json};
+use vitrine::config::StorageBackend;
+
+fn import(redis: &RedisServer, kind: &str, file: &str, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["import", kind, &format!("tests/fixtures/import/{file}")])
+        .args(["--redis", &redis.url()])
+        .args(extra)
+        .output()
+        .expect("vitrine runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn app_on(redis: &RedisServer) -> TestApp {
+    let mut s = settings();
+    s.storage.backend = StorageBackend::Redis;
+    s.redis.url = redis.url();
+    s.catalog.sync_ms = 100;
+    TestApp::spawn(s).await
+}
+
+async fn product_within(app: &TestApp, id: &str, within: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let r = app.get(&format!("/admin/v1/products/{id}")).await;
+        if r.status() == 200 {
+            return r.json().await.unwrap();
+        }
+        assert!(start.elapsed() < within, "{id} not served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn products_load_with_bad_lines_reported_reach_a_running_app_and_reload_as_unchanged() {
+    let redis = RedisServer::start();
+    let app = app_on(&redis).await;
+
+    // Two bad lines, over the default threshold of none: every good line still loads.
+    let out = import(&redis, "products", "products.ndjson", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("products.ndjson:4: price.amount must not be negative"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("products.ndjson:6: "), "{stderr}");
+    assert!(
+        text(&out.stdout).contains("3 applied, 0 unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let p = product_within(&app, "imp-1", Duration::from_secs(1)).await;
+    assert_eq!(p["price"], json!({"amount": 3200, "currency": "GBP"}));
+    assert_eq!(p["category"], "kitchen/tea-ware");
+    assert_eq!(p["inventory"], 12);
+    assert_eq!(app.get("/admin/v1/products/imp-3").await.status(), 404);
+
+    // Again, with the threshold raised: nothing changes, and it says so.
+    let out = import(
+        &redis,
+        "products",
+        "products.ndjson",
+        &["--max-errors", "2"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("0 applied, 3 unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Generic CSV and Shopify's product export.
+    let out = import(&redis, "products", "products.csv", &["--max-errors", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("products.csv:3: title is missing"));
+    let p = product_within(&app, "csv-1", Duration::from_secs(1)).await;
+    assert_eq!(p["price"]["amount"], 1250);
+    assert_eq!(p["tags"], json!(["linen", "set"]));
+
+    let out = import(&redis, "products", "shopify_products.csv", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("2 applied, 0 unchanged, 1 skipped (not active), 0 bad"),
+        "{}",
+        text(&out.stdout)
+    );
+    let shirt = product_within(&app, "ocean-blue-shirt", Duration::from_secs(1)).await;
+    assert_eq!(shirt["inventory"], 12, "two tracked variants");
+    assert_eq!(shirt["price"], json!({"amount": 5000, "currency": "USD"}));
+    assert_eq!(shirt["cost"]["amount"], 2000);
+    assert_eq!(shirt["category"], "Shirts");
+    let jacket = product_within(&app, "classic-leather-jacket", Duration::from_secs(1)).await;
+    assert_eq!(
+        jacket["in_stock"], true,
+        "untracked stock is always available"
+    );
+    assert_eq!(app.get("/admin/v1/products/draft-hat").await.status(), 404);
+}
+
+#[tokio::test]
+async fn customers_orders_and_events_build_profiles_once() {
+    let redis = RedisServer::start();
+    let app = app_on(&redis).await;
+    for (kind, file) in [
+        ("products", "products.ndjson"),
+        ("products", "shopify_products.csv"),
+    ] {
+        import(&redis, kind, file, &["--max-errors", "9"]);
+    }
+    let runs = [
+        (
+            "customers",
+            "customers.csv",
+            "2 applied, 0 unchanged, 2 bad",
+        ),
+        ("orders", "orders.ndjson", "2 applied, 0 unchanged, 2 bad"),
+        (
+            "orders",
+            "shopify_orders.csv",
+            "2 applied, 0 unchanged, 1 skipped (no customer), 0 bad",
+        ),
+        ("events", "events.ndjson", "3 applied, 0 unchanged, 1 bad"),
+        ("events", "events.csv", "1 applied, 0 unchanged, 1 bad"),
+    ];
+    for (kind, file, summary) in runs {
+        let out = import(&redis, kind, file, &["--max-errors", "2"]);
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains(summary),
+            "{file}: {}",
+            text(&out.stdout)
+        );
+    }
+    let stderr = text(&import(&redis, "orders", "orders.ndjson", &["--max-errors", "2"]).stderr);
+    assert!(
+        stderr.contains("orders.ndjson:3: created_at \"yesterday\" is not a time"),
+        "{stderr}"
+    );
+
+    let c1 = app.profile("imp-c1").await.unwrap();
+    assert_eq!(c1["orders_count"], 2);
+    assert_eq!(
+        c1["total_spent"],
+        json!({"amount": 8800, "currency": "GBP"})
+    );
+    assert_eq!(c1["segments"], json!(["vip", "newsletter"]));
+    assert_eq!(c1["loyalty_tier"], "gold");
+    assert_eq!(
+        c1["consent"],
+        json!({"personalization": true, "marketing": true})
+    );
+    let bought = common::purchased_ids(&c1);
+    assert!(
+        bought.contains(&"imp-1") && bought.contains(&"imp-4"),
+        "{bought:?}"
+    );
+    assert!(
+        !bought.contains(&"gone-99"),
+        "a product not in the catalog is left out"
+    );
+
+    let c2 = app.profile("imp-c2").await.unwrap();
+    assert_eq!(c2["company_id"], "acme-ltd");
+    assert_eq!(c2["recently_viewed"], json!(["imp-4", "imp-1"]));
+    assert_eq!(c2["cart"], json!([{"product_id": "imp-4", "quantity": 2}]));
+
+    // Shopify's export: the buyer by email (any case), the refunded order not counted.
+    let jane = app.profile("jane.doe@example.com").await.unwrap();
+    assert_eq!(jane["orders_count"], 1);
+    assert_eq!(
+        jane["total_spent"],
+        json!({"amount": 13000, "currency": "USD"})
+    );
+    let bought = common::purchased_ids(&jane);
+    assert!(bought.contains(&"ocean-blue-shirt") && bought.contains(&"classic-leather-jacket"));
+
+    // Every file again: nothing changes.
+    for (kind, file, _) in runs {
+        let out = import(&redis, kind, file, &["--max-errors", "2"]);
+        assert!(
+            text(&out.stdout).contains(" 0 applied,"),
+            "{file}: {}",
+            text(&out.stdout)
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await; // past the app's L1 TTL
+    let again = app.profile("imp-c1").await.unwrap();
+    assert_eq!(again["orders_count"], 2);
+    assert_eq!(again["total_spent"], c1["total_spent"]);
+}
+
+#[tokio::test]
+async fn an_embedded_store_held_by_a_running_server_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vitrine.redb");
+    let mut s = settings();
+    s.storage.path = path.clone();
+    let _app = TestApp::spawn(s).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["import", "products", "tests/fixtures/import/products.csv"])
+        .env("VITRINE__STORAGE__PATH", &path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("vitrine import: ") && stderr.contains("vitrine.redb"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_file_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["import", "events", "tests/fixtures/import/none.ndjson"])
+        .env("VITRINE__STORAGE__PATH", dir.path().join("v.redb"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("none.ndjson: No such file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
