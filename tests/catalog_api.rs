@@ -222,6 +222,22 @@ async fn catalog_changes_on_one_instance_reach_another_within_a_second() {
     let b = TestApp::spawn(redis_settings(&server)).await;
     let second = std::time::Duration::from_secs(1);
 
+    // A new product through A, changed through B at once: B catches up first.
+    let r = put(&a, json!([product("tea-8", "Kitchen > Tea Ware", 5)])).await;
+    assert_eq!(r.status(), 200);
+    let r = b
+        .client
+        .patch(b.url("/admin/v1/products/tea-8"))
+        .json(&json!({"inventory": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    eventually(&a, "/admin/v1/products/tea-8", second, |_, p| {
+        p["inventory"] == 2
+    })
+    .await;
+
     // A new product, through A.
     assert_eq!(
         put(&a, json!([product("tea-9", "Kitchen > Tea Ware", 5)]))

@@ -308,3 +308,54 @@ async fn without_a_secret_the_endpoint_is_off() {
     let r = deliver(&app, "orders/create", "w", &body, &sign(&body)).await;
     assert_eq!(error_code(r).await.0, 404);
 }
+
+#[tokio::test]
+async fn an_inventory_level_landing_on_another_replica_still_finds_its_product() {
+    let redis = common::redis::RedisServer::start();
+    let replica = || {
+        let mut s = settings();
+        s.shopify.webhook_secret = SECRET.into();
+        s.storage.backend = vitrine::config::StorageBackend::Redis;
+        s.redis.url = redis.url();
+        s.catalog.sync_ms = 100;
+        TestApp::spawn(s)
+    };
+    let (a, b) = (replica().await, replica().await);
+    assert_eq!(
+        send(&a, "products/update", "w-p", &fixture("products_update"))
+            .await
+            .0,
+        200
+    );
+    // The level update goes to B, which never saw the product webhook.
+    let (status, body) = send(
+        &b,
+        "inventory_levels/update",
+        "w-i1",
+        &fixture("inventory_levels_update"),
+    )
+    .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("applied")));
+    let p: Value = b
+        .get("/admin/v1/products/788032119674292922")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p["inventory"], 50, "the other variant's 50 remain");
+    // And A follows within a second.
+    let start = std::time::Instant::now();
+    loop {
+        let p: Value = a
+            .get("/admin/v1/products/788032119674292922")
+            .await
+            .json()
+            .await
+            .unwrap();
+        if p["inventory"] == 50 {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(1), "{p}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -146,6 +146,40 @@ async fn catalog_conformance(store: Arc<dyn CatalogStore>) {
     assert!(find("p2").is_none());
     assert_eq!(find("p3").unwrap().1, -4, "stock apart from the record");
     assert_eq!(find("p2499").unwrap(), (record("p2499", "Teapot"), 2_499));
+
+    // Platform inventory: items of a product, levels per location, totals over both.
+    assert_eq!(
+        store.set_inventory_level("i9", "loc1", 5).await.unwrap(),
+        None
+    );
+    store
+        .link_inventory("p1", &[("i1".into(), 10), ("i2".into(), 7)])
+        .await
+        .unwrap();
+    let level = |item: &'static str, location: &'static str, n: i64| {
+        let store = store.clone();
+        async move { store.set_inventory_level(item, location, n).await.unwrap() }
+    };
+    // i1 is now known per location: its all-locations total gives way.
+    assert_eq!(level("i1", "loc1", 3).await, Some(("p1".into(), 3 + 7)));
+    assert_eq!(level("i1", "loc2", 4).await, Some(("p1".into(), 3 + 4 + 7)));
+    assert_eq!(
+        level("i2", "loc1", -2).await,
+        Some(("p1".into(), 3 + 4)),
+        "negative counts as none"
+    );
+    // A product update re-states i1's total; an item can move to another product.
+    store
+        .link_inventory("p1", &[("i1".into(), 20)])
+        .await
+        .unwrap();
+    assert_eq!(level("i2", "loc1", 1).await, Some(("p1".into(), 20 + 1)));
+    store
+        .link_inventory("p2", &[("i2".into(), 6)])
+        .await
+        .unwrap();
+    assert_eq!(level("i1", "loc1", 2).await, Some(("p1".into(), 2)));
+    assert_eq!(level("i2", "loc9", 1).await, Some(("p2".into(), 1)));
 }
 
 #[tokio::test]

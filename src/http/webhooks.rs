@@ -10,8 +10,6 @@
 //! topic is 202, ignored and counted; a store that cannot take the change is 503, so
 //! the platform redelivers (and deduplication makes redelivery safe).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -64,8 +62,6 @@ const TOPICS: [&str; 27] = [
     "store/product/deleted",
 ];
 
-const UNKNOWN_LOCATION: u64 = 0;
-
 /// BigCommerce's webhook bodies are a scope and an id: small.
 const BIGCOMMERCE_BODY_LIMIT: usize = 64 * 1024;
 
@@ -74,10 +70,6 @@ pub struct WebhookState {
     /// Deliveries already applied, by platform-prefixed id (a redelivery is answered
     /// at once).
     seen: moka::sync::Cache<String, ()>,
-    /// Shopify inventory item -> product id, learnt from product webhooks.
-    items: Mutex<HashMap<u64, String>>,
-    /// Available stock per (Shopify inventory item, location).
-    levels: Mutex<HashMap<(u64, u64), i64>>,
     /// The BigCommerce API client, when BigCommerce webhooks are configured.
     bigcommerce: Option<bigcommerce::Client>,
 }
@@ -94,8 +86,6 @@ impl WebhookState {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(24 * 3600))
                 .build(),
-            items: Mutex::new(HashMap::new()),
-            levels: Mutex::new(HashMap::new()),
             bigcommerce,
         })
     }
@@ -329,24 +319,19 @@ async fn apply(state: &AppState, action: Action) -> Result<&'static str, ApiErro
             archived,
         } => {
             let id = input.id.clone();
-            {
-                let mut items = state
-                    .webhooks
-                    .items
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                let mut levels = state
-                    .webhooks
-                    .levels
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                for (item, quantity) in inventory_items {
-                    items.insert(item, id.clone());
-                    // The product payload gives each item's total over all locations:
-                    // held at location 0 until a per-location level replaces it.
-                    levels.retain(|(i, _), _| *i != item);
-                    levels.insert((item, UNKNOWN_LOCATION), quantity);
-                }
+            // The product payload gives each item's total over all locations, held
+            // until a per-location level replaces it; in the store, so a level update
+            // can land on any replica.
+            let items: Vec<(String, i64)> = inventory_items
+                .into_iter()
+                .map(|(item, quantity)| (item.to_string(), quantity))
+                .collect();
+            if !items.is_empty() {
+                state
+                    .catalog
+                    .link_inventory(&id, &items)
+                    .await
+                    .map_err(|e| catalog_error(&e))?;
             }
             state
                 .catalog
@@ -360,31 +345,17 @@ async fn apply(state: &AppState, action: Action) -> Result<&'static str, ApiErro
             Ok("applied")
         }
         Action::Inventory(level) => {
-            let stock = {
-                let items = state
-                    .webhooks
-                    .items
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                let Some(product) = items.get(&level.inventory_item_id).cloned() else {
-                    return Ok("unknown_item");
-                };
-                let mut levels = state
-                    .webhooks
-                    .levels
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                levels.remove(&(level.inventory_item_id, UNKNOWN_LOCATION));
-                levels.insert(
-                    (level.inventory_item_id, level.location_id),
+            let found = state
+                .catalog
+                .inventory_level(
+                    &level.inventory_item_id.to_string(),
+                    &level.location_id.to_string(),
                     level.available.unwrap_or(0),
-                );
-                let total: i64 = levels
-                    .iter()
-                    .filter(|((item, _), _)| items.get(item) == Some(&product))
-                    .map(|(_, v)| (*v).max(0))
-                    .sum();
-                (product, total)
+                )
+                .await
+                .map_err(|e| catalog_error(&e))?;
+            let Some(stock) = found else {
+                return Ok("unknown_item");
             };
             state
                 .catalog

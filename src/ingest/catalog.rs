@@ -295,6 +295,7 @@ impl CatalogService {
         }
         let price = patch.price.map(|p| money("price", p)).transpose()?;
         let cost = patch.cost.map(|c| money("cost", c)).transpose()?;
+        self.catch_up_on(std::iter::once(id)).await?;
         let only_stock = patch.title.is_none()
             && patch.handle.is_none()
             && patch.url.is_none()
@@ -357,6 +358,7 @@ impl CatalogService {
 
     /// Deletes a product.
     pub async fn delete(&self, id: &str) -> Result<(), CatalogChangeError> {
+        self.catch_up_on(std::iter::once(id)).await?;
         let id = id.to_owned();
         self.rebuild(move |edit| {
             if edit.delete(&id) {
@@ -374,6 +376,8 @@ impl CatalogService {
     /// Sets stock levels (webhooks, imports), in place. Unknown ids are skipped; returns
     /// how many were set.
     pub async fn set_stock(&self, levels: &[(String, i64)]) -> Result<usize, CatalogChangeError> {
+        self.catch_up_on(levels.iter().map(|(id, _)| id.as_str()))
+            .await?;
         let mut seen = self.writer.lock().await;
         let current = self.snapshot.load();
         let known: Vec<_> = levels
@@ -393,6 +397,46 @@ impl CatalogService {
         }
         advance(&mut seen, version);
         Ok(known.len())
+    }
+
+    /// Records a product's platform inventory items with their totals (see
+    /// [`CatalogStore::link_inventory`]).
+    pub async fn link_inventory(
+        &self,
+        product: &str,
+        items: &[(String, i64)],
+    ) -> Result<(), CatalogChangeError> {
+        Ok(self.store.link_inventory(product, items).await?)
+    }
+
+    /// Records one item's level at one location; the product and its new stock, or
+    /// `None` for an item no product named (see [`CatalogStore::set_inventory_level`]).
+    pub async fn inventory_level(
+        &self,
+        item: &str,
+        location: &str,
+        available: i64,
+    ) -> Result<Option<(String, i64)>, CatalogChangeError> {
+        Ok(self
+            .store
+            .set_inventory_level(item, location, available)
+            .await?)
+    }
+
+    /// When any of `ids` is unknown here, another replica may just have added it: catch
+    /// up with the store before changing it.
+    async fn catch_up_on<'a>(
+        &self,
+        mut ids: impl Iterator<Item = &'a str>,
+    ) -> Result<(), CatalogChangeError> {
+        let unknown = {
+            let current = self.snapshot.load();
+            ids.any(|id| current.catalog.lookup(id).is_none())
+        };
+        if unknown {
+            self.sync().await?;
+        }
+        Ok(())
     }
 
     /// Copies the catalog, changes it, writes what changed to the store, then swaps the

@@ -25,6 +25,14 @@ const PRODUCTS: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog_pro
 const STOCK: TableDefinition<&str, i64> = TableDefinition::new("catalog_stock");
 /// `catalog_version` -> the catalog's version.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Inventory item -> product.
+const INV_ITEMS: TableDefinition<&str, &str> = TableDefinition::new("inventory_items");
+/// `product \x1f item \x1f location` -> available.
+const INV_LEVELS: TableDefinition<&str, i64> = TableDefinition::new("inventory_levels");
+
+fn level_key(product: &str, item: &str, location: &str) -> String {
+    format!("{product}\x1f{item}\x1f{location}")
+}
 
 pub struct EmbeddedStore {
     db: Arc<Database>,
@@ -65,6 +73,8 @@ impl EmbeddedStore {
         txn.open_table(PRODUCTS).map_err(unavailable)?;
         txn.open_table(STOCK).map_err(unavailable)?;
         txn.open_table(META).map_err(unavailable)?;
+        txn.open_table(INV_ITEMS).map_err(unavailable)?;
+        txn.open_table(INV_LEVELS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -190,6 +200,91 @@ impl CatalogStore for EmbeddedStore {
             };
             txn.commit().map_err(unavailable)?;
             Ok(version)
+        })
+        .await
+    }
+
+    async fn link_inventory(
+        &self,
+        product: &str,
+        items: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        let (product, items) = (product.to_owned(), items.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut links = txn.open_table(INV_ITEMS).map_err(unavailable)?;
+                let mut levels = txn.open_table(INV_LEVELS).map_err(unavailable)?;
+                for (item, total) in &items {
+                    let previous = links
+                        .insert(item.as_str(), product.as_str())
+                        .map_err(unavailable)?
+                        .map(|v| v.value().to_owned());
+                    if let Some(previous) = previous {
+                        let prefix = level_key(&previous, item, "");
+                        let stale: Vec<String> = levels
+                            .range(prefix.as_str()..)
+                            .map_err(unavailable)?
+                            .map_while(|e| {
+                                let key = e.ok()?.0.value().to_owned();
+                                key.starts_with(&prefix).then_some(key)
+                            })
+                            .collect();
+                        for key in stale {
+                            levels.remove(key.as_str()).map_err(unavailable)?;
+                        }
+                    }
+                    levels
+                        .insert(
+                            level_key(&product, item, super::ALL_LOCATIONS).as_str(),
+                            *total,
+                        )
+                        .map_err(unavailable)?;
+                }
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn set_inventory_level(
+        &self,
+        item: &str,
+        location: &str,
+        available: i64,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let (item, location) = (item.to_owned(), location.to_owned());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let found = {
+                let links = txn.open_table(INV_ITEMS).map_err(unavailable)?;
+                let Some(product) = links
+                    .get(item.as_str())
+                    .map_err(unavailable)?
+                    .map(|v| v.value().to_owned())
+                else {
+                    return Ok(None);
+                };
+                let mut levels = txn.open_table(INV_LEVELS).map_err(unavailable)?;
+                levels
+                    .remove(level_key(&product, &item, super::ALL_LOCATIONS).as_str())
+                    .map_err(unavailable)?;
+                levels
+                    .insert(level_key(&product, &item, &location).as_str(), available)
+                    .map_err(unavailable)?;
+                let prefix = format!("{product}\x1f");
+                let mut total = 0i64;
+                for entry in levels.range(prefix.as_str()..).map_err(unavailable)? {
+                    let (key, value) = entry.map_err(unavailable)?;
+                    if !key.value().starts_with(&prefix) {
+                        break;
+                    }
+                    total += value.value().max(0);
+                }
+                (product, total)
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(Some(found))
         })
         .await
     }

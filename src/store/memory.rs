@@ -29,6 +29,10 @@ struct StoredCatalog {
     version: u64,
     products: std::collections::BTreeMap<String, ProductRecord>,
     stock: FxHashMap<String, i64>,
+    /// Inventory item -> product.
+    items: FxHashMap<String, String>,
+    /// (product, item, location) -> available.
+    levels: std::collections::BTreeMap<(String, String, String), i64>,
 }
 
 pub struct MemoryStore {
@@ -102,6 +106,55 @@ impl CatalogStore for MemoryStore {
         }
         c.version += 1;
         Ok(c.version)
+    }
+
+    async fn link_inventory(
+        &self,
+        product: &str,
+        items: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        let mut c = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        for (item, total) in items {
+            c.levels.retain(|(_, i, _), _| i != item);
+            c.items.insert(item.clone(), product.to_owned());
+            c.levels.insert(
+                (
+                    product.to_owned(),
+                    item.clone(),
+                    super::ALL_LOCATIONS.to_owned(),
+                ),
+                *total,
+            );
+        }
+        Ok(())
+    }
+
+    async fn set_inventory_level(
+        &self,
+        item: &str,
+        location: &str,
+        available: i64,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let mut c = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        let Some(product) = c.items.get(item).cloned() else {
+            return Ok(None);
+        };
+        c.levels.remove(&(
+            product.clone(),
+            item.to_owned(),
+            super::ALL_LOCATIONS.to_owned(),
+        ));
+        c.levels.insert(
+            (product.clone(), item.to_owned(), location.to_owned()),
+            available,
+        );
+        let total = c
+            .levels
+            .iter()
+            .filter(|((p, _, _), _)| *p == product)
+            .map(|(_, v)| (*v).max(0))
+            .sum();
+        Ok(Some((product, total)))
     }
 }
 

@@ -123,7 +123,28 @@ pub trait CatalogStore: Send + Sync + 'static {
 
     /// Applies a change atomically; returns the new version.
     async fn write_catalog(&self, change: &CatalogChange) -> Result<u64, StoreError>;
+
+    /// Platform inventory items (Shopify's, one per variant) of a product, each with
+    /// its total over all locations, replacing what was known of those items. Shared
+    /// by replicas, so a level update can land on any of them.
+    async fn link_inventory(
+        &self,
+        product: &str,
+        items: &[(String, i64)],
+    ) -> Result<(), StoreError>;
+
+    /// Sets one item's available level at one location; returns the product and its
+    /// stock over all its items and locations, or `None` for an item no product named.
+    async fn set_inventory_level(
+        &self,
+        item: &str,
+        location: &str,
+        available: i64,
+    ) -> Result<Option<(String, i64)>, StoreError>;
 }
+
+/// The location of a level known only as an item's total over every location.
+pub const ALL_LOCATIONS: &str = "0";
 
 /// Counts a read against a tier: `result` is `hit`, `miss` or `error`.
 pub fn record_read(tier: &'static str, result: &'static str) {

@@ -14,7 +14,9 @@
 //! The catalog lives in `{prefix}catalog:products` (a hash of product id -> MessagePack
 //! record), `{prefix}catalog:stock` (product id -> level) and `{prefix}catalog:version`
 //! (a counter), written together in one MULTI. These keys have no TTL: their size is
-//! bounded by the catalog, and a catalog must not expire.
+//! bounded by the catalog, and a catalog must not expire. Platform inventory lives in
+//! `{prefix}inv:items` (item -> product) and `{prefix}inv:p:<product>` (`item/location`
+//! -> available), each change one Lua script on one key.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,27 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
 const MAX_ATTEMPTS: u32 = 64;
+/// Replaces an inventory item's levels of one product with its all-locations total.
+/// KEYS[1]: the product's levels hash; ARGV: the item's field prefix, the field, the total.
+const LINK_ITEM: &str = r"
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, string.len(ARGV[1])) == ARGV[1] then redis.call('HDEL', KEYS[1], field) end
+end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
+return 1
+";
+/// Sets one level and sums the product's levels. KEYS[1]: the product's levels hash;
+/// ARGV: the item's all-locations field, the level's field, the level.
+const SET_LEVEL: &str = r"
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+local total = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
+  local n = tonumber(v)
+  if n and n > 0 then total = total + n end
+end
+return total
+";
 /// Applies to one key from this process queue on one of these async locks, so CAS
 /// conflicts only come from other replicas. An async (tokio) mutex is the right tool
 /// here: it is held across the Redis round trips, which a std mutex must never be.
@@ -105,6 +128,13 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    fn inventory_key(&self, part: &str) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"inv:");
+        k.extend_from_slice(part.as_bytes());
+        k
+    }
+
     fn catalog_key(&self, part: &str) -> Vec<u8> {
         let mut k = self.prefix.clone();
         k.extend_from_slice(b"catalog:");
@@ -210,6 +240,76 @@ impl CatalogStore for RedisStore {
             .await
             .map_err(|e| unavailable(&e))?;
         Ok(version)
+    }
+
+    async fn link_inventory(
+        &self,
+        product: &str,
+        items: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let script = redis::Script::new(LINK_ITEM);
+        for (item, total) in items {
+            let previous: Option<String> = redis::cmd("HGET")
+                .arg(self.inventory_key("items"))
+                .arg(item)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            if let Some(previous) = previous.filter(|p| p != product) {
+                let _: i64 = script
+                    .key(self.inventory_key(&format!("p:{previous}")))
+                    .arg(format!("{item}/"))
+                    .arg("")
+                    .arg(0)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+            }
+            let _: () = redis::cmd("HSET")
+                .arg(self.inventory_key("items"))
+                .arg(item)
+                .arg(product)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            let _: i64 = script
+                .key(self.inventory_key(&format!("p:{product}")))
+                .arg(format!("{item}/"))
+                .arg(format!("{item}/{}", super::ALL_LOCATIONS))
+                .arg(*total)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+        }
+        Ok(())
+    }
+
+    async fn set_inventory_level(
+        &self,
+        item: &str,
+        location: &str,
+        available: i64,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let product: Option<String> = redis::cmd("HGET")
+            .arg(self.inventory_key("items"))
+            .arg(item)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let Some(product) = product else {
+            return Ok(None);
+        };
+        let total: i64 = redis::Script::new(SET_LEVEL)
+            .key(self.inventory_key(&format!("p:{product}")))
+            .arg(format!("{item}/{}", super::ALL_LOCATIONS))
+            .arg(format!("{item}/{location}"))
+            .arg(available)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(Some((product, total)))
     }
 }
 
