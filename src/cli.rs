@@ -27,6 +27,8 @@ pub enum Command {
     /// Load products, customers, orders or events from an NDJSON or CSV file (also
     /// Shopify's product and order exports) into the configured store.
     Import(ImportArgs),
+    /// Offline evaluation on a public dataset, with its published protocol.
+    Eval(EvalArgs),
     /// Exit 0 when a running service answers 200 on the given URL, 1 otherwise.
     Healthcheck(HealthcheckArgs),
 }
@@ -70,6 +72,32 @@ pub struct ImportArgs {
     pub max_errors: u64,
     #[command(flatten)]
     pub config: ConfigArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum EvalDataset {
+    Diginetica,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum EvalFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[arg(long, value_enum)]
+    pub dataset: EvalDataset,
+    /// The dataset's directory (e.g. ../shared/data/diginetica).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: EvalFormat,
+    /// Evaluate on the validation split (held out from training data) instead of the
+    /// test split: for tuning.
+    #[arg(long)]
+    pub validation: bool,
 }
 
 /// Where settings come from (shared by the commands that read them).

@@ -265,7 +265,7 @@ impl Default for RecommendSettings {
             deadline_ms: 50,
             default_limit: 10,
             trending_half_life_hours: 72,
-            neighbors: 50,
+            neighbors: 200,
         }
     }
 }

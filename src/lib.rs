@@ -15,6 +15,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod eval;
 pub mod http;
 pub mod ingest;
 pub mod recommend;

@@ -2,7 +2,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use vitrine::app::App;
-use vitrine::cli::{Cli, Command, ConfigArgs, ImportArgs, ImportFormat, ImportKind, ServeArgs};
+use vitrine::cli::{
+    Cli, Command, ConfigArgs, EvalArgs, EvalDataset, EvalFormat, ImportArgs, ImportFormat,
+    ImportKind, ServeArgs,
+};
 use vitrine::config::{Overrides, Settings};
 use vitrine::ingest::import;
 
@@ -16,6 +19,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Import(args) => import_file(&args),
+        Command::Eval(args) => evaluate(&args),
         Command::Healthcheck(args) => {
             if vitrine::cli::healthcheck(&args.url) {
                 ExitCode::SUCCESS
@@ -178,6 +182,37 @@ fn import_file(args: &ImportArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `vitrine eval`: prints the report (a table, or one JSON object); exit 2 when the data
+/// cannot be read.
+fn evaluate(args: &EvalArgs) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let dataset = match args.dataset {
+        EvalDataset::Diginetica => vitrine::eval::Dataset::Diginetica,
+    };
+    match runtime.block_on(vitrine::eval::run(dataset, &args.data, args.validation)) {
+        Ok(report) => {
+            match args.format {
+                EvalFormat::Table => print!("{}", vitrine::eval::table(&report)),
+                EvalFormat::Json => match serde_json::to_string(&report) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => {
+                        eprintln!("vitrine eval: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vitrine eval: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

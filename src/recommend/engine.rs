@@ -20,6 +20,7 @@ pub enum Reason {
     BoughtTogether,
     ViewedTogether,
     BasedOnYourHistory,
+    RecentlyViewed,
     MatchesSearch,
     TrendingInCategory,
     NewArrival,
@@ -32,6 +33,7 @@ impl Reason {
             Reason::BoughtTogether => "bought_together",
             Reason::ViewedTogether => "viewed_together",
             Reason::BasedOnYourHistory => "based_on_your_history",
+            Reason::RecentlyViewed => "recently_viewed",
             Reason::MatchesSearch => "matches_search",
             Reason::TrendingInCategory => "trending_in_category",
             Reason::NewArrival => "new_arrival",
@@ -67,13 +69,27 @@ pub struct Query<'a> {
 const W_BOUGHT: f32 = 1.0;
 const W_VIEWED: f32 = 0.6;
 const W_HISTORY: f32 = 0.5;
+/// A recently viewed product itself (people come back to what they looked at).
+const W_RECENTLY_VIEWED: f32 = 0.4;
+/// Votes of past sessions like this one (session-kNN).
+const W_SESSIONS: f32 = 0.03;
 const W_SEARCH: f32 = 1.0;
 const W_CATEGORY: f32 = 0.05;
 const W_GLOBAL: f32 = 0.01;
 const W_NEW: f32 = 0.02;
-/// History items considered on `home`, most recent first, each worth `DECAY` of the last.
+/// History items considered, most recent first, each worth `DECAY` of the next newer;
+/// for the session-kNN match, `SESSION_DECAY`.
 const HISTORY_ITEMS: usize = 10;
-const DECAY: f32 = 0.8;
+const DECAY: f32 = 0.7;
+const SESSION_DECAY: f32 = 0.5;
+/// Session-kNN: the most recent past sessions read per history item, and how many of
+/// the most similar ones vote.
+const SESSION_SAMPLE: usize = 250;
+const SESSION_NEIGHBOURS: usize = 100;
+/// History items matched against past sessions (older ones weigh under 3%).
+const SESSION_ITEMS: usize = 5;
+/// Neighbours read per history item.
+const HISTORY_NEIGHBOURS: usize = 100;
 
 #[derive(Clone, Copy)]
 struct Candidate {
@@ -144,6 +160,42 @@ impl Pool {
         }
         merged.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
         merged
+    }
+}
+
+/// The visitor's recent views as candidates: item-kNN over the whole history (each
+/// item's viewed-together neighbours, raw similarity, weighted by recency), session-kNN
+/// (past sessions sharing these items vote for their other items), and the viewed items
+/// themselves. The weights were tuned on the Diginetica validation split (the last
+/// tenth of the training sessions), never on its test sessions.
+fn history(pool: &mut Pool, models: &Models, catalog: &Catalog, profile: &Profile) {
+    let recent: Vec<ProductIdx> = profile
+        .recently_viewed
+        .iter()
+        .take(HISTORY_ITEMS)
+        .filter_map(|id| catalog.lookup(id))
+        .collect();
+    let mut w = 1.0;
+    let mut session_w = 1.0;
+    let mut current = Vec::with_capacity(recent.len());
+    for &p in &recent {
+        let list = models.viewed.of(p);
+        for &(q, s) in &list[..list.len().min(HISTORY_NEIGHBOURS)] {
+            pool.add(q, W_HISTORY * w * s, Reason::BasedOnYourHistory);
+        }
+        pool.add(p, W_RECENTLY_VIEWED * w, Reason::RecentlyViewed);
+        if current.len() < SESSION_ITEMS {
+            current.push((p, session_w));
+        }
+        w *= DECAY;
+        session_w *= SESSION_DECAY;
+    }
+    let mut votes = Vec::new();
+    models
+        .sessions
+        .score(&current, SESSION_SAMPLE, SESSION_NEIGHBOURS, &mut votes);
+    for (p, v) in votes {
+        pool.add(p, W_SESSIONS * v, Reason::BasedOnYourHistory);
     }
 }
 
@@ -238,17 +290,7 @@ pub fn recommend(
             query.placement,
             Placement::Home | Placement::Product | Placement::Category
         ) {
-            let mut w = W_HISTORY;
-            for id in profile.recently_viewed.iter().take(HISTORY_ITEMS) {
-                if let Some(p) = catalog.lookup(id)
-                    && Some(p) != in_view
-                {
-                    let list = models.viewed.of(p);
-                    let list = &list[..list.len().min(20)];
-                    pool.neighbours(list, w, Reason::BasedOnYourHistory);
-                }
-                w *= DECAY;
-            }
+            history(&mut pool, models, catalog, profile);
         }
         if query.placement == Placement::Home {
             for handle in profile.top_categories().take(3) {

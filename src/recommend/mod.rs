@@ -7,6 +7,7 @@
 pub mod cooccur;
 pub mod engine;
 pub mod model;
+pub mod sknn;
 pub mod trending;
 
 pub use engine::{CartItem, Query, Reason, Scored, recommend};

@@ -8,12 +8,16 @@ use crate::domain::{Catalog, Interaction};
 use super::cooccur::{self, Neighbors};
 use super::trending::Trending;
 
+/// Past sessions indexed per product for session-kNN (the most recent ones).
+const SESSIONS_PER_ITEM: usize = 1_000;
+
 pub struct Models {
     /// Names the training run; every answer reports it.
     pub version: String,
     pub trending: Trending,
     pub bought: Neighbors,
     pub viewed: Neighbors,
+    pub sessions: super::sknn::SessionIndex,
 }
 
 impl Models {
@@ -31,6 +35,8 @@ impl Models {
         let trending = Trending::train(catalog, interactions, half_life, now);
         let bought = cooccur::bought_together(catalog.len(), interactions, settings.neighbors);
         let viewed = cooccur::viewed_together(catalog.len(), interactions, settings.neighbors);
+        let sessions =
+            super::sknn::SessionIndex::train(catalog.len(), interactions, SESSIONS_PER_ITEM);
         // The version is a digest of what the models were trained on (event times taken
         // relative to the newest), so the same data gives the same version on every
         // replica and after every restart.
@@ -46,11 +52,15 @@ impl Models {
             trending,
             bought,
             viewed,
+            sessions,
         }
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.trending.memory_bytes() + self.bought.memory_bytes() + self.viewed.memory_bytes()
+        self.trending.memory_bytes()
+            + self.bought.memory_bytes()
+            + self.viewed.memory_bytes()
+            + self.sessions.memory_bytes()
     }
 }
 

@@ -1,0 +1,105 @@
+//! Session-based k-nearest-neighbours (V-SKNN): past sessions that share the current
+//! session's items, weighted by how recently the current session viewed them, vote for
+//! their other items.
+
+use rustc_hash::FxHashMap;
+
+use crate::domain::{Interaction, InteractionKind, ProductIdx};
+
+pub struct SessionIndex {
+    /// Each past session's distinct items.
+    sessions: Vec<Box<[ProductIdx]>>,
+    /// Item -> the sessions that hold it, most recent last (at most `per_item`).
+    by_item: Vec<Box<[u32]>>,
+}
+
+impl SessionIndex {
+    pub fn train(n_products: usize, interactions: &[Interaction], per_item: usize) -> Self {
+        let mut order: Vec<u64> = Vec::new();
+        let mut grouped: FxHashMap<u64, Vec<ProductIdx>> = FxHashMap::default();
+        let mut last_ts: FxHashMap<u64, i64> = FxHashMap::default();
+        for i in interactions {
+            if i.kind != InteractionKind::View {
+                continue;
+            }
+            let items = grouped.entry(i.session).or_insert_with(|| {
+                order.push(i.session);
+                Vec::new()
+            });
+            if !items.contains(&i.product) {
+                items.push(i.product);
+            }
+            let t = last_ts.entry(i.session).or_insert(i.ts);
+            *t = (*t).max(i.ts);
+        }
+        order.sort_by_key(|s| (last_ts[s], *s));
+        let mut sessions = Vec::with_capacity(order.len());
+        let mut by_item: Vec<Vec<u32>> = vec![Vec::new(); n_products];
+        for s in order {
+            let items = grouped.remove(&s).unwrap_or_default();
+            if items.len() < 2 {
+                continue;
+            }
+            let id = sessions.len() as u32;
+            for &p in &items {
+                if let Some(list) = by_item.get_mut(p as usize) {
+                    list.push(id);
+                }
+            }
+            sessions.push(items.into_boxed_slice());
+        }
+        let by_item = by_item
+            .into_iter()
+            .map(|mut l| {
+                if l.len() > per_item {
+                    l.drain(..l.len() - per_item);
+                }
+                l.into_boxed_slice()
+            })
+            .collect();
+        Self { sessions, by_item }
+    }
+
+    /// Scores for items of the `k` past sessions most like `current` (items with their
+    /// weights, most recent first), each session's score added to each of its items.
+    pub fn score(
+        &self,
+        current: &[(ProductIdx, f32)],
+        sample: usize,
+        k: usize,
+        out: &mut Vec<(ProductIdx, f32)>,
+    ) {
+        let mut sim: FxHashMap<u32, f32> =
+            FxHashMap::with_capacity_and_hasher(current.len() * sample, Default::default());
+        for &(p, w) in current {
+            let Some(list) = self.by_item.get(p as usize) else {
+                continue;
+            };
+            for &s in list.iter().rev().take(sample) {
+                *sim.entry(s).or_insert(0.0) += w;
+            }
+        }
+        let mut best: Vec<(u32, f32)> = sim
+            .into_iter()
+            .map(|(s, v)| {
+                let len = self.sessions[s as usize].len() as f32;
+                (s, v / len.sqrt())
+            })
+            .collect();
+        best.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+        best.truncate(k);
+        for (s, v) in best {
+            for &p in self.sessions[s as usize].iter() {
+                out.push((p, v));
+            }
+        }
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.sessions
+            .iter()
+            .map(|s| s.len() * 4 + 16)
+            .sum::<usize>()
+            + self.by_item.iter().map(|s| s.len() * 4 + 16).sum::<usize>()
+    }
+}
