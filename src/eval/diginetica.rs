@@ -9,12 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::metrics::{Metrics, rank_of};
-use super::{EvalError, MethodResult, field, gz_rows};
+use super::{EvalError, MethodResult, field, gz_rows, single_category_catalog};
 use crate::config::RecommendSettings;
-use crate::domain::catalog::{Category, NewProduct};
-use crate::domain::{
-    Catalog, Currency, Interaction, InteractionKind, Money, Placement, Product, ProductIdx,
-};
+use crate::domain::{Interaction, InteractionKind, Placement, ProductIdx};
 use crate::ingest::events::{RawEvent, ingest};
 use crate::recommend::Models;
 use crate::recommend::engine::{Query, recommend};
@@ -42,32 +39,6 @@ fn sessions(path: &Path) -> Result<Sessions, EvalError> {
         }
     }
     Ok(out)
-}
-
-/// Item `n` (1-based in the files) is product index `n - 1`, id `n`.
-fn catalog(items: u32) -> Result<Catalog, EvalError> {
-    let price = Money::new(100, Currency::XXX);
-    let products = (1..=items)
-        .map(|n| NewProduct {
-            product: Product {
-                id: n.to_string().into(),
-                title: format!("item {n}").into(),
-                handle: n.to_string().into(),
-                url: "".into(),
-                image_url: "".into(),
-                category: 0,
-                tags: Box::new([]),
-                price,
-                cost: None,
-            },
-            inventory: 1,
-        })
-        .collect();
-    let categories = vec![Category {
-        handle: "all".into(),
-        path: "All".into(),
-    }];
-    Catalog::new(categories, products).map_err(|e| EvalError::Setup(e.to_string()))
 }
 
 fn interactions(train: &Sessions) -> Vec<Interaction> {
@@ -109,7 +80,8 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
         .copied()
         .max()
         .unwrap_or(0);
-    let catalog = catalog(items)?;
+    // Item `n` (1-based in the files) is product index `n - 1`, id `n`.
+    let catalog = single_category_catalog(items, 1, "all")?;
     let interactions = interactions(&train);
     let models = Models::train(&catalog, &interactions, &RecommendSettings::default());
     drop(interactions);

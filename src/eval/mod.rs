@@ -9,6 +9,7 @@
 
 pub mod diginetica;
 pub mod metrics;
+pub mod tafeng;
 
 use std::io::BufRead;
 use std::path::Path;
@@ -20,12 +21,14 @@ pub use metrics::Metrics;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dataset {
     Diginetica,
+    Tafeng,
 }
 
 impl Dataset {
     pub const fn name(self) -> &'static str {
         match self {
             Dataset::Diginetica => "diginetica",
+            Dataset::Tafeng => "tafeng",
         }
     }
 }
@@ -69,6 +72,7 @@ pub async fn run(dataset: Dataset, dir: &Path, validation: bool) -> Result<Repor
     let started = std::time::Instant::now();
     let (cases, results) = match dataset {
         Dataset::Diginetica => diginetica::evaluate(dir, validation).await?,
+        Dataset::Tafeng => tafeng::evaluate(dir, validation).await?,
     };
     Ok(Report {
         dataset: dataset.name(),
@@ -114,6 +118,43 @@ pub(crate) fn field<T: std::str::FromStr>(
             line,
             message: format!("column {} is not a number", i + 1),
         })
+}
+
+/// A catalog of `count` products with ids `first_id`, `first_id + 1`, ... (product
+/// index `i` has id `first_id + i`), all in one category and in stock: the datasets
+/// carry no catalog.
+pub(crate) fn single_category_catalog(
+    count: u32,
+    first_id: u32,
+    category: &str,
+) -> Result<crate::domain::Catalog, EvalError> {
+    use crate::domain::catalog::{Category, NewProduct};
+    use crate::domain::{Currency, Money, Product};
+    let price = Money::new(100, Currency::XXX);
+    let products = (0..count)
+        .map(|i| {
+            let id = (first_id + i).to_string();
+            NewProduct {
+                product: Product {
+                    title: format!("item {id}").into(),
+                    handle: id.as_str().into(),
+                    id: id.into(),
+                    url: "".into(),
+                    image_url: "".into(),
+                    category: 0,
+                    tags: Box::new([]),
+                    price,
+                    cost: None,
+                },
+                inventory: 1,
+            }
+        })
+        .collect();
+    let categories = vec![Category {
+        handle: category.into(),
+        path: category.into(),
+    }];
+    crate::domain::Catalog::new(categories, products).map_err(|e| EvalError::Setup(e.to_string()))
 }
 
 /// The report as a table for a terminal.

@@ -21,6 +21,7 @@ pub enum Reason {
     ViewedTogether,
     BasedOnYourHistory,
     RecentlyViewed,
+    BuyAgain,
     MatchesSearch,
     TrendingInCategory,
     NewArrival,
@@ -34,6 +35,7 @@ impl Reason {
             Reason::ViewedTogether => "viewed_together",
             Reason::BasedOnYourHistory => "based_on_your_history",
             Reason::RecentlyViewed => "recently_viewed",
+            Reason::BuyAgain => "buy_again",
             Reason::MatchesSearch => "matches_search",
             Reason::TrendingInCategory => "trending_in_category",
             Reason::NewArrival => "new_arrival",
@@ -68,11 +70,16 @@ pub struct Query<'a> {
 
 const W_BOUGHT: f32 = 1.0;
 const W_VIEWED: f32 = 0.6;
+/// On cart pages, what was viewed with the lines only fills in for what was bought
+/// with them.
+const W_CART_VIEWED: f32 = 0.02;
 const W_HISTORY: f32 = 0.5;
 /// A recently viewed product itself (people come back to what they looked at).
 const W_RECENTLY_VIEWED: f32 = 0.4;
 /// Votes of past sessions like this one (session-kNN).
 const W_SESSIONS: f32 = 0.03;
+/// The customer's own purchases, by how often they bought each.
+const W_BUY_AGAIN: f32 = 1.0;
 const W_SEARCH: f32 = 1.0;
 const W_CATEGORY: f32 = 0.05;
 const W_GLOBAL: f32 = 0.01;
@@ -199,6 +206,20 @@ fn history(pool: &mut Pool, models: &Models, catalog: &Catalog, profile: &Profil
     }
 }
 
+/// The customer's purchases, most often bought first (ties go to the more popular).
+fn buy_again(pool: &mut Pool, models: &Models, catalog: &Catalog, profile: &Profile) {
+    let Some(most) = profile.purchased.iter().map(|p| p.count).max() else {
+        return;
+    };
+    for bought in &profile.purchased {
+        if let Some(p) = catalog.lookup(&bought.product_id) {
+            let frequency = bought.count as f32 / most as f32;
+            let tie = 0.001 * models.trending.score(p);
+            pool.add(p, W_BUY_AGAIN * (frequency + tie), Reason::BuyAgain);
+        }
+    }
+}
+
 /// Recommends up to `query.limit` products. `profile` is `None` for anonymous visitors
 /// and for the non-personalized fallback.
 pub fn recommend(
@@ -242,9 +263,15 @@ pub fn recommend(
                         .filter_map(|p| catalog.lookup(&p.product_id)),
                 );
             }
+            // Raw similarities, summed over the cart: a product that goes with several
+            // lines outranks one that goes strongly with one line only.
             for &p in &anchors {
-                pool.neighbours(models.bought.of(p), W_BOUGHT, Reason::BoughtTogether);
-                pool.neighbours(models.viewed.of(p), W_VIEWED * 0.5, Reason::ViewedTogether);
+                for &(q, s) in models.bought.of(p) {
+                    pool.add(q, W_BOUGHT * s, Reason::BoughtTogether);
+                }
+                for &(q, s) in models.viewed.of(p) {
+                    pool.add(q, W_CART_VIEWED * s, Reason::ViewedTogether);
+                }
                 let c = catalog.product(p).category;
                 if !context_categories.contains(&c) {
                     context_categories.push(c);
@@ -293,6 +320,7 @@ pub fn recommend(
             history(&mut pool, models, catalog, profile);
         }
         if query.placement == Placement::Home {
+            buy_again(&mut pool, models, catalog, profile);
             for handle in profile.top_categories().take(3) {
                 if let Some(c) = catalog.category(handle) {
                     context_categories.push(c);
