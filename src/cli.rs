@@ -77,6 +77,7 @@ pub struct ImportArgs {
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum EvalDataset {
     Diginetica,
+    Beauty,
     Tafeng,
 }
 

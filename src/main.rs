@@ -194,6 +194,7 @@ fn evaluate(args: &EvalArgs) -> ExitCode {
     };
     let dataset = match args.dataset {
         EvalDataset::Diginetica => vitrine::eval::Dataset::Diginetica,
+        EvalDataset::Beauty => vitrine::eval::Dataset::Beauty,
         EvalDataset::Tafeng => vitrine::eval::Dataset::Tafeng,
     };
     match runtime.block_on(vitrine::eval::run(dataset, &args.data, args.validation)) {

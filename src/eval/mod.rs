@@ -7,6 +7,7 @@
 //! answer is [`crate::recommend::engine::recommend`] for the placement that matches the
 //! task. The simple baselines are computed here, from the same training data.
 
+pub mod beauty;
 pub mod diginetica;
 pub mod metrics;
 pub mod tafeng;
@@ -21,6 +22,7 @@ pub use metrics::Metrics;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dataset {
     Diginetica,
+    Beauty,
     Tafeng,
 }
 
@@ -28,6 +30,7 @@ impl Dataset {
     pub const fn name(self) -> &'static str {
         match self {
             Dataset::Diginetica => "diginetica",
+            Dataset::Beauty => "beauty",
             Dataset::Tafeng => "tafeng",
         }
     }
@@ -72,6 +75,7 @@ pub async fn run(dataset: Dataset, dir: &Path, validation: bool) -> Result<Repor
     let started = std::time::Instant::now();
     let (cases, results) = match dataset {
         Dataset::Diginetica => diginetica::evaluate(dir, validation).await?,
+        Dataset::Beauty => beauty::evaluate(dir, validation).await?,
         Dataset::Tafeng => tafeng::evaluate(dir, validation).await?,
     };
     Ok(Report {
