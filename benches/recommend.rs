@@ -10,6 +10,7 @@ use vitrine::config::{DemoSettings, RecommendSettings};
 use vitrine::domain::profile::{Behaviour, ProfileOp};
 use vitrine::domain::{Placement, Profile};
 use vitrine::ingest::demo;
+use vitrine::recommend::engine::Policy;
 use vitrine::recommend::{CartItem, Models, Query, recommend};
 
 fn bench(c: &mut Criterion) {
@@ -54,12 +55,45 @@ fn bench(c: &mut Criterion) {
         })
         .collect();
 
+    let policy = Policy::new(&RecommendSettings::default());
+
+    // Tail latency, which criterion's mean does not show: 100,000 timed calls.
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    for n in 0..100_000usize {
+        let q = Query {
+            policy: &policy,
+            placement: Placement::Product,
+            product: Some(&product_ids[n % product_ids.len()]),
+            category: None,
+            search: None,
+            cart: &[],
+            limit: 10,
+        };
+        let t = std::time::Instant::now();
+        black_box(recommend(&models, catalog, &q, Some(&profile)));
+        hist.record(t.elapsed().as_nanos() as u64).ok();
+    }
+    println!(
+        "product placement, 50-item history, 100,000 calls: p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs",
+        hist.value_at_quantile(0.5) as f64 / 1e3,
+        hist.value_at_quantile(0.99) as f64 / 1e3,
+        hist.value_at_quantile(0.999) as f64 / 1e3,
+        hist.max() as f64 / 1e3
+    );
+    println!(
+        "model memory: {} bytes for {} products = {:.0} bytes per product",
+        models.memory_bytes(),
+        catalog.len(),
+        models.memory_bytes() as f64 / catalog.len() as f64
+    );
+
     let mut group = c.benchmark_group("recommend");
     let mut n = 0usize;
     group.bench_function("product_100k_catalog_50_item_history", |b| {
         b.iter(|| {
             n = (n + 1) % product_ids.len();
             let q = Query {
+                policy: &policy,
                 placement: Placement::Product,
                 product: Some(&product_ids[n]),
                 category: None,
@@ -73,6 +107,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("home_100k_catalog_50_item_history", |b| {
         b.iter(|| {
             let q = Query {
+                policy: &policy,
                 placement: Placement::Home,
                 product: None,
                 category: None,
@@ -86,6 +121,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("cart_5_lines_100k_catalog", |b| {
         b.iter(|| {
             let q = Query {
+                policy: &policy,
                 placement: Placement::Cart,
                 product: None,
                 category: None,

@@ -58,6 +58,8 @@ pub struct AppState {
     pub permits: Arc<Semaphore>,
     /// Catalog changes, written through the store and followed from it.
     pub catalog: Arc<CatalogService>,
+    /// The recommendation rules from `recommend` settings.
+    pub policy: Arc<crate::recommend::engine::Policy>,
     pub metrics: PrometheusHandle,
     pub cache_control: HeaderValue,
 }
@@ -181,6 +183,7 @@ impl App {
             banners: Arc::new(Banners::new(&settings.content.banners)),
             permits: Arc::new(Semaphore::new(settings.server.max_concurrency)),
             catalog,
+            policy: Arc::new(crate::recommend::engine::Policy::new(&settings.recommend)),
             keys: Arc::new(keys),
             snapshot,
             webhooks: Arc::new(

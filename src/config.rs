@@ -257,6 +257,14 @@ pub struct RecommendSettings {
     pub trending_half_life_hours: u32,
     /// Neighbours kept per product in the co-occurrence models.
     pub neighbors: usize,
+    /// Category handles whose products people buy again (consumables): only these
+    /// are offered as `buy_again`, and a product bought before is never recommended
+    /// unless its category is here. A handle covers its sub-categories.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub repeatable_categories: Vec<String>,
+    /// At most this many products of one category in an answer, per placement; 0 is no
+    /// cap (a category page is one category).
+    pub max_per_category: MaxPerCategory,
 }
 
 impl Default for RecommendSettings {
@@ -266,6 +274,59 @@ impl Default for RecommendSettings {
             default_limit: 10,
             trending_half_life_hours: 72,
             neighbors: 200,
+            repeatable_categories: Vec::new(),
+            max_per_category: MaxPerCategory::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaxPerCategory {
+    pub home: usize,
+    pub product: usize,
+    pub cart: usize,
+    pub category: usize,
+    pub search: usize,
+    pub checkout: usize,
+    pub post_purchase: usize,
+}
+
+impl Default for MaxPerCategory {
+    fn default() -> Self {
+        Self {
+            home: 3,
+            product: 4,
+            cart: 3,
+            category: 0,
+            search: 0,
+            checkout: 3,
+            post_purchase: 3,
+        }
+    }
+}
+
+impl MaxPerCategory {
+    /// No cap anywhere.
+    pub const OFF: MaxPerCategory = MaxPerCategory {
+        home: 0,
+        product: 0,
+        cart: 0,
+        category: 0,
+        search: 0,
+        checkout: 0,
+        post_purchase: 0,
+    };
+
+    pub const fn of(&self, placement: Placement) -> usize {
+        match placement {
+            Placement::Home => self.home,
+            Placement::Product => self.product,
+            Placement::Cart => self.cart,
+            Placement::Category => self.category,
+            Placement::Search => self.search,
+            Placement::Checkout => self.checkout,
+            Placement::PostPurchase => self.post_purchase,
         }
     }
 }

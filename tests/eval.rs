@@ -22,7 +22,11 @@ fn eval(dataset: &str, dir: &Path) -> Value {
         .arg(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["dataset"], dataset);
     report.as_object_mut().unwrap().remove("seconds");
@@ -82,7 +86,11 @@ fn diginetica_sessions_are_learnt_and_the_report_is_reproducible() {
         method(&report, "popularity")["hr@20"].as_f64().unwrap()
             < engine["hr@20"].as_f64().unwrap()
     );
-    assert_eq!(eval("diginetica", dir.path()), report, "seeded and reproducible");
+    assert_eq!(
+        eval("diginetica", dir.path()),
+        report,
+        "seeded and reproducible"
+    );
 }
 
 /// Item x is always bought with item x + 50; customers rebuy their own staples.

@@ -387,3 +387,67 @@ async fn an_empty_shop_answers_with_an_empty_list() {
     let (status, code) = error_code(app.get("/v1/recommend?placement=home").await).await;
     assert_eq!((status, code.as_str()), (422, "missing_visitor_id"));
 }
+
+#[tokio::test]
+async fn a_product_bought_is_not_recommended_again_unless_its_category_is_repeatable() {
+    let ids = |body: &Value| -> Vec<String> {
+        body["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["product_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for repeatable in [false, true] {
+        let mut s = settings();
+        if repeatable {
+            // Every department of the demo shop.
+            s.recommend.repeatable_categories = [
+                "kitchen",
+                "home",
+                "outdoor",
+                "fashion",
+                "beauty",
+                "electronics",
+                "sports",
+                "pantry",
+            ]
+            .map(String::from)
+            .to_vec();
+        }
+        let app = TestApp::spawn(s).await;
+        let path = "/v1/recommend?session_id=buyer-1&placement=home&limit=20";
+        // View a product first, so it is recommended as recently viewed.
+        let viewed = ids(&app.get(path).await.json().await.unwrap())[0].clone();
+        let r = app
+            .post_json(
+                "/v1/events",
+                &json!([
+                    {"event_id": "b-1", "type": "view", "session_id": "buyer-1", "product_id": viewed},
+                ]),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+        assert!(ids(&app.get(path).await.json().await.unwrap()).contains(&viewed));
+        let r = app
+            .post_json(
+                "/v1/events",
+                &json!({"event_id": "b-2", "type": "purchase", "session_id": "buyer-1", "product_id": viewed,
+                        "price": {"amount": 1000, "currency": "GBP"}}),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+        let after = ids(&app.get(path).await.json().await.unwrap());
+        if repeatable {
+            assert!(
+                after.contains(&viewed),
+                "a consumable may be bought again: {after:?}"
+            );
+        } else {
+            assert!(
+                !after.contains(&viewed),
+                "bought, not repeatable: {after:?}"
+            );
+        }
+    }
+}

@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use super::metrics::{Metrics, rank_of};
 use super::{EvalError, MethodResult, single_category_catalog};
-use crate::config::RecommendSettings;
+use crate::config::{MaxPerCategory, RecommendSettings};
 use crate::domain::{Interaction, InteractionKind, Placement, ProductIdx};
 use crate::ingest::events::{RawEvent, ingest};
 use crate::recommend::Models;
-use crate::recommend::engine::{Query, recommend};
+use crate::recommend::engine::{Policy, Query, recommend};
 use crate::store::{KeyHasher, MemoryStore, ProfileStore};
 
 const KS: [usize; 3] = [5, 10, 20];
@@ -85,6 +85,11 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
     popular.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
     popular.truncate(300);
 
+    // The items have no categories here: no diversity cap.
+    let policy = Policy {
+        repeatable: Vec::new(),
+        max_per_category: MaxPerCategory::OFF,
+    };
     let store: Arc<dyn ProfileStore> = Arc::new(MemoryStore::new());
     let hasher = KeyHasher::new(b"eval");
     let (mut engine, mut pop) = (Metrics::default(), Metrics::default());
@@ -119,6 +124,7 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
             .map_err(|e| EvalError::Setup(e.to_string()))?;
         let seen: Vec<ProductIdx> = history.iter().map(|&i| i - 1).collect();
         let query = Query {
+            policy: &policy,
             placement: Placement::Home,
             product: None,
             category: None,

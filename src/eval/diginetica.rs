@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use super::metrics::{Metrics, rank_of};
 use super::{EvalError, MethodResult, field, gz_rows, single_category_catalog};
-use crate::config::RecommendSettings;
+use crate::config::{MaxPerCategory, RecommendSettings};
 use crate::domain::{Interaction, InteractionKind, Placement, ProductIdx};
 use crate::ingest::events::{RawEvent, ingest};
 use crate::recommend::Models;
-use crate::recommend::engine::{Query, recommend};
+use crate::recommend::engine::{Policy, Query, recommend};
 use crate::store::{KeyHasher, MemoryStore, ProfileStore};
 
 const KS: [usize; 2] = [10, 20];
@@ -86,6 +86,11 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
     let models = Models::train(&catalog, &interactions, &RecommendSettings::default());
     drop(interactions);
 
+    // The dataset has no categories: no diversity cap.
+    let policy = Policy {
+        repeatable: Vec::new(),
+        max_per_category: MaxPerCategory::OFF,
+    };
     let store: Arc<dyn ProfileStore> = Arc::new(MemoryStore::new());
     let hasher = KeyHasher::new(b"eval");
     // Popularity: clicks in training, most first.
@@ -130,6 +135,7 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
                 .await
                 .map_err(|e| EvalError::Setup(e.to_string()))?;
             let query = Query {
+                policy: &policy,
                 placement: Placement::Home,
                 product: None,
                 category: None,

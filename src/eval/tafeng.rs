@@ -17,11 +17,11 @@ use rand::{Rng, SeedableRng};
 
 use super::metrics::{Metrics, rank_of};
 use super::{EvalError, MethodResult, field, gz_rows, single_category_catalog};
-use crate::config::RecommendSettings;
+use crate::config::{MaxPerCategory, RecommendSettings};
 use crate::domain::{Interaction, InteractionKind, Placement, ProductIdx};
 use crate::ingest::events::{RawEvent, ingest};
 use crate::recommend::Models;
-use crate::recommend::engine::{CartItem, Query, recommend};
+use crate::recommend::engine::{CartItem, Policy, Query, recommend};
 use crate::store::{KeyHasher, MemoryStore, ProfileStore};
 
 const DAY: i64 = 86_400;
@@ -96,6 +96,11 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
     popular.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
     popular.truncate(40);
 
+    // Groceries are bought again; the dataset has no categories: no diversity cap.
+    let policy = Policy {
+        repeatable: vec!["grocery".into()],
+        max_per_category: MaxPerCategory::OFF,
+    };
     let store: Arc<dyn ProfileStore> = Arc::new(MemoryStore::new());
     let hasher = KeyHasher::new(b"eval");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
@@ -137,6 +142,7 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
         let basket = &baskets[target];
 
         let home = Query {
+            policy: &policy,
             placement: Placement::Home,
             product: None,
             category: None,
@@ -190,6 +196,7 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
                 })
                 .collect();
             let query = Query {
+                policy: &policy,
                 placement: Placement::Cart,
                 product: None,
                 category: None,

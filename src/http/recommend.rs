@@ -408,6 +408,7 @@ pub async fn answer(
 
     let snapshot = state.snapshot.load();
     let query = recommend::Query {
+        policy: &state.policy,
         placement: request.placement,
         product: request.product_id.as_deref(),
         category: request.category.as_deref(),

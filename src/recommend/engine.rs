@@ -57,9 +57,39 @@ pub struct CartItem {
     pub quantity: u32,
 }
 
+/// Business rules from the `recommend` settings, applied to every answer.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    /// Category handles whose products are bought again (a handle covers its
+    /// sub-categories).
+    pub repeatable: Vec<String>,
+    pub max_per_category: crate::config::MaxPerCategory,
+}
+
+impl Policy {
+    pub fn new(settings: &crate::config::RecommendSettings) -> Self {
+        Self {
+            repeatable: settings.repeatable_categories.clone(),
+            max_per_category: settings.max_per_category,
+        }
+    }
+
+    /// Whether products of category `c` are bought again.
+    pub fn repeatable(&self, catalog: &Catalog, c: u16) -> bool {
+        let Some(category) = catalog.categories().get(usize::from(c)) else {
+            return false;
+        };
+        let handle = &*category.handle;
+        self.repeatable.iter().any(|r| {
+            handle == r || (handle.starts_with(r.as_str()) && handle[r.len()..].starts_with('/'))
+        })
+    }
+}
+
 /// What the engine needs to know about the page, already validated.
 #[derive(Clone, Copy, Debug)]
 pub struct Query<'a> {
+    pub policy: &'a Policy,
     pub placement: Placement,
     pub product: Option<&'a str>,
     pub category: Option<&'a str>,
@@ -206,13 +236,22 @@ fn history(pool: &mut Pool, models: &Models, catalog: &Catalog, profile: &Profil
     }
 }
 
-/// The customer's purchases, most often bought first (ties go to the more popular).
-fn buy_again(pool: &mut Pool, models: &Models, catalog: &Catalog, profile: &Profile) {
+/// The customer's purchases in repeatable categories, most often bought first (ties go
+/// to the more popular).
+fn buy_again(
+    pool: &mut Pool,
+    models: &Models,
+    catalog: &Catalog,
+    profile: &Profile,
+    policy: &Policy,
+) {
     let Some(most) = profile.purchased.iter().map(|p| p.count).max() else {
         return;
     };
     for bought in &profile.purchased {
-        if let Some(p) = catalog.lookup(&bought.product_id) {
+        if let Some(p) = catalog.lookup(&bought.product_id)
+            && policy.repeatable(catalog, catalog.product(p).category)
+        {
             let frequency = bought.count as f32 / most as f32;
             let tie = 0.001 * models.trending.score(p);
             pool.add(p, W_BUY_AGAIN * (frequency + tie), Reason::BuyAgain);
@@ -320,7 +359,7 @@ pub fn recommend(
             history(&mut pool, models, catalog, profile);
         }
         if query.placement == Placement::Home {
-            buy_again(&mut pool, models, catalog, profile);
+            buy_again(&mut pool, models, catalog, profile, query.policy);
             for handle in profile.top_categories().take(3) {
                 if let Some(c) = catalog.category(handle) {
                     context_categories.push(c);
@@ -346,35 +385,80 @@ pub fn recommend(
         Reason::Trending,
     );
 
-    let allowed = |p: ProductIdx| catalog.in_stock(p) && Some(p) != in_view && !cart.contains(&p);
-    let mut out: Vec<Scored> = pool
-        .rank()
-        .into_iter()
-        .filter(|c| allowed(c.product))
-        .take(query.limit)
-        .map(|c| Scored {
-            product: c.product,
-            score: c.score,
-            reason: c.reason,
-        })
-        .collect();
+    // Bought before, in a category people do not buy again: never offered again.
+    let bought: Vec<ProductIdx> = profile.map_or_else(Vec::new, |profile| {
+        profile
+            .purchased
+            .iter()
+            .filter_map(|b| catalog.lookup(&b.product_id))
+            .filter(|&p| {
+                !query
+                    .policy
+                    .repeatable(catalog, catalog.product(p).category)
+            })
+            .collect()
+    });
+    let allowed = |p: ProductIdx| {
+        catalog.in_stock(p) && Some(p) != in_view && !cart.contains(&p) && !bought.contains(&p)
+    };
+    let mut picked = Picked::new(query.policy.max_per_category.of(query.placement));
+    for c in pool.rank() {
+        if picked.out.len() >= query.limit {
+            break;
+        }
+        if allowed(c.product) {
+            picked.offer(catalog, c.product, c.score, c.reason);
+        }
+    }
 
-    // Heavy filtering (much out of stock) can still leave the list short: walk further
-    // down the global trend.
-    if out.len() < query.limit {
-        let floor = out.last().map_or(W_GLOBAL, |s| s.score);
+    // Heavy filtering (much out of stock, a diversity cap) can still leave the list
+    // short: walk further down the global trend.
+    if picked.out.len() < query.limit {
+        let floor = picked.out.last().map_or(W_GLOBAL, |s| s.score);
         for &p in models.trending.global().iter().skip(fill) {
-            if out.len() >= query.limit {
+            if picked.out.len() >= query.limit {
                 break;
             }
-            if allowed(p) && !out.iter().any(|s| s.product == p) {
-                out.push(Scored {
-                    product: p,
-                    score: floor.min(models.trending.score(p) * W_GLOBAL),
-                    reason: Reason::Trending,
-                });
+            if allowed(p) && !picked.out.iter().any(|s| s.product == p) {
+                let score = floor.min(models.trending.score(p) * W_GLOBAL);
+                picked.offer(catalog, p, score, Reason::Trending);
             }
         }
     }
-    out
+    picked.out
+}
+
+/// The answer as it is picked, best first, holding the diversity cap.
+struct Picked {
+    out: Vec<Scored>,
+    /// (category, products picked of it)
+    per_category: Vec<(u16, usize)>,
+    cap: usize,
+}
+
+impl Picked {
+    fn new(cap: usize) -> Self {
+        Self {
+            out: Vec::new(),
+            per_category: Vec::new(),
+            cap,
+        }
+    }
+
+    /// Takes the product unless its category is already at the cap.
+    fn offer(&mut self, catalog: &Catalog, product: ProductIdx, score: f32, reason: Reason) {
+        if self.cap > 0 {
+            let c = catalog.product(product).category;
+            match self.per_category.iter_mut().find(|(k, _)| *k == c) {
+                Some((_, n)) if *n >= self.cap => return,
+                Some((_, n)) => *n += 1,
+                None => self.per_category.push((c, 1)),
+            }
+        }
+        self.out.push(Scored {
+            product,
+            score,
+            reason,
+        });
+    }
 }

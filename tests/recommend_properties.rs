@@ -1,0 +1,137 @@
+//! Properties of every answer, over random visitors, pages and stock: filtered products
+//! never appear, the diversity cap holds, and the same state gives the same answer.
+
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+use vitrine::config::{DemoSettings, MaxPerCategory, RecommendSettings};
+use vitrine::domain::profile::{Behaviour, ProfileOp};
+use vitrine::domain::{Catalog, Placement, ProductIdx, Profile};
+use vitrine::ingest::demo;
+use vitrine::recommend::engine::Policy;
+use vitrine::recommend::{CartItem, Models, Query, recommend};
+
+struct Shop {
+    catalog: Catalog,
+    models: Models,
+}
+
+fn shop() -> &'static Shop {
+    static SHOP: OnceLock<Shop> = OnceLock::new();
+    SHOP.get_or_init(|| {
+        let settings = DemoSettings {
+            products: 600,
+            customers: 50,
+            events: 20_000,
+            ..DemoSettings::default()
+        };
+        let demo = demo::generate(&settings, 1_700_000_000).unwrap();
+        let models = Models::train(
+            &demo.catalog,
+            &demo.interactions,
+            &RecommendSettings::default(),
+        );
+        Shop {
+            catalog: demo.catalog,
+            models,
+        }
+    })
+}
+
+/// A random visitor: products viewed and bought.
+fn profile(catalog: &Catalog, viewed: &[usize], bought: &[usize]) -> Profile {
+    let mut p = Profile::default();
+    let mut id = 0;
+    for (list, behaviour) in [(viewed, Behaviour::View), (bought, Behaviour::Purchase)] {
+        for &i in list {
+            id += 1;
+            let product = catalog.product((i % catalog.len()) as ProductIdx);
+            p.apply(&ProfileOp::Event {
+                id,
+                at: 1_700_000_000 + id as i64,
+                behaviour,
+                product_id: Some(product.id.to_string()),
+                category: Some(
+                    catalog.categories()[usize::from(product.category)]
+                        .handle
+                        .to_string(),
+                ),
+                quantity: 1,
+                price: None,
+                query: None,
+                order: None,
+            });
+        }
+    }
+    p
+}
+
+fn placement() -> impl Strategy<Value = Placement> {
+    prop::sample::select(Placement::ALL.to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn filters_hold_the_cap_holds_and_answers_repeat(
+        placement in placement(),
+        in_view in 0usize..600,
+        cart in prop::collection::vec(0usize..600, 0..6),
+        viewed in prop::collection::vec(0usize..600, 0..20),
+        bought in prop::collection::vec(0usize..600, 0..10),
+        out_of_stock in prop::collection::vec(0usize..600, 0..200),
+        cap in 0usize..5,
+        repeatable_kitchen in any::<bool>(),
+        limit in 1usize..40,
+    ) {
+        let shop = shop();
+        let catalog = &shop.catalog;
+        for i in 0..catalog.len() {
+            catalog.set_inventory(i as ProductIdx, 10);
+        }
+        for &i in &out_of_stock {
+            catalog.set_inventory(i as ProductIdx, 0);
+        }
+        let policy = Policy {
+            repeatable: if repeatable_kitchen { vec!["kitchen".into()] } else { Vec::new() },
+            max_per_category: MaxPerCategory { home: cap, product: cap, cart: cap, category: cap, search: cap, checkout: cap, post_purchase: cap },
+        };
+        let id = |i: usize| catalog.product(i as ProductIdx).id.to_string();
+        let in_view_id = id(in_view);
+        let cart_lines: Vec<CartItem> = cart.iter().map(|&i| CartItem { product_id: id(i), quantity: 1 }).collect();
+        let visitor = profile(catalog, &viewed, &bought);
+        let category = catalog.categories()[usize::from(catalog.product(in_view as ProductIdx).category)].handle.to_string();
+        let query = Query {
+            policy: &policy,
+            placement,
+            product: Some(&in_view_id),
+            category: Some(&category),
+            search: Some("set"),
+            cart: &cart_lines,
+            limit,
+        };
+        let answer = recommend(&shop.models, catalog, &query, Some(&visitor));
+        prop_assert!(answer.len() <= limit);
+
+        let mut per_category = std::collections::HashMap::new();
+        for s in &answer {
+            let p = s.product as usize;
+            prop_assert!(!out_of_stock.contains(&p), "out of stock: {}", p);
+            prop_assert!(p != in_view, "the product in view");
+            prop_assert!(!cart.contains(&p), "in the cart: {}", p);
+            let c = catalog.product(s.product).category;
+            let repeatable = policy.repeatable(catalog, c);
+            prop_assert!(repeatable || !bought.contains(&p), "bought before, not repeatable: {}", p);
+            *per_category.entry(c).or_insert(0usize) += 1;
+        }
+        if cap > 0 {
+            prop_assert!(per_category.values().all(|&n| n <= cap), "{:?}", per_category);
+        }
+        let ids: Vec<ProductIdx> = answer.iter().map(|s| s.product).collect();
+        prop_assert!(ids.iter().collect::<std::collections::HashSet<_>>().len() == ids.len(), "no duplicates");
+
+        let again = recommend(&shop.models, catalog, &query, Some(&visitor));
+        prop_assert_eq!(answer, again);
+    }
+}
