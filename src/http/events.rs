@@ -130,6 +130,8 @@ async fn post_events(
         };
         match stored {
             Ok(fresh) => {
+                let new = crate::ingest::events::fresh_only(&valid, &fresh);
+                snapshot.models.observe(&snapshot.catalog, &new);
                 for (slot, new) in slots.iter().zip(fresh) {
                     if !new {
                         results[*slot].status = "duplicate";

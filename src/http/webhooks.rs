@@ -297,11 +297,26 @@ async fn apply_profile(
     ops: &[crate::domain::profile::ProfileOp],
 ) -> Result<&'static str, ApiError> {
     let key = state.hasher.key(&visitor);
-    state
+    let applied = state
         .store
         .apply(&key, ops)
         .await
         .map_err(|e| store_unavailable(&e))?;
+    // New orders teach the live models at once (pairs and trend).
+    let snapshot = state.snapshot.load();
+    for (op, fresh) in ops.iter().zip(&applied.fresh) {
+        if let (true, crate::domain::profile::ProfileOp::Order { order, lines, .. }) = (fresh, op) {
+            for (product, _, _) in lines {
+                if let Some(p) = snapshot.catalog.lookup(product) {
+                    snapshot
+                        .models
+                        .live
+                        .trend(p, crate::domain::InteractionKind::Purchase);
+                    snapshot.models.live.purchase(*order, p);
+                }
+            }
+        }
+    }
     Ok("applied")
 }
 

@@ -59,6 +59,7 @@ impl EventBuffer {
         store: &dyn ProfileStore,
         hasher: &KeyHasher,
         catalog: &crate::domain::Catalog,
+        models: Option<&crate::recommend::Models>,
     ) -> Result<(), crate::store::StoreError> {
         loop {
             let chunk: Vec<Event> = {
@@ -70,7 +71,10 @@ impl EventBuffer {
             }
             // Applying twice is harmless (events are idempotent), so the chunk leaves the
             // queue only once it is stored.
-            ingest(store, hasher, catalog, &chunk).await?;
+            let fresh = ingest(store, hasher, catalog, &chunk).await?;
+            if let Some(models) = models {
+                models.observe(catalog, &super::events::fresh_only(&chunk, &fresh));
+            }
             let mut q = self.lock();
             let n = chunk.len().min(q.len());
             q.drain(..n);
@@ -97,7 +101,12 @@ pub fn spawn_flusher(state: &crate::app::AppState) {
             }
             let catalog = snapshot.load();
             if let Err(e) = buffer
-                .drain(store.as_ref(), &hasher, &catalog.catalog)
+                .drain(
+                    store.as_ref(),
+                    &hasher,
+                    &catalog.catalog,
+                    Some(&catalog.models),
+                )
                 .await
             {
                 tracing::debug!(error = %e, pending = buffer.len(), "store still unavailable; events stay buffered");

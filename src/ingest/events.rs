@@ -289,6 +289,16 @@ pub async fn ingest(
     Ok(fresh)
 }
 
+/// The events that were new (`fresh` as [`ingest`] returns it).
+pub fn fresh_only(events: &[Event], fresh: &[bool]) -> Vec<Event> {
+    events
+        .iter()
+        .zip(fresh)
+        .filter(|(_, f)| **f)
+        .map(|(e, _)| e.clone())
+        .collect()
+}
+
 /// Folds an anonymous session's profile into a customer's (once: the fold is an op
 /// named by the session) and erases the session's own profile, so the customer's is the
 /// one trace left. True when there was a session profile to fold.

@@ -25,9 +25,23 @@ const BOUGHT_SIMILARITY: (f32, f32) = (0.6, 20.0);
 
 pub struct Neighbors {
     lists: Vec<Box<[(ProductIdx, f32)]>>,
+    /// Occurrences per product in training, and the similarity's (alpha, shrink): what a
+    /// pair seen after training is scored with.
+    occurrences: Vec<f32>,
+    similarity: (f32, f32),
 }
 
 impl Neighbors {
+    /// The similarity of b to a for `count` co-occurrences, with `extra` occurrences of
+    /// each seen since training.
+    pub fn similarity(&self, a: ProductIdx, b: ProductIdx, count: f32, extra: (f32, f32)) -> f32 {
+        let n = |p: ProductIdx, more: f32| {
+            self.occurrences.get(p as usize).copied().unwrap_or(0.0) + more
+        };
+        let (alpha, shrink) = self.similarity;
+        count / (n(a, extra.0).powf(alpha) * n(b, extra.1).powf(1.0 - alpha) + shrink)
+    }
+
     /// Neighbours of `idx`, best first.
     pub fn of(&self, idx: ProductIdx) -> &[(ProductIdx, f32)] {
         self.lists.get(idx as usize).map_or(&[], |l| l)
@@ -36,6 +50,7 @@ impl Neighbors {
     pub fn memory_bytes(&self) -> usize {
         self.lists.len() * std::mem::size_of::<Box<[(ProductIdx, f32)]>>()
             + self.lists.iter().map(|l| l.len() * 8).sum::<usize>()
+            + self.occurrences.len() * 4
     }
 
     /// `similarity.0` is the exponent alpha, `.1` the shrink term (see the module
@@ -61,7 +76,11 @@ impl Neighbors {
                 l.into_boxed_slice()
             })
             .collect();
-        Self { lists }
+        Self {
+            lists,
+            occurrences: occurrences.to_vec(),
+            similarity: (alpha, shrink),
+        }
     }
 }
 

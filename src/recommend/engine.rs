@@ -113,6 +113,8 @@ const W_BUY_AGAIN: f32 = 1.0;
 const W_SEARCH: f32 = 1.0;
 const W_CATEGORY: f32 = 0.05;
 const W_GLOBAL: f32 = 0.01;
+/// Products with the most trend since training, considered beside the trained ranking.
+const LIVE_TRENDING: usize = 50;
 const W_NEW: f32 = 0.02;
 /// History items considered, most recent first, each worth `DECAY` of the next newer;
 /// for the session-kNN match, `SESSION_DECAY`.
@@ -175,7 +177,7 @@ impl Pool {
         reason: Reason,
     ) {
         for &p in list.iter().take(take) {
-            self.add(p, models.trending.score(p) * weight, reason);
+            self.add(p, models.trend_score(p) * weight, reason);
         }
     }
 
@@ -253,7 +255,7 @@ fn buy_again(
             && policy.repeatable(catalog, catalog.product(p).category)
         {
             let frequency = bought.count as f32 / most as f32;
-            let tie = 0.001 * models.trending.score(p);
+            let tie = 0.001 * models.trend_score(p);
             pool.add(p, W_BUY_AGAIN * (frequency + tie), Reason::BuyAgain);
         }
     }
@@ -283,7 +285,7 @@ pub fn recommend(
     match query.placement {
         Placement::Product => {
             if let Some(p) = in_view {
-                pool.neighbours(models.bought.of(p), W_BOUGHT, Reason::BoughtTogether);
+                pool.neighbours(&models.bought_with(p), W_BOUGHT, Reason::BoughtTogether);
                 pool.neighbours(models.viewed.of(p), W_VIEWED, Reason::ViewedTogether);
                 context_categories.push(catalog.product(p).category);
             }
@@ -305,7 +307,7 @@ pub fn recommend(
             // Raw similarities, summed over the cart: a product that goes with several
             // lines outranks one that goes strongly with one line only.
             for &p in &anchors {
-                for &(q, s) in models.bought.of(p) {
+                for &(q, s) in models.bought_with(p).iter() {
                     pool.add(q, W_BOUGHT * s, Reason::BoughtTogether);
                 }
                 for &(q, s) in models.viewed.of(p) {
@@ -341,7 +343,7 @@ pub fn recommend(
                 for p in catalog.search(q) {
                     pool.add(
                         p,
-                        W_SEARCH * (0.5 + 0.5 * models.trending.score(p)),
+                        W_SEARCH * (0.5 + 0.5 * models.trend_score(p)),
                         Reason::MatchesSearch,
                     );
                 }
@@ -384,6 +386,10 @@ pub fn recommend(
         W_GLOBAL,
         Reason::Trending,
     );
+    // What took off since training is not in the trained ranking yet.
+    for (p, _) in models.live.trending(LIVE_TRENDING) {
+        pool.add(p, models.trend_score(p) * W_GLOBAL, Reason::Trending);
+    }
 
     // Bought before, in a category people do not buy again: never offered again.
     let bought: Vec<ProductIdx> = profile.map_or_else(Vec::new, |profile| {
@@ -420,7 +426,7 @@ pub fn recommend(
                 break;
             }
             if allowed(p) && !picked.out.iter().any(|s| s.product == p) {
-                let score = floor.min(models.trending.score(p) * W_GLOBAL);
+                let score = floor.min(models.trend_score(p) * W_GLOBAL);
                 picked.offer(catalog, p, score, Reason::Trending);
             }
         }

@@ -6,6 +6,7 @@
 
 pub mod cooccur;
 pub mod engine;
+pub mod live;
 pub mod model;
 pub mod sknn;
 pub mod trending;

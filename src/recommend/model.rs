@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::RecommendSettings;
-use crate::domain::{Catalog, Interaction};
+use crate::domain::{Catalog, Interaction, InteractionKind, ProductIdx};
 
 use super::cooccur::{self, Neighbors};
 use super::trending::Trending;
@@ -18,6 +18,8 @@ pub struct Models {
     pub bought: Neighbors,
     pub viewed: Neighbors,
     pub sessions: super::sknn::SessionIndex,
+    /// What events taught since training.
+    pub live: super::live::Live,
 }
 
 impl Models {
@@ -53,6 +55,7 @@ impl Models {
             bought,
             viewed,
             sessions,
+            live: super::live::Live::default(),
         }
     }
 
@@ -61,6 +64,59 @@ impl Models {
             + self.bought.memory_bytes()
             + self.viewed.memory_bytes()
             + self.sessions.memory_bytes()
+    }
+}
+
+impl Models {
+    /// A product's trend: trained, plus what events added since.
+    pub fn trend_score(&self, p: ProductIdx) -> f32 {
+        self.trending.score(p) + self.trending.normalise(self.live.trend_of(p))
+    }
+
+    /// Bought-together neighbours of `p`: trained, plus pairs bought since (summed).
+    pub fn bought_with(&self, p: ProductIdx) -> std::borrow::Cow<'_, [(ProductIdx, f32)]> {
+        let live = self.live.bought_with(p);
+        if live.is_empty() {
+            return std::borrow::Cow::Borrowed(self.bought.of(p));
+        }
+        let extra_p = self.live.occurrences(p);
+        let mut list = self.bought.of(p).to_vec();
+        for (q, count, extra_q) in live {
+            let s = self.bought.similarity(p, q, count, (extra_p, extra_q));
+            match list.iter_mut().find(|(x, _)| *x == q) {
+                Some(e) => e.1 += s,
+                None => list.push((q, s)),
+            }
+        }
+        list.sort_unstable_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+        std::borrow::Cow::Owned(list)
+    }
+
+    /// Teaches the live models what new events say: purchases pair up by order, and
+    /// every product event adds to the trend.
+    pub fn observe(
+        &self,
+        catalog: &crate::domain::Catalog,
+        events: &[crate::ingest::events::Event],
+    ) {
+        use crate::domain::profile::Behaviour;
+        for e in events {
+            let Some(p) = e.product_id.as_deref().and_then(|id| catalog.lookup(id)) else {
+                continue;
+            };
+            let kind = match e.behaviour {
+                Behaviour::View | Behaviour::Click => InteractionKind::View,
+                Behaviour::AddToCart => InteractionKind::AddToCart,
+                Behaviour::Purchase => InteractionKind::Purchase,
+                _ => continue,
+            };
+            self.live.trend(p, kind);
+            if kind == InteractionKind::Purchase {
+                let order = e.order_id.as_deref().unwrap_or(&e.event_id);
+                self.live
+                    .purchase(xxhash_rust::xxh3::xxh3_64(order.as_bytes()), p);
+            }
+        }
     }
 }
 

@@ -12,6 +12,8 @@ const GLOBAL_TOP: usize = 2_000;
 pub struct Trending {
     /// Normalised score per product, in `[0, 1]`.
     score: Vec<f32>,
+    /// The raw score that normalises to 1 (events' weight since training divide by it).
+    unit: f64,
     global: Vec<ProductIdx>,
     by_category: Vec<Vec<ProductIdx>>,
 }
@@ -62,6 +64,7 @@ impl Trending {
             .collect();
         Self {
             score,
+            unit: max.max(1.0),
             global,
             by_category,
         }
@@ -74,6 +77,11 @@ impl Trending {
 
     pub fn score(&self, idx: ProductIdx) -> f32 {
         self.score.get(idx as usize).copied().unwrap_or(0.0)
+    }
+
+    /// Raw event weight in normalised score units.
+    pub fn normalise(&self, raw: f32) -> f32 {
+        (f64::from(raw) / self.unit) as f32
     }
 
     /// Products by descending trend (ties by index, so the order is deterministic).

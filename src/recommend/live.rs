@@ -1,0 +1,159 @@
+//! What events teach the models between trainings: new bought-together pairs and new
+//! trend, applied as they arrive and read beside the trained models, so a new
+//! co-purchase or a sudden best-seller changes answers at once, without a retrain.
+//!
+//! Bought together: the products of each recent order (by order id; the last
+//! `MAX_ORDERS` orders are remembered) pair with every product added to that order
+//! later; pair counts are scored with the trained model's similarity (which is linear in
+//! the count), so a live pair and a trained one weigh alike. Trend: each event adds its
+//! kind's weight, in the trained model's units. Everything is bounded; a new training
+//! starts from empty.
+
+use std::collections::VecDeque;
+use std::sync::RwLock;
+
+use rustc_hash::FxHashMap;
+
+use crate::domain::{InteractionKind, ProductIdx};
+
+/// Orders remembered for pairing (a purchase of an order older than this pairs with
+/// nothing).
+const MAX_ORDERS: usize = 100_000;
+/// Products with a live pair list, and pairs per product.
+const MAX_PRODUCTS: usize = 200_000;
+const MAX_PAIRS: usize = 200;
+/// Products whose live trend is kept.
+const MAX_TRENDING: usize = 10_000;
+
+#[derive(Default)]
+struct Inner {
+    orders: FxHashMap<u64, Vec<ProductIdx>>,
+    order_queue: VecDeque<u64>,
+    /// Product -> (other product, times bought together since training).
+    pairs: FxHashMap<ProductIdx, Vec<(ProductIdx, f32)>>,
+    /// Product -> occurrences in orders since training.
+    occurrences: FxHashMap<ProductIdx, f32>,
+    /// Product -> trend weight added since training.
+    trend: FxHashMap<ProductIdx, f32>,
+}
+
+#[derive(Default)]
+pub struct Live {
+    inner: RwLock<Inner>,
+}
+
+fn bump(list: &mut Vec<(ProductIdx, f32)>, p: ProductIdx) {
+    if let Some(e) = list.iter_mut().find(|(q, _)| *q == p) {
+        e.1 += 1.0;
+    } else if list.len() < MAX_PAIRS {
+        list.push((p, 1.0));
+    }
+}
+
+impl Live {
+    /// One product bought in an order.
+    pub fn purchase(&self, order: u64, product: ProductIdx) {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *g;
+        if !inner.orders.contains_key(&order) {
+            if inner.order_queue.len() >= MAX_ORDERS
+                && let Some(old) = inner.order_queue.pop_front()
+            {
+                inner.orders.remove(&old);
+            }
+            inner.order_queue.push_back(order);
+        }
+        let others = inner.orders.entry(order).or_default();
+        if others.contains(&product) {
+            return;
+        }
+        let others_now = others.clone();
+        others.push(product);
+        *inner.occurrences.entry(product).or_default() += 1.0;
+        for q in others_now {
+            for (a, b) in [(product, q), (q, product)] {
+                if inner.pairs.len() >= MAX_PRODUCTS && !inner.pairs.contains_key(&a) {
+                    continue;
+                }
+                bump(inner.pairs.entry(a).or_default(), b);
+            }
+        }
+    }
+
+    /// Any event's contribution to the trend.
+    pub fn trend(&self, product: ProductIdx, kind: InteractionKind) {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if g.trend.len() >= MAX_TRENDING && !g.trend.contains_key(&product) {
+            return;
+        }
+        *g.trend.entry(product).or_default() += super::trending::kind_weight(kind) as f32;
+    }
+
+    /// Live co-purchase counts with `product`, and occurrences of each product.
+    pub fn bought_with(&self, product: ProductIdx) -> Vec<(ProductIdx, f32, f32)> {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        g.pairs.get(&product).map_or_else(Vec::new, |list| {
+            list.iter()
+                .map(|&(q, c)| (q, c, g.occurrences.get(&q).copied().unwrap_or(0.0)))
+                .collect()
+        })
+    }
+
+    /// Occurrences of `product` in orders since training.
+    pub fn occurrences(&self, product: ProductIdx) -> f32 {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        g.occurrences.get(&product).copied().unwrap_or(0.0)
+    }
+
+    /// Trend weight added to `product` since training.
+    pub fn trend_of(&self, product: ProductIdx) -> f32 {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        g.trend.get(&product).copied().unwrap_or(0.0)
+    }
+
+    /// The `n` products with the most trend added since training.
+    pub fn trending(&self, n: usize) -> Vec<(ProductIdx, f32)> {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<(ProductIdx, f32)> = g.trend.iter().map(|(&p, &w)| (p, w)).collect();
+        all.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
+    }
+
+    pub fn is_empty(&self) -> bool {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        g.trend.is_empty() && g.pairs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn products_of_one_order_pair_up_once_each() {
+        let live = Live::default();
+        live.purchase(1, 10);
+        live.purchase(1, 11);
+        live.purchase(1, 11); // the same line again: no new pair
+        live.purchase(2, 10);
+        live.purchase(2, 11);
+        live.purchase(3, 12);
+        let with_10 = live.bought_with(10);
+        assert_eq!(with_10.len(), 1);
+        assert_eq!((with_10[0].0, with_10[0].1), (11, 2.0));
+        assert_eq!(live.bought_with(11)[0].0, 10);
+        assert!(live.bought_with(12).is_empty());
+        assert_eq!(live.occurrences(11), 2.0);
+    }
+
+    #[test]
+    fn trend_adds_event_weights_and_ranks() {
+        let live = Live::default();
+        live.trend(5, InteractionKind::View);
+        live.trend(6, InteractionKind::Purchase);
+        live.trend(5, InteractionKind::View);
+        assert_eq!(live.trending(1)[0].0, 6);
+        assert_eq!(live.trend_of(5), 2.0);
+    }
+}
