@@ -113,8 +113,6 @@ const W_BUY_AGAIN: f32 = 1.0;
 const W_SEARCH: f32 = 1.0;
 const W_CATEGORY: f32 = 0.05;
 const W_GLOBAL: f32 = 0.01;
-/// Products with the most trend since training, considered beside the trained ranking.
-const LIVE_TRENDING: usize = 50;
 const W_NEW: f32 = 0.02;
 /// History items considered, most recent first, each worth `DECAY` of the next newer;
 /// for the session-kNN match, `SESSION_DECAY`.
@@ -387,7 +385,7 @@ pub fn recommend(
         Reason::Trending,
     );
     // What took off since training is not in the trained ranking yet.
-    for (p, _) in models.live.trending(LIVE_TRENDING) {
+    for (p, _) in models.live.trending() {
         pool.add(p, models.trend_score(p) * W_GLOBAL, Reason::Trending);
     }
 

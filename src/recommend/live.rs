@@ -35,7 +35,12 @@ struct Inner {
     occurrences: FxHashMap<ProductIdx, f32>,
     /// Product -> trend weight added since training.
     trend: FxHashMap<ProductIdx, f32>,
+    /// The `TOP` products with the most trend added, best first, kept up to date on
+    /// every event so a request only copies it.
+    top: Vec<(ProductIdx, f32)>,
 }
+
+const TOP: usize = 50;
 
 #[derive(Default)]
 pub struct Live {
@@ -86,7 +91,23 @@ impl Live {
         if g.trend.len() >= MAX_TRENDING && !g.trend.contains_key(&product) {
             return;
         }
-        *g.trend.entry(product).or_default() += super::trending::kind_weight(kind) as f32;
+        let w = {
+            let slot = g.trend.entry(product).or_default();
+            *slot += super::trending::kind_weight(kind) as f32;
+            *slot
+        };
+        let top = &mut g.top;
+        if let Some(i) = top.iter().position(|(p, _)| *p == product) {
+            top[i].1 = w;
+        } else if top.len() < TOP {
+            top.push((product, w));
+        } else if top.last().is_some_and(|l| w > l.1) {
+            top.pop();
+            top.push((product, w));
+        } else {
+            return;
+        }
+        top.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     }
 
     /// Live co-purchase counts with `product`, and occurrences of each product.
@@ -111,13 +132,10 @@ impl Live {
         g.trend.get(&product).copied().unwrap_or(0.0)
     }
 
-    /// The `n` products with the most trend added since training.
-    pub fn trending(&self, n: usize) -> Vec<(ProductIdx, f32)> {
+    /// The products (at most 50) with the most trend added since training, best first.
+    pub fn trending(&self) -> Vec<(ProductIdx, f32)> {
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<(ProductIdx, f32)> = g.trend.iter().map(|(&p, &w)| (p, w)).collect();
-        all.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        all.truncate(n);
-        all
+        g.top.clone()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -153,7 +171,16 @@ mod tests {
         live.trend(5, InteractionKind::View);
         live.trend(6, InteractionKind::Purchase);
         live.trend(5, InteractionKind::View);
-        assert_eq!(live.trending(1)[0].0, 6);
+        assert_eq!(live.trending()[0].0, 6);
+        assert_eq!(live.trending().len(), 2);
+        for p in 100..200 {
+            live.trend(p, InteractionKind::View);
+        }
+        live.trend(150, InteractionKind::Purchase);
+        let top = live.trending();
+        assert_eq!(top.len(), TOP);
+        assert_eq!(top[0].0, 150, "5 + 1");
+        assert_eq!(top[1].0, 6);
         assert_eq!(live.trend_of(5), 2.0);
     }
 }
