@@ -67,6 +67,7 @@ fn bench(c: &mut Criterion) {
             category: None,
             search: None,
             cart: &[],
+            candidates: &[],
             limit: 10,
         };
         let t = std::time::Instant::now();
@@ -99,6 +100,7 @@ fn bench(c: &mut Criterion) {
                 category: None,
                 search: None,
                 cart: &[],
+                candidates: &[],
                 limit: 10,
             };
             black_box(recommend(&models, catalog, &q, Some(&profile)))
@@ -113,6 +115,7 @@ fn bench(c: &mut Criterion) {
                 category: None,
                 search: None,
                 cart: &[],
+                candidates: &[],
                 limit: 10,
             };
             black_box(recommend(&models, catalog, &q, Some(&profile)))
@@ -127,6 +130,7 @@ fn bench(c: &mut Criterion) {
                 category: None,
                 search: None,
                 cart: &cart,
+                candidates: &[],
                 limit: 10,
             };
             black_box(recommend(&models, catalog, &q, None))

@@ -8,17 +8,7 @@ use serde_json::{Value, json};
 
 async fn answer(app: &TestApp, path: &str) -> Vec<(String, String)> {
     let body: Value = app.get(path).await.json().await.unwrap();
-    body["recommendations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["product_id"].as_str().unwrap().to_owned(),
-                i["reason"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    common::picks(&body)
 }
 
 async fn send(app: &TestApp, events: Vec<Value>) {

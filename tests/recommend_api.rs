@@ -451,3 +451,98 @@ async fn a_product_bought_is_not_recommended_again_unless_its_category_is_repeat
         }
     }
 }
+
+#[tokio::test]
+async fn candidates_are_re_ranked_for_the_visitor_and_only_they_are_answered() {
+    let app = TestApp::spawn(settings()).await;
+    let ids = common::picks;
+    // A product the visitor looked at, its closest viewed-together neighbour, and three
+    // products that have nothing to do with either.
+    let (seen, near, others) = {
+        let snap = app.state.snapshot.load();
+        let c = &snap.catalog;
+        let seen = c.lookup("p000010").unwrap();
+        let near = snap.models.viewed.of(seen)[0].0;
+        let related: Vec<u32> = snap.models.viewed.of(seen).iter().map(|x| x.0).collect();
+        let others: Vec<String> = c
+            .live()
+            .filter(|&p| p != seen && c.in_stock(p) && !related.contains(&p))
+            .filter(|&p| snap.models.viewed.of(near).iter().all(|x| x.0 != p))
+            .take(3)
+            .map(|p| c.product(p).id.to_string())
+            .collect();
+        (
+            c.product(seen).id.to_string(),
+            c.product(near).id.to_string(),
+            others,
+        )
+    };
+    let mut candidates = others.clone();
+    candidates.push(near.clone()); // the storefront ranks it last
+    let ask = |session: &str| json!({"session_id": session, "placement": "search", "candidates": candidates});
+
+    // Anonymous: the storefront's order stands.
+    let body: Value = app
+        .post_json("/v1/recommend", &ask("anon"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let got: Vec<String> = ids(&body).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(got, candidates, "no history, the storefront's order");
+
+    // After a view of `seen`, its neighbour moves up, for a reason.
+    let r = app
+        .post_json(
+            "/v1/events",
+            &json!({"event_id": "v-1", "type": "view", "session_id": "shopper", "product_id": seen}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let body: Value = app
+        .post_json("/v1/recommend", &ask("shopper"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let got = ids(&body);
+    assert_eq!(got.len(), 4, "only the candidates: {got:?}");
+    assert_eq!(got[0], (near.clone(), "based_on_your_history".to_owned()));
+    assert!(got.iter().all(|(p, _)| candidates.contains(p)));
+
+    // GET takes them comma-separated; category pages too.
+    let list = candidates.join(",");
+    let body: Value = app
+        .get(&format!(
+            "/v1/recommend?session_id=shopper&placement=category&candidates={list}"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(&body)[0].0, near);
+
+    // Bad candidate lists.
+    let too_many: Vec<String> = (0..501).map(|i| format!("p{i:06}")).collect();
+    for (body, why) in [
+        (
+            json!({"session_id": "s", "placement": "search", "candidates": too_many}),
+            "over 500",
+        ),
+        (
+            json!({"session_id": "s", "placement": "search", "candidates": ["a b"]}),
+            "a bad id",
+        ),
+        (
+            json!({"session_id": "s", "placement": "home", "candidates": ["p000001"]}),
+            "not search or category",
+        ),
+    ] {
+        let r = app.post_json("/v1/recommend", &body).await;
+        assert_eq!(
+            error_code(r).await,
+            (422, "invalid_candidates".into()),
+            "{why}"
+        );
+    }
+}

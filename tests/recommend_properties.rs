@@ -84,6 +84,7 @@ proptest! {
         cap in 0usize..5,
         repeatable_kitchen in any::<bool>(),
         limit in 1usize..40,
+        candidates in prop::collection::vec(0usize..600, 0..30),
     ) {
         let shop = shop();
         let catalog = &shop.catalog;
@@ -101,6 +102,8 @@ proptest! {
         let in_view_id = id(in_view);
         let cart_lines: Vec<CartItem> = cart.iter().map(|&i| CartItem { product_id: id(i), quantity: 1 }).collect();
         let visitor = profile(catalog, &viewed, &bought);
+        let rerank = matches!(placement, Placement::Search | Placement::Category);
+        let candidate_ids: Vec<String> = if rerank { candidates.iter().map(|&i| id(i)).collect() } else { Vec::new() };
         let category = catalog.categories()[usize::from(catalog.product(in_view as ProductIdx).category)].handle.to_string();
         let query = Query {
             policy: &policy,
@@ -109,6 +112,7 @@ proptest! {
             category: Some(&category),
             search: Some("set"),
             cart: &cart_lines,
+            candidates: &candidate_ids,
             limit,
         };
         let answer = recommend(&shop.models, catalog, &query, Some(&visitor));
@@ -119,6 +123,7 @@ proptest! {
             let p = s.product as usize;
             prop_assert!(!out_of_stock.contains(&p), "out of stock: {}", p);
             prop_assert!(p != in_view, "the product in view");
+            prop_assert!(candidate_ids.is_empty() || candidates.contains(&p), "not a candidate: {}", p);
             prop_assert!(!cart.contains(&p), "in the cart: {}", p);
             let c = catalog.product(s.product).category;
             let repeatable = policy.repeatable(catalog, c);

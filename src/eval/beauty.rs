@@ -130,6 +130,7 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
             category: None,
             search: None,
             cart: &[],
+            candidates: &[],
             limit: 20 + seen.len().min(80),
         };
         // The protocol ranks only items the customer has not had.

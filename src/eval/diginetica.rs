@@ -141,6 +141,7 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
                 category: None,
                 search: None,
                 cart: &[],
+                candidates: &[],
                 limit: 20,
             };
             let answer: Vec<ProductIdx> = recommend(&models, &catalog, &query, profile.as_deref())

@@ -148,6 +148,7 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
             category: None,
             search: None,
             cart: &[],
+            candidates: &[],
             limit: 10,
         };
         let answer: Vec<ProductIdx> = recommend(&models, &catalog, &home, profile.as_deref())
@@ -202,6 +203,7 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
                 category: None,
                 search: None,
                 cart: &cart,
+                candidates: &[],
                 limit: 20,
             };
             let answer: Vec<ProductIdx> = recommend(&models, &catalog, &query, None)

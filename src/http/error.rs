@@ -26,6 +26,7 @@ pub enum ErrorCode {
     MissingQuery,
     InvalidLimit,
     InvalidCart,
+    InvalidCandidates,
     InvalidContext,
     BatchTooLarge,
     InvalidProduct,
@@ -68,6 +69,7 @@ impl ErrorCode {
             | ErrorCode::MissingQuery
             | ErrorCode::InvalidLimit
             | ErrorCode::InvalidCart
+            | ErrorCode::InvalidCandidates
             | ErrorCode::InvalidContext
             | ErrorCode::BatchTooLarge
             | ErrorCode::InvalidProduct => StatusCode::UNPROCESSABLE_ENTITY,
@@ -96,6 +98,7 @@ impl ErrorCode {
             ErrorCode::MissingQuery => "missing_query",
             ErrorCode::InvalidLimit => "invalid_limit",
             ErrorCode::InvalidCart => "invalid_cart",
+            ErrorCode::InvalidCandidates => "invalid_candidates",
             ErrorCode::InvalidContext => "invalid_context",
             ErrorCode::BatchTooLarge => "batch_too_large",
             ErrorCode::InvalidProduct => "invalid_product",
@@ -185,7 +188,7 @@ pub async fn method_not_allowed() -> ApiError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 30] = [
+    const ALL: [ErrorCode; 31] = [
         ErrorCode::MalformedPayload,
         ErrorCode::InvalidSignature,
         ErrorCode::InvalidProduct,
@@ -207,6 +210,7 @@ mod tests {
         ErrorCode::MissingQuery,
         ErrorCode::InvalidLimit,
         ErrorCode::InvalidCart,
+        ErrorCode::InvalidCandidates,
         ErrorCode::InvalidContext,
         ErrorCode::MissingApiKey,
         ErrorCode::InvalidApiKey,

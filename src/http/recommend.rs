@@ -27,6 +27,8 @@ use crate::recommend::{self, CartItem, Reason};
 pub const MAX_LIMIT: i64 = 100;
 pub const MAX_CART_LINES: usize = 200;
 pub const MAX_QUERY_CHARS: usize = 256;
+/// Products a storefront may send to be re-ranked (search results, a category page).
+pub const MAX_CANDIDATES: usize = 500;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/recommend", get(recommend_get).post(recommend_post))
@@ -43,6 +45,8 @@ pub struct RawRequest {
     pub category: Option<String>,
     pub query: Option<String>,
     pub cart: Option<Vec<RawCartLine>>,
+    /// Product ids to re-rank for this visitor (search and category placements).
+    pub candidates: Option<Vec<String>>,
     pub limit: Option<i64>,
     pub context: Option<RawContext>,
 }
@@ -75,6 +79,8 @@ pub struct GetParams {
     category: Option<String>,
     query: Option<String>,
     cart: Option<String>,
+    /// Comma-separated product ids.
+    candidates: Option<String>,
     limit: Option<i64>,
     country: Option<String>,
     currency: Option<String>,
@@ -122,6 +128,10 @@ impl GetParams {
             category: self.category,
             query: self.query,
             cart,
+            candidates: self
+                .candidates
+                .filter(|c| !c.is_empty())
+                .map(|c| c.split(',').map(|id| id.trim().to_owned()).collect()),
             limit: self.limit,
             context: Some(context),
         })
@@ -140,6 +150,8 @@ pub struct RecommendRequest {
     pub category: Option<String>,
     pub query: Option<String>,
     pub cart: Vec<CartItem>,
+    /// Products to re-rank, in the storefront's order (empty: none sent).
+    pub candidates: Vec<String>,
     pub limit: usize,
     pub context: Context,
 }
@@ -202,13 +214,38 @@ impl RawRequest {
                 )
             })?,
         };
+        let candidates = self.candidates.unwrap_or_default();
+        if candidates.len() > MAX_CANDIDATES {
+            return Err(ApiError::new(
+                ErrorCode::InvalidCandidates,
+                "at most 500 candidates",
+            ));
+        }
+        for c in &candidates {
+            check_id(c).map_err(|e| {
+                ApiError::new(ErrorCode::InvalidCandidates, format!("candidate {e}"))
+            })?;
+        }
+        if !candidates.is_empty() && !matches!(placement, Placement::Search | Placement::Category) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidCandidates,
+                "candidates are re-ranked on the search and category placements only",
+            ));
+        }
+        // A re-ranked list may be as long as the candidates sent.
+        let max_limit = if candidates.is_empty() {
+            MAX_LIMIT
+        } else {
+            MAX_CANDIDATES as i64
+        };
         let limit = match self.limit {
-            None => default_limit as usize,
-            Some(l) if (1..=MAX_LIMIT).contains(&l) => l as usize,
+            None if candidates.is_empty() => default_limit as usize,
+            None => candidates.len(),
+            Some(l) if (1..=max_limit).contains(&l) => l as usize,
             Some(_) => {
                 return Err(ApiError::new(
                     ErrorCode::InvalidLimit,
-                    "limit must be between 1 and 100",
+                    format!("limit must be between 1 and {max_limit}"),
                 ));
             }
         };
@@ -240,13 +277,13 @@ impl RawRequest {
                     "placement product needs product_id",
                 ));
             }
-            Placement::Category if self.category.is_none() => {
+            Placement::Category if self.category.is_none() && candidates.is_empty() => {
                 return Err(ApiError::new(
                     ErrorCode::MissingCategory,
                     "placement category needs category",
                 ));
             }
-            Placement::Search if query.is_none() => {
+            Placement::Search if query.is_none() && candidates.is_empty() => {
                 return Err(ApiError::new(
                     ErrorCode::MissingQuery,
                     "placement search needs a non-empty query",
@@ -314,6 +351,7 @@ impl RawRequest {
             category: self.category,
             query,
             cart,
+            candidates,
             limit,
             context,
         })
@@ -414,6 +452,7 @@ pub async fn answer(
         category: request.category.as_deref(),
         search: request.query.as_deref(),
         cart: &request.cart,
+        candidates: &request.candidates,
         limit: request.limit,
     };
     let scored = recommend::recommend(

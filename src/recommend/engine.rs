@@ -95,6 +95,9 @@ pub struct Query<'a> {
     pub category: Option<&'a str>,
     pub search: Option<&'a str>,
     pub cart: &'a [CartItem],
+    /// Products the storefront sent to be re-ranked (search results, a category
+    /// page); when present, the answer holds only these.
+    pub candidates: &'a [String],
     pub limit: usize,
 }
 
@@ -259,6 +262,73 @@ fn buy_again(
     }
 }
 
+/// The storefront's order of re-ranked candidates is worth up to this (first place).
+const W_ORDER: f32 = 0.5;
+/// A candidate's trend, when re-ranking.
+const W_CANDIDATE_TREND: f32 = 0.05;
+
+/// Re-ranks the storefront's candidates for this visitor: the storefront's own order
+/// (its relevance) plus what the visitor's history says of each candidate (the same
+/// history sources as elsewhere) and a little trend. Only candidates are answered, and
+/// the filters hold as everywhere.
+fn rerank(
+    models: &Models,
+    catalog: &Catalog,
+    query: &Query<'_>,
+    profile: Option<&Profile>,
+    allowed: &dyn Fn(ProductIdx) -> bool,
+) -> Vec<Scored> {
+    let mut candidates: Vec<ProductIdx> = Vec::with_capacity(query.candidates.len());
+    for id in query.candidates {
+        if let Some(p) = catalog.lookup(id)
+            && !candidates.contains(&p)
+        {
+            candidates.push(p);
+        }
+    }
+    let mut personal: rustc_hash::FxHashMap<ProductIdx, (f32, Reason)> = Default::default();
+    if let Some(profile) = profile {
+        let mut pool = Pool {
+            items: Vec::with_capacity(1024),
+        };
+        history(&mut pool, models, catalog, profile);
+        buy_again(&mut pool, models, catalog, profile, query.policy);
+        for c in pool.rank() {
+            personal.insert(c.product, (c.score, c.reason));
+        }
+    }
+    let fallback = if query.placement == Placement::Search {
+        Reason::MatchesSearch
+    } else {
+        Reason::TrendingInCategory
+    };
+    let n = candidates.len().max(1) as f32;
+    let mut scored: Vec<Scored> = candidates
+        .iter()
+        .enumerate()
+        .filter(|&(_, &p)| allowed(p))
+        .map(|(i, &p)| {
+            let (mine, reason) = personal.get(&p).copied().unwrap_or((0.0, fallback));
+            Scored {
+                product: p,
+                score: W_ORDER * (1.0 - i as f32 / n)
+                    + mine
+                    + W_CANDIDATE_TREND * models.trend_score(p),
+                reason,
+            }
+        })
+        .collect();
+    scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
+    let mut picked = Picked::new(query.policy.max_per_category.of(query.placement));
+    for s in scored {
+        if picked.out.len() >= query.limit {
+            break;
+        }
+        picked.offer(catalog, s.product, s.score, s.reason);
+    }
+    picked.out
+}
+
 /// Recommends up to `query.limit` products. `profile` is `None` for anonymous visitors
 /// and for the non-personalized fallback.
 pub fn recommend(
@@ -273,6 +343,25 @@ pub fn recommend(
         .iter()
         .filter_map(|l| catalog.lookup(&l.product_id))
         .collect();
+    // Bought before, in a category people do not buy again: never offered again.
+    let bought: Vec<ProductIdx> = profile.map_or_else(Vec::new, |profile| {
+        profile
+            .purchased
+            .iter()
+            .filter_map(|b| catalog.lookup(&b.product_id))
+            .filter(|&p| {
+                !query
+                    .policy
+                    .repeatable(catalog, catalog.product(p).category)
+            })
+            .collect()
+    });
+    let allowed = |p: ProductIdx| {
+        catalog.in_stock(p) && Some(p) != in_view && !cart.contains(&p) && !bought.contains(&p)
+    };
+    if !query.candidates.is_empty() {
+        return rerank(models, catalog, query, profile, &allowed);
+    }
     // Enough trending candidates to fill the list even after filters remove some.
     let fill = query.limit * 2 + cart.len() + 4;
     let mut pool = Pool {
@@ -389,22 +478,6 @@ pub fn recommend(
         pool.add(p, models.trend_score(p) * W_GLOBAL, Reason::Trending);
     }
 
-    // Bought before, in a category people do not buy again: never offered again.
-    let bought: Vec<ProductIdx> = profile.map_or_else(Vec::new, |profile| {
-        profile
-            .purchased
-            .iter()
-            .filter_map(|b| catalog.lookup(&b.product_id))
-            .filter(|&p| {
-                !query
-                    .policy
-                    .repeatable(catalog, catalog.product(p).category)
-            })
-            .collect()
-    });
-    let allowed = |p: ProductIdx| {
-        catalog.in_stock(p) && Some(p) != in_view && !cart.contains(&p) && !bought.contains(&p)
-    };
     let mut picked = Picked::new(query.policy.max_per_category.of(query.placement));
     for c in pool.rank() {
         if picked.out.len() >= query.limit {

@@ -159,6 +159,21 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// `(product_id, reason)` of each recommendation in an answer, in order.
+pub fn picks(answer: &serde_json::Value) -> Vec<(String, String)> {
+    answer["recommendations"]
+        .as_array()
+        .expect("recommendations")
+        .iter()
+        .map(|i| {
+            (
+                i["product_id"].as_str().expect("product_id").to_owned(),
+                i["reason"].as_str().expect("reason").to_owned(),
+            )
+        })
+        .collect()
+}
+
 /// The product ids in a profile export's `purchased`.
 pub fn purchased_ids(profile: &serde_json::Value) -> Vec<&str> {
     profile["purchased"]
