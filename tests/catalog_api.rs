@@ -355,3 +355,49 @@ async fn a_catalog_change_the_store_cannot_take_is_503_and_not_applied() {
         .unwrap();
     assert_ne!(p["inventory"], 0, "stock unchanged");
 }
+
+#[tokio::test]
+async fn a_new_product_gets_neighbours_by_category_and_tags_and_is_shown_beside_its_kind() {
+    let app = TestApp::spawn(settings()).await;
+    let (category, tags) = {
+        let snap = app.state.snapshot.load();
+        let c = &snap.catalog;
+        let p = c.product(c.lookup("p000005").unwrap());
+        (
+            c.categories()[usize::from(p.category)].handle.to_string(),
+            p.tags.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        )
+    };
+    let new = |id: &str| {
+        json!({"id": id, "title": format!("Brand New {id}"), "category": category, "tags": tags,
+               "price": {"amount": 1999, "currency": "GBP"}, "inventory": 5})
+    };
+    assert_eq!(
+        put(&app, json!([new("cold-1"), new("cold-2")]))
+            .await
+            .status(),
+        200
+    );
+    let body: Value = app
+        .get("/v1/recommend?session_id=s&placement=product&product_id=cold-1&limit=10")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let picks = common::picks(&body);
+    assert!(!picks.is_empty());
+    // p000005 and the other new product share every tag; p000005 has a trend.
+    let first_two: Vec<&(String, String)> = picks.iter().take(2).collect();
+    for id in ["p000005", "cold-2"] {
+        assert!(
+            first_two.contains(&&(id.to_owned(), "similar_item".to_owned())),
+            "{id} shares every tag: {picks:?}"
+        );
+    }
+    let snap = app.state.snapshot.load();
+    let cat = snap.catalog.category(&category).unwrap();
+    for (id, reason) in picks.iter().filter(|(_, r)| r == "similar_item") {
+        let p = snap.catalog.lookup(id).unwrap();
+        assert_eq!(snap.catalog.product(p).category, cat, "{id} ({reason})");
+    }
+}

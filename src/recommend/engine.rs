@@ -22,6 +22,7 @@ pub enum Reason {
     BasedOnYourHistory,
     RecentlyViewed,
     BuyAgain,
+    SimilarItem,
     MatchesSearch,
     TrendingInCategory,
     NewArrival,
@@ -36,6 +37,7 @@ impl Reason {
             Reason::BasedOnYourHistory => "based_on_your_history",
             Reason::RecentlyViewed => "recently_viewed",
             Reason::BuyAgain => "buy_again",
+            Reason::SimilarItem => "similar_item",
             Reason::MatchesSearch => "matches_search",
             Reason::TrendingInCategory => "trending_in_category",
             Reason::NewArrival => "new_arrival",
@@ -111,6 +113,9 @@ const W_HISTORY: f32 = 0.5;
 const W_RECENTLY_VIEWED: f32 = 0.4;
 /// Votes of past sessions like this one (session-kNN).
 const W_SESSIONS: f32 = 0.03;
+/// Neighbours by category and tags, for products without co-occurrence yet.
+const W_CONTENT: f32 = 0.3;
+const CONTENT_NEIGHBOURS: usize = 50;
 /// The customer's own purchases, by how often they bought each.
 const W_BUY_AGAIN: f32 = 1.0;
 const W_SEARCH: f32 = 1.0;
@@ -237,6 +242,28 @@ fn history(pool: &mut Pool, models: &Models, catalog: &Catalog, profile: &Profil
     for (p, v) in votes {
         pool.add(p, W_SESSIONS * v, Reason::BasedOnYourHistory);
     }
+}
+
+/// Products of `p`'s category, by the share of tags they have in common with it
+/// (Jaccard), then by trend: neighbours for a product no one has bought or viewed with
+/// anything yet. New products are found this way too, so they get shown.
+fn content_neighbours(pool: &mut Pool, models: &Models, catalog: &Catalog, p: ProductIdx) {
+    let product = catalog.product(p);
+    let mut scored: Vec<(ProductIdx, f32)> = catalog
+        .category_members(product.category)
+        .iter()
+        .filter(|&&q| q != p)
+        .map(|&q| {
+            let tags = &catalog.product(q).tags;
+            let shared = tags.iter().filter(|t| product.tags.contains(t)).count() as f32;
+            let union = (tags.len() + product.tags.len()) as f32 - shared;
+            let jaccard = if union > 0.0 { shared / union } else { 0.0 };
+            (q, jaccard + 0.1 * models.trend_score(q).min(1.0))
+        })
+        .collect();
+    scored.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    scored.truncate(CONTENT_NEIGHBOURS);
+    pool.neighbours(&scored, W_CONTENT, Reason::SimilarItem);
 }
 
 /// The customer's purchases in repeatable categories, most often bought first (ties go
@@ -372,8 +399,14 @@ pub fn recommend(
     match query.placement {
         Placement::Product => {
             if let Some(p) = in_view {
-                pool.neighbours(&models.bought_with(p), W_BOUGHT, Reason::BoughtTogether);
+                let bought = models.bought_with(p);
+                pool.neighbours(&bought, W_BOUGHT, Reason::BoughtTogether);
                 pool.neighbours(models.viewed.of(p), W_VIEWED, Reason::ViewedTogether);
+                // A product too new to have been bought or viewed with anything yet:
+                // its neighbours by category and tags.
+                if bought.len() + models.viewed.of(p).len() < query.limit {
+                    content_neighbours(&mut pool, models, catalog, p);
+                }
                 context_categories.push(catalog.product(p).category);
             }
         }
