@@ -147,6 +147,25 @@ async fn catalog_conformance(store: Arc<dyn CatalogStore>) {
     assert_eq!(find("p3").unwrap().1, -4, "stock apart from the record");
     assert_eq!(find("p2499").unwrap(), (record("p2499", "Teapot"), 2_499));
 
+    // Trained models: none, then one, then its successor (larger than one chunk).
+    assert_eq!(store.models_version().await.unwrap(), None);
+    assert!(store.load_models().await.unwrap().is_none());
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    store.save_models("m-1", &big).await.unwrap();
+    assert_eq!(
+        store.models_version().await.unwrap().as_deref(),
+        Some("m-1")
+    );
+    assert_eq!(
+        store.load_models().await.unwrap(),
+        Some(("m-1".to_owned(), big))
+    );
+    store.save_models("m-2", b"small").await.unwrap();
+    assert_eq!(
+        store.load_models().await.unwrap(),
+        Some(("m-2".to_owned(), b"small".to_vec()))
+    );
+
     // Platform inventory: items of a product, levels per location, totals over both.
     assert_eq!(
         store.set_inventory_level("i9", "loc1", 5).await.unwrap(),

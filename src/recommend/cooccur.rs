@@ -42,6 +42,24 @@ impl Neighbors {
         count / (n(a, extra.0).powf(alpha) * n(b, extra.1).powf(1.0 - alpha) + shrink)
     }
 
+    /// The parts of the model, to store it.
+    pub fn parts(&self) -> (&[Box<[(ProductIdx, f32)]>], &[f32], (f32, f32)) {
+        (&self.lists, &self.occurrences, self.similarity)
+    }
+
+    /// A model from its stored parts.
+    pub fn from_parts(
+        lists: Vec<Box<[(ProductIdx, f32)]>>,
+        occurrences: Vec<f32>,
+        similarity: (f32, f32),
+    ) -> Self {
+        Self {
+            lists,
+            occurrences,
+            similarity,
+        }
+    }
+
     /// Neighbours of `idx`, best first.
     pub fn of(&self, idx: ProductIdx) -> &[(ProductIdx, f32)] {
         self.lists.get(idx as usize).map_or(&[], |l| l)

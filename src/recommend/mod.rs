@@ -8,6 +8,7 @@ pub mod cooccur;
 pub mod engine;
 pub mod live;
 pub mod model;
+pub mod portable;
 pub mod sknn;
 pub mod trending;
 

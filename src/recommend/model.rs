@@ -9,7 +9,7 @@ use super::cooccur::{self, Neighbors};
 use super::trending::Trending;
 
 /// Past sessions indexed per product for session-kNN (the most recent ones).
-const SESSIONS_PER_ITEM: usize = 1_000;
+pub const SESSIONS_PER_ITEM: usize = 1_000;
 
 pub struct Models {
     /// Names the training run; every answer reports it.

@@ -33,10 +33,18 @@ impl SessionIndex {
             *t = (*t).max(i.ts);
         }
         order.sort_by_key(|s| (last_ts[s], *s));
-        let mut sessions = Vec::with_capacity(order.len());
+        let sessions = order
+            .into_iter()
+            .map(|s| grouped.remove(&s).unwrap_or_default())
+            .collect();
+        Self::from_sessions(n_products, sessions, per_item)
+    }
+
+    /// Builds the index from past sessions' distinct items, oldest session first.
+    pub fn from_sessions(n_products: usize, all: Vec<Vec<ProductIdx>>, per_item: usize) -> Self {
+        let mut sessions = Vec::with_capacity(all.len());
         let mut by_item: Vec<Vec<u32>> = vec![Vec::new(); n_products];
-        for s in order {
-            let items = grouped.remove(&s).unwrap_or_default();
+        for items in all {
             if items.len() < 2 {
                 continue;
             }
@@ -93,6 +101,11 @@ impl SessionIndex {
                 out.push((p, v));
             }
         }
+    }
+
+    /// The past sessions, oldest first.
+    pub fn sessions(&self) -> &[Box<[ProductIdx]>] {
+        &self.sessions
     }
 
     pub fn memory_bytes(&self) -> usize {

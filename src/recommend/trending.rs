@@ -45,6 +45,12 @@ impl Trending {
             .iter()
             .map(|&s| if max > 0.0 { (s / max) as f32 } else { 0.0 })
             .collect();
+        Self::from_scores(catalog, score, max.max(1.0))
+    }
+
+    /// Rebuilds the rankings from per-product scores (index = the catalog's product
+    /// index) and the raw score that normalises to 1.
+    pub fn from_scores(catalog: &Catalog, score: Vec<f32>, unit: f64) -> Self {
         let rank = |list: &mut Vec<ProductIdx>| {
             list.sort_unstable_by(|&a, &b| {
                 score[b as usize]
@@ -64,7 +70,7 @@ impl Trending {
             .collect();
         Self {
             score,
-            unit: max.max(1.0),
+            unit,
             global,
             by_category,
         }
@@ -77,6 +83,11 @@ impl Trending {
 
     pub fn score(&self, idx: ProductIdx) -> f32 {
         self.score.get(idx as usize).copied().unwrap_or(0.0)
+    }
+
+    /// The raw score that normalises to 1.
+    pub fn unit(&self) -> f64 {
+        self.unit
     }
 
     /// Raw event weight in normalised score units.

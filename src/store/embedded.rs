@@ -25,6 +25,8 @@ const PRODUCTS: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog_pro
 const STOCK: TableDefinition<&str, i64> = TableDefinition::new("catalog_stock");
 /// `catalog_version` -> the catalog's version.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// `version` -> the models' version, `blob` -> the encoded models.
+const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
 /// Inventory item -> product.
 const INV_ITEMS: TableDefinition<&str, &str> = TableDefinition::new("inventory_items");
 /// `product \x1f item \x1f location` -> available.
@@ -75,6 +77,7 @@ impl EmbeddedStore {
         txn.open_table(META).map_err(unavailable)?;
         txn.open_table(INV_ITEMS).map_err(unavailable)?;
         txn.open_table(INV_LEVELS).map_err(unavailable)?;
+        txn.open_table(MODELS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -200,6 +203,48 @@ impl CatalogStore for EmbeddedStore {
             };
             txn.commit().map_err(unavailable)?;
             Ok(version)
+        })
+        .await
+    }
+
+    async fn models_version(&self) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(MODELS).map_err(unavailable)?;
+        let v = table.get("version").map_err(unavailable)?;
+        Ok(v.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
+    async fn load_models(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(MODELS).map_err(unavailable)?;
+            let version = table.get("version").map_err(unavailable)?;
+            let blob = table.get("blob").map_err(unavailable)?;
+            Ok(match (version, blob) {
+                (Some(v), Some(b)) => Some((
+                    String::from_utf8_lossy(v.value()).into_owned(),
+                    b.value().to_vec(),
+                )),
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    async fn save_models(&self, version: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let (version, bytes) = (version.to_owned(), bytes.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(MODELS).map_err(unavailable)?;
+                table
+                    .insert("blob", bytes.as_slice())
+                    .map_err(unavailable)?;
+                table
+                    .insert("version", version.as_bytes())
+                    .map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)
         })
         .await
     }

@@ -33,6 +33,7 @@ struct StoredCatalog {
     items: FxHashMap<String, String>,
     /// (product, item, location) -> available.
     levels: std::collections::BTreeMap<(String, String, String), i64>,
+    models: Option<(String, Vec<u8>)>,
 }
 
 pub struct MemoryStore {
@@ -106,6 +107,26 @@ impl CatalogStore for MemoryStore {
         }
         c.version += 1;
         Ok(c.version)
+    }
+
+    async fn models_version(&self) -> Result<Option<String>, StoreError> {
+        let c = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        Ok(c.models.as_ref().map(|(v, _)| v.clone()))
+    }
+
+    async fn load_models(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .models
+            .clone())
+    }
+
+    async fn save_models(&self, version: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let mut c = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        c.models = Some((version.to_owned(), bytes.to_vec()));
+        Ok(())
     }
 
     async fn link_inventory(

@@ -133,6 +133,15 @@ pub trait CatalogStore: Send + Sync + 'static {
         items: &[(String, i64)],
     ) -> Result<(), StoreError>;
 
+    /// The version of the trained models in the store, if any.
+    async fn models_version(&self) -> Result<Option<String>, StoreError>;
+
+    /// The stored models: their version and encoded bytes.
+    async fn load_models(&self) -> Result<Option<(String, Vec<u8>)>, StoreError>;
+
+    /// Stores newly trained models; replicas following the version load them.
+    async fn save_models(&self, version: &str, bytes: &[u8]) -> Result<(), StoreError>;
+
     /// Sets one item's available level at one location; returns the product and its
     /// stock over all its items and locations, or `None` for an item no product named.
     async fn set_inventory_level(

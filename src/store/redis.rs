@@ -128,6 +128,13 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    fn models_key(&self, part: &str) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"models:");
+        k.extend_from_slice(part.as_bytes());
+        k
+    }
+
     fn inventory_key(&self, part: &str) -> Vec<u8> {
         let mut k = self.prefix.clone();
         k.extend_from_slice(b"inv:");
@@ -240,6 +247,92 @@ impl CatalogStore for RedisStore {
             .await
             .map_err(|e| unavailable(&e))?;
         Ok(version)
+    }
+
+    async fn models_version(&self) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let pointer: Option<String> = redis::cmd("GET")
+            .arg(self.models_key("current"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(pointer.and_then(|p| p.rsplit_once('/').map(|(v, _)| v.to_owned())))
+    }
+
+    async fn load_models(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let pointer: Option<String> = redis::cmd("GET")
+            .arg(self.models_key("current"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let Some((version, chunks)) = pointer
+            .as_deref()
+            .and_then(|p| p.rsplit_once('/'))
+            .and_then(|(v, n)| Some((v.to_owned(), n.parse::<usize>().ok()?)))
+        else {
+            return Ok(None);
+        };
+        // Chunk by chunk: no single reply outlasts the timeout.
+        let mut bytes = Vec::new();
+        for i in 0..chunks {
+            let chunk: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(self.models_key(&format!("{version}:{i}")))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            let Some(chunk) = chunk else {
+                // Replaced while reading: the next look finds the new version.
+                return Err(StoreError::Unavailable(
+                    "models replaced while loading".into(),
+                ));
+            };
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Some((version, bytes)))
+    }
+
+    async fn save_models(&self, version: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        const CHUNK: usize = 1 << 20;
+        let mut conn = self.conn.clone();
+        let previous: Option<String> = redis::cmd("GET")
+            .arg(self.models_key("current"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let _: () = redis::cmd("SET")
+                .arg(self.models_key(&format!("{version}:{i}")))
+                .arg(*chunk)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+        }
+        let _: () = redis::cmd("SET")
+            .arg(self.models_key("current"))
+            .arg(format!("{version}/{}", chunks.len()))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if let Some((old, n)) = previous
+            .as_deref()
+            .and_then(|p| p.rsplit_once('/'))
+            .and_then(|(v, n)| Some((v.to_owned(), n.parse::<usize>().ok()?)))
+            .filter(|(v, _)| v != version)
+        {
+            let keys: Vec<Vec<u8>> = (0..n)
+                .map(|i| self.models_key(&format!("{old}:{i}")))
+                .collect();
+            if !keys.is_empty() {
+                let _: i64 = redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+            }
+        }
+        Ok(())
     }
 
     async fn link_inventory(

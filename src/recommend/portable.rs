@@ -1,0 +1,177 @@
+//! Models in a form that outlives one process: products named by id rather than by
+//! catalog index, encoded with rmp-serde. `vitrine train` writes this to the store;
+//! every replica reads it and maps the ids onto its own catalog (products it does not
+//! have are left out), so the same trained models serve everywhere.
+
+use serde::{Deserialize, Serialize};
+
+use super::cooccur::Neighbors;
+use super::model::{Models, SESSIONS_PER_ITEM};
+use super::sknn::SessionIndex;
+use super::trending::Trending;
+use crate::domain::{Catalog, ProductIdx};
+
+/// One format byte, then MessagePack.
+const FORMAT: u8 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct PortableNeighbors {
+    lists: Vec<Vec<(u32, f32)>>,
+    occurrences: Vec<f32>,
+    similarity: (f32, f32),
+}
+
+#[derive(Serialize, Deserialize)]
+struct PortableModels {
+    version: String,
+    /// Product ids; every other index in here points into this list.
+    ids: Vec<String>,
+    trend: Vec<f32>,
+    trend_unit: f64,
+    bought: PortableNeighbors,
+    viewed: PortableNeighbors,
+    sessions: Vec<Vec<u32>>,
+}
+
+fn export(n: &Neighbors) -> PortableNeighbors {
+    let (lists, occurrences, similarity) = n.parts();
+    PortableNeighbors {
+        lists: lists.iter().map(|l| l.to_vec()).collect(),
+        occurrences: occurrences.to_vec(),
+        similarity,
+    }
+}
+
+/// Encodes models trained on `catalog`.
+pub fn encode(models: &Models, catalog: &Catalog) -> Result<Vec<u8>, String> {
+    let n = catalog.len();
+    let portable = PortableModels {
+        version: models.version.clone(),
+        ids: catalog
+            .products()
+            .iter()
+            .map(|p| p.id.to_string())
+            .collect(),
+        trend: (0..n as ProductIdx)
+            .map(|p| models.trending.score(p))
+            .collect(),
+        trend_unit: models.trending.unit(),
+        bought: export(&models.bought),
+        viewed: export(&models.viewed),
+        sessions: models
+            .sessions
+            .sessions()
+            .iter()
+            .map(|s| s.to_vec())
+            .collect(),
+    };
+    let mut out = vec![FORMAT];
+    rmp_serde::encode::write(&mut out, &portable).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Decodes stored models onto `catalog`.
+pub fn decode(bytes: &[u8], catalog: &Catalog) -> Result<Models, String> {
+    let rest = match bytes.split_first() {
+        Some((&FORMAT, rest)) => rest,
+        Some((other, _)) => return Err(format!("unknown model format {other}")),
+        None => return Err("empty model".into()),
+    };
+    let p: PortableModels = rmp_serde::from_slice(rest).map_err(|e| e.to_string())?;
+    // Stored index -> this catalog's index (None: not in this catalog).
+    let map: Vec<Option<ProductIdx>> = p.ids.iter().map(|id| catalog.lookup(id)).collect();
+    let local = |i: u32| map.get(i as usize).copied().flatten();
+    let n = catalog.len();
+
+    let mut trend = vec![0f32; n];
+    for (i, s) in p.trend.iter().enumerate() {
+        if let Some(l) = local(i as u32) {
+            trend[l as usize] = *s;
+        }
+    }
+    let neighbors = |pn: &PortableNeighbors| {
+        let mut lists: Vec<Box<[(ProductIdx, f32)]>> = vec![Box::new([]); n];
+        let mut occurrences = vec![0f32; n];
+        for (i, list) in pn.lists.iter().enumerate() {
+            if let Some(l) = local(i as u32) {
+                lists[l as usize] = list
+                    .iter()
+                    .filter_map(|&(q, s)| Some((local(q)?, s)))
+                    .collect();
+            }
+        }
+        for (i, o) in pn.occurrences.iter().enumerate() {
+            if let Some(l) = local(i as u32) {
+                occurrences[l as usize] = *o;
+            }
+        }
+        Neighbors::from_parts(lists, occurrences, pn.similarity)
+    };
+    let sessions = p
+        .sessions
+        .iter()
+        .map(|s| s.iter().filter_map(|&i| local(i)).collect())
+        .collect();
+    Ok(Models {
+        version: p.version,
+        trending: Trending::from_scores(catalog, trend, p.trend_unit),
+        bought: neighbors(&p.bought),
+        viewed: neighbors(&p.viewed),
+        sessions: SessionIndex::from_sessions(n, sessions, SESSIONS_PER_ITEM),
+        live: super::live::Live::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DemoSettings, RecommendSettings};
+    use crate::domain::Placement;
+    use crate::recommend::engine::{Policy, Query, recommend};
+
+    #[test]
+    fn models_survive_the_round_trip_and_answer_alike() {
+        let shop = crate::ingest::demo::generate(
+            &DemoSettings {
+                products: 300,
+                customers: 20,
+                events: 5_000,
+                ..DemoSettings::default()
+            },
+            1_700_000_000,
+        )
+        .unwrap();
+        let models = Models::train(
+            &shop.catalog,
+            &shop.interactions,
+            &RecommendSettings::default(),
+        );
+        let bytes = encode(&models, &shop.catalog).unwrap();
+        let back = decode(&bytes, &shop.catalog).unwrap();
+        assert_eq!(back.version, models.version);
+        let policy = Policy::default();
+        for placement in [Placement::Home, Placement::Product, Placement::Cart] {
+            for product in ["p000001", "p000150"] {
+                let cart = [crate::recommend::CartItem {
+                    product_id: product.into(),
+                    quantity: 1,
+                }];
+                let q = Query {
+                    policy: &policy,
+                    placement,
+                    product: Some(product),
+                    category: None,
+                    search: None,
+                    cart: &cart,
+                    candidates: &[],
+                    limit: 10,
+                };
+                let a = recommend(&models, &shop.catalog, &q, Some(&shop.customers[0].1));
+                let b = recommend(&back, &shop.catalog, &q, Some(&shop.customers[0].1));
+                assert_eq!(a, b, "{placement:?} {product}");
+            }
+        }
+        assert!(decode(&[9, 0], &shop.catalog).is_err());
+        assert!(decode(&[], &shop.catalog).is_err());
+    }
+}
