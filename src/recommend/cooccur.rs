@@ -23,8 +23,11 @@ const VIEWED_SIMILARITY: (f32, f32) = (0.7, 2.0);
 /// seen in few baskets down (tuned on the Ta-Feng validation baskets).
 const BOUGHT_SIMILARITY: (f32, f32) = (0.6, 20.0);
 
+/// One product's neighbours with their similarity, best first.
+pub type NeighbourList = Box<[(ProductIdx, f32)]>;
+
 pub struct Neighbors {
-    lists: Vec<Box<[(ProductIdx, f32)]>>,
+    lists: Vec<NeighbourList>,
     /// Occurrences per product in training, and the similarity's (alpha, shrink): what a
     /// pair seen after training is scored with.
     occurrences: Vec<f32>,
@@ -43,13 +46,13 @@ impl Neighbors {
     }
 
     /// The parts of the model, to store it.
-    pub fn parts(&self) -> (&[Box<[(ProductIdx, f32)]>], &[f32], (f32, f32)) {
+    pub fn parts(&self) -> (&[NeighbourList], &[f32], (f32, f32)) {
         (&self.lists, &self.occurrences, self.similarity)
     }
 
     /// A model from its stored parts.
     pub fn from_parts(
-        lists: Vec<Box<[(ProductIdx, f32)]>>,
+        lists: Vec<NeighbourList>,
         occurrences: Vec<f32>,
         similarity: (f32, f32),
     ) -> Self {
