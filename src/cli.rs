@@ -29,6 +29,9 @@ pub enum Command {
     Import(ImportArgs),
     /// Offline evaluation on a public dataset, with its published protocol.
     Eval(EvalArgs),
+    /// Train the models from an events file (NDJSON or CSV, as `import events` reads)
+    /// on the stored catalog, and store them: running replicas swap them in.
+    Train(TrainArgs),
     /// Exit 0 when a running service answers 200 on the given URL, 1 otherwise.
     Healthcheck(HealthcheckArgs),
 }
@@ -65,13 +68,20 @@ pub struct ImportArgs {
     pub kind: ImportKind,
     /// The file to load.
     pub file: PathBuf,
-    #[arg(long, value_enum, default_value = "auto")]
-    pub format: ImportFormat,
-    /// Bad lines tolerated before the import exits 1 (every line is still tried).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub max_errors: u64,
+    #[command(flatten)]
+    pub rows: RowArgs,
     #[command(flatten)]
     pub config: ConfigArgs,
+}
+
+/// How a data file is read (import, train).
+#[derive(Debug, Args)]
+pub struct RowArgs {
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: ImportFormat,
+    /// Bad rows tolerated before the command exits 1 (every row is still tried).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_errors: u64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -100,6 +110,17 @@ pub struct EvalArgs {
     /// test split: for tuning.
     #[arg(long)]
     pub validation: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The event history to train on.
+    #[arg(long, value_name = "FILE")]
+    pub events: PathBuf,
+    #[command(flatten)]
+    pub rows: RowArgs,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// Where settings come from (shared by the commands that read them).

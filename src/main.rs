@@ -4,7 +4,7 @@ use clap::Parser;
 use vitrine::app::App;
 use vitrine::cli::{
     Cli, Command, ConfigArgs, EvalArgs, EvalDataset, EvalFormat, ImportArgs, ImportFormat,
-    ImportKind, ServeArgs,
+    ImportKind, ServeArgs, TrainArgs,
 };
 use vitrine::config::{Overrides, Settings};
 use vitrine::ingest::import;
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Import(args) => import_file(&args),
         Command::Eval(args) => evaluate(&args),
+        Command::Train(args) => train(&args),
         Command::Healthcheck(args) => {
             if vitrine::cli::healthcheck(&args.url) {
                 ExitCode::SUCCESS
@@ -80,18 +81,20 @@ fn serve(args: &ServeArgs) -> ExitCode {
     })
 }
 
+/// Settings and a runtime for a batch command: progress and results go to the
+/// terminal, logs only for warnings.
+fn batch(config: &ConfigArgs) -> Result<(Settings, tokio::runtime::Runtime), ExitCode> {
+    let mut settings = settings(config, None)?;
+    settings.log.level = "warn".into();
+    vitrine::telemetry::init(&settings.log);
+    Ok((settings, runtime()?))
+}
+
 /// `vitrine import`: exit 0 when the bad lines are within `--max-errors`, 1 when over,
 /// 2 when the import cannot run (settings, file, store).
 fn import_file(args: &ImportArgs) -> ExitCode {
-    let mut settings = match settings(&args.config, None) {
+    let (settings, runtime) = match batch(&args.config) {
         Ok(s) => s,
-        Err(code) => return code,
-    };
-    // Progress and results go to the terminal; logs only for warnings.
-    settings.log.level = "warn".into();
-    vitrine::telemetry::init(&settings.log);
-    let runtime = match runtime() {
-        Ok(r) => r,
         Err(code) => return code,
     };
     let kind = match args.kind {
@@ -100,11 +103,7 @@ fn import_file(args: &ImportArgs) -> ExitCode {
         ImportKind::Orders => import::Kind::Orders,
         ImportKind::Events => import::Kind::Events,
     };
-    let format = match args.format {
-        ImportFormat::Auto => import::Format::Auto,
-        ImportFormat::Ndjson => import::Format::Ndjson,
-        ImportFormat::Csv => import::Format::Csv,
-    };
+    let format = import_format(args.rows.format);
     let size = std::fs::metadata(&args.file).map_or(0, |m| m.len());
     let bar = indicatif::ProgressBar::new(size);
     bar.set_style(
@@ -173,12 +172,82 @@ fn import_file(args: &ImportArgs) -> ExitCode {
             String::new()
         }
     );
-    if report.bad.len() as u64 > args.max_errors {
+    if report.bad.len() as u64 > args.rows.max_errors {
         eprintln!(
             "vitrine import: {} bad rows, over --max-errors {}",
             report.bad.len(),
-            args.max_errors
+            args.rows.max_errors
         );
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn import_format(f: ImportFormat) -> import::Format {
+    match f {
+        ImportFormat::Auto => import::Format::Auto,
+        ImportFormat::Ndjson => import::Format::Ndjson,
+        ImportFormat::Csv => import::Format::Csv,
+    }
+}
+
+/// `vitrine train`: exit 0 when stored (1 when there were more bad rows than allowed),
+/// 2 when it cannot run.
+fn train(args: &TrainArgs) -> ExitCode {
+    let (settings, runtime) = match batch(&args.config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let started = std::time::Instant::now();
+    let result = runtime.block_on(async {
+        let (_, store) = vitrine::app::open_store(&settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        let catalog = import::load_catalog(store.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let now = vitrine::recommend::model::unix_now();
+        let (interactions, report) =
+            import::interactions(&args.events, import_format(args.rows.format), &catalog, now)
+                .map_err(|e| e.to_string())?;
+        let read = started.elapsed();
+        let models =
+            vitrine::recommend::Models::train(&catalog, &interactions, &settings.recommend);
+        let bytes = vitrine::recommend::portable::encode(&models, &catalog)?;
+        store
+            .save_models(&models.version, &bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((
+            models.version.clone(),
+            interactions.len(),
+            catalog.len(),
+            report,
+            read,
+            bytes.len(),
+        ))
+    });
+    let (version, n, products, report, read, size) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vitrine train: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let file = args.events.display();
+    for bad in &report.bad {
+        eprintln!("{file}:{}: {}", bad.line, bad.message);
+    }
+    println!(
+        "{version}: trained on {n} interactions from {} rows ({} bad, {} about products not in the catalog) over {products} products in {:.2} s (reading {:.2} s); stored {size} bytes",
+        report.rows,
+        report.bad.len(),
+        report.unknown_products,
+        started.elapsed().as_secs_f64(),
+        read.as_secs_f64(),
+    );
+    if report.bad.len() as u64 > args.rows.max_errors {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -202,7 +202,39 @@ impl CatalogService {
                 self.store.write_catalog(&change).await?;
             }
         }
-        self.sync().await.map(|_| ())
+        self.sync().await?;
+        self.sync_models().await.map(|_| ())
+    }
+
+    /// Takes the trained models stored by `vitrine train` when their version differs
+    /// from the ones serving; true when it swapped them in. Requests in flight finish
+    /// on the models they started with.
+    pub async fn sync_models(&self) -> Result<bool, CatalogChangeError> {
+        let Some(version) = self.store.models_version().await? else {
+            return Ok(false);
+        };
+        if self.snapshot.load().models.version == version {
+            return Ok(false);
+        }
+        let Some((_, bytes)) = self.store.load_models().await? else {
+            return Ok(false);
+        };
+        // Under the writer lock: the catalog the models are mapped onto stays put.
+        let _turn = self.writer.lock().await;
+        let current = self.snapshot.load_full();
+        let next = tokio::task::spawn_blocking(move || {
+            let models = crate::recommend::portable::decode(&bytes, &current.catalog)
+                .map_err(CatalogChangeError::Invalid)?;
+            Ok::<_, CatalogChangeError>(Snapshot {
+                catalog: current.catalog.edit().build()?,
+                models: Arc::new(models),
+            })
+        })
+        .await
+        .map_err(|e| CatalogChangeError::Invalid(format!("model task failed: {e}")))??;
+        tracing::info!(model_version = %next.models.version, "trained models swapped in");
+        self.snapshot.store(Arc::new(next));
+        Ok(true)
     }
 
     /// Keeps following the store's catalog in the background.
@@ -218,6 +250,9 @@ impl CatalogService {
                 };
                 if let Err(e) = service.sync().await {
                     tracing::warn!(error = %e, "catalog sync failed; retrying");
+                }
+                if let Err(e) = service.sync_models().await {
+                    tracing::warn!(error = %e, "model sync failed; retrying");
                 }
             }
         });

@@ -190,27 +190,8 @@ pub async fn run(
     format: Format,
     progress: &(dyn Fn(u64, &Report) + Sync),
 ) -> Result<Report, ImportError> {
-    let file = std::fs::File::open(path).map_err(|source| ImportError::File {
-        path: path.display().to_string(),
-        source,
-    })?;
     let read = Arc::new(AtomicU64::new(0));
-    let reader = BufReader::new(Counted {
-        inner: file,
-        read: read.clone(),
-    });
-    let csv = match format {
-        Format::Csv => true,
-        Format::Ndjson => false,
-        Format::Auto => path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("csv")),
-    };
-    let rows: Rows = if csv {
-        csv_rows(kind, reader, target.shop_currency)?
-    } else {
-        Box::new(ndjson_rows(kind, reader))
-    };
+    let rows = open_rows(kind, path, format, target.shop_currency, read.clone())?;
     let catalog = load_catalog(target.catalog.as_ref()).await?;
     let mut report = Report::default();
     let mut products: Vec<(usize, ProductInput)> = Vec::new();
@@ -237,8 +218,102 @@ pub async fn run(
     Ok(report)
 }
 
+/// The file's rows, parsed as `kind`; `read` counts the bytes read.
+fn open_rows(
+    kind: Kind,
+    path: &Path,
+    format: Format,
+    shop_currency: Currency,
+    read: Arc<AtomicU64>,
+) -> Result<Rows, ImportError> {
+    let file = std::fs::File::open(path).map_err(|source| ImportError::File {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let reader = BufReader::new(Counted { inner: file, read });
+    let csv = match format {
+        Format::Csv => true,
+        Format::Ndjson => false,
+        Format::Auto => path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv")),
+    };
+    Ok(if csv {
+        csv_rows(kind, reader, shop_currency)?
+    } else {
+        Box::new(ndjson_rows(kind, reader))
+    })
+}
+
+/// An events file as training interactions on `catalog`: sessions by session id (or
+/// customer id), orders by order id. Bad rows, and events about products not in the
+/// catalog, are reported and left out.
+pub fn interactions(
+    path: &Path,
+    format: Format,
+    catalog: &Catalog,
+    now: i64,
+) -> Result<(Vec<crate::domain::Interaction>, Report), ImportError> {
+    use crate::domain::profile::Behaviour;
+    use crate::domain::{Interaction, InteractionKind};
+    let hash = |s: &str| xxhash_rust::xxh3::xxh3_64(s.as_bytes());
+    let rows = open_rows(Kind::Events, path, format, Currency::XXX, Arc::default())?;
+    let mut out = Vec::new();
+    let mut report = Report::default();
+    for (line, row) in rows {
+        report.rows += 1;
+        let raw = match row {
+            Ok(Row::Event(raw)) => raw,
+            Ok(_) => continue,
+            Err(message) => {
+                report.bad.push(Bad { line, message });
+                continue;
+            }
+        };
+        let session = raw.session_id.clone().or_else(|| raw.customer_id.clone());
+        let event = match raw.validate(now, MAX_EVENT_AGE_S) {
+            Ok(e) => e,
+            Err(r) => {
+                report.bad.push(Bad {
+                    line,
+                    message: format!("rejected: {}", r.as_str()),
+                });
+                continue;
+            }
+        };
+        let kind = match event.behaviour {
+            Behaviour::View | Behaviour::Click => InteractionKind::View,
+            Behaviour::AddToCart => InteractionKind::AddToCart,
+            Behaviour::Purchase => InteractionKind::Purchase,
+            _ => {
+                *report.skipped.entry("not a product event").or_default() += 1;
+                continue;
+            }
+        };
+        let Some(product) = event
+            .product_id
+            .as_deref()
+            .and_then(|id| catalog.lookup(id))
+        else {
+            report.unknown_products += 1;
+            continue;
+        };
+        out.push(Interaction {
+            session: session.as_deref().map_or(0, hash),
+            customer: None,
+            order: (kind == InteractionKind::Purchase)
+                .then(|| hash(event.order_id.as_deref().unwrap_or(&event.event_id))),
+            product,
+            kind,
+            ts: event.at,
+        });
+        report.applied += 1;
+    }
+    Ok((out, report))
+}
+
 /// The stored catalog, to resolve order lines and event categories.
-async fn load_catalog(store: &dyn CatalogStore) -> Result<Catalog, ImportError> {
+pub async fn load_catalog(store: &dyn CatalogStore) -> Result<Catalog, ImportError> {
     let (_, stored) = store.load_catalog().await?;
     let mut edit = Catalog::empty().edit();
     for (record, level) in &stored {
