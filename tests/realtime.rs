@@ -112,3 +112,31 @@ async fn a_product_that_takes_off_shows_up_as_trending() {
     let second: Value = app.get(home).await.json().await.unwrap();
     assert_eq!(score(&first), score(&second));
 }
+
+#[tokio::test]
+async fn a_product_passed_over_again_and_again_makes_room_until_it_is_clicked() {
+    let app = TestApp::spawn(settings()).await;
+    let home = "/v1/recommend?session_id=browser&placement=home&limit=10";
+    let first = answer(&app, home).await[0].0.clone();
+    let impression = |n: usize| {
+        json!({"event_id": format!("imp-{n}"), "type": "impression", "session_id": "browser",
+               "product_id": first})
+    };
+    // Shown twice: no change yet.
+    send(&app, (0..2).map(impression).collect()).await;
+    assert_eq!(answer(&app, home).await[0].0, first);
+    // Passed over twice more: it gives way.
+    send(&app, (2..4).map(impression).collect()).await;
+    let after = answer(&app, home).await;
+    assert_ne!(after[0].0, first, "{after:?}");
+    // Another visitor still sees it first.
+    let other = answer(&app, "/v1/recommend?session_id=someone-else&placement=home").await;
+    assert_eq!(other[0].0, first);
+    // A click says it was not passed over.
+    send(
+        &app,
+        vec![json!({"event_id": "click-1", "type": "click", "session_id": "browser", "product_id": first})],
+    )
+    .await;
+    assert!(answer(&app, home).await.iter().any(|(p, _)| *p == first));
+}

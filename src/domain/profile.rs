@@ -87,7 +87,19 @@ pub struct Profile {
     /// Fingerprints of orders already counted, newest last.
     #[serde(with = "packed")]
     pub orders_seen: Vec<u32>,
+    /// Products shown to the visitor (impressions) without a click since, most recent
+    /// first: answers demote what was passed over several times.
+    #[serde(default)]
+    pub shown: Vec<Shown>,
 }
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shown {
+    pub product_id: String,
+    pub times: u16,
+}
+
+pub const MAX_SHOWN: usize = 50;
 
 /// The 32-bit fingerprint an op or order id is remembered by. Ids are keyed hashes, so
 /// the low half is as good as any; two ids of one profile share a fingerprint with a
@@ -461,7 +473,29 @@ impl Profile {
                     );
                 }
             }
-            Behaviour::Checkout | Behaviour::Impression => {}
+            Behaviour::Impression => {
+                if let Some(p) = product {
+                    let times = match self.shown.iter().position(|s| s.product_id == p) {
+                        Some(i) => self.shown.remove(i).times.saturating_add(1),
+                        None => 1,
+                    };
+                    self.shown.insert(
+                        0,
+                        Shown {
+                            product_id: p.to_owned(),
+                            times,
+                        },
+                    );
+                    self.shown.truncate(MAX_SHOWN);
+                }
+            }
+            Behaviour::Checkout => {}
+        }
+        // Any engagement with a product means it was not passed over.
+        if behaviour != Behaviour::Impression
+            && let Some(p) = product
+        {
+            self.shown.retain(|s| s.product_id != p);
         }
     }
 
@@ -531,6 +565,7 @@ impl Profile {
 
     /// Drops every behavioural trace (consent withdrawn).
     fn forget_behaviour(&mut self) {
+        self.shown.clear();
         self.affinities.clear();
         self.recently_viewed.clear();
         self.recent_searches.clear();
@@ -752,6 +787,32 @@ mod tests {
         assert!(p.affinities.is_empty());
         p.apply(&event(3, Behaviour::View, "b"));
         assert!(p.recently_viewed.is_empty());
+    }
+
+    #[test]
+    fn impressions_are_counted_until_a_click() {
+        let mut p = Profile::default();
+        for id in 1..=3 {
+            p.apply(&event(id, Behaviour::Impression, "a"));
+        }
+        p.apply(&event(4, Behaviour::Impression, "b"));
+        assert_eq!(
+            p.shown[0],
+            Shown {
+                product_id: "b".into(),
+                times: 1
+            }
+        );
+        assert_eq!(
+            p.shown[1],
+            Shown {
+                product_id: "a".into(),
+                times: 3
+            }
+        );
+        p.apply(&event(5, Behaviour::Click, "a"));
+        assert_eq!(p.shown.len(), 1);
+        assert!(p.recently_viewed.contains(&"a".to_owned()));
     }
 
     #[test]

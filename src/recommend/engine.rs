@@ -266,6 +266,45 @@ fn content_neighbours(pool: &mut Pool, models: &Models, catalog: &Catalog, p: Pr
     pool.neighbours(&scored, W_CONTENT, Reason::SimilarItem);
 }
 
+/// Shown this many times without a click, a product keeps its score; each further
+/// showing halves it (rotation: what the visitor keeps passing over makes room).
+const FREE_SHOWS: u16 = 2;
+const ROTATION: f32 = 0.5;
+
+/// The factor for a product the visitor was shown without clicking.
+fn passed_over(profile: &Profile, catalog: &Catalog, p: ProductIdx) -> f32 {
+    let id = &*catalog.product(p).id;
+    profile
+        .shown
+        .iter()
+        .find(|s| s.product_id == id)
+        .filter(|s| s.times > FREE_SHOWS)
+        .map_or(1.0, |s| ROTATION.powi(i32::from(s.times - FREE_SHOWS)))
+}
+
+/// Demotes products the visitor was shown too often without clicking, and re-sorts.
+fn rotate(ranked: &mut [Candidate], profile: &Profile, catalog: &Catalog) {
+    let mut passed: Vec<(ProductIdx, f32)> = profile
+        .shown
+        .iter()
+        .filter(|s| s.times > FREE_SHOWS)
+        .filter_map(|s| {
+            let p = catalog.lookup(&s.product_id)?;
+            Some((p, ROTATION.powi(i32::from(s.times - FREE_SHOWS))))
+        })
+        .collect();
+    if passed.is_empty() {
+        return;
+    }
+    passed.sort_unstable_by_key(|x| x.0);
+    for c in ranked.iter_mut() {
+        if let Ok(i) = passed.binary_search_by_key(&c.product, |x| x.0) {
+            c.score *= passed[i].1;
+        }
+    }
+    ranked.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
+}
+
 /// The customer's purchases in repeatable categories, most often bought first (ties go
 /// to the more popular).
 fn buy_again(
@@ -345,6 +384,11 @@ fn rerank(
             }
         })
         .collect();
+    if let Some(profile) = profile {
+        for s in &mut scored {
+            s.score *= passed_over(profile, catalog, s.product);
+        }
+    }
     scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
     let mut picked = Picked::new(query.policy.max_per_category.of(query.placement));
     for s in scored {
@@ -511,8 +555,12 @@ pub fn recommend(
         pool.add(p, models.trend_score(p) * W_GLOBAL, Reason::Trending);
     }
 
+    let mut ranked = pool.rank();
+    if let Some(profile) = profile {
+        rotate(&mut ranked, profile, catalog);
+    }
     let mut picked = Picked::new(query.policy.max_per_category.of(query.placement));
-    for c in pool.rank() {
+    for c in ranked {
         if picked.out.len() >= query.limit {
             break;
         }

@@ -65,6 +65,20 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_stored_before_the_shown_list_still_reads() {
+        // The same profile without its last field, as stored before `shown` existed.
+        let p = Profile::default();
+        let mut fields: Vec<rmpv::Value> = match rmpv::ext::to_value(&p).unwrap() {
+            rmpv::Value::Array(a) => a,
+            other => panic!("{other:?}"),
+        };
+        fields.pop();
+        let mut bytes = vec![FORMAT];
+        rmpv::encode::write_value(&mut bytes, &rmpv::Value::Array(fields)).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), p);
+    }
+
+    #[test]
     fn unknown_formats_and_empty_values_are_errors() {
         assert!(decode(&[]).is_err());
         assert!(decode(&[1, 0x90]).is_err());
