@@ -265,6 +265,115 @@ pub struct RecommendSettings {
     /// At most this many products of one category in an answer, per placement; 0 is no
     /// cap (a category page is one category).
     pub max_per_category: MaxPerCategory,
+    /// How much each candidate source weighs, per placement (0: the source is off).
+    pub blend: BlendSettings,
+}
+
+/// The weight of each candidate source in one placement's answer; 0 turns it off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Blend {
+    /// Bought with the product in view (scaled so its best neighbour is worth the
+    /// weight) or with the cart's lines (similarities summed over the lines).
+    pub bought_together: f32,
+    pub viewed_together: f32,
+    /// Same category by shared tags, for a product without co-occurrence yet.
+    pub similar_items: f32,
+    /// Item-kNN over the visitor's recent views.
+    pub history: f32,
+    /// The recently viewed products themselves.
+    pub recently_viewed: f32,
+    /// Session-kNN: past sessions like the visitor's vote.
+    pub sessions: f32,
+    /// The customer's own purchases in repeatable categories.
+    pub buy_again: f32,
+    /// The trend of the page's categories (the product's, the cart's, the category
+    /// page's, the visitor's favourites on home).
+    pub category_trend: f32,
+    /// Products added since training, on their category's page.
+    pub new_arrivals: f32,
+    /// Catalog matches for the search query.
+    pub search: f32,
+    /// The global trend, which fills every list.
+    pub trending: f32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlendSettings {
+    pub home: Blend,
+    pub product: Blend,
+    pub cart: Blend,
+    pub category: Blend,
+    /// The history weights re-rank search `candidates`; a search without candidates
+    /// answers catalog matches only.
+    pub search: Blend,
+    pub checkout: Blend,
+    pub post_purchase: Blend,
+}
+
+impl Default for BlendSettings {
+    fn default() -> Self {
+        let personal = Blend {
+            history: 0.5,
+            recently_viewed: 0.4,
+            sessions: 0.03,
+            trending: 0.01,
+            ..Blend::default()
+        };
+        let basket = Blend {
+            bought_together: 1.0,
+            viewed_together: 0.02,
+            category_trend: 0.05,
+            trending: 0.01,
+            ..Blend::default()
+        };
+        Self {
+            home: Blend {
+                buy_again: 1.0,
+                category_trend: 0.05,
+                ..personal
+            },
+            product: Blend {
+                bought_together: 1.0,
+                viewed_together: 0.6,
+                similar_items: 0.3,
+                category_trend: 0.05,
+                ..personal
+            },
+            cart: basket,
+            category: Blend {
+                category_trend: 1.0,
+                new_arrivals: 0.02,
+                ..personal
+            },
+            search: Blend {
+                search: 1.0,
+                buy_again: 1.0,
+                ..personal
+            },
+            checkout: basket,
+            post_purchase: basket,
+        }
+    }
+}
+
+impl BlendSettings {
+    pub const fn of(&self, placement: Placement) -> &Blend {
+        match placement {
+            Placement::Home => &self.home,
+            Placement::Product => &self.product,
+            Placement::Cart => &self.cart,
+            Placement::Category => &self.category,
+            Placement::Search => &self.search,
+            Placement::Checkout => &self.checkout,
+            Placement::PostPurchase => &self.post_purchase,
+        }
+    }
+
+    fn all(&self) -> [&Blend; 7] {
+        Placement::ALL.map(|p| self.of(p))
+    }
 }
 
 impl Default for RecommendSettings {
@@ -276,6 +385,7 @@ impl Default for RecommendSettings {
             neighbors: 200,
             repeatable_categories: Vec::new(),
             max_per_category: MaxPerCategory::default(),
+            blend: BlendSettings::default(),
         }
     }
 }
@@ -595,6 +705,28 @@ impl Settings {
             "catalog.sync_ms",
             "must be between 10 and 60000",
         )?;
+        for b in self.recommend.blend.all() {
+            let weights = [
+                b.bought_together,
+                b.viewed_together,
+                b.similar_items,
+                b.history,
+                b.recently_viewed,
+                b.sessions,
+                b.buy_again,
+                b.category_trend,
+                b.new_arrivals,
+                b.search,
+                b.trending,
+            ];
+            check(
+                weights
+                    .iter()
+                    .all(|w| w.is_finite() && (0.0..=1000.0).contains(w)),
+                "recommend.blend",
+                "every weight must be a number from 0 to 1000",
+            )?;
+        }
         let bc = &self.bigcommerce;
         check(
             crate::domain::Currency::parse(&bc.store_currency).is_ok(),

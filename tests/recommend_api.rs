@@ -546,3 +546,33 @@ async fn candidates_are_re_ranked_for_the_visitor_and_only_they_are_answered() {
         );
     }
 }
+
+#[tokio::test]
+async fn blend_weights_are_settings_and_zero_turns_a_source_off() {
+    let product = "/v1/recommend?session_id=s&placement=product&product_id=p000001&limit=20";
+    let home = "/v1/recommend?session_id=new&placement=home";
+    let app = TestApp::spawn(settings()).await;
+    let reasons =
+        |body: Value| -> Vec<String> { common::picks(&body).into_iter().map(|(_, r)| r).collect() };
+    assert!(
+        reasons(app.get(product).await.json().await.unwrap())
+            .contains(&"bought_together".to_owned())
+    );
+    assert!(!reasons(app.get(home).await.json().await.unwrap()).is_empty());
+
+    let mut s = settings();
+    s.recommend.blend.product.bought_together = 0.0;
+    s.recommend.blend.home.trending = 0.0;
+    s.recommend.blend.home.category_trend = 0.0;
+    let app = TestApp::spawn(s).await;
+    let got = reasons(app.get(product).await.json().await.unwrap());
+    assert!(
+        !got.is_empty() && !got.contains(&"bought_together".to_owned()),
+        "{got:?}"
+    );
+    assert_eq!(
+        reasons(app.get(home).await.json().await.unwrap()),
+        Vec::<String>::new(),
+        "nothing left for an anonymous visitor"
+    );
+}

@@ -97,6 +97,7 @@ proptest! {
         let policy = Policy {
             repeatable: if repeatable_kitchen { vec!["kitchen".into()] } else { Vec::new() },
             max_per_category: MaxPerCategory { home: cap, product: cap, cart: cap, category: cap, search: cap, checkout: cap, post_purchase: cap },
+            ..Policy::default()
         };
         let id = |i: usize| catalog.product(i as ProductIdx).id.to_string();
         let in_view_id = id(in_view);

@@ -89,6 +89,7 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
     let policy = Policy {
         repeatable: Vec::new(),
         max_per_category: MaxPerCategory::OFF,
+        ..Policy::default()
     };
     let store: Arc<dyn ProfileStore> = Arc::new(MemoryStore::new());
     let hasher = KeyHasher::new(b"eval");

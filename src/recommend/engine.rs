@@ -10,6 +10,7 @@
 
 use serde::Serialize;
 
+use crate::config::{Blend, BlendSettings};
 use crate::domain::{Catalog, Placement, ProductIdx, Profile};
 
 use super::model::Models;
@@ -66,6 +67,8 @@ pub struct Policy {
     /// sub-categories).
     pub repeatable: Vec<String>,
     pub max_per_category: crate::config::MaxPerCategory,
+    /// The weight of each source, per placement.
+    pub blend: BlendSettings,
 }
 
 impl Policy {
@@ -73,6 +76,7 @@ impl Policy {
         Self {
             repeatable: settings.repeatable_categories.clone(),
             max_per_category: settings.max_per_category,
+            blend: settings.blend,
         }
     }
 
@@ -103,25 +107,10 @@ pub struct Query<'a> {
     pub limit: usize,
 }
 
-const W_BOUGHT: f32 = 1.0;
-const W_VIEWED: f32 = 0.6;
-/// On cart pages, what was viewed with the lines only fills in for what was bought
-/// with them.
-const W_CART_VIEWED: f32 = 0.02;
-const W_HISTORY: f32 = 0.5;
-/// A recently viewed product itself (people come back to what they looked at).
-const W_RECENTLY_VIEWED: f32 = 0.4;
-/// Votes of past sessions like this one (session-kNN).
-const W_SESSIONS: f32 = 0.03;
-/// Neighbours by category and tags, for products without co-occurrence yet.
-const W_CONTENT: f32 = 0.3;
+// The sources' weights per placement are settings (`recommend.blend`, see
+// `BlendSettings::default` for the tuned defaults).
+/// Neighbours by category and tags considered for a product without co-occurrence.
 const CONTENT_NEIGHBOURS: usize = 50;
-/// The customer's own purchases, by how often they bought each.
-const W_BUY_AGAIN: f32 = 1.0;
-const W_SEARCH: f32 = 1.0;
-const W_CATEGORY: f32 = 0.05;
-const W_GLOBAL: f32 = 0.01;
-const W_NEW: f32 = 0.02;
 /// History items considered, most recent first, each worth `DECAY` of the next newer;
 /// for the session-kNN match, `SESSION_DECAY`.
 const HISTORY_ITEMS: usize = 10;
@@ -165,7 +154,7 @@ impl Pool {
         let Some(&(_, top)) = list.first() else {
             return;
         };
-        if top <= 0.0 {
+        if top <= 0.0 || weight <= 0.0 {
             return;
         }
         for &(p, s) in list {
@@ -182,6 +171,9 @@ impl Pool {
         weight: f32,
         reason: Reason,
     ) {
+        if weight <= 0.0 {
+            return;
+        }
         for &p in list.iter().take(take) {
             self.add(p, models.trend_score(p) * weight, reason);
         }
@@ -213,7 +205,10 @@ impl Pool {
 /// (past sessions sharing these items vote for their other items), and the viewed items
 /// themselves. The weights were tuned on the Diginetica validation split (the last
 /// tenth of the training sessions), never on its test sessions.
-fn history(pool: &mut Pool, models: &Models, catalog: &Catalog, profile: &Profile) {
+fn history(pool: &mut Pool, models: &Models, catalog: &Catalog, profile: &Profile, b: &Blend) {
+    if b.history <= 0.0 && b.recently_viewed <= 0.0 && b.sessions <= 0.0 {
+        return;
+    }
     let recent: Vec<ProductIdx> = profile
         .recently_viewed
         .iter()
@@ -226,28 +221,36 @@ fn history(pool: &mut Pool, models: &Models, catalog: &Catalog, profile: &Profil
     for &p in &recent {
         let list = models.viewed.of(p);
         for &(q, s) in &list[..list.len().min(HISTORY_NEIGHBOURS)] {
-            pool.add(q, W_HISTORY * w * s, Reason::BasedOnYourHistory);
+            pool.add(q, b.history * w * s, Reason::BasedOnYourHistory);
         }
-        pool.add(p, W_RECENTLY_VIEWED * w, Reason::RecentlyViewed);
+        pool.add(p, b.recently_viewed * w, Reason::RecentlyViewed);
         if current.len() < SESSION_ITEMS {
             current.push((p, session_w));
         }
         w *= DECAY;
         session_w *= SESSION_DECAY;
     }
-    let mut votes = Vec::new();
-    models
-        .sessions
-        .score(&current, SESSION_SAMPLE, SESSION_NEIGHBOURS, &mut votes);
-    for (p, v) in votes {
-        pool.add(p, W_SESSIONS * v, Reason::BasedOnYourHistory);
+    if b.sessions > 0.0 {
+        let mut votes = Vec::new();
+        models
+            .sessions
+            .score(&current, SESSION_SAMPLE, SESSION_NEIGHBOURS, &mut votes);
+        for (p, v) in votes {
+            pool.add(p, b.sessions * v, Reason::BasedOnYourHistory);
+        }
     }
 }
 
 /// Products of `p`'s category, by the share of tags they have in common with it
 /// (Jaccard), then by trend: neighbours for a product no one has bought or viewed with
 /// anything yet. New products are found this way too, so they get shown.
-fn content_neighbours(pool: &mut Pool, models: &Models, catalog: &Catalog, p: ProductIdx) {
+fn content_neighbours(
+    pool: &mut Pool,
+    models: &Models,
+    catalog: &Catalog,
+    p: ProductIdx,
+    weight: f32,
+) {
     let product = catalog.product(p);
     let mut scored: Vec<(ProductIdx, f32)> = catalog
         .category_members(product.category)
@@ -263,7 +266,7 @@ fn content_neighbours(pool: &mut Pool, models: &Models, catalog: &Catalog, p: Pr
         .collect();
     scored.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     scored.truncate(CONTENT_NEIGHBOURS);
-    pool.neighbours(&scored, W_CONTENT, Reason::SimilarItem);
+    pool.neighbours(&scored, weight, Reason::SimilarItem);
 }
 
 /// Shown this many times without a click, a product keeps its score; each further
@@ -313,17 +316,21 @@ fn buy_again(
     catalog: &Catalog,
     profile: &Profile,
     policy: &Policy,
+    weight: f32,
 ) {
     let Some(most) = profile.purchased.iter().map(|p| p.count).max() else {
         return;
     };
+    if weight <= 0.0 {
+        return;
+    }
     for bought in &profile.purchased {
         if let Some(p) = catalog.lookup(&bought.product_id)
             && policy.repeatable(catalog, catalog.product(p).category)
         {
             let frequency = bought.count as f32 / most as f32;
             let tie = 0.001 * models.trend_score(p);
-            pool.add(p, W_BUY_AGAIN * (frequency + tie), Reason::BuyAgain);
+            pool.add(p, weight * (frequency + tie), Reason::BuyAgain);
         }
     }
 }
@@ -357,8 +364,16 @@ fn rerank(
         let mut pool = Pool {
             items: Vec::with_capacity(1024),
         };
-        history(&mut pool, models, catalog, profile);
-        buy_again(&mut pool, models, catalog, profile, query.policy);
+        let b = query.policy.blend.of(query.placement);
+        history(&mut pool, models, catalog, profile, b);
+        buy_again(
+            &mut pool,
+            models,
+            catalog,
+            profile,
+            query.policy,
+            b.buy_again,
+        );
         for c in pool.rank() {
             personal.insert(c.product, (c.score, c.reason));
         }
@@ -439,17 +454,22 @@ pub fn recommend(
         items: Vec::with_capacity(4 * fill + 128),
     };
     let mut context_categories: Vec<u16> = Vec::new();
+    let b = query.policy.blend.of(query.placement);
 
     match query.placement {
         Placement::Product => {
             if let Some(p) = in_view {
                 let bought = models.bought_with(p);
-                pool.neighbours(&bought, W_BOUGHT, Reason::BoughtTogether);
-                pool.neighbours(models.viewed.of(p), W_VIEWED, Reason::ViewedTogether);
+                pool.neighbours(&bought, b.bought_together, Reason::BoughtTogether);
+                pool.neighbours(
+                    models.viewed.of(p),
+                    b.viewed_together,
+                    Reason::ViewedTogether,
+                );
                 // A product too new to have been bought or viewed with anything yet:
                 // its neighbours by category and tags.
-                if bought.len() + models.viewed.of(p).len() < query.limit {
-                    content_neighbours(&mut pool, models, catalog, p);
+                if b.similar_items > 0.0 && bought.len() + models.viewed.of(p).len() < query.limit {
+                    content_neighbours(&mut pool, models, catalog, p, b.similar_items);
                 }
                 context_categories.push(catalog.product(p).category);
             }
@@ -471,11 +491,15 @@ pub fn recommend(
             // Raw similarities, summed over the cart: a product that goes with several
             // lines outranks one that goes strongly with one line only.
             for &p in &anchors {
-                for &(q, s) in models.bought_with(p).iter() {
-                    pool.add(q, W_BOUGHT * s, Reason::BoughtTogether);
+                if b.bought_together > 0.0 {
+                    for &(q, s) in models.bought_with(p).iter() {
+                        pool.add(q, b.bought_together * s, Reason::BoughtTogether);
+                    }
                 }
-                for &(q, s) in models.viewed.of(p) {
-                    pool.add(q, W_CART_VIEWED * s, Reason::ViewedTogether);
+                if b.viewed_together > 0.0 {
+                    for &(q, s) in models.viewed.of(p) {
+                        pool.add(q, b.viewed_together * s, Reason::ViewedTogether);
+                    }
                 }
                 let c = catalog.product(p).category;
                 if !context_categories.contains(&c) {
@@ -490,14 +514,14 @@ pub fn recommend(
                     models,
                     models.trending.in_category(c),
                     fill * 2,
-                    1.0,
+                    b.category_trend,
                     Reason::TrendingInCategory,
                 );
                 // Products added since the models were trained have no trend yet; they
                 // still belong on their category's page.
                 for &p in catalog.category_members(c) {
-                    if !models.trending.knows(p) {
-                        pool.add(p, W_NEW, Reason::NewArrival);
+                    if b.new_arrivals > 0.0 && !models.trending.knows(p) {
+                        pool.add(p, b.new_arrivals, Reason::NewArrival);
                     }
                 }
             }
@@ -507,7 +531,7 @@ pub fn recommend(
                 for p in catalog.search(q) {
                     pool.add(
                         p,
-                        W_SEARCH * (0.5 + 0.5 * models.trend_score(p)),
+                        b.search * (0.5 + 0.5 * models.trend_score(p)),
                         Reason::MatchesSearch,
                     );
                 }
@@ -522,10 +546,17 @@ pub fn recommend(
             query.placement,
             Placement::Home | Placement::Product | Placement::Category
         ) {
-            history(&mut pool, models, catalog, profile);
+            history(&mut pool, models, catalog, profile, b);
         }
         if query.placement == Placement::Home {
-            buy_again(&mut pool, models, catalog, profile, query.policy);
+            buy_again(
+                &mut pool,
+                models,
+                catalog,
+                profile,
+                query.policy,
+                b.buy_again,
+            );
             for handle in profile.top_categories().take(3) {
                 if let Some(c) = catalog.category(handle) {
                     context_categories.push(c);
@@ -539,7 +570,7 @@ pub fn recommend(
             models,
             models.trending.in_category(c),
             fill,
-            W_CATEGORY,
+            b.category_trend,
             Reason::TrendingInCategory,
         );
     }
@@ -547,12 +578,17 @@ pub fn recommend(
         models,
         models.trending.global(),
         fill,
-        W_GLOBAL,
+        b.trending,
         Reason::Trending,
     );
     // What took off since training is not in the trained ranking yet.
-    for (p, _) in models.live.trending() {
-        pool.add(p, models.trend_score(p) * W_GLOBAL, Reason::Trending);
+    for (p, _) in models
+        .live
+        .trending()
+        .into_iter()
+        .filter(|_| b.trending > 0.0)
+    {
+        pool.add(p, models.trend_score(p) * b.trending, Reason::Trending);
     }
 
     let mut ranked = pool.rank();
@@ -571,14 +607,14 @@ pub fn recommend(
 
     // Heavy filtering (much out of stock, a diversity cap) can still leave the list
     // short: walk further down the global trend.
-    if picked.out.len() < query.limit {
-        let floor = picked.out.last().map_or(W_GLOBAL, |s| s.score);
+    if picked.out.len() < query.limit && b.trending > 0.0 {
+        let floor = picked.out.last().map_or(b.trending, |s| s.score);
         for &p in models.trending.global().iter().skip(fill) {
             if picked.out.len() >= query.limit {
                 break;
             }
             if allowed(p) && !picked.out.iter().any(|s| s.product == p) {
-                let score = floor.min(models.trend_score(p) * W_GLOBAL);
+                let score = floor.min(models.trend_score(p) * b.trending);
                 picked.offer(catalog, p, score, Reason::Trending);
             }
         }
