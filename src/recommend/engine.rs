@@ -109,8 +109,10 @@ pub struct Query<'a> {
 
 // The sources' weights per placement are settings (`recommend.blend`, see
 // `BlendSettings::default` for the tuned defaults).
-/// Neighbours by category and tags considered for a product without co-occurrence.
+/// Neighbours by category and tags kept for a product without co-occurrence, and how
+/// many of its category's trending products are compared with it.
 const CONTENT_NEIGHBOURS: usize = 50;
+const CONTENT_SCAN: usize = 100;
 /// History items considered, most recent first, each worth `DECAY` of the next newer;
 /// for the session-kNN match, `SESSION_DECAY`.
 const HISTORY_ITEMS: usize = 10;
@@ -252,16 +254,25 @@ fn content_neighbours(
     weight: f32,
 ) {
     let product = catalog.product(p);
-    let mut scored: Vec<(ProductIdx, f32)> = catalog
+    // The category's most trending products, and those added since training (the
+    // members are in index order, so those are at the end): not the whole category.
+    let trending = models.trending.in_category(product.category);
+    let new = catalog
         .category_members(product.category)
         .iter()
+        .rev()
+        .take_while(|&&q| !models.trending.knows(q));
+    let mut scored: Vec<(ProductIdx, f32)> = trending
+        .iter()
+        .take(CONTENT_SCAN)
+        .chain(new)
         .filter(|&&q| q != p)
         .map(|&q| {
             let tags = &catalog.product(q).tags;
             let shared = tags.iter().filter(|t| product.tags.contains(t)).count() as f32;
             let union = (tags.len() + product.tags.len()) as f32 - shared;
             let jaccard = if union > 0.0 { shared / union } else { 0.0 };
-            (q, jaccard + 0.1 * models.trend_score(q).min(1.0))
+            (q, jaccard + 0.1 * models.trending.score(q))
         })
         .collect();
     scored.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -468,7 +479,9 @@ pub fn recommend(
                 );
                 // A product too new to have been bought or viewed with anything yet:
                 // its neighbours by category and tags.
-                if b.similar_items > 0.0 && bought.len() + models.viewed.of(p).len() < query.limit {
+                let cold = !models.trending.knows(p)
+                    || (bought.is_empty() && models.viewed.of(p).is_empty());
+                if b.similar_items > 0.0 && cold {
                     content_neighbours(&mut pool, models, catalog, p, b.similar_items);
                 }
                 context_categories.push(catalog.product(p).category);

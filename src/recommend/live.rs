@@ -45,6 +45,9 @@ const TOP: usize = 50;
 #[derive(Default)]
 pub struct Live {
     inner: RwLock<Inner>,
+    /// Set once any trend was added: until then reads skip the lock (the common case
+    /// right after a training, and on every read path that asks per product).
+    any_trend: std::sync::atomic::AtomicBool,
 }
 
 fn bump(list: &mut Vec<(ProductIdx, f32)>, p: ProductIdx) {
@@ -91,6 +94,8 @@ impl Live {
         if g.trend.len() >= MAX_TRENDING && !g.trend.contains_key(&product) {
             return;
         }
+        self.any_trend
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let w = {
             let slot = g.trend.entry(product).or_default();
             *slot += super::trending::kind_weight(kind) as f32;
@@ -128,12 +133,18 @@ impl Live {
 
     /// Trend weight added to `product` since training.
     pub fn trend_of(&self, product: ProductIdx) -> f32 {
+        if !self.any_trend.load(std::sync::atomic::Ordering::Relaxed) {
+            return 0.0;
+        }
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
         g.trend.get(&product).copied().unwrap_or(0.0)
     }
 
     /// The products (at most 50) with the most trend added since training, best first.
     pub fn trending(&self) -> Vec<(ProductIdx, f32)> {
+        if !self.any_trend.load(std::sync::atomic::Ordering::Relaxed) {
+            return Vec::new();
+        }
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
         g.top.clone()
     }
