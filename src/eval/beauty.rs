@@ -9,16 +9,13 @@
 
 use std::io::BufRead;
 use std::path::Path;
-use std::sync::Arc;
 
 use super::metrics::{Metrics, rank_of};
-use super::{EvalError, MethodResult, single_category_catalog};
-use crate::config::{MaxPerCategory, RecommendSettings};
+use super::{EvalError, Harness, MethodResult, most_popular, single_category_catalog};
+use crate::config::RecommendSettings;
 use crate::domain::{Interaction, InteractionKind, Placement, ProductIdx};
-use crate::ingest::events::{RawEvent, ingest};
+use crate::ingest::events::RawEvent;
 use crate::recommend::Models;
-use crate::recommend::engine::{Policy, Query, recommend};
-use crate::store::{KeyHasher, MemoryStore, ProfileStore};
 
 const KS: [usize; 3] = [5, 10, 20];
 const KEEP: [&str; 6] = ["hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20"];
@@ -76,68 +73,39 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
         }
     }
     let models = Models::train(&catalog, &interactions, &RecommendSettings::default());
-    let mut counts = vec![0u32; items as usize];
-    for i in &interactions {
-        counts[i.product as usize] += 1;
-    }
+    let (_, popular) = most_popular(items, interactions.iter().map(|i| i.product), 300);
     drop(interactions);
-    let mut popular: Vec<u32> = (0..items).collect();
-    popular.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
-    popular.truncate(300);
 
-    // The items have no categories here: no diversity cap.
-    let policy = Policy {
-        repeatable: Vec::new(),
-        max_per_category: MaxPerCategory::OFF,
-        ..Policy::default()
-    };
-    let store: Arc<dyn ProfileStore> = Arc::new(MemoryStore::new());
-    let hasher = KeyHasher::new(b"eval");
+    let harness = Harness::new(&models, &catalog, Vec::new());
     let (mut engine, mut pop) = (Metrics::default(), Metrics::default());
     for (u, seq) in users.iter().enumerate() {
         let history = &seq[..seq.len() - held_out];
         let target = seq[seq.len() - held_out] - 1;
-        let mut events = Vec::with_capacity(history.len());
-        for (pos, &item) in history.iter().enumerate() {
-            let raw = RawEvent {
+        let raws = history
+            .iter()
+            .enumerate()
+            .map(|(pos, &item)| RawEvent {
                 event_id: Some(format!("{u}-{pos}")),
                 kind: Some("view".into()),
                 customer_id: Some(format!("customer-{u}")),
                 product_id: Some(item.to_string()),
                 timestamp: Some(NOW - (history.len() - pos) as i64 * DAY),
                 ..RawEvent::default()
-            };
-            events.push(
-                raw.validate(NOW, i64::MAX / 4)
-                    .map_err(|r| EvalError::Setup(format!("event rejected: {}", r.as_str())))?,
-            );
-        }
-        let Some(first) = events.first() else {
+            })
+            .collect();
+        let Some(profile) = harness.feed(raws, NOW).await? else {
             continue;
         };
-        let key = hasher.key(&first.visitor);
-        ingest(store.as_ref(), &hasher, &catalog, &events)
-            .await
-            .map_err(|e| EvalError::Setup(e.to_string()))?;
-        let profile = store
-            .get(&key)
-            .await
-            .map_err(|e| EvalError::Setup(e.to_string()))?;
         let seen: Vec<ProductIdx> = history.iter().map(|&i| i - 1).collect();
-        let query = Query {
-            policy: &policy,
-            placement: Placement::Home,
-            product: None,
-            category: None,
-            search: None,
-            cart: &[],
-            candidates: &[],
-            limit: 20 + seen.len().min(80),
-        };
         // The protocol ranks only items the customer has not had.
-        let answer: Vec<ProductIdx> = recommend(&models, &catalog, &query, profile.as_deref())
-            .iter()
-            .map(|s| s.product)
+        let answer: Vec<ProductIdx> = harness
+            .answer(
+                Placement::Home,
+                &[],
+                20 + seen.len().min(80),
+                Some(&profile),
+            )
+            .into_iter()
             .filter(|p| !seen.contains(p))
             .take(20)
             .collect();

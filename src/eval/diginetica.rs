@@ -6,16 +6,16 @@
 //! MRR@20, HR@10, NDCG@10.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use super::metrics::{Metrics, rank_of};
-use super::{EvalError, MethodResult, field, gz_rows, single_category_catalog};
-use crate::config::{MaxPerCategory, RecommendSettings};
-use crate::domain::{Interaction, InteractionKind, Placement, ProductIdx};
-use crate::ingest::events::{RawEvent, ingest};
+use super::{
+    EvalError, Harness, MethodResult, field, fill_up, gz_rows, most_popular,
+    single_category_catalog,
+};
+use crate::config::RecommendSettings;
+use crate::domain::{Interaction, InteractionKind, Placement};
+use crate::ingest::events::RawEvent;
 use crate::recommend::Models;
-use crate::recommend::engine::{Policy, Query, recommend};
-use crate::store::{KeyHasher, MemoryStore, ProfileStore};
 
 const KS: [usize; 2] = [10, 20];
 const KEEP: [&str; 4] = ["hr@20", "mrr@20", "hr@10", "ndcg@10"];
@@ -84,26 +84,11 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
     let catalog = single_category_catalog(items, 1, "all")?;
     let interactions = interactions(&train);
     let models = Models::train(&catalog, &interactions, &RecommendSettings::default());
+    // Popularity: clicks in training, most first.
+    let (_, popular) = most_popular(items, interactions.iter().map(|i| i.product), 20);
     drop(interactions);
 
-    // The dataset has no categories: no diversity cap.
-    let policy = Policy {
-        repeatable: Vec::new(),
-        max_per_category: MaxPerCategory::OFF,
-        ..Policy::default()
-    };
-    let store: Arc<dyn ProfileStore> = Arc::new(MemoryStore::new());
-    let hasher = KeyHasher::new(b"eval");
-    // Popularity: clicks in training, most first.
-    let mut clicks = vec![0u32; items as usize];
-    for s in &train {
-        for &i in s {
-            clicks[i as usize - 1] += 1;
-        }
-    }
-    let mut popular: Vec<u32> = (0..items).collect();
-    popular.sort_by(|&a, &b| clicks[b as usize].cmp(&clicks[a as usize]).then(a.cmp(&b)));
-    popular.truncate(20);
+    let harness = Harness::new(&models, &catalog, Vec::new());
     let (mut engine, mut pop, mut spop) =
         (Metrics::default(), Metrics::default(), Metrics::default());
     for (s, seq) in test.iter().enumerate() {
@@ -119,36 +104,8 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
                 timestamp: Some(NOW + i as i64),
                 ..RawEvent::default()
             };
-            let event = raw
-                .validate(NOW + 3_600, i64::MAX / 4)
-                .map_err(|r| EvalError::Setup(format!("event rejected: {}", r.as_str())))?;
-            ingest(
-                store.as_ref(),
-                &hasher,
-                &catalog,
-                std::slice::from_ref(&event),
-            )
-            .await
-            .map_err(|e| EvalError::Setup(e.to_string()))?;
-            let key = hasher.key(&event.visitor);
-            let profile = store
-                .get(&key)
-                .await
-                .map_err(|e| EvalError::Setup(e.to_string()))?;
-            let query = Query {
-                policy: &policy,
-                placement: Placement::Home,
-                product: None,
-                category: None,
-                search: None,
-                cart: &[],
-                candidates: &[],
-                limit: 20,
-            };
-            let answer: Vec<ProductIdx> = recommend(&models, &catalog, &query, profile.as_deref())
-                .iter()
-                .map(|s| s.product)
-                .collect();
+            let profile = harness.feed(vec![raw], NOW + 3_600).await?;
+            let answer = harness.answer(Placement::Home, &[], 20, profile.as_deref());
             let target = seq[i + 1] - 1;
             engine.single(rank_of(&answer, target), &KS);
             pop.single(rank_of(&popular, target), &KS);
@@ -162,14 +119,7 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
             let mut own = counts.clone();
             own.sort_by_key(|c| std::cmp::Reverse(c.1));
             let mut answer: Vec<u32> = own.iter().map(|c| c.0).collect();
-            for &p in &popular {
-                if answer.len() >= 20 {
-                    break;
-                }
-                if !answer.contains(&p) {
-                    answer.push(p);
-                }
-            }
+            fill_up(&mut answer, &popular, 20);
             spop.single(rank_of(&answer, target), &KS);
         }
     }

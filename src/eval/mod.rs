@@ -124,6 +124,117 @@ pub(crate) fn field<T: std::str::FromStr>(
         })
 }
 
+/// The serving side of an evaluation: test visitors' events go through the events path
+/// into an in-memory profile store, and answers come from the serving engine.
+pub(crate) struct Harness<'a> {
+    models: &'a crate::recommend::Models,
+    catalog: &'a crate::domain::Catalog,
+    policy: crate::recommend::engine::Policy,
+    store: crate::store::MemoryStore,
+    hasher: crate::store::KeyHasher,
+}
+
+impl<'a> Harness<'a> {
+    /// The datasets carry no categories the engine can use, so the diversity cap is off;
+    /// `repeatable` names the category handles bought again.
+    pub(crate) fn new(
+        models: &'a crate::recommend::Models,
+        catalog: &'a crate::domain::Catalog,
+        repeatable: Vec<String>,
+    ) -> Self {
+        Self {
+            models,
+            catalog,
+            policy: crate::recommend::engine::Policy {
+                repeatable,
+                max_per_category: crate::config::MaxPerCategory::OFF,
+                ..Default::default()
+            },
+            store: crate::store::MemoryStore::new(),
+            hasher: crate::store::KeyHasher::new(b"eval"),
+        }
+    }
+
+    /// Sends one visitor's events as a storefront would (validated at `now`, any age)
+    /// and returns that visitor's profile afterwards; `None` when there were none.
+    pub(crate) async fn feed(
+        &self,
+        raws: Vec<crate::ingest::events::RawEvent>,
+        now: i64,
+    ) -> Result<Option<std::sync::Arc<crate::domain::Profile>>, EvalError> {
+        use crate::store::ProfileStore;
+        let mut events = Vec::with_capacity(raws.len());
+        for raw in raws {
+            events.push(
+                raw.validate(now, i64::MAX / 4)
+                    .map_err(|r| EvalError::Setup(format!("event rejected: {}", r.as_str())))?,
+            );
+        }
+        let Some(first) = events.first() else {
+            return Ok(None);
+        };
+        let key = self.hasher.key(&first.visitor);
+        let setup = |e: crate::store::StoreError| EvalError::Setup(e.to_string());
+        crate::ingest::events::ingest(&self.store, &self.hasher, self.catalog, &events)
+            .await
+            .map_err(setup)?;
+        self.store.get(&key).await.map_err(setup)
+    }
+
+    /// The engine's answer, as product indexes.
+    pub(crate) fn answer(
+        &self,
+        placement: crate::domain::Placement,
+        cart: &[crate::recommend::CartItem],
+        limit: usize,
+        profile: Option<&crate::domain::Profile>,
+    ) -> Vec<crate::domain::ProductIdx> {
+        let query = crate::recommend::Query {
+            policy: &self.policy,
+            placement,
+            product: None,
+            category: None,
+            search: None,
+            cart,
+            candidates: &[],
+            limit,
+        };
+        crate::recommend::recommend(self.models, self.catalog, &query, profile)
+            .iter()
+            .map(|s| s.product)
+            .collect()
+    }
+}
+
+/// The first `n` products by how often `products` names them (ties by index): the
+/// popularity baselines.
+pub(crate) fn most_popular(
+    count: u32,
+    products: impl Iterator<Item = crate::domain::ProductIdx>,
+    n: usize,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut counts = vec![0u32; count as usize];
+    for p in products {
+        counts[p as usize] += 1;
+    }
+    let mut popular: Vec<u32> = (0..count).collect();
+    popular.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
+    popular.truncate(n);
+    (counts, popular)
+}
+
+/// Tops `answer` up to `n` products from `fill`, skipping what it already holds.
+pub(crate) fn fill_up(answer: &mut Vec<u32>, fill: &[u32], n: usize) {
+    for &p in fill {
+        if answer.len() >= n {
+            break;
+        }
+        if !answer.contains(&p) {
+            answer.push(p);
+        }
+    }
+}
+
 /// A catalog of `count` products with ids `first_id`, `first_id + 1`, ... (product
 /// index `i` has id `first_id + i`), all in one category and in stock: the datasets
 /// carry no catalog.

@@ -11,18 +11,19 @@
 //! of an anonymous visitor. HR@10, MRR@20.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 
 use super::metrics::{Metrics, rank_of};
-use super::{EvalError, MethodResult, field, gz_rows, single_category_catalog};
-use crate::config::{MaxPerCategory, RecommendSettings};
-use crate::domain::{Interaction, InteractionKind, Placement, ProductIdx};
-use crate::ingest::events::{RawEvent, ingest};
+use super::{
+    EvalError, Harness, MethodResult, field, fill_up, gz_rows, most_popular,
+    single_category_catalog,
+};
+use crate::config::RecommendSettings;
+use crate::domain::{Interaction, InteractionKind, Placement};
+use crate::ingest::events::RawEvent;
 use crate::recommend::Models;
-use crate::recommend::engine::{CartItem, Policy, Query, recommend};
-use crate::store::{KeyHasher, MemoryStore, ProfileStore};
+use crate::recommend::engine::CartItem;
 
 const DAY: i64 = 86_400;
 const NOW: i64 = 1_700_000_000;
@@ -87,23 +88,11 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
         }
     }
     let models = Models::train(&catalog, &interactions, &RecommendSettings::default());
-    let mut counts = vec![0u32; items as usize];
-    for i in &interactions {
-        counts[i.product as usize] += 1;
-    }
+    let (counts, popular) = most_popular(items, interactions.iter().map(|i| i.product), 40);
     drop(interactions);
-    let mut popular: Vec<u32> = (0..items).collect();
-    popular.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
-    popular.truncate(40);
 
-    // Groceries are bought again; the dataset has no categories: no diversity cap.
-    let policy = Policy {
-        repeatable: vec!["grocery".into()],
-        max_per_category: MaxPerCategory::OFF,
-        ..Policy::default()
-    };
-    let store: Arc<dyn ProfileStore> = Arc::new(MemoryStore::new());
-    let hasher = KeyHasher::new(b"eval");
+    // Groceries are bought again.
+    let harness = Harness::new(&models, &catalog, vec!["grocery".into()]);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
     let (mut engine, mut g_top, mut gp_top) =
         (Metrics::default(), Metrics::default(), Metrics::default());
@@ -111,10 +100,10 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
     for (c, baskets) in customers.iter().enumerate() {
         let target = target_index(baskets, validation);
         // The customer's earlier baskets, as the storefront would have sent them.
-        let mut events = Vec::new();
+        let mut raws = Vec::new();
         for (b, basket) in baskets[..target].iter().enumerate() {
             for &item in basket {
-                let raw = RawEvent {
+                raws.push(RawEvent {
                     event_id: Some(format!("{c}-{b}-{item}")),
                     kind: Some("purchase".into()),
                     customer_id: Some(format!("customer-{c}")),
@@ -122,40 +111,15 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
                     order_id: Some(format!("{c}-{b}")),
                     timestamp: Some(NOW - (target - b) as i64 * DAY),
                     ..RawEvent::default()
-                };
-                events
-                    .push(raw.validate(NOW, i64::MAX / 4).map_err(|r| {
-                        EvalError::Setup(format!("event rejected: {}", r.as_str()))
-                    })?);
+                });
             }
         }
-        let Some(first) = events.first() else {
+        let Some(profile) = harness.feed(raws, NOW).await? else {
             continue;
         };
-        let key = hasher.key(&first.visitor);
-        ingest(store.as_ref(), &hasher, &catalog, &events)
-            .await
-            .map_err(|e| EvalError::Setup(e.to_string()))?;
-        let profile = store
-            .get(&key)
-            .await
-            .map_err(|e| EvalError::Setup(e.to_string()))?;
         let basket = &baskets[target];
 
-        let home = Query {
-            policy: &policy,
-            placement: Placement::Home,
-            product: None,
-            category: None,
-            search: None,
-            cart: &[],
-            candidates: &[],
-            limit: 10,
-        };
-        let answer: Vec<ProductIdx> = recommend(&models, &catalog, &home, profile.as_deref())
-            .iter()
-            .map(|s| s.product)
-            .collect();
+        let answer = harness.answer(Placement::Home, &[], 10, Some(&profile));
         engine.set(&answer, basket, &[10]);
         g_top.set(&popular[..10], basket, &[10]);
 
@@ -176,14 +140,7 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
                 .then(a.0.cmp(&b.0))
         });
         let mut answer: Vec<u32> = own.iter().map(|e| e.0).take(10).collect();
-        for &p in &popular {
-            if answer.len() >= 10 {
-                break;
-            }
-            if !answer.contains(&p) {
-                answer.push(p);
-            }
-        }
+        fill_up(&mut answer, &popular, 10);
         gp_top.set(&answer, basket, &[10]);
 
         // Basket completion.
@@ -197,20 +154,7 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
                     quantity: 1,
                 })
                 .collect();
-            let query = Query {
-                policy: &policy,
-                placement: Placement::Cart,
-                product: None,
-                category: None,
-                search: None,
-                cart: &cart,
-                candidates: &[],
-                limit: 20,
-            };
-            let answer: Vec<ProductIdx> = recommend(&models, &catalog, &query, None)
-                .iter()
-                .map(|s| s.product)
-                .collect();
+            let answer = harness.answer(Placement::Cart, &cart, 20, None);
             fbt.single(rank_of(&answer, hidden), &[10, 20]);
             let pop: Vec<u32> = popular
                 .iter()
