@@ -308,11 +308,7 @@ async fn apply_profile(
         if let (true, crate::domain::profile::ProfileOp::Order { order, lines, .. }) = (fresh, op) {
             for (product, _, _) in lines {
                 if let Some(p) = snapshot.catalog.lookup(product) {
-                    snapshot
-                        .models
-                        .live
-                        .trend(p, crate::domain::InteractionKind::Purchase);
-                    snapshot.models.live.purchase(*order, p);
+                    snapshot.models.observe_purchase(*order, p);
                 }
             }
         }

@@ -110,13 +110,20 @@ impl Models {
                 Behaviour::Purchase => InteractionKind::Purchase,
                 _ => continue,
             };
-            self.live.trend(p, kind);
             if kind == InteractionKind::Purchase {
                 let order = e.order_id.as_deref().unwrap_or(&e.event_id);
-                self.live
-                    .purchase(xxhash_rust::xxh3::xxh3_64(order.as_bytes()), p);
+                self.observe_purchase(xxhash_rust::xxh3::xxh3_64(order.as_bytes()), p);
+            } else {
+                self.live.trend(p, kind);
             }
         }
+    }
+
+    /// One product bought in an order (any key, one per order): it pairs with the
+    /// order's other products and adds to the trend.
+    pub fn observe_purchase(&self, order: u64, p: ProductIdx) {
+        self.live.trend(p, InteractionKind::Purchase);
+        self.live.purchase(order, p);
     }
 }
 
