@@ -128,6 +128,21 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// The stored models' version and chunk count (`{prefix}models:current` holds
+    /// `version/chunks`).
+    async fn models_pointer(&self) -> Result<Option<(String, usize)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let pointer: Option<String> = redis::cmd("GET")
+            .arg(self.models_key("current"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(pointer
+            .as_deref()
+            .and_then(|p| p.rsplit_once('/'))
+            .and_then(|(v, n)| Some((v.to_owned(), n.parse().ok()?))))
+    }
+
     fn models_key(&self, part: &str) -> Vec<u8> {
         let mut k = self.prefix.clone();
         k.extend_from_slice(b"models:");
@@ -250,29 +265,14 @@ impl CatalogStore for RedisStore {
     }
 
     async fn models_version(&self) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn.clone();
-        let pointer: Option<String> = redis::cmd("GET")
-            .arg(self.models_key("current"))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        Ok(pointer.and_then(|p| p.rsplit_once('/').map(|(v, _)| v.to_owned())))
+        Ok(self.models_pointer().await?.map(|(version, _)| version))
     }
 
     async fn load_models(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        let mut conn = self.conn.clone();
-        let pointer: Option<String> = redis::cmd("GET")
-            .arg(self.models_key("current"))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let Some((version, chunks)) = pointer
-            .as_deref()
-            .and_then(|p| p.rsplit_once('/'))
-            .and_then(|(v, n)| Some((v.to_owned(), n.parse::<usize>().ok()?)))
-        else {
+        let Some((version, chunks)) = self.models_pointer().await? else {
             return Ok(None);
         };
+        let mut conn = self.conn.clone();
         // Chunk by chunk: no single reply outlasts the timeout.
         let mut bytes = Vec::new();
         for i in 0..chunks {
@@ -294,12 +294,8 @@ impl CatalogStore for RedisStore {
 
     async fn save_models(&self, version: &str, bytes: &[u8]) -> Result<(), StoreError> {
         const CHUNK: usize = 1 << 20;
+        let previous = self.models_pointer().await?;
         let mut conn = self.conn.clone();
-        let previous: Option<String> = redis::cmd("GET")
-            .arg(self.models_key("current"))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| unavailable(&e))?;
         let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let _: () = redis::cmd("SET")
@@ -315,12 +311,7 @@ impl CatalogStore for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
-        if let Some((old, n)) = previous
-            .as_deref()
-            .and_then(|p| p.rsplit_once('/'))
-            .and_then(|(v, n)| Some((v.to_owned(), n.parse::<usize>().ok()?)))
-            .filter(|(v, _)| v != version)
-        {
+        if let Some((old, n)) = previous.filter(|(v, _)| v != version) {
             let keys: Vec<Vec<u8>> = (0..n)
                 .map(|i| self.models_key(&format!("{old}:{i}")))
                 .collect();
