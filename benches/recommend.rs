@@ -69,6 +69,7 @@ fn bench(c: &mut Criterion) {
             cart: &[],
             candidates: &[],
             limit: 10,
+            audience: Default::default(),
         };
         let t = std::time::Instant::now();
         black_box(recommend(&models, catalog, &q, Some(&profile)));
@@ -102,6 +103,7 @@ fn bench(c: &mut Criterion) {
                 cart: &[],
                 candidates: &[],
                 limit: 10,
+                audience: Default::default(),
             };
             black_box(recommend(&models, catalog, &q, Some(&profile)))
         });
@@ -117,6 +119,7 @@ fn bench(c: &mut Criterion) {
                 cart: &[],
                 candidates: &[],
                 limit: 10,
+                audience: Default::default(),
             };
             black_box(recommend(&models, catalog, &q, Some(&profile)))
         });
@@ -132,6 +135,7 @@ fn bench(c: &mut Criterion) {
                 cart: &cart,
                 candidates: &[],
                 limit: 10,
+                audience: Default::default(),
             };
             black_box(recommend(&models, catalog, &q, None))
         });

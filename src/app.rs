@@ -58,6 +58,8 @@ pub struct AppState {
     pub permits: Arc<Semaphore>,
     /// Catalog changes, written through the store and followed from it.
     pub catalog: Arc<CatalogService>,
+    /// What product events teach the live models, shared through the event log.
+    pub learning: Arc<crate::ingest::log::Learning>,
     /// The recommendation rules from `recommend` settings.
     pub policy: Arc<crate::recommend::engine::Policy>,
     pub metrics: PrometheusHandle,
@@ -176,13 +178,22 @@ impl App {
             catalog,
             models: Arc::new(models),
         }));
+        let learning = Arc::new(crate::ingest::log::Learning::new(
+            catalog_store.clone(),
+            snapshot.clone(),
+            &settings.events,
+        ));
         let catalog = Arc::new(CatalogService::new(snapshot.clone(), catalog_store));
         catalog.start().await?;
         catalog.spawn_follower(Duration::from_millis(settings.catalog.sync_ms));
+        // The follower's first look relearns what the log holds since the models'
+        // training, in the background.
+        learning.spawn(Duration::from_millis(settings.events.log_poll_ms));
         let state = AppState {
             banners: Arc::new(Banners::new(&settings.content.banners)),
             permits: Arc::new(Semaphore::new(settings.server.max_concurrency)),
             catalog,
+            learning,
             policy: Arc::new(crate::recommend::engine::Policy::new(&settings.recommend)),
             keys: Arc::new(keys),
             snapshot,

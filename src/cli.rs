@@ -29,8 +29,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Offline evaluation on a public dataset, with its published protocol.
     Eval(EvalArgs),
-    /// Train the models from an events file (NDJSON or CSV, as `import events` reads)
-    /// on the stored catalog, and store them: running replicas swap them in.
+    /// Train the models from the store's event log (or an events file) on the stored
+    /// catalog, and store them: running replicas swap them in.
     Train(TrainArgs),
     /// Exit 0 when a running service answers 200 on the given URL, 1 otherwise.
     Healthcheck(HealthcheckArgs),
@@ -114,9 +114,10 @@ pub struct EvalArgs {
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// The event history to train on.
+    /// An events file to train on (NDJSON or CSV, as `import events` reads). Without
+    /// it, the store's event log is the history.
     #[arg(long, value_name = "FILE")]
-    pub events: PathBuf,
+    pub events: Option<PathBuf>,
     #[command(flatten)]
     pub rows: RowArgs,
     #[command(flatten)]

@@ -197,6 +197,14 @@ pub struct EventSettings {
     pub max_age_s: i64,
     /// Events held in memory while the store is unavailable; past this, 503.
     pub buffer_capacity: usize,
+    /// Product events kept in the shared event log (the newest; 0 keeps all). The
+    /// log is what `vitrine train` trains on and what replicas learn from each other.
+    pub log_keep: u64,
+    /// How often a replica reads what other replicas added to the log.
+    pub log_poll_ms: u64,
+    /// Entries waiting to be written to the log; past this (the store is down for
+    /// long), new entries are not logged (counted in vitrine_event_log_dropped_total).
+    pub log_queue: usize,
 }
 
 impl Default for EventSettings {
@@ -205,6 +213,9 @@ impl Default for EventSettings {
             max_batch: 500,
             max_age_s: 7 * 86_400,
             buffer_capacity: 100_000,
+            log_keep: 2_000_000,
+            log_poll_ms: 250,
+            log_queue: 100_000,
         }
     }
 }
@@ -296,6 +307,9 @@ pub struct Blend {
     pub search: f32,
     /// The global trend, which fills every list.
     pub trending: f32,
+    /// What is trending among visitors of the same country and device class; for
+    /// visitors with no history of their own only.
+    pub audience_trend: f32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -319,6 +333,7 @@ impl Default for BlendSettings {
             recently_viewed: 0.4,
             sessions: 0.03,
             trending: 0.01,
+            audience_trend: 0.02,
             ..Blend::default()
         };
         let basket = Blend {
@@ -326,6 +341,7 @@ impl Default for BlendSettings {
             viewed_together: 0.02,
             category_trend: 0.05,
             trending: 0.01,
+            audience_trend: 0.02,
             ..Blend::default()
         };
         Self {
@@ -681,6 +697,16 @@ impl Settings {
             "must be between 1 and 60000",
         )?;
         check(
+            (10..=60_000).contains(&self.events.log_poll_ms),
+            "events.log_poll_ms",
+            "must be between 10 and 60000",
+        )?;
+        check(
+            (1_000..=10_000_000).contains(&self.events.log_queue),
+            "events.log_queue",
+            "must be between 1000 and 10000000",
+        )?;
+        check(
             (1..=10_000).contains(&self.events.max_batch),
             "events.max_batch",
             "must be between 1 and 10000",
@@ -718,6 +744,7 @@ impl Settings {
                 b.new_arrivals,
                 b.search,
                 b.trending,
+                b.audience_trend,
             ];
             check(
                 weights

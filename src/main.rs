@@ -122,6 +122,7 @@ fn import_file(args: &ImportArgs) -> ExitCode {
             shop_currency: vitrine::domain::Currency::parse(&settings.shopify.shop_currency)
                 .map_err(|e| e.to_string())?,
             now: vitrine::recommend::model::unix_now(),
+            log_keep: settings.events.log_keep,
         };
         let progress = |bytes: u64, report: &import::Report| {
             let secs = started.elapsed().as_secs_f64().max(1e-3);
@@ -208,12 +209,33 @@ fn train(args: &TrainArgs) -> ExitCode {
             .await
             .map_err(|e| e.to_string())?;
         let now = vitrine::recommend::model::unix_now();
-        let (interactions, report) =
-            import::interactions(&args.events, import_format(args.rows.format), &catalog, now)
-                .map_err(|e| e.to_string())?;
+        // The models learn live from the log entries after `cursor`: with a file, what
+        // the log gains from now on.
+        let (interactions, report, cursor) = match &args.events {
+            Some(file) => {
+                let cursor = store.log_end().await.map_err(|e| e.to_string())?;
+                let (interactions, report) =
+                    import::interactions(file, import_format(args.rows.format), &catalog, now)
+                        .map_err(|e| e.to_string())?;
+                (interactions, report, cursor)
+            }
+            None => {
+                let (interactions, cursor, unknown) =
+                    vitrine::ingest::log::history(store.as_ref(), &catalog)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                let report = import::Report {
+                    rows: interactions.len() as u64 + unknown,
+                    unknown_products: unknown,
+                    ..import::Report::default()
+                };
+                (interactions, report, cursor)
+            }
+        };
         let read = started.elapsed();
-        let models =
+        let mut models =
             vitrine::recommend::Models::train(&catalog, &interactions, &settings.recommend);
+        models.log_cursor = cursor;
         let bytes = vitrine::recommend::portable::encode(&models, &catalog)?;
         store
             .save_models(&models.version, &bytes)
@@ -235,12 +257,17 @@ fn train(args: &TrainArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let file = args.events.display();
-    for bad in &report.bad {
-        eprintln!("{file}:{}: {}", bad.line, bad.message);
-    }
+    let source = match &args.events {
+        Some(file) => {
+            for bad in &report.bad {
+                eprintln!("{}:{}: {}", file.display(), bad.line, bad.message);
+            }
+            "rows"
+        }
+        None => "event log entries",
+    };
     println!(
-        "{version}: trained on {n} interactions from {} rows ({} bad, {} about products not in the catalog) over {products} products in {:.2} s (reading {:.2} s); stored {size} bytes",
+        "{version}: trained on {n} interactions from {} {source} ({} bad, {} about products not in the catalog) over {products} products in {:.2} s (reading {:.2} s); stored {size} bytes",
         report.rows,
         report.bad.len(),
         report.unknown_products,

@@ -347,6 +347,8 @@ async fn redis_holds_no_raw_customer_id() {
     let server = RedisServer::start();
     let app = TestApp::spawn(redis_settings(&server)).await;
     send(&app, json!({"event_id": "pii-1", "type": "view", "customer_id": "alice@example.com", "product_id": "p000005"})).await;
+    // The event log is written off the request path.
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
@@ -377,6 +379,18 @@ async fn redis_holds_no_raw_customer_id() {
                 .query_async(&mut conn)
                 .await
                 .unwrap(),
+            // The event log: every entry's fields and values.
+            "stream" => {
+                let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg("-")
+                    .arg("+")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                assert!(!entries.is_empty(), "the view was logged");
+                entries.into_iter().flat_map(|(_, fields)| fields).collect()
+            }
             other => panic!("{name} is a {other}"),
         };
         for v in values {

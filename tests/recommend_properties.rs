@@ -115,6 +115,7 @@ proptest! {
             cart: &cart_lines,
             candidates: &candidate_ids,
             limit,
+            audience: Default::default(),
         };
         let answer = recommend(&shop.models, catalog, &query, Some(&visitor));
         prop_assert!(answer.len() <= limit);

@@ -18,4 +18,6 @@ pub struct Interaction {
     pub kind: InteractionKind,
     /// Unix seconds.
     pub ts: i64,
+    /// The visitor's country and device, when the event said.
+    pub audience: super::Audience,
 }

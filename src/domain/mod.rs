@@ -4,6 +4,7 @@
 //! guarantee their own invariants (an id is never empty, money is integer minor units
 //! with a currency, a placement is one of a closed set).
 
+pub mod audience;
 pub mod catalog;
 pub mod ids;
 pub mod interaction;
@@ -11,6 +12,7 @@ pub mod money;
 pub mod placement;
 pub mod profile;
 
+pub use audience::{Audience, Country, Device, Segment};
 pub use catalog::{Catalog, CategoryId, Product, ProductIdx};
 pub use ids::{VisitorId, VisitorKey};
 pub use interaction::{Interaction, InteractionKind};

@@ -69,6 +69,7 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
                 product: item - 1,
                 kind: InteractionKind::View,
                 ts: NOW - (history.len() - pos) as i64 * DAY,
+                audience: Default::default(),
             });
         }
     }

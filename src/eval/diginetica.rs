@@ -58,6 +58,7 @@ fn interactions(train: &Sessions) -> Vec<Interaction> {
                     product: item - 1,
                     kind: InteractionKind::View,
                     ts: start + pos as i64 * 30,
+                    audience: Default::default(),
                 })
         })
         .collect()

@@ -198,6 +198,7 @@ impl<'a> Harness<'a> {
             cart,
             candidates: &[],
             limit,
+            audience: crate::domain::Audience::default(),
         };
         crate::recommend::recommend(self.models, self.catalog, &query, profile)
             .iter()

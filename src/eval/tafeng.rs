@@ -83,6 +83,7 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
                     product: item,
                     kind: InteractionKind::Purchase,
                     ts: NOW - (target - b) as i64 * DAY,
+                    audience: Default::default(),
                 });
             }
         }

@@ -130,8 +130,12 @@ async fn post_events(
         };
         match stored {
             Ok(fresh) => {
-                let new = crate::ingest::events::fresh_only(&valid, &fresh);
-                snapshot.models.observe(&snapshot.catalog, &new);
+                state.learning.learn(crate::ingest::events::log_entries(
+                    &valid,
+                    &fresh,
+                    &state.hasher,
+                    state.learning.origin(),
+                ));
                 for (slot, new) in slots.iter().zip(fresh) {
                     if !new {
                         results[*slot].status = "duplicate";
@@ -184,6 +188,9 @@ fn rejection_message(r: Rejection) -> &'static str {
         }
         Rejection::InvalidTimestamp => {
             "timestamp (Unix seconds or milliseconds) is too old or in the future"
+        }
+        Rejection::InvalidContext => {
+            "context is {country: ISO 3166-1 alpha-2, device: 1 to 32 visible ASCII characters}"
         }
     }
 }

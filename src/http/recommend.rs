@@ -165,6 +165,22 @@ pub struct Context {
     pub locale: Option<String>,
 }
 
+impl Context {
+    /// The visitor's audience: the country, and the device's class when it has one.
+    pub fn audience(&self) -> crate::domain::Audience {
+        crate::domain::Audience {
+            country: self
+                .country
+                .as_deref()
+                .and_then(|c| crate::domain::Country::parse(c).ok()),
+            device: self
+                .device
+                .as_deref()
+                .and_then(crate::domain::Device::classify),
+        }
+    }
+}
+
 fn invalid_cart(msg: &'static str) -> ApiError {
     ApiError::new(ErrorCode::InvalidCart, msg)
 }
@@ -454,6 +470,7 @@ pub async fn answer(
         cart: &request.cart,
         candidates: &request.candidates,
         limit: request.limit,
+        audience: request.context.audience(),
     };
     let scored = recommend::recommend(
         &snapshot.models,

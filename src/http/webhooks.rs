@@ -25,6 +25,7 @@ use sha2::Sha256;
 use super::error::{ApiError, ErrorCode};
 use crate::app::AppState;
 use crate::config::Settings;
+use crate::domain::profile::ProfileOp;
 use crate::domain::{Currency, VisitorId, VisitorKey};
 use crate::ingest::bigcommerce::{self, FetchError};
 use crate::ingest::catalog::CatalogChangeError;
@@ -294,7 +295,7 @@ fn visitor(kind: fn(VisitorId) -> VisitorKey, raw: &str) -> Result<VisitorKey, A
 async fn apply_profile(
     state: &AppState,
     visitor: VisitorKey,
-    ops: &[crate::domain::profile::ProfileOp],
+    ops: &[ProfileOp],
 ) -> Result<&'static str, ApiError> {
     let key = state.hasher.key(&visitor);
     let applied = state
@@ -302,17 +303,13 @@ async fn apply_profile(
         .apply(&key, ops)
         .await
         .map_err(|e| store_unavailable(&e))?;
-    // New orders teach the live models at once (pairs and trend).
-    let snapshot = state.snapshot.load();
-    for (op, fresh) in ops.iter().zip(&applied.fresh) {
-        if let (true, crate::domain::profile::ProfileOp::Order { order, lines, .. }) = (fresh, op) {
-            for (product, _, _) in lines {
-                if let Some(p) = snapshot.catalog.lookup(product) {
-                    snapshot.models.observe_purchase(*order, p);
-                }
-            }
-        }
-    }
+    // New orders teach the live models (pairs and trend), here and through the log.
+    state.learning.learn(crate::ingest::log::order_entries(
+        &key,
+        ops,
+        &applied.fresh,
+        state.learning.origin(),
+    ));
     Ok("applied")
 }
 

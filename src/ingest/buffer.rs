@@ -59,7 +59,7 @@ impl EventBuffer {
         store: &dyn ProfileStore,
         hasher: &KeyHasher,
         catalog: &crate::domain::Catalog,
-        models: Option<&crate::recommend::Models>,
+        learning: Option<&super::log::Learning>,
     ) -> Result<(), crate::store::StoreError> {
         loop {
             let chunk: Vec<Event> = {
@@ -72,8 +72,13 @@ impl EventBuffer {
             // Applying twice is harmless (events are idempotent), so the chunk leaves the
             // queue only once it is stored.
             let fresh = ingest(store, hasher, catalog, &chunk).await?;
-            if let Some(models) = models {
-                models.observe(catalog, &super::events::fresh_only(&chunk, &fresh));
+            if let Some(learning) = learning {
+                learning.learn(super::events::log_entries(
+                    &chunk,
+                    &fresh,
+                    hasher,
+                    learning.origin(),
+                ));
             }
             let mut q = self.lock();
             let n = chunk.len().min(q.len());
@@ -90,10 +95,13 @@ pub fn spawn_flusher(state: &crate::app::AppState) {
     let store = Arc::downgrade(&state.store);
     let hasher = state.hasher.clone();
     let snapshot = state.snapshot.clone();
+    let learning = Arc::downgrade(&state.learning);
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(RETRY_EVERY).await;
-            let (Some(buffer), Some(store)) = (buffer.upgrade(), store.upgrade()) else {
+            let (Some(buffer), Some(store), Some(learning)) =
+                (buffer.upgrade(), store.upgrade(), learning.upgrade())
+            else {
                 return;
             };
             if buffer.is_empty() {
@@ -101,12 +109,7 @@ pub fn spawn_flusher(state: &crate::app::AppState) {
             }
             let catalog = snapshot.load();
             if let Err(e) = buffer
-                .drain(
-                    store.as_ref(),
-                    &hasher,
-                    &catalog.catalog,
-                    Some(&catalog.models),
-                )
+                .drain(store.as_ref(), &hasher, &catalog.catalog, Some(&learning))
                 .await
             {
                 tracing::debug!(error = %e, pending = buffer.len(), "store still unavailable; events stay buffered");

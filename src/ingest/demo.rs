@@ -580,6 +580,7 @@ pub fn generate(settings: &DemoSettings, now: i64) -> Result<DemoShop, DemoError
                 product,
                 kind: InteractionKind::View,
                 ts,
+                audience: Default::default(),
             };
             interactions.push(base);
             if rng.random_bool(0.15) {
@@ -614,6 +615,7 @@ pub fn generate(settings: &DemoSettings, now: i64) -> Result<DemoShop, DemoError
                     product,
                     kind: InteractionKind::Purchase,
                     ts,
+                    audience: Default::default(),
                 });
             }
         }

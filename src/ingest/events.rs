@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use crate::domain::ids::check_id;
 use crate::domain::profile::{Behaviour, ProfileOp};
-use crate::domain::{Catalog, Currency, Money, VisitorId, VisitorKey};
-use crate::store::KeyHasher;
+use crate::domain::{Audience, Catalog, Country, Currency, Device, Money, VisitorId, VisitorKey};
+use crate::store::{KeyHasher, LogEntry, LogKind};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +28,38 @@ pub struct RawEvent {
     pub order_id: Option<String>,
     pub timestamp: Option<i64>,
     pub consent: Option<RawConsent>,
+    pub context: Option<RawEventContext>,
+}
+
+/// Where the visitor is and on what, as in a recommend request's context.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEventContext {
+    pub country: Option<String>,
+    pub device: Option<String>,
+}
+
+impl RawEventContext {
+    /// The audience it names: the country must be an ISO 3166-1 alpha-2 code; a device
+    /// is 1 to 32 visible ASCII characters (those not recognised have no class).
+    pub fn audience(&self) -> Result<Audience, Rejection> {
+        let country = self
+            .country
+            .as_deref()
+            .map(Country::parse)
+            .transpose()
+            .map_err(|_| Rejection::InvalidContext)?;
+        let device = match self.device.as_deref() {
+            None => None,
+            Some(d)
+                if !d.is_empty() && d.len() <= 32 && d.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Device::classify(d)
+            }
+            Some(_) => return Err(Rejection::InvalidContext),
+        };
+        Ok(Audience { country, device })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +89,7 @@ pub enum Rejection {
     InvalidQuantity,
     InvalidPrice,
     InvalidTimestamp,
+    InvalidContext,
 }
 
 impl Rejection {
@@ -72,6 +105,7 @@ impl Rejection {
             Rejection::InvalidQuantity => "invalid_quantity",
             Rejection::InvalidPrice => "invalid_price",
             Rejection::InvalidTimestamp => "invalid_timestamp",
+            Rejection::InvalidContext => "invalid_context",
         }
     }
 }
@@ -93,6 +127,7 @@ pub struct Event {
     pub order_id: Option<String>,
     pub at: i64,
     pub consent: Option<(Option<bool>, Option<bool>)>,
+    pub audience: Audience,
 }
 
 fn opt_id(raw: Option<String>) -> Result<Option<String>, Rejection> {
@@ -184,6 +219,12 @@ impl RawEvent {
             order_id: opt_id(self.order_id)?,
             at,
             consent: self.consent.map(|c| (c.personalization, c.marketing)),
+            audience: self
+                .context
+                .as_ref()
+                .map(RawEventContext::audience)
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }
@@ -290,13 +331,55 @@ pub async fn ingest(
 }
 
 /// The events that were new (`fresh` as [`ingest`] returns it).
-pub fn fresh_only(events: &[Event], fresh: &[bool]) -> Vec<Event> {
+pub fn log_entries(
+    events: &[Event],
+    fresh: &[bool],
+    hasher: &KeyHasher,
+    origin: u64,
+) -> Vec<LogEntry> {
     events
         .iter()
         .zip(fresh)
         .filter(|(_, f)| **f)
-        .map(|(e, _)| e.clone())
+        .filter_map(|(e, _)| e.log_entry(hasher, origin))
         .collect()
+}
+
+impl Event {
+    /// What this event teaches the models, if it is about a product: keyed by the
+    /// visit (the session when the event names one) and, for a purchase, the order.
+    pub fn log_entry(&self, hasher: &KeyHasher, origin: u64) -> Option<LogEntry> {
+        let kind = match self.behaviour {
+            Behaviour::View | Behaviour::Click => LogKind::View,
+            Behaviour::AddToCart => LogKind::AddToCart,
+            Behaviour::Purchase => LogKind::Purchase,
+            Behaviour::Search
+            | Behaviour::RemoveFromCart
+            | Behaviour::Checkout
+            | Behaviour::Impression => return None,
+        };
+        let visit = match &self.merge_session {
+            Some(s) => hasher.key(&VisitorKey::Session(s.clone())),
+            None => hasher.key(&self.visitor),
+        };
+        Some(LogEntry {
+            origin,
+            product: self.product_id.clone()?,
+            kind,
+            session: visit.short_id(),
+            order: (kind == LogKind::Purchase).then(|| {
+                xxhash_rust::xxh3::xxh3_64(
+                    self.order_id
+                        .as_deref()
+                        .unwrap_or(&self.event_id)
+                        .as_bytes(),
+                )
+            }),
+            at: self.at,
+            country: self.audience.country,
+            device: self.audience.device,
+        })
+    }
 }
 
 /// Folds an anonymous session's profile into a customer's (once: the fold is an op

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Deserialize;
 
 use super::catalog::{MoneyInput, ProductInput};
-use super::events::{RawEvent, RawMoney, ingest};
+use super::events::{RawEvent, RawEventContext, RawMoney, ingest};
 use crate::domain::catalog::{Catalog, slug};
 use crate::domain::profile::ProfileOp;
 use crate::domain::{Currency, Money, VisitorId, VisitorKey};
@@ -166,6 +166,8 @@ pub struct Target {
     /// Currency of Shopify's exports (prices come without one).
     pub shop_currency: Currency,
     pub now: i64,
+    /// Entries the event log keeps (`events.log_keep`).
+    pub log_keep: u64,
 }
 
 /// Counts bytes read, for the progress bar.
@@ -306,6 +308,7 @@ pub fn interactions(
             product,
             kind,
             ts: event.at,
+            audience: Default::default(),
         });
         report.applied += 1;
     }
@@ -397,13 +400,28 @@ async fn apply(
             Row::Product(_) | Row::Skip(_) => {}
         }
     }
+    // What is new also goes to the event log, for training and for running replicas
+    // (which learn entries of origin 0 like any other replica's).
+    let mut log = Vec::new();
     if !events.is_empty() {
-        for fresh in ingest(target.profiles.as_ref(), &target.hasher, catalog, &events).await? {
+        let fresh = ingest(target.profiles.as_ref(), &target.hasher, catalog, &events).await?;
+        log.extend(super::events::log_entries(
+            &events,
+            &fresh,
+            &target.hasher,
+            0,
+        ));
+        for fresh in fresh {
             count(report, fresh);
         }
     }
-    for result in target.profiles.apply_batch(&batch).await {
-        count(report, result?.fresh.contains(&true));
+    for ((key, ops), result) in batch.iter().zip(target.profiles.apply_batch(&batch).await) {
+        let applied = result?;
+        count(report, applied.fresh.contains(&true));
+        log.extend(super::log::order_entries(key, ops, &applied.fresh, 0));
+    }
+    if !log.is_empty() {
+        target.catalog.append_log(&log, target.log_keep).await?;
     }
     Ok(())
 }
@@ -756,7 +774,8 @@ fn plain_order(rows: &[Record]) -> Result<Row, String> {
 }
 
 /// `event_id,type,customer_id,session_id,product_id,category,quantity,price,currency,
-/// query,order_id,timestamp`: the events API's fields, prices as decimal text.
+/// query,order_id,timestamp,country,device`: the events API's fields (the context's
+/// flattened), prices as decimal text.
 fn plain_event(rec: &Record) -> Result<Row, String> {
     let price = match (rec.get("price"), rec.get("currency")) {
         (Some(_), Some(c)) => {
@@ -790,6 +809,12 @@ fn plain_event(rec: &Record) -> Result<Row, String> {
         query: rec.get("query").map(str::to_owned),
         order_id: rec.get("order_id").map(str::to_owned),
         timestamp: number("timestamp")?,
+        context: (rec.get("country").is_some() || rec.get("device").is_some()).then(|| {
+            RawEventContext {
+                country: rec.get("country").map(str::to_owned),
+                device: rec.get("device").map(str::to_owned),
+            }
+        }),
         ..RawEvent::default()
     })))
 }

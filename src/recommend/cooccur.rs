@@ -175,6 +175,7 @@ mod tests {
             product,
             kind: InteractionKind::Purchase,
             ts: 0,
+            audience: Default::default(),
         }
     }
 
@@ -212,6 +213,7 @@ mod tests {
                 product: p,
                 kind: InteractionKind::View,
                 ts: 0,
+                audience: Default::default(),
             })
             .collect();
         let n = viewed_together(10, &events, 50);

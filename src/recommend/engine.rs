@@ -11,7 +11,7 @@
 use serde::Serialize;
 
 use crate::config::{Blend, BlendSettings};
-use crate::domain::{Catalog, Placement, ProductIdx, Profile};
+use crate::domain::{Audience, Catalog, Placement, ProductIdx, Profile, Segment};
 
 use super::model::Models;
 
@@ -27,6 +27,8 @@ pub enum Reason {
     MatchesSearch,
     TrendingInCategory,
     NewArrival,
+    TrendingInCountry,
+    TrendingOnDevice,
     Trending,
 }
 
@@ -42,6 +44,8 @@ impl Reason {
             Reason::MatchesSearch => "matches_search",
             Reason::TrendingInCategory => "trending_in_category",
             Reason::NewArrival => "new_arrival",
+            Reason::TrendingInCountry => "trending_in_country",
+            Reason::TrendingOnDevice => "trending_on_device",
             Reason::Trending => "trending",
         }
     }
@@ -105,6 +109,8 @@ pub struct Query<'a> {
     /// page); when present, the answer holds only these.
     pub candidates: &'a [String],
     pub limit: usize,
+    /// The visitor's country and device class, for visitors with no history.
+    pub audience: Audience,
 }
 
 // The sources' weights per placement are settings (`recommend.blend`, see
@@ -594,6 +600,20 @@ pub fn recommend(
         b.trending,
         Reason::Trending,
     );
+    // A visitor with no history of their own: what visitors like them favour.
+    if b.audience_trend > 0.0
+        && profile.is_none_or(|p| p.recently_viewed.is_empty() && p.purchased.is_empty())
+    {
+        for segment in query.audience.segments() {
+            let reason = match segment {
+                Segment::Country(_) => Reason::TrendingInCountry,
+                Segment::Device(_) => Reason::TrendingOnDevice,
+            };
+            for (p, s) in models.segment_trend(segment).into_iter().take(fill) {
+                pool.add(p, b.audience_trend * s, reason);
+            }
+        }
+    }
     // What took off since training is not in the trained ranking yet.
     for (p, _) in models
         .live

@@ -6,7 +6,8 @@
 //! `MAX_ORDERS` orders are remembered) pair with every product added to that order
 //! later; pair counts are scored with the trained model's similarity (which is linear in
 //! the count), so a live pair and a trained one weigh alike. Trend: each event adds its
-//! kind's weight, in the trained model's units. Everything is bounded; a new training
+//! kind's weight, in the trained model's units, globally and to the trend of its
+//! audience's segments (country, device class). Everything is bounded; a new training
 //! starts from empty.
 
 use std::collections::VecDeque;
@@ -14,7 +15,7 @@ use std::sync::RwLock;
 
 use rustc_hash::FxHashMap;
 
-use crate::domain::{InteractionKind, ProductIdx};
+use crate::domain::{Audience, InteractionKind, ProductIdx, Segment};
 
 /// Orders remembered for pairing (a purchase of an order older than this pairs with
 /// nothing).
@@ -22,8 +23,58 @@ const MAX_ORDERS: usize = 100_000;
 /// Products with a live pair list, and pairs per product.
 const MAX_PRODUCTS: usize = 200_000;
 const MAX_PAIRS: usize = 200;
-/// Products whose live trend is kept.
+/// Products whose live trend is kept, globally and per segment.
 const MAX_TRENDING: usize = 10_000;
+const MAX_SEGMENT_TRENDING: usize = 2_000;
+/// Segments (countries, device classes) with a live trend of their own.
+const MAX_SEGMENTS: usize = 512;
+
+/// Trend weight added per product since training, with the `TOP` products kept ranked
+/// on every event so a request only copies them.
+struct Board {
+    scores: FxHashMap<ProductIdx, f32>,
+    top: Vec<(ProductIdx, f32)>,
+    cap: usize,
+}
+
+impl Board {
+    fn new(cap: usize) -> Self {
+        Self {
+            scores: FxHashMap::default(),
+            top: Vec::new(),
+            cap,
+        }
+    }
+
+    fn add(&mut self, product: ProductIdx, weight: f32) {
+        if self.scores.len() >= self.cap && !self.scores.contains_key(&product) {
+            return;
+        }
+        let w = {
+            let slot = self.scores.entry(product).or_default();
+            *slot += weight;
+            *slot
+        };
+        let top = &mut self.top;
+        if let Some(i) = top.iter().position(|(p, _)| *p == product) {
+            top[i].1 = w;
+        } else if top.len() < TOP {
+            top.push((product, w));
+        } else if top.last().is_some_and(|l| w > l.1) {
+            top.pop();
+            top.push((product, w));
+        } else {
+            return;
+        }
+        top.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    }
+}
+
+impl Default for Board {
+    fn default() -> Self {
+        Self::new(MAX_TRENDING)
+    }
+}
 
 #[derive(Default)]
 struct Inner {
@@ -33,11 +84,8 @@ struct Inner {
     pairs: FxHashMap<ProductIdx, Vec<(ProductIdx, f32)>>,
     /// Product -> occurrences in orders since training.
     occurrences: FxHashMap<ProductIdx, f32>,
-    /// Product -> trend weight added since training.
-    trend: FxHashMap<ProductIdx, f32>,
-    /// The `TOP` products with the most trend added, best first, kept up to date on
-    /// every event so a request only copies it.
-    top: Vec<(ProductIdx, f32)>,
+    trend: Board,
+    segments: FxHashMap<Segment, Board>,
 }
 
 const TOP: usize = 50;
@@ -88,31 +136,34 @@ impl Live {
         }
     }
 
-    /// Any event's contribution to the trend.
-    pub fn trend(&self, product: ProductIdx, kind: InteractionKind) {
+    /// Any event's contribution to the trend, globally and in its audience's segments.
+    pub fn trend(&self, product: ProductIdx, kind: InteractionKind, audience: Audience) {
+        let weight = super::trending::kind_weight(kind) as f32;
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if g.trend.len() >= MAX_TRENDING && !g.trend.contains_key(&product) {
-            return;
-        }
         self.any_trend
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let w = {
-            let slot = g.trend.entry(product).or_default();
-            *slot += super::trending::kind_weight(kind) as f32;
-            *slot
-        };
-        let top = &mut g.top;
-        if let Some(i) = top.iter().position(|(p, _)| *p == product) {
-            top[i].1 = w;
-        } else if top.len() < TOP {
-            top.push((product, w));
-        } else if top.last().is_some_and(|l| w > l.1) {
-            top.pop();
-            top.push((product, w));
-        } else {
-            return;
+        g.trend.add(product, weight);
+        for s in audience.segments() {
+            if g.segments.len() >= MAX_SEGMENTS && !g.segments.contains_key(&s) {
+                continue;
+            }
+            g.segments
+                .entry(s)
+                .or_insert_with(|| Board::new(MAX_SEGMENT_TRENDING))
+                .add(product, weight);
         }
-        top.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    }
+
+    /// The products (at most 50) with the most trend added in `segment` since
+    /// training, best first, with the weight added.
+    pub fn segment_trending(&self, segment: Segment) -> Vec<(ProductIdx, f32)> {
+        if !self.any_trend.load(std::sync::atomic::Ordering::Relaxed) {
+            return Vec::new();
+        }
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        g.segments
+            .get(&segment)
+            .map_or_else(Vec::new, |b| b.top.clone())
     }
 
     /// Live co-purchase counts with `product`, and occurrences of each product.
@@ -137,7 +188,7 @@ impl Live {
             return 0.0;
         }
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        g.trend.get(&product).copied().unwrap_or(0.0)
+        g.trend.scores.get(&product).copied().unwrap_or(0.0)
     }
 
     /// The products (at most 50) with the most trend added since training, best first.
@@ -146,12 +197,12 @@ impl Live {
             return Vec::new();
         }
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        g.top.clone()
+        g.trend.top.clone()
     }
 
     pub fn is_empty(&self) -> bool {
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        g.trend.is_empty() && g.pairs.is_empty()
+        g.trend.scores.is_empty() && g.pairs.is_empty()
     }
 }
 
@@ -179,19 +230,41 @@ mod tests {
     #[test]
     fn trend_adds_event_weights_and_ranks() {
         let live = Live::default();
-        live.trend(5, InteractionKind::View);
-        live.trend(6, InteractionKind::Purchase);
-        live.trend(5, InteractionKind::View);
+        live.trend(5, InteractionKind::View, Audience::default());
+        live.trend(6, InteractionKind::Purchase, Audience::default());
+        live.trend(5, InteractionKind::View, Audience::default());
         assert_eq!(live.trending()[0].0, 6);
         assert_eq!(live.trending().len(), 2);
         for p in 100..200 {
-            live.trend(p, InteractionKind::View);
+            live.trend(p, InteractionKind::View, Audience::default());
         }
-        live.trend(150, InteractionKind::Purchase);
+        live.trend(150, InteractionKind::Purchase, Audience::default());
         let top = live.trending();
         assert_eq!(top.len(), TOP);
         assert_eq!(top[0].0, 150, "5 + 1");
         assert_eq!(top[1].0, 6);
         assert_eq!(live.trend_of(5), 2.0);
+    }
+
+    #[test]
+    fn a_segment_trends_apart_from_the_rest() {
+        let live = Live::default();
+        let de = Audience {
+            country: crate::domain::Country::parse("DE").ok(),
+            device: Some(crate::domain::Device::Mobile),
+        };
+        live.trend(1, InteractionKind::View, de);
+        live.trend(2, InteractionKind::Purchase, Audience::default());
+        assert_eq!(live.trending()[0].0, 2);
+        let in_de = live.segment_trending(Segment::Country(de.country.unwrap()));
+        assert_eq!(in_de, vec![(1, 1.0)]);
+        assert_eq!(
+            live.segment_trending(Segment::Device(crate::domain::Device::Mobile)),
+            in_de
+        );
+        assert!(
+            live.segment_trending(Segment::Device(crate::domain::Device::App))
+                .is_empty()
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! Models are built off the serving path ([`Models::train`]) into plain sorted arrays,
 //! so that answering a request is a handful of slice reads, a small merge and a sort.
 
+pub mod audience;
 pub mod cooccur;
 pub mod engine;
 pub mod live;

@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::RecommendSettings;
-use crate::domain::{Catalog, Interaction, InteractionKind, ProductIdx};
+use crate::domain::{Catalog, Interaction, InteractionKind, ProductIdx, Segment};
 
 use super::cooccur::{self, Neighbors};
 use super::trending::Trending;
@@ -18,6 +18,11 @@ pub struct Models {
     pub bought: Neighbors,
     pub viewed: Neighbors,
     pub sessions: super::sknn::SessionIndex,
+    /// Trending per audience segment (country, device class).
+    pub audience: super::audience::AudienceTrend,
+    /// How far into the shared event log the training read (`""`: none of it); what
+    /// came after is learned live.
+    pub log_cursor: String,
     /// What events taught since training.
     pub live: super::live::Live,
 }
@@ -39,6 +44,7 @@ impl Models {
         let viewed = cooccur::viewed_together(catalog.len(), interactions, settings.neighbors);
         let sessions =
             super::sknn::SessionIndex::train(catalog.len(), interactions, SESSIONS_PER_ITEM);
+        let audience = super::audience::AudienceTrend::train(interactions, half_life, now);
         // The version is a digest of what the models were trained on (event times taken
         // relative to the newest), so the same data gives the same version on every
         // replica and after every restart.
@@ -55,6 +61,8 @@ impl Models {
             bought,
             viewed,
             sessions,
+            audience,
+            log_cursor: String::new(),
             live: super::live::Live::default(),
         }
     }
@@ -64,6 +72,7 @@ impl Models {
             + self.bought.memory_bytes()
             + self.viewed.memory_bytes()
             + self.sessions.memory_bytes()
+            + self.audience.memory_bytes()
     }
 }
 
@@ -92,38 +101,43 @@ impl Models {
         std::borrow::Cow::Owned(list)
     }
 
-    /// Teaches the live models what new events say: purchases pair up by order, and
-    /// every product event adds to the trend.
-    pub fn observe(
-        &self,
-        catalog: &crate::domain::Catalog,
-        events: &[crate::ingest::events::Event],
-    ) {
-        use crate::domain::profile::Behaviour;
-        for e in events {
-            let Some(p) = e.product_id.as_deref().and_then(|id| catalog.lookup(id)) else {
-                continue;
-            };
-            let kind = match e.behaviour {
-                Behaviour::View | Behaviour::Click => InteractionKind::View,
-                Behaviour::AddToCart => InteractionKind::AddToCart,
-                Behaviour::Purchase => InteractionKind::Purchase,
-                _ => continue,
-            };
-            if kind == InteractionKind::Purchase {
-                let order = e.order_id.as_deref().unwrap_or(&e.event_id);
-                self.observe_purchase(xxhash_rust::xxh3::xxh3_64(order.as_bytes()), p);
-            } else {
-                self.live.trend(p, kind);
-            }
+    /// Teaches the live models one new interaction: a purchase pairs with its order's
+    /// other products, and every interaction adds to the trend (its audience's too).
+    pub fn learn(&self, i: &Interaction) {
+        if i.kind == InteractionKind::Purchase
+            && let Some(order) = i.order
+        {
+            self.live.purchase(order, i.product);
         }
+        self.live.trend(i.product, i.kind, i.audience);
     }
 
-    /// One product bought in an order (any key, one per order): it pairs with the
-    /// order's other products and adds to the trend.
-    pub fn observe_purchase(&self, order: u64, p: ProductIdx) {
-        self.live.trend(p, InteractionKind::Purchase);
-        self.live.purchase(order, p);
+    /// What is trending in `segment`, trained and live, best first, scored so the best
+    /// is 1.
+    pub fn segment_trend(&self, segment: Segment) -> Vec<(ProductIdx, f32)> {
+        let trained = self.audience.of(segment);
+        let live = self.live.segment_trending(segment);
+        let Some(trained) = trained else {
+            let best = live.first().map_or(1.0, |l| l.1);
+            return live.into_iter().map(|(p, w)| (p, w / best)).collect();
+        };
+        if live.is_empty() {
+            return trained.top.clone();
+        }
+        let mut list = trained.top.clone();
+        for (p, w) in live {
+            let s = (f64::from(w) / trained.unit) as f32;
+            match list.iter_mut().find(|(q, _)| *q == p) {
+                Some(e) => e.1 += s,
+                None => list.push((p, s)),
+            }
+        }
+        list.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let best = list.first().map_or(1.0, |l| l.1.max(f32::MIN_POSITIVE));
+        for e in &mut list {
+            e.1 /= best;
+        }
+        list
     }
 }
 

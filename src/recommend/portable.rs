@@ -5,11 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::audience::{AudienceTrend, SegmentTrend};
 use super::cooccur::Neighbors;
 use super::model::{Models, SESSIONS_PER_ITEM};
 use super::sknn::SessionIndex;
 use super::trending::Trending;
-use crate::domain::{Catalog, ProductIdx};
+use crate::domain::{Catalog, ProductIdx, Segment};
 
 /// One format byte, then MessagePack.
 const FORMAT: u8 = 1;
@@ -21,6 +22,9 @@ struct PortableNeighbors {
     similarity: (f32, f32),
 }
 
+/// A segment, its ranked products and the raw score that normalises to 1.
+type PortableSegment = (Segment, Vec<(u32, f32)>, f64);
+
 #[derive(Serialize, Deserialize)]
 struct PortableModels {
     version: String,
@@ -31,6 +35,11 @@ struct PortableModels {
     bought: PortableNeighbors,
     viewed: PortableNeighbors,
     sessions: Vec<Vec<u32>>,
+    /// Per segment: its ranked products and the raw score that normalises to 1.
+    #[serde(default)]
+    audience: Vec<PortableSegment>,
+    #[serde(default)]
+    log_cursor: String,
 }
 
 fn export(n: &Neighbors) -> PortableNeighbors {
@@ -64,6 +73,13 @@ pub fn encode(models: &Models, catalog: &Catalog) -> Result<Vec<u8>, String> {
             .iter()
             .map(|s| s.to_vec())
             .collect(),
+        audience: models
+            .audience
+            .parts()
+            .into_iter()
+            .map(|(s, t)| (s, t.top.clone(), t.unit))
+            .collect(),
+        log_cursor: models.log_cursor.clone(),
     };
     let mut out = vec![FORMAT];
     rmp_serde::encode::write(&mut out, &portable).map_err(|e| e.to_string())?;
@@ -118,6 +134,22 @@ pub fn decode(bytes: &[u8], catalog: &Catalog) -> Result<Models, String> {
         bought: neighbors(&p.bought),
         viewed: neighbors(&p.viewed),
         sessions: SessionIndex::from_sessions(n, sessions, SESSIONS_PER_ITEM),
+        audience: AudienceTrend::from_parts(
+            p.audience
+                .into_iter()
+                .map(|(s, top, unit)| {
+                    let top = top.into_iter().filter_map(|(i, w)| Some((local(i)?, w)));
+                    (
+                        s,
+                        SegmentTrend {
+                            top: top.collect(),
+                            unit,
+                        },
+                    )
+                })
+                .collect(),
+        ),
+        log_cursor: p.log_cursor,
         live: super::live::Live::default(),
     })
 }
@@ -165,6 +197,7 @@ mod tests {
                     cart: &cart,
                     candidates: &[],
                     limit: 10,
+                    audience: Default::default(),
                 };
                 let a = recommend(&models, &shop.catalog, &q, Some(&shop.customers[0].1));
                 let b = recommend(&back, &shop.catalog, &q, Some(&shop.customers[0].1));

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
-    Applied, CatalogChange, CatalogStore, ProfileKey, ProfileStore, StoreError, apply_ops, codec,
-    record_result,
+    Applied, CatalogChange, CatalogStore, EventLog, LogEntry, ProfileKey, ProfileStore, StoreError,
+    apply_ops, codec, record_result,
 };
 use crate::domain::Profile;
 use crate::domain::catalog::ProductRecord;
@@ -31,6 +31,9 @@ const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
 const INV_ITEMS: TableDefinition<&str, &str> = TableDefinition::new("inventory_items");
 /// `product \x1f item \x1f location` -> available.
 const INV_LEVELS: TableDefinition<&str, i64> = TableDefinition::new("inventory_levels");
+
+/// Sequence number -> MessagePack [`LogEntry`].
+const EVENT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("event_log");
 
 fn level_key(product: &str, item: &str, location: &str) -> String {
     format!("{product}\x1f{item}\x1f{location}")
@@ -78,6 +81,7 @@ impl EmbeddedStore {
         txn.open_table(INV_ITEMS).map_err(unavailable)?;
         txn.open_table(INV_LEVELS).map_err(unavailable)?;
         txn.open_table(MODELS).map_err(unavailable)?;
+        txn.open_table(EVENT_LOG).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -132,6 +136,69 @@ impl EmbeddedStore {
 
 fn codec_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::Codec(e.to_string())
+}
+
+#[async_trait]
+impl EventLog for EmbeddedStore {
+    async fn append_log(&self, entries: &[LogEntry], keep: u64) -> Result<(), StoreError> {
+        let encoded = entries
+            .iter()
+            .map(super::encode_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(EVENT_LOG).map_err(unavailable)?;
+                let mut seq = table
+                    .last()
+                    .map_err(unavailable)?
+                    .map_or(0, |(k, _)| k.value());
+                for e in &encoded {
+                    seq += 1;
+                    table.insert(seq, e.as_slice()).map_err(unavailable)?;
+                }
+                let len = table.len().map_err(unavailable)?;
+                if keep > 0 && len > keep {
+                    let first = table
+                        .first()
+                        .map_err(unavailable)?
+                        .map_or(0, |(k, _)| k.value());
+                    let cut = first + (len - keep);
+                    table.retain_in(..cut, |_, _| false).map_err(unavailable)?;
+                }
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn read_log(
+        &self,
+        cursor: &str,
+        max: usize,
+    ) -> Result<Vec<(String, LogEntry)>, StoreError> {
+        let after = super::seq_cursor(cursor)?;
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(EVENT_LOG).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in table.range(after + 1..).map_err(unavailable)?.take(max) {
+                let (k, v) = row.map_err(unavailable)?;
+                out.push((k.value().to_string(), super::decode_entry(v.value())?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn log_end(&self) -> Result<String, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(EVENT_LOG).map_err(unavailable)?;
+        Ok(table
+            .last()
+            .map_err(unavailable)?
+            .map_or_else(String::new, |(k, _)| k.value().to_string()))
+    }
 }
 
 #[async_trait]

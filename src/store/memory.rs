@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use super::{
-    Applied, CatalogChange, CatalogStore, ProfileKey, ProfileStore, StoreError, apply_ops,
-    record_result,
+    Applied, CatalogChange, CatalogStore, EventLog, LogEntry, ProfileKey, ProfileStore, StoreError,
+    apply_ops, record_result,
 };
 use crate::domain::Profile;
 use crate::domain::catalog::ProductRecord;
@@ -36,9 +36,17 @@ struct StoredCatalog {
     models: Option<(String, Vec<u8>)>,
 }
 
+/// The event log: the last sequence number given, and the entries kept.
+#[derive(Default)]
+struct StoredLog {
+    last: u64,
+    entries: std::collections::VecDeque<(u64, LogEntry)>,
+}
+
 pub struct MemoryStore {
     shards: Vec<Shard>,
     catalog: RwLock<StoredCatalog>,
+    log: RwLock<StoredLog>,
 }
 
 impl Default for MemoryStore {
@@ -54,6 +62,7 @@ impl MemoryStore {
                 .map(|_| RwLock::new(FxHashMap::default()))
                 .collect(),
             catalog: RwLock::default(),
+            log: RwLock::default(),
         }
     }
 
@@ -70,6 +79,48 @@ impl MemoryStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[async_trait]
+impl EventLog for MemoryStore {
+    async fn append_log(&self, entries: &[LogEntry], keep: u64) -> Result<(), StoreError> {
+        let mut log = self.log.write().unwrap_or_else(|e| e.into_inner());
+        for e in entries {
+            log.last += 1;
+            let seq = log.last;
+            log.entries.push_back((seq, e.clone()));
+        }
+        if keep > 0 {
+            while log.entries.len() as u64 > keep {
+                log.entries.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_log(
+        &self,
+        cursor: &str,
+        max: usize,
+    ) -> Result<Vec<(String, LogEntry)>, StoreError> {
+        let after = super::seq_cursor(cursor)?;
+        let log = self.log.read().unwrap_or_else(|e| e.into_inner());
+        let start = log.entries.partition_point(|(seq, _)| *seq <= after);
+        Ok(log
+            .entries
+            .range(start..)
+            .take(max)
+            .map(|(seq, e)| (seq.to_string(), e.clone()))
+            .collect())
+    }
+
+    async fn log_end(&self) -> Result<String, StoreError> {
+        let log = self.log.read().unwrap_or_else(|e| e.into_inner());
+        Ok(log
+            .entries
+            .back()
+            .map_or_else(String::new, |(seq, _)| seq.to_string()))
     }
 }
 

@@ -111,11 +111,59 @@ impl CatalogChange {
     }
 }
 
-/// The stored catalog that every replica loads and follows. Products and their stock
-/// are kept apart, so a stock change never rewrites (or races) a product's record. Every
-/// change moves a version counter on; replicas poll it and reload on a change.
+/// One entry of the shared event log: a product event as the models learn it, with
+/// nothing that names a person (the session is a keyed hash, the order a hash).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogEntry {
+    /// The replica that wrote it; it learned the entry when it took the event.
+    pub origin: u64,
+    pub product: String,
+    pub kind: LogKind,
+    /// The visitor's session (or customer) key: events of one visit share it.
+    pub session: u64,
+    /// Purchases of one order share it.
+    pub order: Option<u64>,
+    /// Unix seconds.
+    pub at: i64,
+    #[serde(default)]
+    pub country: Option<crate::domain::Country>,
+    #[serde(default)]
+    pub device: Option<crate::domain::Device>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogKind {
+    View,
+    AddToCart,
+    Purchase,
+}
+
+/// The shared, append-only log of product events that every replica learns from and
+/// `vitrine train` trains on. Cursors are opaque strings, ordered by the backend: `""`
+/// is before the first entry.
 #[async_trait]
-pub trait CatalogStore: Send + Sync + 'static {
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends entries in order, keeping about the newest `keep` entries (0: all).
+    async fn append_log(&self, entries: &[LogEntry], keep: u64) -> Result<(), StoreError>;
+
+    /// Up to `max` entries after `cursor`, oldest first, each with its own cursor.
+    async fn read_log(
+        &self,
+        cursor: &str,
+        max: usize,
+    ) -> Result<Vec<(String, LogEntry)>, StoreError>;
+
+    /// The cursor of the newest entry (`""` when the log is empty).
+    async fn log_end(&self) -> Result<String, StoreError>;
+}
+
+/// The shared state every replica loads and follows: the catalog, the trained models
+/// and the event log they learn from. Products and their stock are kept apart, so a
+/// stock change never rewrites (or races) a product's record. Every catalog change
+/// moves a version counter on; replicas poll it and reload on a change.
+#[async_trait]
+pub trait CatalogStore: EventLog {
     async fn catalog_version(&self) -> Result<u64, StoreError>;
 
     /// Every stored product with its stock, and the version they were read at.
@@ -150,6 +198,25 @@ pub trait CatalogStore: Send + Sync + 'static {
         location: &str,
         available: i64,
     ) -> Result<Option<(String, i64)>, StoreError>;
+}
+
+/// Log cursors of the backends that number entries themselves (embedded, memory): the
+/// entry's sequence number in decimal.
+pub(crate) fn seq_cursor(cursor: &str) -> Result<u64, StoreError> {
+    if cursor.is_empty() {
+        return Ok(0);
+    }
+    cursor
+        .parse()
+        .map_err(|_| StoreError::Codec(format!("{cursor:?} is not an event log cursor")))
+}
+
+pub(crate) fn encode_entry(entry: &LogEntry) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec(entry).map_err(|e| StoreError::Codec(e.to_string()))
+}
+
+pub(crate) fn decode_entry(bytes: &[u8]) -> Result<LogEntry, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Codec(format!("event log entry: {e}")))
 }
 
 /// The location of a level known only as an item's total over every location.

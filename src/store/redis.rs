@@ -17,6 +17,10 @@
 //! bounded by the catalog, and a catalog must not expire. Platform inventory lives in
 //! `{prefix}inv:items` (item -> product) and `{prefix}inv:p:<product>` (`item/location`
 //! -> available), each change one Lua script on one key.
+//!
+//! The event log is the stream `{prefix}events`, trimmed to about `events.log_keep`
+//! entries on every append; each entry is one field `e` holding the MessagePack
+//! [`LogEntry`], and the stream ids are the log's cursors.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +29,8 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{
-    Applied, CatalogChange, CatalogStore, ProfileKey, ProfileStore, StoreError, apply_ops, codec,
-    record_result,
+    Applied, CatalogChange, CatalogStore, EventLog, LogEntry, ProfileKey, ProfileStore, StoreError,
+    apply_ops, codec, record_result,
 };
 use crate::domain::Profile;
 use crate::domain::catalog::ProductRecord;
@@ -124,6 +128,90 @@ impl RedisStore {
             .map_err(|e| unavailable(&e))?;
         let profile = value.as_deref().map(codec::decode).transpose()?;
         Ok((value.unwrap_or_default(), profile))
+    }
+}
+
+impl RedisStore {
+    fn log_key(&self) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"events");
+        k
+    }
+}
+
+/// A stream range reply: (id, [field, value, ...]) per entry.
+type StreamEntries = Vec<(String, Vec<Vec<u8>>)>;
+
+#[async_trait]
+impl EventLog for RedisStore {
+    async fn append_log(&self, entries: &[LogEntry], keep: u64) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let key = self.log_key();
+        let mut pipe = redis::pipe();
+        for e in entries {
+            let cmd = pipe.cmd("XADD").arg(&key);
+            if keep > 0 {
+                cmd.arg("MAXLEN").arg("~").arg(keep);
+            }
+            cmd.arg("*").arg("e").arg(super::encode_entry(e)?).ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    async fn read_log(
+        &self,
+        cursor: &str,
+        max: usize,
+    ) -> Result<Vec<(String, LogEntry)>, StoreError> {
+        let start = if cursor.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("({cursor}")
+        };
+        let mut conn = self.conn.clone();
+        let reply: StreamEntries = redis::cmd("XRANGE")
+            .arg(self.log_key())
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(max)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        reply
+            .into_iter()
+            .map(|(id, fields)| {
+                let value = fields
+                    .chunks(2)
+                    .find(|kv| kv[0] == b"e")
+                    .and_then(|kv| kv.get(1))
+                    .ok_or_else(|| StoreError::Codec(format!("event log entry {id} has no e")))?;
+                Ok((id, super::decode_entry(value)?))
+            })
+            .collect()
+    }
+
+    async fn log_end(&self) -> Result<String, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: StreamEntries = redis::cmd("XREVRANGE")
+            .arg(self.log_key())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(reply
+            .into_iter()
+            .next()
+            .map(|(id, _)| id)
+            .unwrap_or_default())
     }
 }
 
