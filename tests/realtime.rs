@@ -1,10 +1,16 @@
 //! Events change answers at once, without a retrain: a new co-purchase appears as
-//! `bought_together`, and a product that takes off appears as `trending`.
+//! `bought_together`, and a product that takes off appears as `trending`; on every
+//! replica, through the shared event log; and visitors with no history get what their
+//! audience (country, device) favours.
 
 mod common;
 
+use std::time::{Duration, Instant};
+
+use common::redis::RedisServer;
 use common::{TestApp, settings};
 use serde_json::{Value, json};
+use vitrine::config::StorageBackend;
 
 async fn answer(app: &TestApp, path: &str) -> Vec<(String, String)> {
     let body: Value = app.get(path).await.json().await.unwrap();
@@ -16,10 +22,9 @@ async fn send(app: &TestApp, events: Vec<Value>) {
     assert_eq!(r.status(), 202);
 }
 
-#[tokio::test]
-async fn a_new_co_purchase_shows_up_as_bought_together() {
-    let app = TestApp::spawn(settings()).await;
-    let (a, b) = {
+/// Two products of different categories, in stock, never bought or viewed together.
+fn unrelated_pair(app: &TestApp) -> (String, String) {
+    {
         let snap = app.state.snapshot.load();
         let catalog = &snap.catalog;
         let a = catalog.lookup("p000001").unwrap();
@@ -45,22 +50,33 @@ async fn a_new_co_purchase_shows_up_as_bought_together() {
             catalog.product(a).id.to_string(),
             catalog.product(b).id.to_string(),
         )
-    };
-    let path = format!("/v1/recommend?session_id=look&placement=product&product_id={a}");
-    assert!(!answer(&app, &path).await.iter().any(|(p, _)| *p == b));
+    }
+}
 
+/// Three orders of both products.
+fn co_purchases(a: &str, b: &str) -> Vec<Value> {
     let mut events = Vec::new();
     for order in 0..3 {
-        for (line, product) in [&a, &b].into_iter().enumerate() {
+        for (line, product) in [a, b].into_iter().enumerate() {
             events.push(
                 json!({"event_id": format!("o{order}-{line}"), "type": "purchase",
-                               "session_id": format!("buyer-{order}"), "product_id": product,
-                               "order_id": format!("order-{order}"),
-                               "price": {"amount": 1000, "currency": "GBP"}}),
+                       "session_id": format!("buyer-{order}"), "product_id": product,
+                       "order_id": format!("order-{order}"),
+                       "price": {"amount": 1000, "currency": "GBP"}}),
             );
         }
     }
-    send(&app, events).await;
+    events
+}
+
+#[tokio::test]
+async fn a_new_co_purchase_shows_up_as_bought_together() {
+    let app = TestApp::spawn(settings()).await;
+    let (a, b) = unrelated_pair(&app);
+    let path = format!("/v1/recommend?session_id=look&placement=product&product_id={a}");
+    assert!(!answer(&app, &path).await.iter().any(|(p, _)| *p == b));
+
+    send(&app, co_purchases(&a, &b)).await;
 
     let after = answer(&app, &path).await;
     assert!(
@@ -139,4 +155,134 @@ async fn a_product_passed_over_again_and_again_makes_room_until_it_is_clicked() 
     )
     .await;
     assert!(answer(&app, home).await.iter().any(|(p, _)| *p == first));
+}
+
+async fn replica(redis: &RedisServer) -> TestApp {
+    let mut s = settings();
+    s.storage.backend = StorageBackend::Redis;
+    s.redis.url = redis.url();
+    s.events.log_poll_ms = 100;
+    TestApp::spawn(s).await
+}
+
+#[tokio::test]
+async fn what_one_replica_learns_every_replica_learns() {
+    let redis = RedisServer::start();
+    let (a, b) = (replica(&redis).await, replica(&redis).await);
+    let (x, y) = unrelated_pair(&a);
+    let path = format!("/v1/recommend?session_id=look&placement=product&product_id={x}");
+    assert!(!answer(&b, &path).await.iter().any(|(p, _)| *p == y));
+
+    // The orders reach replica a only; b learns them from the log.
+    send(&a, co_purchases(&x, &y)).await;
+    let start = Instant::now();
+    loop {
+        let on_b = answer(&b, &path).await;
+        if on_b.iter().any(|(p, r)| *p == y && r == "bought_together") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{y} should be bought with {x} on the other replica too: {on_b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Each learned the orders once: the same answer on both (a wrote the entries and
+    // does not learn them a second time from the log).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let scores = |body: Value| -> Vec<Value> {
+        body["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| json!([r["product_id"], r["score"]]))
+            .collect()
+    };
+    let on_a = scores(a.get(&path).await.json().await.unwrap());
+    let on_b = scores(b.get(&path).await.json().await.unwrap());
+    assert_eq!(on_a, on_b);
+    for app in [&a, &b] {
+        let snapshot = app.state.snapshot.load();
+        let p = snapshot.catalog.lookup(&x).unwrap();
+        assert_eq!(snapshot.models.live.occurrences(p), 3.0, "three orders");
+    }
+}
+
+/// Views of `product` by `n` visitors of one audience.
+fn audience_views(product: &str, n: usize, context: &Value) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({"event_id": format!("{product}-{i}"), "type": "view",
+                   "session_id": format!("{product}-visitor-{i}"), "product_id": product,
+                   "context": context})
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn visitors_with_no_history_get_what_their_audience_favours() {
+    let app = TestApp::spawn(settings()).await;
+    let (german, french) = unrelated_pair(&app);
+    // Popular in Germany on tablets; more popular still in France on desktops.
+    send(
+        &app,
+        audience_views(&german, 30, &json!({"country": "DE", "device": "tablet"})),
+    )
+    .await;
+    send(
+        &app,
+        audience_views(&french, 40, &json!({"country": "fr", "device": "Desktop"})),
+    )
+    .await;
+
+    let home = |who: &str, context: &str| {
+        format!("/v1/recommend?session_id={who}&placement=home&limit=5{context}")
+    };
+    let first = |picks: Vec<(String, String)>| picks.into_iter().next().unwrap();
+    assert_eq!(
+        first(answer(&app, &home("new-de", "&country=DE")).await),
+        (german.clone(), "trending_in_country".to_owned())
+    );
+    assert_eq!(
+        first(answer(&app, &home("new-fr", "&country=FR")).await),
+        (french.clone(), "trending_in_country".to_owned())
+    );
+    assert_eq!(
+        first(answer(&app, &home("new-tablet", "&device=Tablet")).await),
+        (german.clone(), "trending_on_device".to_owned())
+    );
+    // No audience named: no audience trend.
+    let anon = answer(&app, &home("new-anon", "&device=fridge")).await;
+    assert!(
+        !anon.iter().any(|(_, r)| r.starts_with("trending_")),
+        "{anon:?}"
+    );
+
+    // A visitor with a history of their own is answered from it, not the audience.
+    send(
+        &app,
+        vec![
+            json!({"event_id": "own-1", "type": "view", "session_id": "regular",
+                    "product_id": french, "context": {"country": "DE"}}),
+        ],
+    )
+    .await;
+    let regular = answer(&app, &home("regular", "&country=DE")).await;
+    assert!(
+        !regular
+            .iter()
+            .any(|(_, r)| r == "trending_in_country" || r == "trending_on_device"),
+        "{regular:?}"
+    );
+
+    // A bad context is refused like any other bad field.
+    let bad = app
+        .post_json(
+            "/v1/events",
+            &json!({"event_id": "bad-ctx", "type": "view", "session_id": "s",
+                    "product_id": german, "context": {"country": "Germany"}}),
+        )
+        .await;
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["results"][0]["error"]["code"], "invalid_context");
 }

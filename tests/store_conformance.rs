@@ -13,8 +13,8 @@ use vitrine::domain::profile::{Behaviour, ProfileOp};
 use vitrine::domain::{Currency, Money, Profile};
 use vitrine::store::redis::RedisOptions;
 use vitrine::store::{
-    CatalogChange, CatalogStore, EmbeddedStore, MemoryStore, ProfileKey, ProfileStore, RedisStore,
-    Tiered,
+    CatalogChange, CatalogStore, EmbeddedStore, LogEntry, LogKind, MemoryStore, ProfileKey,
+    ProfileStore, RedisStore, Tiered,
 };
 
 fn key(n: u8) -> ProfileKey {
@@ -201,12 +201,76 @@ async fn catalog_conformance(store: Arc<dyn CatalogStore>) {
     assert_eq!(level("i2", "loc9", 1).await, Some(("p2".into(), 1)));
 }
 
+fn entry(n: usize) -> LogEntry {
+    LogEntry {
+        origin: 7,
+        product: format!("p{n}"),
+        kind: if n.is_multiple_of(2) {
+            LogKind::View
+        } else {
+            LogKind::Purchase
+        },
+        session: n as u64,
+        order: (n % 2 == 1).then_some(n as u64 / 2),
+        at: 1_700_000_000 + n as i64,
+        country: vitrine::domain::Country::parse("DE").ok(),
+        device: n
+            .is_multiple_of(3)
+            .then_some(vitrine::domain::Device::Mobile),
+    }
+}
+
+/// Every entry after `cursor`, page by page.
+async fn read_all(store: &dyn CatalogStore, mut cursor: String) -> Vec<(String, LogEntry)> {
+    let mut out = Vec::new();
+    loop {
+        let page = store.read_log(&cursor, 1_000).await.unwrap();
+        let Some(last) = page.last() else {
+            return out;
+        };
+        cursor = last.0.clone();
+        out.extend(page);
+    }
+}
+
+async fn event_log_conformance(store: Arc<dyn CatalogStore>) {
+    assert_eq!(store.log_end().await.unwrap(), "");
+    assert!(store.read_log("", 10).await.unwrap().is_empty());
+    let first: Vec<_> = (0..2_500).map(entry).collect();
+    store.append_log(&first[..1], 0).await.unwrap();
+    store.append_log(&first[1..], 0).await.unwrap();
+    let all = read_all(store.as_ref(), String::new()).await;
+    assert_eq!(
+        all.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+        first,
+        "every entry, in order, as written"
+    );
+    assert_eq!(store.log_end().await.unwrap(), all[2_499].0);
+    let mid = all[999].0.clone();
+    let rest = read_all(store.as_ref(), mid).await;
+    assert_eq!(rest.len(), 1_500);
+    assert_eq!(rest[0].1.product, "p1000");
+    assert!(store.read_log(&all[2_499].0, 10).await.unwrap().is_empty());
+
+    // Appending with a bound keeps about the newest `keep` (Redis trims whole nodes).
+    store.append_log(&[entry(5_000)], 1_000).await.unwrap();
+    let kept = read_all(store.as_ref(), String::new()).await;
+    assert!((1_000..=1_200).contains(&kept.len()), "{}", kept.len());
+    assert_eq!(kept.last().unwrap().1.product, "p5000");
+    assert_eq!(store.log_end().await.unwrap(), kept.last().unwrap().0);
+}
+
 #[tokio::test]
 async fn every_catalog_store_conforms() {
     catalog_conformance(Arc::new(MemoryStore::new())).await;
+    event_log_conformance(Arc::new(MemoryStore::new())).await;
     let dir = tempfile::tempdir().unwrap();
     catalog_conformance(Arc::new(
         EmbeddedStore::open(&dir.path().join("c.redb")).unwrap(),
+    ))
+    .await;
+    event_log_conformance(Arc::new(
+        EmbeddedStore::open(&dir.path().join("log.redb")).unwrap(),
     ))
     .await;
     let server = RedisServer::start();
@@ -214,6 +278,9 @@ async fn every_catalog_store_conforms() {
         RedisStore::connect(&redis_options(&server)).await.unwrap(),
     ))
     .await;
+    let mut options = redis_options(&server);
+    options.key_prefix = "log-test:".into();
+    event_log_conformance(Arc::new(RedisStore::connect(&options).await.unwrap())).await;
 }
 
 fn redis_options(server: &RedisServer) -> RedisOptions {

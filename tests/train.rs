@@ -11,12 +11,15 @@ use common::redis::RedisServer;
 use common::{TestApp, settings};
 use serde_json::{Value, json};
 use vitrine::config::StorageBackend;
+use vitrine::store::redis::RedisOptions;
+use vitrine::store::{CatalogStore, RedisStore};
 
 async fn replica(redis: &RedisServer) -> TestApp {
     let mut s = settings();
     s.storage.backend = StorageBackend::Redis;
     s.redis.url = redis.url();
     s.catalog.sync_ms = 100;
+    s.events.log_poll_ms = 100;
     TestApp::spawn(s).await
 }
 
@@ -100,4 +103,126 @@ async fn trained_models_reach_every_replica_without_a_failed_request() {
         String::from_utf8_lossy(&out.stderr)
             .contains("events.ndjson:41: rejected: invalid_event_type")
     );
+}
+
+fn vitrine(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits until `app` answers `path` with `want` (product, reason), on models of
+/// `version` when given; returns that item's score.
+async fn wait_for(app: &TestApp, path: &str, want: (&str, &str), version: Option<&str>) -> Value {
+    let start = Instant::now();
+    loop {
+        let (status, body) = model_version(app, path).await;
+        assert_eq!(status, 200);
+        let found = body["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["product_id"] == want.0 && r["reason"] == want.1);
+        if let Some(item) = found
+            && version.is_none_or(|v| body["model_version"] == v)
+        {
+            return item["score"].clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "still {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn without_a_file_train_learns_the_stored_event_log() {
+    let redis = RedisServer::start();
+    let a = replica(&redis).await;
+    // A history imported into the store goes to its event log.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("history.ndjson");
+    let now = vitrine::recommend::model::unix_now();
+    let mut lines = String::new();
+    for order in 0..20 {
+        for product in ["p000003", "p000004"] {
+            lines.push_str(&format!(
+                "{}\n",
+                json!({"event_id": format!("h{order}-{product}"), "type": "purchase",
+                       "customer_id": format!("c{order}"), "product_id": product,
+                       "order_id": format!("ho{order}"), "timestamp": now - 3_600 + order})
+            ));
+        }
+    }
+    std::fs::write(&file, lines).unwrap();
+    let file = file.to_str().unwrap();
+    let (code, _, stderr) = vitrine(&["import", "events", file, "--redis", &redis.url()]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let (code, stdout, stderr) = vitrine(&["train", "--redis", &redis.url()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("trained on 40 interactions from 40 event log entries (0 bad, 0 about"),
+        "{stdout}"
+    );
+    let version = stdout.split(':').next().unwrap().to_owned();
+    let path = "/v1/recommend?session_id=s&placement=product&product_id=p000003";
+    wait_for(&a, path, ("p000004", "bought_together"), Some(&version)).await;
+}
+
+#[tokio::test]
+async fn new_models_relearn_what_the_log_gained_after_their_training() {
+    let redis = RedisServer::start();
+    let a = replica(&redis).await;
+    // Orders that reach the replica live: in its live models and in the log.
+    let mut events = Vec::new();
+    for order in 0..3 {
+        for product in ["p000005", "p000006"] {
+            events.push(
+                json!({"event_id": format!("{order}-{product}"), "type": "purchase",
+                               "session_id": format!("b{order}"), "product_id": product,
+                               "order_id": format!("live-{order}")}),
+            );
+        }
+    }
+    let r = a.post_json("/v1/events", &Value::Array(events)).await;
+    assert_eq!(r.status(), 202);
+    let path = "/v1/recommend?session_id=s&placement=product&product_id=p000005";
+    wait_for(&a, path, ("p000006", "bought_together"), None).await;
+
+    // Models trained on nothing of the log (say, on an older history): once swapped
+    // in, their live part starts empty and relearns the log after their training.
+    let store = RedisStore::connect(&RedisOptions {
+        url: redis.url(),
+        key_prefix: "vitrine:".into(),
+        profile_ttl: Duration::from_secs(3_600),
+        timeout: Duration::from_secs(2),
+    })
+    .await
+    .unwrap();
+    let catalog = vitrine::ingest::import::load_catalog(&store).await.unwrap();
+    let mut models = vitrine::recommend::Models::train(&catalog, &[], &Default::default());
+    models.version = "before-the-orders".into();
+    assert_eq!(models.log_cursor, "");
+    let bytes = vitrine::recommend::portable::encode(&models, &catalog).unwrap();
+    store.save_models(&models.version, &bytes).await.unwrap();
+    wait_for(
+        &a,
+        path,
+        ("p000006", "bought_together"),
+        Some("before-the-orders"),
+    )
+    .await;
+    // Learned once: three orders of each, though the replica wrote the entries itself
+    // (and keeps following the log).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let snapshot = a.state.snapshot.load();
+    let p5 = snapshot.catalog.lookup("p000005").unwrap();
+    assert_eq!(snapshot.models.version, "before-the-orders");
+    assert_eq!(snapshot.models.live.occurrences(p5), 3.0);
 }

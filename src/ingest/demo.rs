@@ -490,6 +490,17 @@ pub fn customer_id(n: usize) -> String {
 }
 
 /// Generates the demo shop; `now` is the Unix time the history ends at.
+/// A demo visit's market and device: five countries, three kinds of device.
+fn demo_audience(session: u64) -> crate::domain::Audience {
+    use crate::domain::{Country, Device};
+    const COUNTRIES: [&str; 5] = ["GB", "US", "DE", "FR", "NL"];
+    const DEVICES: [Device; 3] = [Device::Desktop, Device::Mobile, Device::App];
+    crate::domain::Audience {
+        country: Country::parse(COUNTRIES[(session % 5) as usize]).ok(),
+        device: Some(DEVICES[(session / 5 % 3) as usize]),
+    }
+}
+
 pub fn generate(settings: &DemoSettings, now: i64) -> Result<DemoShop, DemoError> {
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
     let currency = Currency::parse(&settings.currency)?;
@@ -562,6 +573,9 @@ pub fn generate(settings: &DemoSettings, now: i64) -> Result<DemoShop, DemoError
             None => cat_pick.sample(&mut rng),
         };
         let mut ts = now - rng.random_range(0..span);
+        // Where the visit comes from, spread over a few markets and devices (from the
+        // session number, so the random stream stays the same).
+        let audience = demo_audience(session);
         let views = rng.random_range(2..=8);
         let mut cart: Vec<ProductIdx> = Vec::new();
         for _ in 0..views {
@@ -580,7 +594,7 @@ pub fn generate(settings: &DemoSettings, now: i64) -> Result<DemoShop, DemoError
                 product,
                 kind: InteractionKind::View,
                 ts,
-                audience: Default::default(),
+                audience,
             };
             interactions.push(base);
             if rng.random_bool(0.15) {
@@ -615,7 +629,7 @@ pub fn generate(settings: &DemoSettings, now: i64) -> Result<DemoShop, DemoError
                     product,
                     kind: InteractionKind::Purchase,
                     ts,
-                    audience: Default::default(),
+                    audience,
                 });
             }
         }

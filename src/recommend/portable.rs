@@ -181,6 +181,10 @@ mod tests {
         let bytes = encode(&models, &shop.catalog).unwrap();
         let back = decode(&bytes, &shop.catalog).unwrap();
         assert_eq!(back.version, models.version);
+        assert!(!models.audience.parts().is_empty());
+        for ((s, t), (s2, t2)) in models.audience.parts().iter().zip(back.audience.parts()) {
+            assert_eq!((s, *t), (&s2, t2));
+        }
         let policy = Policy::default();
         for placement in [Placement::Home, Placement::Product, Placement::Cart] {
             for product in ["p000001", "p000150"] {
@@ -197,11 +201,16 @@ mod tests {
                     cart: &cart,
                     candidates: &[],
                     limit: 10,
-                    audience: Default::default(),
+                    audience: crate::domain::Audience {
+                        country: crate::domain::Country::parse("DE").ok(),
+                        device: Some(crate::domain::Device::Mobile),
+                    },
                 };
-                let a = recommend(&models, &shop.catalog, &q, Some(&shop.customers[0].1));
-                let b = recommend(&back, &shop.catalog, &q, Some(&shop.customers[0].1));
-                assert_eq!(a, b, "{placement:?} {product}");
+                for profile in [Some(&shop.customers[0].1), None] {
+                    let a = recommend(&models, &shop.catalog, &q, profile);
+                    let b = recommend(&back, &shop.catalog, &q, profile);
+                    assert_eq!(a, b, "{placement:?} {product}");
+                }
             }
         }
         assert!(decode(&[9, 0], &shop.catalog).is_err());
