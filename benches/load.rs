@@ -7,7 +7,8 @@
 //! `LOAD_PRODUCTS` (100000), `LOAD_CUSTOMERS` (1000), `LOAD_EVENTS` (200000),
 //! `LOAD_PLACEMENT` (product), `LOAD_REDIS` (1: start a private redis-server and use it
 //! as the store), `LOAD_L1_TTL_MS` (the L1 tier's TTL; 1 makes nearly every read go to
-//! the store). With `LOAD_SECONDS=0` it only measures start-up.
+//! the store), `LOAD_CONTEXT` (appended to every URL, e.g. `&country=DE&device=mobile`).
+//! With `LOAD_SECONDS=0` it only measures start-up.
 //!
 //! The generator is deliberately minimal (raw HTTP/1.1 over tokio, one thread) so that
 //! it costs the server's two cores as little as possible.
@@ -145,6 +146,7 @@ fn main() {
     let customers: usize = env_or("LOAD_CUSTOMERS", 1_000);
     let events: usize = env_or("LOAD_EVENTS", 200_000);
     let placement: String = env_or("LOAD_PLACEMENT", "product".to_owned());
+    let context: String = env_or("LOAD_CONTEXT", String::new());
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -214,7 +216,7 @@ fn main() {
                     ),
                     _ => format!("/v1/recommend?session_id=s{session}&placement=product&product_id=p{product:06}"),
                 };
-                format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes()
+                format!("GET {path}{context} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes()
             })
             .collect();
         let requests = std::sync::Arc::new(requests);

@@ -19,7 +19,7 @@ use vitrine::domain::{Currency, Money, Profile, VisitorId, VisitorKey};
 use vitrine::ingest::demo;
 use vitrine::ingest::events::{Event, ingest};
 use vitrine::store::redis::RedisOptions;
-use vitrine::store::{KeyHasher, ProfileStore, RedisStore};
+use vitrine::store::{EventLog, KeyHasher, ProfileStore, RedisStore};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -151,6 +151,46 @@ fn main() {
             .expect("get")
             .expect("profile");
         println!("  a sampled profile after ingestion: {} views, {} orders", sample.recently_viewed.len(), sample.orders_count);
+
+        // The event log: the same events appended to the stream in batches of 1,000 (what
+        // the log writer sends), its memory, then read back and learned (what a replica
+        // does when it follows the log or relearns it after a model swap).
+        let entries: Vec<_> = events.iter().filter_map(|e| e.log_entry(&hasher, 1)).collect();
+        let before = used_memory(port);
+        let started = Instant::now();
+        for batch in entries.chunks(1_000) {
+            store.append_log(batch, 0).await.expect("append");
+        }
+        let took = started.elapsed();
+        let after = used_memory(port);
+        println!(
+            "event log: {} entries appended in {:.2} s = {:.0} entries/s; Redis memory {:.0} bytes per entry",
+            entries.len(),
+            took.as_secs_f64(),
+            entries.len() as f64 / took.as_secs_f64(),
+            (after - before) as f64 / entries.len() as f64
+        );
+        let models = vitrine::recommend::Models::train(&catalog, &[], &Default::default());
+        let started = Instant::now();
+        let mut cursor = String::new();
+        let mut learned = 0usize;
+        loop {
+            let page = store.read_log(&cursor, 1_000).await.expect("read");
+            let Some(last) = page.last() else { break };
+            cursor = last.0.clone();
+            for (_, e) in &page {
+                if let Some(i) = vitrine::ingest::log::interaction(&catalog, e) {
+                    models.learn(&i);
+                    learned += 1;
+                }
+            }
+        }
+        let took = started.elapsed();
+        println!(
+            "event log: {learned} entries read and learned in {:.2} s = {:.0} entries/s",
+            took.as_secs_f64(),
+            learned as f64 / took.as_secs_f64()
+        );
 
         // Memory: a fresh prefix of typical profiles.
         let before = used_memory(port);

@@ -609,7 +609,7 @@ pub fn recommend(
                 Segment::Country(_) => Reason::TrendingInCountry,
                 Segment::Device(_) => Reason::TrendingOnDevice,
             };
-            for (p, s) in models.segment_trend(segment).into_iter().take(fill) {
+            for &(p, s) in models.segment_trend(segment).iter().take(fill) {
                 pool.add(p, b.audience_trend * s, reason);
             }
         }

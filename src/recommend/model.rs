@@ -1,5 +1,6 @@
 //! The set of models one answer is computed from, built together and swapped together.
 
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::RecommendSettings;
@@ -114,15 +115,15 @@ impl Models {
 
     /// What is trending in `segment`, trained and live, best first, scored so the best
     /// is 1.
-    pub fn segment_trend(&self, segment: Segment) -> Vec<(ProductIdx, f32)> {
+    pub fn segment_trend(&self, segment: Segment) -> Cow<'_, [(ProductIdx, f32)]> {
         let trained = self.audience.of(segment);
         let live = self.live.segment_trending(segment);
         let Some(trained) = trained else {
             let best = live.first().map_or(1.0, |l| l.1);
-            return live.into_iter().map(|(p, w)| (p, w / best)).collect();
+            return Cow::Owned(live.into_iter().map(|(p, w)| (p, w / best)).collect());
         };
         if live.is_empty() {
-            return trained.top.clone();
+            return Cow::Borrowed(&trained.top);
         }
         let mut list = trained.top.clone();
         for (p, w) in live {
@@ -137,7 +138,7 @@ impl Models {
         for e in &mut list {
             e.1 /= best;
         }
-        list
+        Cow::Owned(list)
     }
 }
 
