@@ -60,6 +60,8 @@ pub struct AppState {
     pub catalog: Arc<CatalogService>,
     /// What product events teach the live models, shared through the event log.
     pub learning: Arc<crate::ingest::log::Learning>,
+    /// The decisioning ruleset in force, followed from the store.
+    pub rules: Arc<crate::decide::live::LiveRules>,
     /// The recommendation rules from `recommend` settings.
     pub policy: Arc<crate::recommend::engine::Policy>,
     pub metrics: PrometheusHandle,
@@ -68,6 +70,8 @@ pub struct AppState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("the live ruleset cannot be loaded: {0}")]
+    Rules(String),
     #[error(transparent)]
     Demo(#[from] demo::DemoError),
     #[error("cannot listen on {addr}: {source}")]
@@ -183,6 +187,12 @@ impl App {
             snapshot.clone(),
             &settings.events,
         ));
+        let rules = Arc::new(crate::decide::live::LiveRules::new(catalog_store.clone()));
+        rules
+            .sync()
+            .await
+            .map_err(|e| StartError::Rules(e.to_string()))?;
+        rules.spawn_follower(Duration::from_millis(settings.rules.sync_ms));
         let catalog = Arc::new(CatalogService::new(snapshot.clone(), catalog_store));
         catalog.start().await?;
         catalog.spawn_follower(Duration::from_millis(settings.catalog.sync_ms));
@@ -194,6 +204,7 @@ impl App {
             permits: Arc::new(Semaphore::new(settings.server.max_concurrency)),
             catalog,
             learning,
+            rules,
             policy: Arc::new(crate::recommend::engine::Policy::new(&settings.recommend)),
             keys: Arc::new(keys),
             snapshot,

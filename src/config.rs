@@ -33,6 +33,7 @@ pub struct Settings {
     pub shopify: ShopifySettings,
     pub bigcommerce: BigCommerceSettings,
     pub catalog: CatalogSettings,
+    pub rules: RulesSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,6 +41,20 @@ pub struct Settings {
 pub struct CatalogSettings {
     /// How often a replica checks the store for catalog changes made by others.
     pub sync_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesSettings {
+    /// How often a replica checks the store for a newly published (or rolled back)
+    /// ruleset.
+    pub sync_ms: u64,
+}
+
+impl Default for RulesSettings {
+    fn default() -> Self {
+        Self { sync_ms: 200 }
+    }
 }
 
 impl Default for CatalogSettings {
@@ -725,6 +740,11 @@ impl Settings {
             (1024..=64 * 1024 * 1024).contains(&self.shopify.body_limit_bytes),
             "shopify.body_limit_bytes",
             "must be between 1024 and 67108864",
+        )?;
+        check(
+            (10..=60_000).contains(&self.rules.sync_ms),
+            "rules.sync_ms",
+            "must be between 10 and 60000",
         )?;
         check(
             (10..=60_000).contains(&self.catalog.sync_ms),

@@ -6,6 +6,7 @@
 //!
 //! - [`http`]: routes, extractors, the error table, auth, metrics middleware;
 //! - [`recommend`]: models (trending, co-occurrence) and the engine that blends them;
+//! - [`decide`]: the ruleset: expressions, prices, promotions, guardrails;
 //! - [`store`]: the `ProfileStore` seam and its backends;
 //! - [`ingest`]: data entering the system (the generated demo shop);
 //! - [`domain`]: plain types (money, products, profiles, ids) that import nothing above them;
@@ -14,6 +15,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod decide;
 pub mod domain;
 pub mod eval;
 pub mod http;

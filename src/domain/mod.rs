@@ -11,6 +11,7 @@ pub mod interaction;
 pub mod money;
 pub mod placement;
 pub mod profile;
+pub mod time;
 
 pub use audience::{Audience, Country, Device, Segment};
 pub use catalog::{Catalog, CategoryId, Product, ProductIdx};

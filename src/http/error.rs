@@ -28,6 +28,9 @@ pub enum ErrorCode {
     InvalidCart,
     InvalidCandidates,
     InvalidContext,
+    InvalidRuleset,
+    InvalidCodes,
+    RulesetNotFound,
     BatchTooLarge,
     InvalidProduct,
     MissingApiKey,
@@ -54,9 +57,10 @@ impl ErrorCode {
                 StatusCode::UNAUTHORIZED
             }
             ErrorCode::WrongScope => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound | ErrorCode::ProfileNotFound | ErrorCode::ProductNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ErrorCode::NotFound
+            | ErrorCode::ProfileNotFound
+            | ErrorCode::ProductNotFound
+            | ErrorCode::RulesetNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -71,6 +75,8 @@ impl ErrorCode {
             | ErrorCode::InvalidCart
             | ErrorCode::InvalidCandidates
             | ErrorCode::InvalidContext
+            | ErrorCode::InvalidRuleset
+            | ErrorCode::InvalidCodes
             | ErrorCode::BatchTooLarge
             | ErrorCode::InvalidProduct => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Overloaded
@@ -100,6 +106,9 @@ impl ErrorCode {
             ErrorCode::InvalidCart => "invalid_cart",
             ErrorCode::InvalidCandidates => "invalid_candidates",
             ErrorCode::InvalidContext => "invalid_context",
+            ErrorCode::InvalidRuleset => "invalid_ruleset",
+            ErrorCode::InvalidCodes => "invalid_codes",
+            ErrorCode::RulesetNotFound => "ruleset_not_found",
             ErrorCode::BatchTooLarge => "batch_too_large",
             ErrorCode::InvalidProduct => "invalid_product",
             ErrorCode::MissingApiKey => "missing_api_key",
@@ -122,6 +131,8 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: Cow<'static, str>,
+    /// Every problem found, each with where it is (an invalid ruleset).
+    pub errors: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -129,7 +140,15 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            errors: None,
         }
+    }
+
+    /// With the list of every problem found.
+    #[must_use]
+    pub fn with_errors(mut self, errors: serde_json::Value) -> Self {
+        self.errors = Some(errors);
+        self
     }
 
     /// A 500 whose cause is logged, never sent.
@@ -148,6 +167,8 @@ struct Body<'a> {
 struct Inner<'a> {
     code: &'static str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a serde_json::Value>,
 }
 
 impl IntoResponse for ApiError {
@@ -160,6 +181,7 @@ impl IntoResponse for ApiError {
                 error: Inner {
                     code: self.code.as_str(),
                     message: &self.message,
+                    errors: self.errors.as_ref(),
                 },
             }),
         )
@@ -188,7 +210,10 @@ pub async fn method_not_allowed() -> ApiError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 31] = [
+    const ALL: [ErrorCode; 34] = [
+        ErrorCode::InvalidRuleset,
+        ErrorCode::InvalidCodes,
+        ErrorCode::RulesetNotFound,
         ErrorCode::MalformedPayload,
         ErrorCode::InvalidSignature,
         ErrorCode::InvalidProduct,

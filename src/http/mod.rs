@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cart;
 pub mod catalog;
 pub mod error;
 pub mod events;
@@ -10,6 +11,7 @@ pub mod extract;
 pub mod health;
 pub mod observe;
 pub mod recommend;
+pub mod rules;
 pub mod webhooks;
 
 use axum::Router;
@@ -24,10 +26,12 @@ use crate::app::AppState;
 pub fn router(state: &AppState, include_ops: bool) -> Router {
     let storefront = recommend::router()
         .merge(events::router())
+        .merge(cart::router())
         .route_layer(from_fn_with_state(state.keys.clone(), auth::storefront))
         .route_layer(from_fn_with_state(state.permits.clone(), observe::shed));
     let admin = admin::router()
         .merge(catalog::router())
+        .merge(rules::router())
         .route_layer(from_fn_with_state(state.keys.clone(), auth::admin));
     let hooks = webhooks::router(state)
         .route_layer(from_fn_with_state(state.permits.clone(), observe::shed));

@@ -66,6 +66,8 @@ pub struct RawContext {
     pub channel: Option<String>,
     pub device: Option<String>,
     pub locale: Option<String>,
+    /// The visitor is about to leave (the storefront detected it): exit-intent offers.
+    pub exit_intent: Option<bool>,
 }
 
 /// GET parameters: the request's fields flattened. `cart` is `id:qty,id:qty`; the
@@ -87,6 +89,7 @@ pub struct GetParams {
     channel: Option<String>,
     device: Option<String>,
     locale: Option<String>,
+    exit_intent: Option<bool>,
 }
 
 impl GetParams {
@@ -119,6 +122,7 @@ impl GetParams {
             channel: self.channel,
             device: self.device,
             locale: self.locale,
+            exit_intent: self.exit_intent,
         };
         Ok(RawRequest {
             customer_id: self.customer_id,
@@ -163,6 +167,7 @@ pub struct Context {
     pub channel: Option<String>,
     pub device: Option<String>,
     pub locale: Option<String>,
+    pub exit_intent: bool,
 }
 
 impl Context {
@@ -209,18 +214,8 @@ fn context_field(name: &str, raw: Option<String>, max: usize) -> Result<Option<S
 
 impl RawRequest {
     pub fn validate(self, default_limit: u32) -> Result<RecommendRequest, ApiError> {
-        let customer = parse_visitor("customer_id", self.customer_id.as_deref())?;
-        let session = parse_visitor("session_id", self.session_id.as_deref())?;
-        let (visitor, merge_session) = match (customer, session) {
-            (Some(c), s) => (VisitorKey::Customer(c), s),
-            (None, Some(s)) => (VisitorKey::Session(s), None),
-            (None, None) => {
-                return Err(ApiError::new(
-                    ErrorCode::MissingVisitorId,
-                    "customer_id or session_id is required",
-                ));
-            }
-        };
+        let (visitor, merge_session) =
+            parse_visitors(self.customer_id.as_deref(), self.session_id.as_deref())?;
         let placement = match self.placement.as_deref() {
             None => return Err(ApiError::new(ErrorCode::InvalidPlacement, "placement is required")),
             Some(p) => p.parse::<Placement>().map_err(|()| {
@@ -313,26 +308,67 @@ impl RawRequest {
             | Placement::Checkout
             | Placement::PostPurchase => {}
         }
-        let raw_cart = self.cart.unwrap_or_default();
-        if raw_cart.len() > MAX_CART_LINES {
-            return Err(invalid_cart("a cart has at most 200 lines"));
-        }
-        let mut cart = Vec::with_capacity(raw_cart.len());
-        for line in raw_cart {
-            check_id(&line.product_id).map_err(|e| id_error("cart product_id", &e))?;
-            let quantity = match line.quantity {
-                None => 1,
-                Some(q) if (1..=100_000).contains(&q) => q as u32,
-                Some(_) => {
-                    return Err(invalid_cart("a cart quantity must be between 1 and 100000"));
-                }
-            };
-            cart.push(CartItem {
-                product_id: line.product_id,
-                quantity,
-            });
-        }
-        let raw_context = self.context.unwrap_or_default();
+        let cart = parse_cart(self.cart.unwrap_or_default())?;
+        let context = parse_context(self.context.unwrap_or_default())?;
+        Ok(RecommendRequest {
+            visitor,
+            merge_session,
+            placement,
+            product_id: self.product_id,
+            category: self.category,
+            query,
+            cart,
+            candidates,
+            limit,
+            context,
+        })
+    }
+}
+
+/// The visitor a request is for: the customer when named (with the session to merge),
+/// else the session.
+pub fn parse_visitors(
+    customer_id: Option<&str>,
+    session_id: Option<&str>,
+) -> Result<(VisitorKey, Option<VisitorId>), ApiError> {
+    let customer = parse_visitor("customer_id", customer_id)?;
+    let session = parse_visitor("session_id", session_id)?;
+    match (customer, session) {
+        (Some(c), s) => Ok((VisitorKey::Customer(c), s)),
+        (None, Some(s)) => Ok((VisitorKey::Session(s), None)),
+        (None, None) => Err(ApiError::new(
+            ErrorCode::MissingVisitorId,
+            "customer_id or session_id is required",
+        )),
+    }
+}
+
+/// Cart lines: up to 200, each a product id and a quantity of 1 to 100000 (default 1).
+pub fn parse_cart(raw_cart: Vec<RawCartLine>) -> Result<Vec<CartItem>, ApiError> {
+    if raw_cart.len() > MAX_CART_LINES {
+        return Err(invalid_cart("a cart has at most 200 lines"));
+    }
+    let mut cart = Vec::with_capacity(raw_cart.len());
+    for line in raw_cart {
+        check_id(&line.product_id).map_err(|e| id_error("cart product_id", &e))?;
+        let quantity = match line.quantity {
+            None => 1,
+            Some(q) if (1..=100_000).contains(&q) => q as u32,
+            Some(_) => {
+                return Err(invalid_cart("a cart quantity must be between 1 and 100000"));
+            }
+        };
+        cart.push(CartItem {
+            product_id: line.product_id,
+            quantity,
+        });
+    }
+    Ok(cart)
+}
+
+/// The page context: every field optional, each checked.
+pub fn parse_context(raw_context: RawContext) -> Result<Context, ApiError> {
+    {
         let country = match raw_context.country {
             Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
                 Some(c.to_ascii_uppercase())
@@ -352,24 +388,13 @@ impl RawRequest {
             .map_err(|e| {
                 ApiError::new(ErrorCode::InvalidContext, format!("context.currency: {e}"))
             })?;
-        let context = Context {
+        Ok(Context {
             country,
             currency,
             channel: context_field("channel", raw_context.channel, 32)?,
             device: context_field("device", raw_context.device, 32)?,
             locale: context_field("locale", raw_context.locale, 35)?,
-        };
-        Ok(RecommendRequest {
-            visitor,
-            merge_session,
-            placement,
-            product_id: self.product_id,
-            category: self.category,
-            query,
-            cart,
-            candidates,
-            limit,
-            context,
+            exit_intent: raw_context.exit_intent.unwrap_or(false),
         })
     }
 }
@@ -400,6 +425,8 @@ struct Item<'a> {
     url: &'a str,
     image_url: &'a str,
     price: Money,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compare_at_price: Option<Money>,
     score: f32,
     reason: Reason,
 }
@@ -408,9 +435,10 @@ struct Item<'a> {
 struct Answer<'a> {
     placement: Placement,
     recommendations: Vec<Item<'a>>,
-    offers: [(); 0],
+    offers: Vec<crate::decide::promo::Offer>,
     banners: &'a [BannerSettings],
     model_version: &'a str,
+    ruleset_version: &'a str,
     degraded: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     degraded_reason: Option<&'static str>,
@@ -443,15 +471,16 @@ pub async fn answer(
 
     let key = state.hasher.key(&request.visitor);
     let fetch = tokio::time::timeout(state.settings.deadline(), state.store.get(&key)).await;
-    let (profile, degraded) = match fetch {
-        // Without consent to personalization the answer is the non-personalized one.
-        Ok(Ok(profile)) => (profile.filter(|p| p.consent.personalization), None),
+    let (stored, degraded) = match fetch {
+        Ok(Ok(profile)) => (profile, None),
         Ok(Err(e)) => {
             tracing::warn!(request_id = %request_id.0, error = %e, "profile read failed; answering without it");
             (None, Some(Degraded::StoreError))
         }
         Err(_) => (None, Some(Degraded::Deadline)),
     };
+    // Without consent to personalization the answer is the non-personalized one.
+    let profile = stored.clone().filter(|p| p.consent.personalization);
     if let Some(d) = degraded {
         metrics::counter!("vitrine_recommend_degraded_total", "reason" => d.as_str()).increment(1);
     }
@@ -478,16 +507,52 @@ pub async fn answer(
         &query,
         profile.as_deref(),
     );
+    // One ruleset version for the whole answer: prices, offers.
+    let rules = state.rules.load();
+    let catalog = &snapshot.catalog;
+    let lines = request
+        .cart
+        .iter()
+        .filter_map(|c| {
+            Some(crate::decide::line(
+                catalog,
+                catalog.lookup(&c.product_id)?,
+                c.quantity,
+            ))
+        })
+        .collect();
+    let mut ctx = super::cart::decision_context(
+        catalog,
+        &request.context,
+        stored.as_deref(),
+        Some(request.placement),
+        lines,
+        crate::recommend::model::unix_now(),
+    );
+    let book = crate::decide::price::PriceBook::new(&rules, &ctx);
+    let priced: Vec<_> = ctx
+        .lines
+        .iter()
+        .map(|l| book.price(l.item.product, l.item.category, l.quantity))
+        .collect();
+    for (line, p) in ctx.lines.iter_mut().zip(&priced) {
+        line.item.price = p.unit;
+    }
+    let offers = crate::decide::promo::offers(&rules, &ctx, &priced, &|_| {
+        crate::decide::promo::Usage::default()
+    });
     let items = scored
         .iter()
         .map(|s| {
-            let p = snapshot.catalog.product(s.product);
+            let p = catalog.product(s.product);
+            let price = book.price(p, &catalog.categories()[usize::from(p.category)], 1);
             Item {
                 product_id: &p.id,
                 title: &p.title,
                 url: &p.url,
                 image_url: &p.image_url,
-                price: p.price,
+                price: price.unit,
+                compare_at_price: price.compare_at,
                 score: (s.score * 10_000.0).round() / 10_000.0,
                 reason: s.reason,
             }
@@ -496,9 +561,10 @@ pub async fn answer(
     let body = Answer {
         placement: request.placement,
         recommendations: items,
-        offers: [],
+        offers,
         banners: state.banners.for_placement(request.placement),
         model_version: &snapshot.models.version,
+        ruleset_version: &rules.version,
         degraded: degraded.is_some(),
         degraded_reason: degraded.map(Degraded::as_str),
     };

@@ -388,7 +388,7 @@ impl Client {
                 at: order
                     .date_created
                     .as_deref()
-                    .and_then(super::time::parse_rfc2822)
+                    .and_then(crate::domain::time::parse_rfc2822)
                     .unwrap_or(now),
                 total,
                 lines: lines?

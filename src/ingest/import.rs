@@ -105,7 +105,7 @@ impl TimeValue {
     fn seconds(&self) -> Result<i64, String> {
         match self {
             TimeValue::Unix(t) => Ok(*t),
-            TimeValue::Text(s) => super::time::parse_rfc3339(s)
+            TimeValue::Text(s) => crate::domain::time::parse_rfc3339(s)
                 .or_else(|| s.trim().parse().ok())
                 .ok_or_else(|| format!("created_at {s:?} is not a time")),
         }

@@ -9,4 +9,3 @@ pub mod events;
 pub mod import;
 pub mod log;
 pub mod shopify;
-pub mod time;

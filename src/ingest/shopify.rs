@@ -208,7 +208,7 @@ pub fn interpret(
                     at: order
                         .created_at
                         .as_deref()
-                        .and_then(super::time::parse_rfc3339)
+                        .and_then(crate::domain::time::parse_rfc3339)
                         .unwrap_or(now),
                     total,
                     lines,

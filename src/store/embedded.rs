@@ -32,6 +32,12 @@ const INV_ITEMS: TableDefinition<&str, &str> = TableDefinition::new("inventory_i
 /// `product \x1f item \x1f location` -> available.
 const INV_LEVELS: TableDefinition<&str, i64> = TableDefinition::new("inventory_levels");
 
+/// Ruleset version -> its JSON document.
+const RULESETS: TableDefinition<&str, &[u8]> = TableDefinition::new("rulesets");
+/// Publish sequence -> `published_at version` (one row per stored version).
+const RULESET_ORDER: TableDefinition<u64, &str> = TableDefinition::new("ruleset_order");
+/// `live` -> the live version.
+const RULESET_LIVE: TableDefinition<&str, &str> = TableDefinition::new("ruleset_live");
 /// Sequence number -> MessagePack [`LogEntry`].
 const EVENT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("event_log");
 
@@ -82,6 +88,9 @@ impl EmbeddedStore {
         txn.open_table(INV_LEVELS).map_err(unavailable)?;
         txn.open_table(MODELS).map_err(unavailable)?;
         txn.open_table(EVENT_LOG).map_err(unavailable)?;
+        txn.open_table(RULESETS).map_err(unavailable)?;
+        txn.open_table(RULESET_ORDER).map_err(unavailable)?;
+        txn.open_table(RULESET_LIVE).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -270,6 +279,101 @@ impl CatalogStore for EmbeddedStore {
             };
             txn.commit().map_err(unavailable)?;
             Ok(version)
+        })
+        .await
+    }
+
+    async fn publish_ruleset(
+        &self,
+        version: &str,
+        document: &[u8],
+        published_at: i64,
+    ) -> Result<(), StoreError> {
+        let (version, document) = (version.to_owned(), document.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut docs = txn.open_table(RULESETS).map_err(unavailable)?;
+                let mut order = txn.open_table(RULESET_ORDER).map_err(unavailable)?;
+                let mut live = txn.open_table(RULESET_LIVE).map_err(unavailable)?;
+                docs.insert(version.as_str(), document.as_slice())
+                    .map_err(unavailable)?;
+                let mut rows: Vec<(u64, String)> = Vec::new();
+                for row in order.iter().map_err(unavailable)? {
+                    let (k, v) = row.map_err(unavailable)?;
+                    rows.push((k.value(), v.value().to_owned()));
+                }
+                let next = rows.last().map_or(1, |(k, _)| k + 1);
+                for (k, row) in &rows {
+                    if row.split_once(' ').is_some_and(|(_, v)| v == version) {
+                        order.remove(*k).map_err(unavailable)?;
+                    }
+                }
+                order
+                    .insert(next, format!("{published_at} {version}").as_str())
+                    .map_err(unavailable)?;
+                let kept = order.len().map_err(unavailable)?;
+                let excess = kept.saturating_sub(super::RULESET_HISTORY as u64);
+                let mut old: Vec<(u64, String)> = Vec::new();
+                for row in order.iter().map_err(unavailable)?.take(excess as usize) {
+                    let (k, v) = row.map_err(unavailable)?;
+                    old.push((k.value(), v.value().to_owned()));
+                }
+                for (k, row) in old {
+                    order.remove(k).map_err(unavailable)?;
+                    if let Some((_, v)) = row.split_once(' ') {
+                        docs.remove(v).map_err(unavailable)?;
+                    }
+                }
+                live.insert("live", version.as_str()).map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn live_ruleset(&self) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(RULESET_LIVE).map_err(unavailable)?;
+        let v = table.get("live").map_err(unavailable)?;
+        Ok(v.map(|v| v.value().to_owned()))
+    }
+
+    async fn load_ruleset(&self, version: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(RULESETS).map_err(unavailable)?;
+        let v = table.get(version).map_err(unavailable)?;
+        Ok(v.map(|v| v.value().to_vec()))
+    }
+
+    async fn ruleset_versions(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(RULESET_ORDER).map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(unavailable)?.rev() {
+            let (_, v) = row.map_err(unavailable)?;
+            if let Some((at, version)) = v.value().split_once(' ') {
+                out.push((version.to_owned(), at.parse().unwrap_or(0)));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn activate_ruleset(&self, version: &str) -> Result<bool, StoreError> {
+        let version = version.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let found = {
+                let docs = txn.open_table(RULESETS).map_err(unavailable)?;
+                let found = docs.get(version.as_str()).map_err(unavailable)?.is_some();
+                if found {
+                    let mut live = txn.open_table(RULESET_LIVE).map_err(unavailable)?;
+                    live.insert("live", version.as_str()).map_err(unavailable)?;
+                }
+                found
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(found)
         })
         .await
     }

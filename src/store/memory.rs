@@ -34,6 +34,10 @@ struct StoredCatalog {
     /// (product, item, location) -> available.
     levels: std::collections::BTreeMap<(String, String, String), i64>,
     models: Option<(String, Vec<u8>)>,
+    /// Ruleset documents by version, (version, published at) newest last, the live one.
+    rulesets: FxHashMap<String, Vec<u8>>,
+    ruleset_order: Vec<(String, i64)>,
+    live_ruleset: Option<String>,
 }
 
 /// The event log: the last sequence number given, and the entries kept.
@@ -158,6 +162,48 @@ impl CatalogStore for MemoryStore {
         }
         c.version += 1;
         Ok(c.version)
+    }
+
+    async fn publish_ruleset(
+        &self,
+        version: &str,
+        document: &[u8],
+        published_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut c = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        c.rulesets.insert(version.to_owned(), document.to_vec());
+        c.ruleset_order.retain(|(v, _)| v != version);
+        c.ruleset_order.push((version.to_owned(), published_at));
+        while c.ruleset_order.len() > super::RULESET_HISTORY {
+            let (old, _) = c.ruleset_order.remove(0);
+            c.rulesets.remove(&old);
+        }
+        c.live_ruleset = Some(version.to_owned());
+        Ok(())
+    }
+
+    async fn live_ruleset(&self) -> Result<Option<String>, StoreError> {
+        let c = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        Ok(c.live_ruleset.clone())
+    }
+
+    async fn load_ruleset(&self, version: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let c = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        Ok(c.rulesets.get(version).cloned())
+    }
+
+    async fn ruleset_versions(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let c = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        Ok(c.ruleset_order.iter().rev().cloned().collect())
+    }
+
+    async fn activate_ruleset(&self, version: &str) -> Result<bool, StoreError> {
+        let mut c = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        if !c.rulesets.contains_key(version) {
+            return Ok(false);
+        }
+        c.live_ruleset = Some(version.to_owned());
+        Ok(true)
     }
 
     async fn models_version(&self) -> Result<Option<String>, StoreError> {

@@ -190,6 +190,28 @@ pub trait CatalogStore: EventLog {
     /// Stores newly trained models; replicas following the version load them.
     async fn save_models(&self, version: &str, bytes: &[u8]) -> Result<(), StoreError>;
 
+    /// Stores a ruleset document under its version and makes it the live one, in one
+    /// step (replicas following the live version never see one without the other).
+    async fn publish_ruleset(
+        &self,
+        version: &str,
+        document: &[u8],
+        published_at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The live ruleset's version, if any was published.
+    async fn live_ruleset(&self) -> Result<Option<String>, StoreError>;
+
+    /// A stored ruleset document.
+    async fn load_ruleset(&self, version: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stored versions with the time each was (last) published, newest first; the
+    /// newest `RULESET_HISTORY` are kept.
+    async fn ruleset_versions(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// Makes a stored version live again; false when there is no such version.
+    async fn activate_ruleset(&self, version: &str) -> Result<bool, StoreError>;
+
     /// Sets one item's available level at one location; returns the product and its
     /// stock over all its items and locations, or `None` for an item no product named.
     async fn set_inventory_level(
@@ -218,6 +240,9 @@ pub(crate) fn encode_entry(entry: &LogEntry) -> Result<Vec<u8>, StoreError> {
 pub(crate) fn decode_entry(bytes: &[u8]) -> Result<LogEntry, StoreError> {
     rmp_serde::from_slice(bytes).map_err(|e| StoreError::Codec(format!("event log entry: {e}")))
 }
+
+/// Ruleset versions kept for rollback.
+pub const RULESET_HISTORY: usize = 50;
 
 /// The location of a level known only as an item's total over every location.
 pub const ALL_LOCATIONS: &str = "0";

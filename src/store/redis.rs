@@ -64,6 +64,33 @@ for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
 end
 return total
 ";
+/// Stores a ruleset and makes it live. KEYS: the document, the order (sorted set by
+/// publish sequence), the live pointer, the sequence, the publish times (hash); ARGV: the
+/// version, the document, the time, the history kept, the documents' key prefix. All
+/// keys share the `{rules}` hash tag, so the script also runs on Redis Cluster.
+const PUBLISH_RULESET: &str = r"
+redis.call('SET', KEYS[1], ARGV[2])
+local seq = redis.call('INCR', KEYS[4])
+redis.call('ZADD', KEYS[2], seq, ARGV[1])
+redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
+redis.call('SET', KEYS[3], ARGV[1])
+local keep = tonumber(ARGV[4])
+local n = redis.call('ZCARD', KEYS[2])
+if n > keep then
+  for _, v in ipairs(redis.call('ZRANGE', KEYS[2], 0, n - keep - 1)) do
+    redis.call('DEL', ARGV[5] .. v)
+    redis.call('ZREM', KEYS[2], v)
+    redis.call('HDEL', KEYS[5], v)
+  end
+end
+return 1
+";
+/// KEYS: the document, the live pointer; ARGV: the version.
+const ACTIVATE_RULESET: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+";
 /// Applies to one key from this process queue on one of these async locks, so CAS
 /// conflicts only come from other replicas. An async (tokio) mutex is the right tool
 /// here: it is held across the Redis round trips, which a std mutex must never be.
@@ -132,6 +159,14 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// `{prefix}{rules}:<part>`: every ruleset key in one hash slot.
+    fn rules_key(&self, part: &str) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"{rules}:");
+        k.extend_from_slice(part.as_bytes());
+        k
+    }
+
     fn log_key(&self) -> Vec<u8> {
         let mut k = self.prefix.clone();
         k.extend_from_slice(b"events");
@@ -350,6 +385,85 @@ impl CatalogStore for RedisStore {
             .await
             .map_err(|e| unavailable(&e))?;
         Ok(version)
+    }
+
+    async fn publish_ruleset(
+        &self,
+        version: &str,
+        document: &[u8],
+        published_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::Script::new(PUBLISH_RULESET)
+            .key(self.rules_key(&format!("doc:{version}")))
+            .key(self.rules_key("order"))
+            .key(self.rules_key("live"))
+            .key(self.rules_key("seq"))
+            .key(self.rules_key("published"))
+            .arg(version)
+            .arg(document)
+            .arg(published_at)
+            .arg(super::RULESET_HISTORY)
+            .arg(self.rules_key("doc:"))
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable(&e))
+    }
+
+    async fn live_ruleset(&self) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(self.rules_key("live"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    async fn load_ruleset(&self, version: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(self.rules_key(&format!("doc:{version}")))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    async fn ruleset_versions(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let versions: Vec<String> = redis::cmd("ZREVRANGE")
+            .arg(self.rules_key("order"))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if versions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let times: Vec<Option<i64>> = redis::cmd("HMGET")
+            .arg(self.rules_key("published"))
+            .arg(&versions)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(versions
+            .into_iter()
+            .zip(times)
+            .map(|(v, t)| (v, t.unwrap_or(0)))
+            .collect())
+    }
+
+    async fn activate_ruleset(&self, version: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::Script::new(ACTIVATE_RULESET)
+            .key(self.rules_key(&format!("doc:{version}")))
+            .key(self.rules_key("live"))
+            .arg(version)
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(|n| n == 1)
+            .map_err(|e| unavailable(&e))
     }
 
     async fn models_version(&self) -> Result<Option<String>, StoreError> {

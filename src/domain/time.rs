@@ -38,6 +38,31 @@ fn offset(s: &str) -> Option<i64> {
     Some(sign * (h * 3600 + m * 60))
 }
 
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Hinnant's inverse).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Unix seconds as RFC 3339 in UTC: `2026-11-21T10:00:00Z`.
+pub fn format_rfc3339(t: i64) -> String {
+    let (y, mo, d) = civil_from_days(t.div_euclid(86_400));
+    let s = t.rem_euclid(86_400);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}
+
 /// RFC 3339, as Shopify writes it: `2024-01-31T10:00:00-05:00`, fractions allowed.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -81,6 +106,14 @@ pub fn parse_rfc2822(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formatting_round_trips_through_parsing() {
+        for t in [0, 951_782_400, 1_700_000_000, 1_795_000_000, 4_102_444_799] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(t)), Some(t), "{t}");
+        }
+        assert_eq!(format_rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
 
     #[test]
     fn rfc3339_timestamps_parse_with_their_offsets() {

@@ -1,0 +1,148 @@
+//! The live ruleset of this replica, published through the store and followed from it.
+//!
+//! Publishing validates, stores the document under its version and moves the store's
+//! live pointer in one step; every replica polls the pointer every `rules.sync_ms` and
+//! swaps the compiled ruleset in atomically. A request loads the ruleset once, so its
+//! whole answer comes from one version.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use super::expr::RuleError;
+use super::ruleset::{self, Ruleset};
+use crate::store::{CatalogStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the ruleset is invalid")]
+    Invalid(Vec<RuleError>),
+    #[error("no stored ruleset version {0:?}")]
+    UnknownVersion(String),
+    #[error("nothing to roll back to")]
+    NoPrevious,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct LiveRules {
+    current: ArcSwap<Ruleset>,
+    store: Arc<dyn CatalogStore>,
+    /// Serialises publishes and swaps from this replica.
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl LiveRules {
+    pub fn new(store: Arc<dyn CatalogStore>) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Ruleset::empty()),
+            store,
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The ruleset in force now; hold it for the whole request.
+    pub fn load(&self) -> Arc<Ruleset> {
+        self.current.load_full()
+    }
+
+    /// Compiles a document without publishing it.
+    pub fn validate(document: &serde_json::Value) -> Result<Ruleset, Vec<RuleError>> {
+        ruleset::compile(document)
+    }
+
+    /// Validates, stores and makes live; returns the new version.
+    pub async fn publish(
+        &self,
+        document: &serde_json::Value,
+        now: i64,
+    ) -> Result<Arc<Ruleset>, PublishError> {
+        let compiled = Arc::new(ruleset::compile(document).map_err(PublishError::Invalid)?);
+        let bytes = serde_json::to_vec(document).map_err(|e| StoreError::Codec(e.to_string()))?;
+        let _turn = self.turn.lock().await;
+        self.store
+            .publish_ruleset(&compiled.version, &bytes, now)
+            .await?;
+        self.current.store(compiled.clone());
+        tracing::info!(ruleset_version = %compiled.version, "ruleset published");
+        Ok(compiled)
+    }
+
+    /// Makes a stored version live again (`None`: the one published before the live one).
+    pub async fn rollback(&self, version: Option<&str>) -> Result<Arc<Ruleset>, PublishError> {
+        let _turn = self.turn.lock().await;
+        let target = match version {
+            Some(v) => v.to_owned(),
+            None => {
+                let live = self.store.live_ruleset().await?;
+                self.store
+                    .ruleset_versions()
+                    .await?
+                    .into_iter()
+                    .map(|(v, _)| v)
+                    .find(|v| Some(v) != live.as_ref())
+                    .ok_or(PublishError::NoPrevious)?
+            }
+        };
+        let compiled = self.fetch(&target).await?;
+        if !self.store.activate_ruleset(&target).await? {
+            return Err(PublishError::UnknownVersion(target));
+        }
+        self.current.store(compiled.clone());
+        tracing::info!(ruleset_version = %compiled.version, "ruleset rolled back");
+        Ok(compiled)
+    }
+
+    async fn fetch(&self, version: &str) -> Result<Arc<Ruleset>, PublishError> {
+        let bytes = self
+            .store
+            .load_ruleset(version)
+            .await?
+            .ok_or_else(|| PublishError::UnknownVersion(version.to_owned()))?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Codec(e.to_string()))?;
+        ruleset::compile(&doc)
+            .map(Arc::new)
+            .map_err(PublishError::Invalid)
+    }
+
+    /// Stored versions, newest first, with when each was published.
+    pub async fn versions(&self) -> Result<Vec<(String, i64)>, PublishError> {
+        Ok(self.store.ruleset_versions().await?)
+    }
+
+    /// Takes the store's live version when it differs from this replica's; true when it
+    /// swapped.
+    pub async fn sync(&self) -> Result<bool, PublishError> {
+        let Some(live) = self.store.live_ruleset().await? else {
+            return Ok(false);
+        };
+        if self.current.load().version == live {
+            return Ok(false);
+        }
+        let _turn = self.turn.lock().await;
+        let compiled = self.fetch(&live).await?;
+        self.current.store(compiled);
+        tracing::info!(ruleset_version = %live, "ruleset swapped in");
+        Ok(true)
+    }
+
+    /// Keeps following the store in the background.
+    pub fn spawn_follower(self: &Arc<Self>, every: Duration) {
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(rules) = this.upgrade() else {
+                    return;
+                };
+                if let Err(e) = rules.sync().await {
+                    tracing::warn!(error = %e, "ruleset sync failed; retrying");
+                }
+            }
+        });
+    }
+}

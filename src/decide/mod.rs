@@ -1,0 +1,78 @@
+//! Decisioning: personalized prices, promotions and the margin guardrail, from one
+//! versioned ruleset.
+//!
+//! A [`Ruleset`](ruleset::Ruleset) is compiled from its JSON document when it is
+//! published (every expression type-checked, every problem reported with its path) and
+//! then only read: a request loads the live one once and decides everything against it,
+//! so an answer never mixes two versions and names the one it used.
+
+pub mod expr;
+pub mod live;
+pub mod price;
+pub mod promo;
+pub mod ruleset;
+
+pub use ruleset::Ruleset;
+
+use expr::{Context, Customer, Line, ProductFacts};
+use price::{PriceBook, Priced};
+use promo::{Evaluation, Usage};
+
+use crate::domain::{Catalog, ProductIdx, Profile};
+
+/// The customer facts rules read from a profile (at `now`, Unix seconds).
+pub fn customer(profile: &Profile, now: i64) -> Customer<'_> {
+    Customer {
+        segments: &profile.segments,
+        loyalty_tier: profile.loyalty_tier.as_deref(),
+        account_id: profile.company_id.as_deref(),
+        orders_count: i64::from(profile.orders_count),
+        days_since_last_order: profile.last_order_at.map(|t| (now - t).max(0) / 86_400),
+        lifetime_spend: profile.total_spent,
+    }
+}
+
+/// A product as rules see it, at its catalog price (pricing replaces that).
+pub fn product_facts(catalog: &Catalog, idx: ProductIdx) -> ProductFacts<'_> {
+    let product = catalog.product(idx);
+    ProductFacts {
+        product,
+        category: &catalog.categories()[usize::from(product.category)],
+        price: product.price,
+        in_stock: catalog.in_stock(idx),
+    }
+}
+
+/// Prices the context's cart lines for this visitor (in place) and returns each line's
+/// pricing. Price list scopes see the cart at catalog prices.
+pub fn price_lines(rules: &Ruleset, ctx: &mut Context<'_>) -> Vec<Priced> {
+    let book = PriceBook::new(rules, ctx);
+    let priced: Vec<Priced> = ctx
+        .lines
+        .iter()
+        .map(|l| book.price(l.item.product, l.item.category, l.quantity))
+        .collect();
+    for (line, p) in ctx.lines.iter_mut().zip(&priced) {
+        line.item.price = p.unit;
+    }
+    priced
+}
+
+/// The whole checkout decision for a cart: prices, then promotions, then totals.
+pub fn evaluate_cart(
+    rules: &Ruleset,
+    mut ctx: Context<'_>,
+    codes: &[String],
+    usage: &dyn Fn(&str) -> Usage,
+) -> Evaluation {
+    let priced = price_lines(rules, &mut ctx);
+    promo::evaluate(rules, &ctx, &priced, codes, usage)
+}
+
+/// A cart line of `quantity` units of a catalog product.
+pub fn line(catalog: &Catalog, idx: ProductIdx, quantity: u32) -> Line<'_> {
+    Line {
+        item: product_facts(catalog, idx),
+        quantity,
+    }
+}

@@ -1,0 +1,229 @@
+//! Personalized prices: which price list's amount a visitor pays for a product, and the
+//! honest compare-at price.
+//!
+//! Candidates are the catalog price and every list in the request's currency whose window
+//! holds `now` and whose scope holds for the visitor, that prices the product (an entry,
+//! or an adjustment of a parent's price). The winner is the highest priority, then the most
+//! specific kind (contract, segment, sale, base), then the lowest amount, then the list id:
+//! a total order, so the choice never depends on the order lists were written in. The
+//! quantity tier of the winning entry applies. The compare-at price is the best candidate
+//! that is not a sale: never a price this visitor could not have paid, and only shown when
+//! it is above the price. The margin floor is applied last.
+
+use super::expr::{Context, Env};
+use super::ruleset::{PriceKind, PriceList, Ruleset};
+use crate::domain::Money;
+use crate::domain::catalog::{Category, Product};
+
+/// The price lists that apply to this request (currency, window, scope), decided once per
+/// request.
+pub struct PriceBook<'r> {
+    active: Vec<&'r PriceList>,
+    rules: &'r Ruleset,
+    currency: crate::domain::Currency,
+}
+
+/// A visitor's unit price for a product.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Priced {
+    pub unit: Money,
+    pub compare_at: Option<Money>,
+    /// The list the price came from (`None`: the catalog price).
+    pub list: Option<String>,
+    /// The margin floor raised the price from this amount.
+    pub clamped_from: Option<i64>,
+    /// The lowest unit amount discounts may reach (`None`: not discountable).
+    pub floor: Option<i64>,
+}
+
+#[derive(Clone, Copy)]
+struct Candidate<'r> {
+    priority: i64,
+    kind: PriceKind,
+    amount: i64,
+    id: &'r str,
+    catalog: bool,
+}
+
+impl Candidate<'_> {
+    fn better_than(&self, other: &Self) -> bool {
+        (
+            std::cmp::Reverse(self.priority),
+            std::cmp::Reverse(self.kind.specificity()),
+            self.amount,
+            self.id,
+        ) < (
+            std::cmp::Reverse(other.priority),
+            std::cmp::Reverse(other.kind.specificity()),
+            other.amount,
+            other.id,
+        )
+    }
+}
+
+fn round_bps(amount: i64, bps: i64) -> i64 {
+    // Half away from zero, in integer minor units.
+    (i128::from(amount) * i128::from(bps) + 5_000).div_euclid(10_000) as i64
+}
+
+/// The floor under a product's unit price: `max(cost * (1 + margin), min_price)`, or
+/// `None` when the product has neither cost nor minimum price (it is never discounted).
+pub fn floor(
+    rules: &Ruleset,
+    product: &Product,
+    category: &Category,
+    currency: crate::domain::Currency,
+) -> Option<i64> {
+    let g = &rules.guardrails;
+    let (min_price, margin_override) = g
+        .products
+        .get(&*product.id)
+        .map_or((None, None), |(p, m)| (*p, *m));
+    let margin = margin_override
+        .or_else(|| {
+            g.categories
+                .iter()
+                .find(|(c, _)| {
+                    *category.handle == **c
+                        || category
+                            .handle
+                            .strip_prefix(c.as_str())
+                            .is_some_and(|r| r.starts_with('/'))
+                })
+                .map(|(_, m)| *m)
+        })
+        .unwrap_or(g.min_margin_bps);
+    let from_cost = product
+        .cost
+        .filter(|c| c.currency == currency)
+        // Rounded up: the floor must keep at least the margin.
+        .map(|c| {
+            (i128::from(c.amount) * i128::from(10_000 + margin) + 9_999).div_euclid(10_000) as i64
+        });
+    let from_min = min_price
+        .filter(|m| m.currency == currency)
+        .map(|m| m.amount);
+    match (from_cost, from_min) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0).max(b.unwrap_or(0))),
+    }
+}
+
+impl<'r> PriceBook<'r> {
+    pub fn new(rules: &'r Ruleset, ctx: &Context<'_>) -> Self {
+        let env = Env::of(ctx);
+        let active = rules
+            .price_lists
+            .iter()
+            .filter(|l| {
+                l.currency == ctx.session.currency
+                    && l.window.contains(ctx.now)
+                    && l.scope.holds(env)
+            })
+            .collect();
+        Self {
+            active,
+            rules,
+            currency: ctx.session.currency,
+        }
+    }
+
+    /// The amount `list` gives `product` at `quantity`, if it prices it.
+    fn amount_in(
+        &self,
+        list: &PriceList,
+        product: &Product,
+        category: &Category,
+        quantity: u32,
+        catalog: Option<i64>,
+    ) -> Option<i64> {
+        if let Some(adjust) = &list.adjust {
+            if !adjust.categories.is_empty()
+                && !adjust.categories.iter().any(|c| {
+                    *category.handle == **c
+                        || category
+                            .handle
+                            .strip_prefix(c.as_str())
+                            .is_some_and(|r| r.starts_with('/'))
+                })
+            {
+                return None;
+            }
+            let parent = match &adjust.parent {
+                Some(id) => self
+                    .rules
+                    .price_lists
+                    .iter()
+                    .find(|p| p.id == *id)?
+                    .entries
+                    .get(&*product.id)?
+                    .at(quantity),
+                None => catalog?,
+            };
+            return Some(parent - round_bps(parent, adjust.percent_off_bps));
+        }
+        list.entries.get(&*product.id).map(|e| e.at(quantity))
+    }
+
+    /// This visitor's unit price for `quantity` of `product`.
+    pub fn price(&self, product: &Product, category: &Category, quantity: u32) -> Priced {
+        let currency = self.currency;
+        let catalog_amount = (product.price.currency == currency).then_some(product.price.amount);
+        let mut best: Option<Candidate<'_>> = None;
+        let mut best_regular: Option<Candidate<'_>> = None;
+        let mut consider = |c: Candidate<'r>| {
+            if c.kind != PriceKind::Sale && best_regular.as_ref().is_none_or(|b| c.better_than(b)) {
+                best_regular = Some(c);
+            }
+            if best.as_ref().is_none_or(|b| c.better_than(b)) {
+                best = Some(c);
+            }
+        };
+        if let Some(amount) = catalog_amount {
+            consider(Candidate {
+                priority: i64::MIN,
+                kind: PriceKind::Base,
+                amount,
+                id: "",
+                catalog: true,
+            });
+        }
+        for list in &self.active {
+            if let Some(amount) = self.amount_in(list, product, category, quantity, catalog_amount)
+            {
+                consider(Candidate {
+                    priority: list.priority,
+                    kind: list.kind,
+                    amount,
+                    id: &list.id,
+                    catalog: false,
+                });
+            }
+        }
+        let floor = floor(self.rules, product, category, currency);
+        let Some(best) = best else {
+            // No price in the request's currency: the catalog's, as it is.
+            return Priced {
+                unit: product.price,
+                compare_at: None,
+                list: None,
+                clamped_from: None,
+                floor: floor.filter(|_| product.price.currency == currency),
+            };
+        };
+        let (amount, clamped_from) = match floor {
+            Some(f) if best.amount < f => (f, Some(best.amount)),
+            _ => (best.amount, None),
+        };
+        let compare_at = best_regular
+            .filter(|r| r.amount > amount)
+            .map(|r| Money::new(r.amount, currency));
+        Priced {
+            unit: Money::new(amount, currency),
+            compare_at,
+            list: (!best.catalog).then(|| best.id.to_owned()),
+            clamped_from,
+            floor,
+        }
+    }
+}
