@@ -1,0 +1,537 @@
+//! The decisioning seed cases, each against a published ruleset through HTTP:
+//! `/v1/cart/evaluate` for the checkout, `/v1/recommend` for prices and offers.
+
+mod common;
+
+use common::{TestApp, error_code, settings};
+use serde_json::{Value, json};
+use vitrine::domain::profile::ProfileOp;
+use vitrine::domain::{VisitorId, VisitorKey};
+use vitrine::store::ProfileStore;
+
+const DAY: i64 = 86_400;
+
+fn gbp(amount: i64) -> Value {
+    json!({"amount": amount, "currency": "GBP"})
+}
+
+/// A small shop with known prices and costs.
+async fn shop() -> TestApp {
+    let mut s = settings();
+    // Win-back needs an order from months ago.
+    s.events.max_age_s = 400 * DAY;
+    let app = TestApp::spawn(s).await;
+    let products = json!([
+        {"id": "mug", "title": "Mug", "category": "Kitchen > Mugs", "price": gbp(1500), "cost": gbp(500), "inventory": 100},
+        {"id": "pan", "title": "Pan", "category": "Kitchen > Pans", "price": gbp(4000), "cost": gbp(2000), "inventory": 100},
+        {"id": "tea", "title": "Tea", "category": "Pantry > Tea", "price": gbp(1000), "cost": gbp(300), "inventory": 100},
+        {"id": "bare", "title": "No cost known", "category": "Pantry > Tea", "price": gbp(2000), "inventory": 100}
+    ]);
+    let r = app
+        .client
+        .put(app.url("/admin/v1/products"))
+        .json(&products)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app
+}
+
+async fn publish(app: &TestApp, doc: &Value) -> String {
+    let r = app
+        .client
+        .put(app.url("/admin/v1/ruleset"))
+        .json(doc)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body["version"].as_str().unwrap().to_owned()
+}
+
+async fn evaluate(app: &TestApp, body: Value) -> Value {
+    let r = app.post_json("/v1/cart/evaluate", &body).await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn cart(lines: &[(&str, u32)]) -> Value {
+    Value::Array(
+        lines
+            .iter()
+            .map(|(p, q)| json!({"product_id": p, "quantity": q}))
+            .collect(),
+    )
+}
+
+fn applied(eval: &Value) -> Vec<(String, i64)> {
+    eval["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["id"].as_str().unwrap().to_owned(),
+                a["amount"]["amount"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn rejected(eval: &Value, id: &str) -> Option<String> {
+    eval["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .map(|r| r["reason"].as_str().unwrap().to_owned())
+}
+
+/// A purchase by `customer`, `days_ago`.
+async fn order(app: &TestApp, customer: &str, id: &str, days_ago: i64) {
+    let now = vitrine::recommend::model::unix_now();
+    let r = app
+        .post_json(
+            "/v1/events",
+            &json!({"event_id": format!("{customer}-{id}"), "type": "purchase", "customer_id": customer,
+                    "product_id": "tea", "order_id": id, "price": gbp(1000),
+                    "timestamp": now - days_ago * DAY}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+}
+
+/// Sets a customer's account attributes, as a platform's customer webhook or a customer
+/// import would.
+async fn attributes(app: &TestApp, customer: &str, tier: Option<&str>, company: Option<&str>) {
+    let key = app
+        .state
+        .hasher
+        .key(&VisitorKey::Customer(VisitorId::parse(customer).unwrap()));
+    app.state
+        .store
+        .apply(
+            &key,
+            &[ProfileOp::Attributes {
+                id: 7,
+                at: vitrine::recommend::model::unix_now(),
+                segments: None,
+                loyalty_tier: tier.map(str::to_owned),
+                company_id: company.map(str::to_owned),
+            }],
+        )
+        .await
+        .unwrap();
+}
+
+fn first_order_rules() -> Value {
+    let first = json!({"or": [{"eq": ["customer.orders_count", 0]},
+                              {"not": {"exists": "customer.orders_count"}}]});
+    json!({
+        "shipping": [{"id": "standard", "amount": gbp(499)}],
+        "guardrails": {"min_margin_bps": 1000},
+        "promotions": [
+            {"id": "first-order", "title": "10% off your first order", "class": "order",
+             "eligibility": first, "condition": {"gte": ["cart.subtotal", gbp(3000)]},
+             "value": {"percent_bps": 1000}},
+            {"id": "first-order-shipping", "title": "Free delivery on your first order",
+             "class": "shipping", "eligibility": first,
+             "condition": {"gte": ["cart.subtotal", gbp(3000)]}, "value": {"free_shipping": true}}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn a_first_order_of_30_pounds_gets_10_percent_off_and_free_shipping() {
+    let app = shop().await;
+    let version = publish(&app, &first_order_rules()).await;
+
+    // 2 x 15.00 = 30.00: both apply; the order discount is split over the lines exactly.
+    let e = evaluate(
+        &app,
+        json!({"session_id": "new", "cart": cart(&[("mug", 1), ("tea", 1), ("tea", 1)])}),
+    )
+    .await;
+    assert_eq!(e["ruleset_version"], version.as_str());
+    assert_eq!(e["subtotal"], gbp(3500));
+    assert_eq!(
+        applied(&e),
+        vec![
+            ("first-order".to_owned(), 350),
+            ("first-order-shipping".to_owned(), 499)
+        ]
+    );
+    let parts: i64 = e["applied"][0]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["amount"]["amount"].as_i64().unwrap())
+        .sum();
+    assert_eq!(parts, 350);
+    assert_eq!(
+        e["shipping"],
+        json!({"amount": gbp(499), "discount": gbp(499), "total": gbp(0)})
+    );
+    assert_eq!(e["total"], gbp(3500 - 350));
+
+    // Under 30.00: neither, and each says why.
+    let e = evaluate(
+        &app,
+        json!({"session_id": "new", "cart": cart(&[("mug", 1)])}),
+    )
+    .await;
+    assert!(applied(&e).is_empty());
+    assert_eq!(
+        rejected(&e, "first-order").as_deref(),
+        Some("condition_not_met")
+    );
+    assert_eq!(e["total"], gbp(1500 + 499));
+
+    // A returning customer is not eligible.
+    order(&app, "regular", "o1", 3).await;
+    let e = evaluate(
+        &app,
+        json!({"customer_id": "regular", "cart": cart(&[("pan", 1)])}),
+    )
+    .await;
+    assert!(applied(&e).is_empty());
+    assert_eq!(rejected(&e, "first-order").as_deref(), Some("not_eligible"));
+}
+
+#[tokio::test]
+async fn a_customer_whose_last_order_is_90_days_old_is_won_back() {
+    let app = shop().await;
+    publish(
+        &app,
+        &json!({"guardrails": {"min_margin_bps": 1000},
+                "promotions": [{"id": "win-back", "title": "We miss you: 10% off", "class": "order",
+                                "eligibility": {"gte": ["customer.days_since_last_order", 90]},
+                                "value": {"percent_bps": 1000}}]}),
+    )
+    .await;
+    order(&app, "lapsed", "old", 120).await;
+    order(&app, "active", "recent", 10).await;
+    let e = evaluate(
+        &app,
+        json!({"customer_id": "lapsed", "cart": cart(&[("pan", 1)])}),
+    )
+    .await;
+    assert_eq!(applied(&e), vec![("win-back".to_owned(), 400)]);
+    let e = evaluate(
+        &app,
+        json!({"customer_id": "active", "cart": cart(&[("pan", 1)])}),
+    )
+    .await;
+    assert_eq!(rejected(&e, "win-back").as_deref(), Some("not_eligible"));
+    // A new visitor has no last order: unknown, so not eligible (not even under `not`).
+    let e = evaluate(
+        &app,
+        json!({"session_id": "anon", "cart": cart(&[("pan", 1)])}),
+    )
+    .await;
+    assert_eq!(rejected(&e, "win-back").as_deref(), Some("not_eligible"));
+}
+
+fn offer_ids(answer: &Value) -> Vec<String> {
+    answer["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_exit_intent_offer_is_made_only_when_the_request_says_so() {
+    let app = shop().await;
+    publish(
+        &app,
+        &json!({"guardrails": {"min_margin_bps": 1000},
+                "promotions": [{"id": "stay", "title": "Wait! 15% off", "description": "Today only",
+                                "class": "order", "trigger": "offer", "codes": ["STAY15"],
+                                "eligibility": {"eq": ["session.exit_intent", true]},
+                                "value": {"percent_bps": 1500}}]}),
+    )
+    .await;
+    let page = "/v1/recommend?session_id=s1&placement=cart&cart=pan:1";
+    let calm: Value = app.get(page).await.json().await.unwrap();
+    assert!(offer_ids(&calm).is_empty(), "{calm}");
+    let leaving: Value = app
+        .get(&format!("{page}&exit_intent=true"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(leaving["offers"][0]["id"], "stay");
+    assert_eq!(leaving["offers"][0]["code"], "STAY15");
+    assert_eq!(leaving["offers"][0]["reason"], "eligible");
+    assert_eq!(leaving["offers"][0]["value"], gbp(600));
+    assert!(
+        leaving["ruleset_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("rs-")
+    );
+
+    // At checkout the code works only with the exit intent; a code nobody has is named.
+    let body = |exit: bool| {
+        json!({"session_id": "s1", "cart": cart(&[("pan", 1)]), "codes": ["stay15", "NOPE"],
+               "context": {"exit_intent": exit}})
+    };
+    let e = evaluate(&app, body(true)).await;
+    assert_eq!(applied(&e), vec![("stay".to_owned(), 600)]);
+    assert_eq!(e["applied"][0]["code"], "STAY15");
+    assert_eq!(e["unknown_codes"], json!(["NOPE"]));
+    let e = evaluate(&app, body(false)).await;
+    assert_eq!(rejected(&e, "stay").as_deref(), Some("not_eligible"));
+}
+
+#[tokio::test]
+async fn a_campaign_applies_inside_its_window_only() {
+    let app = shop().await;
+    let now = vitrine::recommend::model::unix_now();
+    let at = vitrine::domain::time::format_rfc3339;
+    publish(
+        &app,
+        &json!({"guardrails": {"min_margin_bps": 1000},
+        "promotions": [
+            {"id": "running", "title": "Spring sale", "class": "item",
+             "window": {"from": at(now - DAY), "until": at(now + DAY)},
+             "value": {"percent_bps": 2000}},
+            {"id": "over", "title": "Winter sale", "class": "item",
+             "window": {"from": at(now - 10 * DAY), "until": at(now - DAY)},
+             "value": {"percent_bps": 3000}},
+            {"id": "later", "title": "Summer sale", "class": "item",
+             "window": {"from": at(now + DAY)}, "value": {"percent_bps": 3000}}
+        ]}),
+    )
+    .await;
+    let e = evaluate(
+        &app,
+        json!({"session_id": "s", "cart": cart(&[("mug", 2)])}),
+    )
+    .await;
+    assert_eq!(applied(&e), vec![("running".to_owned(), 600)]);
+    assert_eq!(rejected(&e, "over").as_deref(), Some("out_of_window"));
+    assert_eq!(rejected(&e, "later").as_deref(), Some("out_of_window"));
+    // The running one is offered with its end.
+    let home: Value = app
+        .get("/v1/recommend?session_id=s&placement=home")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(offer_ids(&home), vec!["running"]);
+    assert_eq!(home["offers"][0]["expires_at"], at(now + DAY).as_str());
+}
+
+#[tokio::test]
+async fn volume_tiers_price_by_quantity() {
+    let app = shop().await;
+    publish(
+        &app,
+        &json!({"price_lists": [{"id": "volume", "kind": "base", "currency": "GBP",
+                                 "entries": [{"product_id": "tea", "amount": 1000,
+                                              "tiers": [{"min_qty": 10, "amount": 900}, {"min_qty": 50, "amount": 800}]}]}]}),
+    )
+    .await;
+    for (qty, unit) in [(1, 1000), (9, 1000), (10, 900), (49, 900), (50, 800)] {
+        let e = evaluate(
+            &app,
+            json!({"session_id": "s", "cart": cart(&[("tea", qty)])}),
+        )
+        .await;
+        assert_eq!(e["lines"][0]["unit_price"], gbp(unit), "{qty}");
+        assert_eq!(e["lines"][0]["subtotal"], gbp(unit * i64::from(qty)));
+        assert_eq!(e["lines"][0]["price_list"], "volume");
+    }
+}
+
+#[tokio::test]
+async fn one_companys_buyers_get_its_contract_price() {
+    let app = shop().await;
+    publish(
+        &app,
+        &json!({"price_lists": [
+            {"id": "acme-contract", "kind": "contract", "currency": "GBP",
+             "scope": {"eq": ["customer.account_id", "acme"]},
+             "entries": [{"product_id": "pan", "amount": 3200}]},
+            {"id": "spring-sale", "kind": "sale", "currency": "GBP",
+             "entries": [{"product_id": "pan", "amount": 3600}]}
+        ]}),
+    )
+    .await;
+    attributes(&app, "buyer-at-acme", None, Some("acme")).await;
+    attributes(&app, "buyer-elsewhere", None, Some("globex")).await;
+    let price = |who: &'static str| {
+        let app = &app;
+        async move {
+            let e = evaluate(
+                app,
+                json!({"customer_id": who, "cart": cart(&[("pan", 1)])}),
+            )
+            .await;
+            (
+                e["lines"][0]["unit_price"]["amount"].as_i64().unwrap(),
+                e["lines"][0]["compare_at_price"].clone(),
+            )
+        }
+    };
+    // The contract wins; no compare-at: the list price is not one they could pay.
+    assert_eq!(price("buyer-at-acme").await, (3200, Value::Null));
+    // Everyone else gets the sale, with the regular price as compare-at.
+    assert_eq!(price("buyer-elsewhere").await, (3600, gbp(4000)));
+
+    // Recommendations carry the same personalized price.
+    let answer: Value = app
+        .get("/v1/recommend?customer_id=buyer-at-acme&placement=category&candidates=pan,mug")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pan = answer["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["product_id"] == "pan")
+        .unwrap();
+    assert_eq!(pan["price"], gbp(3200));
+}
+
+#[tokio::test]
+async fn loyalty_tiers_get_their_discount_on_every_price() {
+    let app = shop().await;
+    publish(
+        &app,
+        &json!({"price_lists": [{"id": "gold-5", "kind": "adjustment", "currency": "GBP",
+                                 "scope": {"eq": ["customer.loyalty_tier", "gold"]},
+                                 "adjust": {"percent_off_bps": 500}}]}),
+    )
+    .await;
+    attributes(&app, "goldie", Some("gold"), None).await;
+    attributes(&app, "silvia", Some("silver"), None).await;
+    let e = evaluate(
+        &app,
+        json!({"customer_id": "goldie", "cart": cart(&[("mug", 1), ("pan", 2)])}),
+    )
+    .await;
+    assert_eq!(e["lines"][0]["unit_price"], gbp(1425));
+    assert_eq!(e["lines"][1]["unit_price"], gbp(3800));
+    assert_eq!(e["subtotal"], gbp(1425 + 7600));
+    let e = evaluate(
+        &app,
+        json!({"customer_id": "silvia", "cart": cart(&[("mug", 1)])}),
+    )
+    .await;
+    assert_eq!(e["lines"][0]["unit_price"], gbp(1500));
+    let answer: Value = app
+        .get("/v1/recommend?customer_id=goldie&placement=category&candidates=mug")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["recommendations"][0]["price"], gbp(1425));
+}
+
+#[tokio::test]
+async fn a_promotion_that_would_break_the_margin_floor_is_clamped() {
+    let app = shop().await;
+    publish(
+        &app,
+        &json!({"guardrails": {"min_margin_bps": 3000},
+                "promotions": [{"id": "clearance", "title": "60% off", "class": "item",
+                                "value": {"percent_bps": 6000}}]}),
+    )
+    .await;
+    // Pan: 40.00, cost 20.00, floor 26.00. 60% would be 24.00 off; 14.00 is allowed.
+    // "bare" has no cost and no minimum price: never discounted.
+    let e = evaluate(
+        &app,
+        json!({"session_id": "s", "cart": cart(&[("pan", 1), ("bare", 1)])}),
+    )
+    .await;
+    assert_eq!(applied(&e), vec![("clearance".to_owned(), 1400)]);
+    assert_eq!(e["applied"][0]["clamped"], gbp(1000 + 1200));
+    assert_eq!(e["lines"][0]["total"], gbp(2600));
+    assert_eq!(e["lines"][1]["total"], gbp(2000));
+    // Only the bare product: nothing can be taken off, and that is the reason given.
+    let e = evaluate(
+        &app,
+        json!({"session_id": "s", "cart": cart(&[("bare", 1)])}),
+    )
+    .await;
+    assert_eq!(rejected(&e, "clearance").as_deref(), Some("clamped"));
+}
+
+#[tokio::test]
+async fn an_invalid_ruleset_is_refused_with_every_error_and_the_live_one_stays() {
+    let app = shop().await;
+    let good = publish(&app, &first_order_rules()).await;
+    let bad = json!({"promotions": [
+        {"id": "a", "title": "A", "class": "order", "value": {"percent_bps": 20000}},
+        {"id": "b", "title": "B", "class": "item", "eligibility": {"eq": ["customer.tier", "gold"]},
+         "value": {"percent_bps": 100}}
+    ]});
+    let r = app
+        .client
+        .put(app.url("/admin/v1/ruleset"))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_ruleset");
+    let paths: Vec<&str> = body["error"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            "$.promotions[0].value.percent_bps",
+            "$.promotions[1].eligibility.eq[0]"
+        ]
+    );
+    // The dry run says the same without publishing; the live version is unchanged.
+    let dry: Value = app
+        .post_json("/admin/v1/ruleset/validate", &bad)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dry["valid"], false);
+    assert_eq!(dry["errors"].as_array().unwrap().len(), 2);
+    let live: Value = app.get("/admin/v1/ruleset").await.json().await.unwrap();
+    assert_eq!(live["version"], good.as_str());
+
+    // Versions and rollback.
+    let second = publish(&app, &json!({"promotions": []})).await;
+    let versions: Value = app
+        .get("/admin/v1/ruleset/versions")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(versions["live"], second.as_str());
+    assert_eq!(versions["versions"][0]["version"], second.as_str());
+    assert_eq!(versions["versions"][1]["version"], good.as_str());
+    let back: Value = app
+        .post_json("/admin/v1/ruleset/rollback", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(back["version"], good.as_str());
+    let r = app
+        .post_json("/admin/v1/ruleset/rollback", &json!({"version": "rs-nope"}))
+        .await;
+    assert_eq!(error_code(r).await, (404, "ruleset_not_found".to_owned()));
+}
