@@ -7,7 +7,6 @@ use common::{TestApp, error_code, settings};
 use serde_json::{Value, json};
 use vitrine::domain::profile::ProfileOp;
 use vitrine::domain::{VisitorId, VisitorKey};
-use vitrine::store::ProfileStore;
 
 const DAY: i64 = 86_400;
 
