@@ -534,3 +534,88 @@ async fn an_invalid_ruleset_is_refused_with_every_error_and_the_live_one_stays()
         .await;
     assert_eq!(error_code(r).await, (404, "ruleset_not_found".to_owned()));
 }
+
+fn picks(answer: &Value) -> Vec<String> {
+    answer["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["product_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn effects(answer: &Value) -> Vec<(String, String)> {
+    answer["merchandising"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["rule"].as_str().unwrap().to_owned(),
+                e["effect"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn merchandising_rules_shape_the_answer_and_each_effect_is_reported() {
+    let app = shop().await;
+    let page = "/v1/recommend?session_id=m&placement=category&candidates=mug,pan,tea,bare";
+    let before: Value = app.get(page).await.json().await.unwrap();
+    assert_eq!(picks(&before).len(), 4);
+    assert!(effects(&before).is_empty());
+    publish(
+        &app,
+        &json!({"merchandising": [
+            {"id": "no-tea-here", "placements": ["category"], "action": {"hide": {"eq": ["product.id", "tea"]}}},
+            {"id": "pantry-first", "action": {"boost": {"where": {"in": ["product.category", ["pantry"]]}, "by_bps": 100000}}},
+            {"id": "cheap-last", "action": {"bury": {"where": {"lt": ["product.price", gbp(1600)]}, "by_bps": 9000}}},
+            {"id": "hero-pan", "priority": 10, "action": {"pin": {"product_id": "pan", "position": 1}}},
+            {"id": "only-home", "placements": ["home"], "action": {"hide": {"eq": ["product.id", "mug"]}}}
+        ]}),
+    )
+    .await;
+    let after: Value = app.get(page).await.json().await.unwrap();
+    // Tea hidden; pan pinned first; the pantry product boosted above the buried mug.
+    assert_eq!(picks(&after), vec!["pan", "bare", "mug"], "{after}");
+    let got = effects(&after);
+    for want in [
+        ("no-tea-here", "hidden"),
+        ("pantry-first", "boosted"),
+        ("cheap-last", "buried"),
+        ("hero-pan", "pinned"),
+    ] {
+        assert!(
+            got.contains(&(want.0.to_owned(), want.1.to_owned())),
+            "{want:?} in {got:?}"
+        );
+    }
+    assert!(!got.iter().any(|(r, _)| r == "only-home"));
+
+    // A filter that leaves nothing falls back to the baseline, filtered the same way.
+    publish(
+        &app,
+        &json!({"merchandising": [
+            {"id": "in-stock-pantry", "action": {"filter": {"in": ["product.category", ["pantry"]]}}}
+        ]}),
+    )
+    .await;
+    let answer: Value = app
+        .get("/v1/recommend?session_id=m&placement=category&candidates=mug,pan")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        effects(&answer).contains(&("in-stock-pantry".to_owned(), "fallback".to_owned())),
+        "{answer}"
+    );
+    let snapshot = app.state.snapshot.load();
+    assert!(!picks(&answer).is_empty());
+    for id in picks(&answer) {
+        let p = snapshot.catalog.lookup(&id).unwrap();
+        let c = &snapshot.catalog.categories()[usize::from(snapshot.catalog.product(p).category)];
+        assert!(c.handle.starts_with("pantry"), "{id} in {}", c.handle);
+    }
+}

@@ -8,6 +8,7 @@
 
 pub mod expr;
 pub mod live;
+pub mod merch;
 pub mod price;
 pub mod promo;
 pub mod ruleset;

@@ -14,6 +14,7 @@ use crate::domain::{Currency, Money};
 pub const MAX_PRICE_LISTS: usize = 1_000;
 pub const MAX_PROMOTIONS: usize = 2_000;
 pub const MAX_ENTRIES: usize = 1_000_000;
+pub const MAX_MERCH_RULES: usize = 1_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -231,6 +232,8 @@ pub struct Ruleset {
     pub promotions: Vec<Promotion>,
     pub guardrails: Guardrails,
     pub shipping: Vec<ShippingRate>,
+    /// By priority (high first), then id.
+    pub merchandising: Vec<super::merch::MerchRule>,
 }
 
 impl Ruleset {
@@ -243,6 +246,7 @@ impl Ruleset {
             promotions: Vec::new(),
             guardrails: Guardrails::default(),
             shipping: Vec::new(),
+            merchandising: Vec::new(),
         }
     }
 }
@@ -260,6 +264,8 @@ struct RawDocument {
     guardrails: Option<Value>,
     #[serde(default)]
     shipping: Vec<Value>,
+    #[serde(default)]
+    merchandising: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -271,7 +277,7 @@ struct RawMoney {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawWindow {
+pub(super) struct RawWindow {
     from: Option<String>,
     until: Option<String>,
 }
@@ -455,7 +461,7 @@ fn money(raw: &RawMoney, path: &str, errors: &mut Errors) -> Option<Money> {
     }
 }
 
-fn window(raw: &RawWindow, path: &str, errors: &mut Errors) -> Window {
+pub(super) fn window(raw: &RawWindow, path: &str, errors: &mut Errors) -> Window {
     let mut time = |field: &str, v: &Option<String>| {
         v.as_deref().and_then(|s| {
             let t = crate::domain::time::parse_rfc3339(s);
@@ -865,6 +871,24 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
             }
         }
     }
+    if raw.merchandising.len() > MAX_MERCH_RULES {
+        errors.push(
+            "$.merchandising",
+            format!("at most {MAX_MERCH_RULES} rules"),
+        );
+    }
+    let mut merchandising = Vec::new();
+    for (i, v) in raw.merchandising.iter().enumerate() {
+        let path = format!("$.merchandising[{i}]");
+        if let Some(r) = parse::<super::merch::RawMerchRule>(v, &path, &mut errors) {
+            merchandising.push(super::merch::compile(r, &path, &mut errors));
+        }
+    }
+    unique(
+        merchandising.iter().map(|r| r.id.as_str()),
+        "$.merchandising",
+        &mut errors,
+    );
     // Ids are unique per kind, and adjustments name lists that exist.
     unique(
         price_lists.iter().map(|l| l.id.as_str()),
@@ -909,6 +933,7 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
             .then(b.priority.cmp(&a.priority))
             .then(a.id.cmp(&b.id))
     });
+    merchandising.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
     let canonical = serde_json::to_vec(doc).unwrap_or_default();
     let version = format!(
         "rs-{:012x}",
@@ -921,6 +946,7 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
         promotions,
         guardrails,
         shipping,
+        merchandising,
     })
 }
 

@@ -439,6 +439,8 @@ struct Answer<'a> {
     banners: &'a [BannerSettings],
     model_version: &'a str,
     ruleset_version: &'a str,
+    /// What merchandising rules changed in this answer.
+    merchandising: Vec<crate::decide::merch::Effect>,
     degraded: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     degraded_reason: Option<&'static str>,
@@ -490,26 +492,9 @@ pub async fn answer(
     }
 
     let snapshot = state.snapshot.load();
-    let query = recommend::Query {
-        policy: &state.policy,
-        placement: request.placement,
-        product: request.product_id.as_deref(),
-        category: request.category.as_deref(),
-        search: request.query.as_deref(),
-        cart: &request.cart,
-        candidates: &request.candidates,
-        limit: request.limit,
-        audience: request.context.audience(),
-    };
-    let scored = recommend::recommend(
-        &snapshot.models,
-        &snapshot.catalog,
-        &query,
-        profile.as_deref(),
-    );
-    // One ruleset version for the whole answer: prices, offers.
-    let rules = state.rules.load();
     let catalog = &snapshot.catalog;
+    // One ruleset version for the whole answer: prices, offers, merchandising.
+    let rules = state.rules.load();
     let lines = request
         .cart
         .iter()
@@ -538,6 +523,53 @@ pub async fn answer(
     for (line, p) in ctx.lines.iter_mut().zip(&priced) {
         line.item.price = p.unit;
     }
+    let merch = crate::decide::merch::active(&rules.merchandising, request.placement, &ctx);
+    let mut query = recommend::Query {
+        policy: &state.policy,
+        placement: request.placement,
+        product: request.product_id.as_deref(),
+        category: request.category.as_deref(),
+        search: request.query.as_deref(),
+        cart: &request.cart,
+        candidates: &request.candidates,
+        // Merchandising filters and re-ranks: it needs more than it answers.
+        limit: if merch.is_empty() {
+            request.limit
+        } else {
+            (request.limit * 2 + 10).min(MAX_CANDIDATES)
+        },
+        audience: request.context.audience(),
+    };
+    let mut scored = recommend::recommend(&snapshot.models, catalog, &query, profile.as_deref());
+    let mut effects = Vec::new();
+    if merch.is_empty() {
+        scored.truncate(request.limit);
+    } else {
+        let mut excluded: Vec<_> = ctx
+            .lines
+            .iter()
+            .filter_map(|l| catalog.lookup(&l.item.product.id))
+            .collect();
+        excluded.extend(
+            request
+                .product_id
+                .as_deref()
+                .and_then(|p| catalog.lookup(p)),
+        );
+        let page = crate::decide::merch::Page {
+            catalog,
+            ctx: &ctx,
+            book: &book,
+            excluded: &excluded,
+            limit: request.limit,
+        };
+        query.candidates = &[];
+        let (kept, done) = crate::decide::merch::apply(&merch, &page, scored, || {
+            recommend::recommend(&snapshot.models, catalog, &query, None)
+        });
+        scored = kept;
+        effects = done;
+    }
     let offers = crate::decide::promo::offers(&rules, &ctx, &priced, &|_| {
         crate::decide::promo::Usage::default()
     });
@@ -565,6 +597,7 @@ pub async fn answer(
         banners: state.banners.for_placement(request.placement),
         model_version: &snapshot.models.version,
         ruleset_version: &rules.version,
+        merchandising: effects,
         degraded: degraded.is_some(),
         degraded_reason: degraded.map(Degraded::as_str),
     };

@@ -30,6 +30,8 @@ pub enum Reason {
     TrendingInCountry,
     TrendingOnDevice,
     Trending,
+    /// Placed by a merchandising rule.
+    Pinned,
 }
 
 impl Reason {
@@ -47,6 +49,7 @@ impl Reason {
             Reason::TrendingInCountry => "trending_in_country",
             Reason::TrendingOnDevice => "trending_on_device",
             Reason::Trending => "trending",
+            Reason::Pinned => "pinned",
         }
     }
 }
