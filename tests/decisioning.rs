@@ -619,3 +619,123 @@ async fn merchandising_rules_shape_the_answer_and_each_effect_is_reported() {
         assert!(c.handle.starts_with("pantry"), "{id} in {}", c.handle);
     }
 }
+
+fn banner_ids(answer: &Value) -> Vec<String> {
+    answer["banners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn content_is_chosen_by_targeting_window_weight_and_frequency_cap() {
+    let app = shop().await;
+    let now = vitrine::recommend::model::unix_now();
+    let at = vitrine::domain::time::format_rfc3339;
+    let banner = |id: &str, extra: Value| {
+        let mut b = json!({"id": id, "placements": ["home"], "title": id, "image_url": format!("https://img.example/{id}.jpg"),
+                           "link_url": format!("https://shop.example/{id}")});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    publish(
+        &app,
+        &json!({"content": {
+            "banners": [
+                banner("uk-only", json!({"priority": 10, "when": {"eq": ["session.country", "GB"]}})),
+                banner("expired", json!({"priority": 20, "window": {"until": at(now - 60)}})),
+                banner("capped", json!({"priority": 5, "frequency_cap": {"max_impressions": 2}})),
+                banner("a", json!({"weight": 3})),
+                banner("b", json!({"weight": 1}))
+            ],
+            "collections": [{"id": "gifts", "placements": ["home"], "title": "Gifts", "product_ids": ["mug", "tea", "gone"]}],
+            "modules": [
+                {"id": "returning", "placements": ["home"], "priority": 1, "when": {"gte": ["customer.orders_count", 1]},
+                 "order": ["recommendations", "banners"]},
+                {"id": "default", "placements": ["home"], "order": ["banners", "collections", "recommendations"]}
+            ]
+        }}),
+    )
+    .await;
+    let home =
+        |who: &str, extra: &str| format!("/v1/recommend?session_id={who}&placement=home{extra}");
+    let uk: Value = app
+        .get(&home("v1", "&country=GB"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids = banner_ids(&uk);
+    assert_eq!(&ids[..2], ["uk-only", "capped"], "{ids:?}");
+    assert!(!ids.contains(&"expired".to_owned()));
+    assert_eq!(
+        uk["collections"],
+        json!([{"id": "gifts", "title": "Gifts", "product_ids": ["mug", "tea"]}])
+    );
+    assert_eq!(
+        uk["modules"],
+        json!(["banners", "collections", "recommendations"])
+    );
+    let fr: Value = app
+        .get(&home("v1", "&country=FR"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(banner_ids(&fr)[0], "capped");
+
+    // The weighted choice is the same on every view for one visitor, and splits
+    // visitors about 3:1.
+    let first_of = |v: &Value| {
+        banner_ids(v)
+            .into_iter()
+            .find(|b| b == "a" || b == "b")
+            .unwrap()
+    };
+    assert_eq!(first_of(&uk), first_of(&fr));
+    let mut a_first = 0;
+    for i in 0..200 {
+        let v: Value = app
+            .get(&home(&format!("w{i}"), ""))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if first_of(&v) == "a" {
+            a_first += 1;
+        }
+    }
+    assert!((120..=180).contains(&a_first), "{a_first} of 200");
+
+    // Two impressions of the capped banner and it is no longer shown to that visitor.
+    for n in 0..2 {
+        let r = app
+            .post_json(
+                "/v1/events",
+                &json!({"event_id": format!("imp-{n}"), "type": "impression", "session_id": "v1", "content_id": "capped"}),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+    }
+    let after: Value = app
+        .get(&home("v1", "&country=FR"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !banner_ids(&after).contains(&"capped".to_owned()),
+        "{after}"
+    );
+    let other: Value = app
+        .get(&home("v2", "&country=FR"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(banner_ids(&other).contains(&"capped".to_owned()));
+}

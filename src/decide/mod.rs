@@ -6,6 +6,7 @@
 //! then only read: a request loads the live one once and decides everything against it,
 //! so an answer never mixes two versions and names the one it used.
 
+pub mod content;
 pub mod expr;
 pub mod live;
 pub mod merch;

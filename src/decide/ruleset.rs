@@ -234,6 +234,7 @@ pub struct Ruleset {
     pub shipping: Vec<ShippingRate>,
     /// By priority (high first), then id.
     pub merchandising: Vec<super::merch::MerchRule>,
+    pub content: super::content::Content,
 }
 
 impl Ruleset {
@@ -247,6 +248,7 @@ impl Ruleset {
             guardrails: Guardrails::default(),
             shipping: Vec::new(),
             merchandising: Vec::new(),
+            content: super::content::Content::default(),
         }
     }
 }
@@ -266,6 +268,8 @@ struct RawDocument {
     shipping: Vec<Value>,
     #[serde(default)]
     merchandising: Vec<Value>,
+    #[serde(default)]
+    content: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -430,7 +434,11 @@ struct RawShipping {
 }
 
 /// Deserializes `v` into `T`, reporting the failing field's path under `path`.
-fn parse<T: serde::de::DeserializeOwned>(v: &Value, path: &str, errors: &mut Errors) -> Option<T> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(
+    v: &Value,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(v) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -889,6 +897,12 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
         "$.merchandising",
         &mut errors,
     );
+    let content = raw
+        .content
+        .as_ref()
+        .and_then(|c| parse::<super::content::RawContent>(c, "$.content", &mut errors))
+        .map(|c| super::content::compile(&c, &mut errors))
+        .unwrap_or_default();
     // Ids are unique per kind, and adjustments name lists that exist.
     unique(
         price_lists.iter().map(|l| l.id.as_str()),
@@ -947,6 +961,7 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
         guardrails,
         shipping,
         merchandising,
+        content,
     })
 }
 

@@ -91,6 +91,26 @@ pub struct Profile {
     /// first: answers demote what was passed over several times.
     #[serde(default)]
     pub shown: Vec<Shown>,
+    /// Content (banners, collections) shown to the visitor, most recent first, for
+    /// frequency caps.
+    #[serde(default)]
+    pub content_shown: Vec<ContentShown>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentShown {
+    pub content_id: String,
+    pub times: u32,
+}
+
+impl Profile {
+    /// How often the content `id` was shown to this visitor.
+    pub fn content_times(&self, id: &str) -> u32 {
+        self.content_shown
+            .iter()
+            .find(|c| c.content_id == id)
+            .map_or(0, |c| c.times)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,6 +263,12 @@ pub enum ProfileOp {
         loyalty_tier: Option<String>,
         company_id: Option<String>,
     },
+    /// A banner or collection was shown (an impression event naming `content_id`).
+    ContentImpression {
+        id: u64,
+        at: i64,
+        content_id: String,
+    },
     /// Folds an anonymous session's profile into this one; `id` names the session.
     Absorb { id: u64, from: Box<Profile> },
 }
@@ -256,6 +282,7 @@ impl ProfileOp {
             | ProfileOp::SetCart { id, .. }
             | ProfileOp::Consent { id, .. }
             | ProfileOp::Attributes { id, .. }
+            | ProfileOp::ContentImpression { id, .. }
             | ProfileOp::Absorb { id, .. } => *id,
         }
     }
@@ -382,6 +409,27 @@ impl Profile {
                 }
                 if company_id.is_some() {
                     self.company_id.clone_from(company_id);
+                }
+            }
+            ProfileOp::ContentImpression { at, content_id, .. } => {
+                self.touch(*at);
+                if self.consent.personalization {
+                    let times = match self
+                        .content_shown
+                        .iter()
+                        .position(|c| c.content_id == *content_id)
+                    {
+                        Some(i) => self.content_shown.remove(i).times.saturating_add(1),
+                        None => 1,
+                    };
+                    self.content_shown.insert(
+                        0,
+                        ContentShown {
+                            content_id: content_id.clone(),
+                            times,
+                        },
+                    );
+                    self.content_shown.truncate(MAX_SHOWN);
                 }
             }
             ProfileOp::Absorb { from, .. } => self.absorb(from),

@@ -432,11 +432,26 @@ struct Item<'a> {
 }
 
 #[derive(Serialize)]
+struct BannerOut<'a> {
+    id: &'a str,
+    placement: Placement,
+    title: &'a str,
+    image_url: &'a str,
+    link_url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alt: Option<&'a str>,
+}
+
+#[derive(Serialize)]
 struct Answer<'a> {
     placement: Placement,
     recommendations: Vec<Item<'a>>,
     offers: Vec<crate::decide::promo::Offer>,
-    banners: &'a [BannerSettings],
+    banners: Vec<BannerOut<'a>>,
+    /// Featured collections for the page, from the ruleset's content.
+    collections: Vec<crate::decide::content::Collection>,
+    /// The page's module order from the ruleset's content (empty: the storefront's own).
+    modules: Vec<String>,
     model_version: &'a str,
     ruleset_version: &'a str,
     /// What merchandising rules changed in this answer.
@@ -570,6 +585,43 @@ pub async fn answer(
         scored = kept;
         effects = done;
     }
+    // Content: the ruleset's when it has any, else the configured banners.
+    let page_content = crate::decide::content::select(
+        &rules.content,
+        catalog,
+        request.placement,
+        &ctx,
+        stored.as_deref(),
+        key.short_id(),
+    );
+    let banners: Vec<BannerOut<'_>> = if rules.content.is_empty() {
+        state
+            .banners
+            .for_placement(request.placement)
+            .iter()
+            .map(|b| BannerOut {
+                id: &b.id,
+                placement: b.placement,
+                title: &b.title,
+                image_url: &b.image_url,
+                link_url: &b.link_url,
+                alt: b.alt.as_deref(),
+            })
+            .collect()
+    } else {
+        page_content
+            .banners
+            .iter()
+            .map(|b| BannerOut {
+                id: &b.id,
+                placement: request.placement,
+                title: &b.title,
+                image_url: &b.image_url,
+                link_url: &b.link_url,
+                alt: b.alt.as_deref(),
+            })
+            .collect()
+    };
     let offers = crate::decide::promo::offers(&rules, &ctx, &priced, &|_| {
         crate::decide::promo::Usage::default()
     });
@@ -594,7 +646,9 @@ pub async fn answer(
         placement: request.placement,
         recommendations: items,
         offers,
-        banners: state.banners.for_placement(request.placement),
+        banners,
+        collections: page_content.collections,
+        modules: page_content.modules,
         model_version: &snapshot.models.version,
         ruleset_version: &rules.version,
         merchandising: effects,

@@ -25,6 +25,8 @@ pub struct RawEvent {
     pub price: Option<RawMoney>,
     pub query: Option<String>,
     pub decision_id: Option<String>,
+    /// The banner or collection an impression is of (frequency caps).
+    pub content_id: Option<String>,
     pub order_id: Option<String>,
     pub timestamp: Option<i64>,
     pub consent: Option<RawConsent>,
@@ -125,6 +127,7 @@ pub struct Event {
     pub price: Option<Money>,
     pub query: Option<String>,
     pub order_id: Option<String>,
+    pub content_id: Option<String>,
     pub at: i64,
     pub consent: Option<(Option<bool>, Option<bool>)>,
     pub audience: Audience,
@@ -217,6 +220,7 @@ impl RawEvent {
             price,
             query,
             order_id: opt_id(self.order_id)?,
+            content_id: opt_id(self.content_id)?,
             at,
             consent: self.consent.map(|c| (c.personalization, c.marketing)),
             audience: self
@@ -248,6 +252,13 @@ impl Event {
             let c = catalog.product(idx).category;
             Some(catalog.categories()[usize::from(c)].handle.to_string())
         });
+        if let (Behaviour::Impression, Some(content_id)) = (self.behaviour, &self.content_id) {
+            ops.push(ProfileOp::ContentImpression {
+                id: hasher.id64(b'c', &self.event_id),
+                at: self.at,
+                content_id: content_id.clone(),
+            });
+        }
         ops.push(ProfileOp::Event {
             id,
             at: self.at,
