@@ -739,3 +739,96 @@ async fn content_is_chosen_by_targeting_window_weight_and_frequency_cap() {
         .unwrap();
     assert!(banner_ids(&other).contains(&"capped".to_owned()));
 }
+
+/// A ruleset whose every decision says which version it is: a price for the pan and an
+/// offer named after the tag.
+fn tagged(tag: i64) -> Value {
+    json!({
+        "price_lists": [{"id": format!("list-{tag}"), "kind": "base", "currency": "GBP",
+                         "entries": [{"product_id": "pan", "amount": 3000 + tag}]}],
+        "promotions": [{"id": format!("offer-{tag}"), "title": "Offer", "class": "order",
+                        "value": {"percent_bps": 500}}]
+    })
+}
+
+#[tokio::test]
+async fn a_publish_reaches_every_replica_within_a_second_and_no_answer_mixes_versions() {
+    let redis = common::redis::RedisServer::start();
+    let replica = || {
+        let mut s = settings();
+        s.storage.backend = vitrine::config::StorageBackend::Redis;
+        s.redis.url = redis.url();
+        TestApp::spawn(s)
+    };
+    let a = replica().await;
+    let b = replica().await;
+    let products = json!([{"id": "pan", "title": "Pan", "category": "Kitchen > Pans", "price": gbp(4000),
+                           "cost": gbp(2000), "inventory": 100}]);
+    let r = a
+        .client
+        .put(a.url("/admin/v1/products"))
+        .json(&products)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    while b.get("/admin/v1/products/pan").await.status() != 200 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let v1 = publish(&a, &tagged(1)).await;
+
+    // Readers on b for the whole test, checking each answer against its own version.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (client, url, stop) = (b.client.clone(), b.url("/v1/cart/evaluate"), stop.clone());
+        tokio::spawn(async move {
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let e: Value = client
+                    .post(&url)
+                    .json(
+                        &json!({"session_id": "r", "cart": [{"product_id": "pan", "quantity": 1}]}),
+                    )
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let tag = e["lines"][0]["unit_price"]["amount"].as_i64().unwrap() - 3000;
+                assert!(tag == 1 || tag == 2 || tag == 1000, "{e}");
+                if tag != 1000 {
+                    assert_eq!(e["lines"][0]["price_list"], format!("list-{tag}"), "{e}");
+                    assert_eq!(e["applied"][0]["id"], format!("offer-{tag}"), "{e}");
+                }
+                seen.insert(e["ruleset_version"].as_str().unwrap().to_owned());
+            }
+            seen
+        })
+    };
+    // b takes v1, then v2 within a second of its publish on a.
+    for (version, tag) in [(v1.clone(), 1), (String::new(), 2)] {
+        let version = if tag == 1 {
+            version
+        } else {
+            publish(&a, &tagged(tag)).await
+        };
+        let published = std::time::Instant::now();
+        loop {
+            let live: Value = b.get("/admin/v1/ruleset").await.json().await.unwrap();
+            if live["version"] == version.as_str() {
+                break;
+            }
+            assert!(
+                published.elapsed() < std::time::Duration::from_secs(1),
+                "replica b still on {} a second after {version} was published",
+                live["version"]
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = reader.await.unwrap();
+    assert!(seen.len() >= 2, "{seen:?}");
+}
