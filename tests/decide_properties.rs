@@ -170,7 +170,7 @@ proptest! {
         let rules = compile(&doc).expect("generated rulesets are valid");
         let catalog = catalog();
         let mut ctx = context(catalog, &lines);
-        let priced = vitrine::decide::price_lines(&rules, &mut ctx);
+        let (_, priced) = vitrine::decide::price_lines(&rules, &mut ctx);
         let eval = vitrine::decide::promo::evaluate(&rules, &ctx, &priced, &[], &|_| Usage::default());
         for (i, line) in eval.lines.iter().enumerate() {
             let product = catalog.product(catalog.lookup(&line.product_id).unwrap());

@@ -248,6 +248,12 @@ pub fn apply(
     baseline: impl FnOnce() -> Vec<Scored>,
 ) -> (Vec<Scored>, Vec<Effect>) {
     let mut effects = Vec::new();
+    // Each candidate's facts (its personalized price takes a price-list lookup) once.
+    let known: rustc_hash::FxHashMap<ProductIdx, ProductFacts<'_>> = candidates
+        .iter()
+        .map(|s| (s.product, page.facts(s.product)))
+        .collect();
+    let facts_of = |p: ProductIdx| known.get(&p).copied().unwrap_or_else(|| page.facts(p));
     let effect = |rule: &MerchRule,
                   effect: EffectKind,
                   product_id: Option<String>,
@@ -272,7 +278,7 @@ pub fn apply(
     for &(rule, e, keep) in &filters {
         let before = candidates.len();
         candidates.retain(|s| {
-            let facts = page.facts(s.product);
+            let facts = facts_of(s.product);
             e.holds(Env::with_product(page.ctx, &facts)) == keep
         });
         let removed = before - candidates.len();
@@ -313,7 +319,7 @@ pub fn apply(
     if !boosts.is_empty() {
         let mut counts = vec![0usize; boosts.len()];
         for s in &mut candidates {
-            let facts = page.facts(s.product);
+            let facts = facts_of(s.product);
             let env = Env::with_product(page.ctx, &facts);
             for (k, (_, e, bps)) in boosts.iter().enumerate() {
                 if e.holds(env) {
@@ -412,7 +418,7 @@ pub fn apply(
             Action::Slot { matches, position } => {
                 let at = position - 1;
                 let best = pool.iter().find(|s| {
-                    let facts = page.facts(s.product);
+                    let facts = facts_of(s.product);
                     matches.holds(Env::with_product(page.ctx, &facts))
                         && candidates
                             .iter()

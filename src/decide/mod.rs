@@ -46,8 +46,9 @@ pub fn product_facts(catalog: &Catalog, idx: ProductIdx) -> ProductFacts<'_> {
 }
 
 /// Prices the context's cart lines for this visitor (in place) and returns each line's
-/// pricing. Price list scopes see the cart at catalog prices.
-pub fn price_lines(rules: &Ruleset, ctx: &mut Context<'_>) -> Vec<Priced> {
+/// pricing, and the price book for pricing more products. Price list scopes see the cart
+/// at catalog prices.
+pub fn price_lines<'r>(rules: &'r Ruleset, ctx: &mut Context<'_>) -> (PriceBook<'r>, Vec<Priced>) {
     let book = PriceBook::new(rules, ctx);
     let priced: Vec<Priced> = ctx
         .lines
@@ -57,7 +58,7 @@ pub fn price_lines(rules: &Ruleset, ctx: &mut Context<'_>) -> Vec<Priced> {
     for (line, p) in ctx.lines.iter_mut().zip(&priced) {
         line.item.price = p.unit;
     }
-    priced
+    (book, priced)
 }
 
 /// The whole checkout decision for a cart: prices, then promotions, then totals.
@@ -67,7 +68,7 @@ pub fn evaluate_cart(
     codes: &[String],
     usage: &dyn Fn(&str) -> Usage,
 ) -> Evaluation {
-    let priced = price_lines(rules, &mut ctx);
+    let (_, priced) = price_lines(rules, &mut ctx);
     promo::evaluate(rules, &ctx, &priced, codes, usage)
 }
 

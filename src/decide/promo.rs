@@ -10,6 +10,7 @@
 //! to their amounts by largest remainder, so the parts sum exactly to the whole.
 
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use super::expr::{Context, Env};
 use super::price::Priced;
@@ -111,30 +112,165 @@ pub struct Evaluation {
 /// Splits `total` over `weights` in proportion, by largest remainder: the parts sum to
 /// `total` exactly, and none exceeds its weight when `total` does not exceed their sum.
 pub fn allocate(total: i64, weights: &[i64]) -> Vec<i64> {
+    let mut parts = vec![0; weights.len()];
+    allocate_into(total, weights, &mut parts);
+    parts
+}
+
+/// [`allocate`] into `parts` (one per weight), without allocating for carts of up to 32
+/// lines.
+fn allocate_into(total: i64, weights: &[i64], parts: &mut [i64]) {
+    parts.fill(0);
     let sum: i128 = weights.iter().map(|&w| i128::from(w.max(0))).sum();
     if sum == 0 || total <= 0 {
-        return vec![0; weights.len()];
+        return;
     }
-    let mut parts = Vec::with_capacity(weights.len());
-    let mut rest: Vec<(i128, usize)> = Vec::with_capacity(weights.len());
+    let mut rest: SmallVec<[(i128, usize); 32]> = SmallVec::new();
     let mut given: i128 = 0;
+    // 64-bit arithmetic whenever the products fit (any real cart); 128-bit otherwise.
+    let narrow = i64::try_from(sum).ok().filter(|_| {
+        weights
+            .iter()
+            .all(|&w| total.checked_mul(w.max(0)).is_some())
+    });
     for (i, &w) in weights.iter().enumerate() {
-        let exact = i128::from(total) * i128::from(w.max(0));
-        let part = exact / sum;
+        let (part, remainder) = match narrow {
+            Some(sum64) => {
+                let exact = total * w.max(0);
+                (i128::from(exact / sum64), i128::from(exact % sum64))
+            }
+            None => {
+                let exact = i128::from(total) * i128::from(w.max(0));
+                (exact / sum, exact % sum)
+            }
+        };
         given += part;
-        parts.push(part as i64);
-        rest.push((exact % sum, i));
+        parts[i] = part as i64;
+        if remainder > 0 {
+            rest.push((remainder, i));
+        }
     }
-    // Largest remainders first; ties to the earlier line, so the split is deterministic.
-    rest.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    for &(_, i) in rest.iter().take((i128::from(total) - given) as usize) {
-        parts[i] += 1;
+    // The units left go to the largest remainders; ties to the earlier line, so the
+    // split is deterministic. Fewer units are left than lines with a remainder.
+    let left = (i128::from(total) - given) as usize;
+    if left > 0 {
+        let by_remainder = |a: &(i128, usize), b: &(i128, usize)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+        if left < rest.len() {
+            rest.sort_unstable_by(by_remainder);
+        }
+        for &(_, i) in &rest[..left.min(rest.len())] {
+            parts[i] += 1;
+        }
     }
-    parts
 }
 
 fn round_bps(amount: i64, bps: i64) -> i64 {
     (i128::from(amount) * i128::from(bps) + 5_000).div_euclid(10_000) as i64
+}
+
+const CLASSES: [Class; 3] = [Class::Item, Class::Order, Class::Shipping];
+
+const fn class_index(c: Class) -> usize {
+    match c {
+        Class::Item => 0,
+        Class::Order => 1,
+        Class::Shipping => 2,
+    }
+}
+
+/// What is known of a promotion before any run: whether its code was sent, and what
+/// rules it out whatever the cart (window, currency, consent, eligibility, budget).
+struct Prepared<'r> {
+    promo: &'r Promotion,
+    /// `None`: a code or offer promotion whose code was not sent (skipped silently).
+    code: Option<Option<&'r str>>,
+    fixed: Option<Reason>,
+    usage: Usage,
+    /// Which lines it targets, worked out on first use.
+    targets: std::cell::OnceCell<Vec<bool>>,
+}
+
+fn prepare<'r>(
+    p: &'r Promotion,
+    ctx: &Context<'_>,
+    codes: &[String],
+    usage: &dyn Fn(&str) -> Usage,
+) -> Prepared<'r> {
+    let code = match p.trigger {
+        Trigger::Auto => Some(None),
+        Trigger::Code | Trigger::Offer => p
+            .codes
+            .iter()
+            .find(|c| codes.contains(c))
+            .map(|c| Some(c.as_str())),
+    };
+    let used = usage(&p.id);
+    let consented = match p.requires_consent {
+        None => true,
+        Some(Consent::Marketing) => ctx.marketing,
+        Some(Consent::Personalization) => ctx.personalization,
+    };
+    let b = &p.budget;
+    let fixed = if !p.window.contains(ctx.now)
+        || p.schedule.as_ref().is_some_and(|s| !s.contains(ctx.now))
+    {
+        Some(Reason::OutOfWindow)
+    } else if p.currency.is_some_and(|c| c != ctx.session.currency) {
+        Some(Reason::CurrencyMismatch)
+    } else if !consented {
+        Some(Reason::NoConsent)
+    } else if !p.eligibility.holds(Env::of(ctx)) {
+        Some(Reason::NotEligible)
+    } else if b.max_uses.is_some_and(|m| used.uses >= m)
+        || b.per_customer_uses.is_some_and(|m| used.customer_uses >= m)
+        || b.max_spend.is_some_and(|m| used.spent >= m.amount)
+    {
+        Some(Reason::BudgetExhausted)
+    } else {
+        None
+    };
+    Prepared {
+        promo: p,
+        code,
+        fixed,
+        usage: used,
+        targets: std::cell::OnceCell::new(),
+    }
+}
+
+impl Prepared<'_> {
+    fn targets(&self, ctx: &Context<'_>) -> &[bool] {
+        self.targets.get_or_init(|| {
+            ctx.lines
+                .iter()
+                .map(|l| self.promo.target.holds(Env::with_line(ctx, l)))
+                .collect()
+        })
+    }
+}
+
+/// A promotion applied during a run, reported once the run is chosen.
+#[derive(Clone)]
+struct Done<'r> {
+    promo: &'r Promotion,
+    code: Option<&'r str>,
+    /// (line, amount), non-zero amounts only.
+    lines: SmallVec<[(usize, i64); 8]>,
+    shipping: i64,
+    clamped: i64,
+}
+
+impl Done<'_> {
+    fn amount(&self) -> i64 {
+        self.lines.iter().map(|(_, d)| d).sum::<i64>() + self.shipping
+    }
+}
+
+#[derive(Clone)]
+struct Refused<'r> {
+    promo: &'r Promotion,
+    reason: Reason,
+    by: Option<&'r str>,
 }
 
 /// The cart as it stands between promotions.
@@ -145,19 +281,91 @@ struct State<'r> {
     /// How much more each line may be discounted before its floor.
     headroom: Vec<i64>,
     shipping: i64,
-    applied: Vec<(&'r Promotion, AppliedPromotion)>,
-    rejected: Vec<RejectedPromotion>,
     item_discount: i64,
+    discount: i64,
+    applied: Vec<Done<'r>>,
+    rejected: Vec<Refused<'r>>,
+    /// Classes of the promotions applied, and whether every one of them combines with
+    /// each class: combinability is two lookups, however many have applied.
+    present: [bool; 3],
+    accepts: [bool; 3],
 }
 
-impl State<'_> {
-    fn discount(&self) -> i64 {
-        self.applied.iter().map(|(_, a)| a.amount.amount).sum()
+impl<'r> State<'r> {
+    fn new(ctx: &Context<'_>, priced: &[Priced], shipping: i64, promotions: usize) -> Self {
+        Self {
+            net: ctx.lines.iter().map(|l| l.total().amount).collect(),
+            headroom: ctx
+                .lines
+                .iter()
+                .zip(priced)
+                .map(|(l, p)| match p.floor {
+                    // A line may go down to floor x quantity; none: not at all.
+                    Some(f) => (l.total().amount - f * i64::from(l.quantity)).max(0),
+                    None => 0,
+                })
+                .collect(),
+            shipping,
+            item_discount: 0,
+            discount: 0,
+            applied: Vec::with_capacity(promotions.min(64)),
+            rejected: Vec::with_capacity(promotions),
+            present: [false; 3],
+            accepts: [true; 3],
+        }
+    }
+
+    /// Whether `p` combines with everything applied; else the first it does not.
+    fn combinable(&self, p: &Promotion) -> Result<(), Option<&'r str>> {
+        let ok = self.accepts[class_index(p.class)]
+            && (0..3).all(|k| !self.present[k] || p.combines_with.contains(&CLASSES[k]));
+        if ok {
+            return Ok(());
+        }
+        Err(self
+            .applied
+            .iter()
+            .find(|a| {
+                !p.combines_with.contains(&a.promo.class)
+                    || !a.promo.combines_with.contains(&p.class)
+            })
+            .map(|a| a.promo.id.as_str()))
+    }
+
+    fn commit(&mut self, promo: &'r Promotion, code: Option<&'r str>, o: &Outcome) {
+        let mut lines = SmallVec::new();
+        for (i, &d) in o.per_line.iter().enumerate() {
+            if d > 0 {
+                self.net[i] -= d;
+                self.headroom[i] -= d;
+                lines.push((i, d));
+            }
+        }
+        self.shipping -= o.shipping;
+        let amount = o.total();
+        self.discount += amount;
+        if promo.class == Class::Item {
+            self.item_discount += amount;
+        }
+        self.present[class_index(promo.class)] = true;
+        for (k, c) in CLASSES.iter().enumerate() {
+            self.accepts[k] &= promo.combines_with.contains(c);
+        }
+        self.applied.push(Done {
+            promo,
+            code,
+            lines,
+            shipping: o.shipping,
+            clamped: o.clamped,
+        });
     }
 }
 
+/// Per-line amounts on the stack for carts of up to 32 lines.
+type Lines = SmallVec<[i64; 32]>;
+
 struct Outcome {
-    per_line: Vec<i64>,
+    per_line: Lines,
     shipping: i64,
     clamped: i64,
 }
@@ -168,78 +376,33 @@ impl Outcome {
     }
 }
 
-/// One evaluation's fixed inputs.
-struct Run<'x, 'a> {
+type Refusal<'r> = (Reason, Option<&'r str>);
+
+/// One evaluation: the promotions prepared against the request.
+struct Run<'x, 'a, 'r> {
     ctx: &'x Context<'a>,
-    codes: &'x [String],
-    usage: &'x dyn Fn(&str) -> Usage,
+    prepared: Vec<Prepared<'r>>,
 }
 
-type Refusal = (Reason, Option<String>);
-
-impl Run<'_, '_> {
-    /// The code this request sent for `p` (`Some(None)`: an automatic promotion, which
-    /// needs none; `None`: a code promotion whose code was not sent).
-    fn entered(&self, p: &Promotion) -> Option<Option<String>> {
-        match p.trigger {
-            Trigger::Auto => Some(None),
-            Trigger::Code | Trigger::Offer => p
-                .codes
-                .iter()
-                .find(|c| self.codes.contains(c))
-                .map(|c| Some(c.clone())),
-        }
-    }
-
-    /// Everything but the amounts.
-    fn admit(&self, p: &Promotion, ctx: &Context<'_>, state: &State<'_>) -> Result<(), Refusal> {
-        if !p.window.contains(ctx.now) || p.schedule.as_ref().is_some_and(|s| !s.contains(ctx.now))
-        {
-            return Err((Reason::OutOfWindow, None));
-        }
-        if p.currency.is_some_and(|c| c != ctx.session.currency) {
-            return Err((Reason::CurrencyMismatch, None));
-        }
-        let consented = match p.requires_consent {
-            None => true,
-            Some(Consent::Marketing) => ctx.marketing,
-            Some(Consent::Personalization) => ctx.personalization,
-        };
-        if !consented {
-            return Err((Reason::NoConsent, None));
-        }
-        let env = Env::of(ctx);
-        if !p.eligibility.holds(env) {
-            return Err((Reason::NotEligible, None));
-        }
-        if !p.condition.holds(env) {
-            return Err((Reason::ConditionNotMet, None));
-        }
-        let used = (self.usage)(&p.id);
-        let b = &p.budget;
-        if b.max_uses.is_some_and(|m| used.uses >= m)
-            || b.per_customer_uses.is_some_and(|m| used.customer_uses >= m)
-            || b.max_spend.is_some_and(|m| used.spent >= m.amount)
-        {
-            return Err((Reason::BudgetExhausted, None));
-        }
-        for (a, _) in &state.applied {
-            if !p.combines_with.contains(&a.class) || !a.combines_with.contains(&p.class) {
-                return Err((Reason::NotCombinable, Some(a.id.clone())));
-            }
-        }
-        Ok(())
-    }
-
-    /// What `p` would do to the cart now, or why it does nothing.
+impl<'r> Run<'_, '_, 'r> {
+    /// What promotion `i` would do to the cart now, or why it does nothing.
     fn attempt(
         &self,
-        p: &Promotion,
+        i: usize,
         ctx: &Context<'_>,
-        state: &State<'_>,
-    ) -> Result<Outcome, Refusal> {
-        self.admit(p, ctx, state)?;
-        let o = outcome(p, ctx, state, (self.usage)(&p.id));
+        state: &State<'r>,
+    ) -> Result<Outcome, Refusal<'r>> {
+        let pr = &self.prepared[i];
+        if let Some(reason) = pr.fixed {
+            return Err((reason, None));
+        }
+        if !pr.promo.condition.holds(Env::of(ctx)) {
+            return Err((Reason::ConditionNotMet, None));
+        }
+        state
+            .combinable(pr.promo)
+            .map_err(|by| (Reason::NotCombinable, by))?;
+        let o = outcome(pr, ctx, state);
         if o.total() > 0 {
             Ok(o)
         } else if o.clamped > 0 {
@@ -249,148 +412,126 @@ impl Run<'_, '_> {
         }
     }
 
-    /// Runs `promos` (in evaluation order) over the cart.
-    fn run<'r>(&self, promos: &[&'r Promotion], start: &State<'r>) -> State<'r> {
-        let mut state = start.clone();
+    /// Runs the promotions `order` (indices, in evaluation order) from `state`; `marks`
+    /// gets the state at the start of each class's phase.
+    fn run(
+        &self,
+        order: &[usize],
+        mut state: State<'r>,
+        mut marks: Option<&mut [Option<State<'r>>; 3]>,
+    ) -> State<'r> {
         let mut ctx = self.ctx.clone();
+        let mut phase: Option<Class> = None;
         let mut decided_groups: Vec<&str> = Vec::new();
-        let mut phase = Class::Item;
-        for (k, &p) in promos.iter().enumerate() {
-            if p.class != phase {
-                phase = p.class;
+        for (k, &i) in order.iter().enumerate() {
+            let p = self.prepared[i].promo;
+            if phase != Some(p.class) {
+                phase = Some(p.class);
                 // Order thresholds read the subtotal after item discounts.
                 ctx.discount = state.item_discount;
+                if let Some(marks) = marks.as_deref_mut() {
+                    marks[class_index(p.class)] = Some(state.clone());
+                }
             }
-            let Some(code) = self.entered(p) else {
+            let Some(code) = self.prepared[i].code else {
                 continue;
             };
-            if let Some(g) = p.group.as_deref() {
-                if decided_groups.contains(&g) {
-                    continue;
-                }
-                decided_groups.push(g);
-                // The group's best member at this point, on the cart as it stands.
-                let members: Vec<&Promotion> = promos[k..]
-                    .iter()
-                    .copied()
-                    .filter(|m| m.group.as_deref() == Some(g) && self.entered(m).is_some())
-                    .collect();
-                let mut best: Option<(usize, Outcome)> = None;
-                let mut refusals = Vec::new();
-                for (j, m) in members.iter().enumerate() {
-                    match self.attempt(m, &ctx, &state) {
-                        Ok(o) if best.as_ref().is_none_or(|(_, b)| o.total() > b.total()) => {
-                            best = Some((j, o));
-                        }
-                        Ok(_) => refusals.push((j, (Reason::LostGroup, None))),
-                        Err(r) => refusals.push((j, r)),
-                    }
-                }
-                if let Some((winner, o)) = best {
-                    for (j, m) in members.iter().enumerate() {
-                        if j != winner && !refusals.iter().any(|(r, _)| *r == j) {
-                            refusals.push((j, (Reason::LostGroup, None)));
-                        }
-                        let _ = m;
-                    }
-                    for (_, r) in &mut refusals {
-                        if r.0 == Reason::LostGroup {
-                            r.1 = Some(members[winner].id.clone());
-                        }
-                    }
-                    let code = self.entered(members[winner]).flatten();
-                    commit(&mut state, members[winner], code, &o, &ctx);
-                }
-                refusals.sort_by_key(|(j, _)| *j);
-                for (j, (reason, by)) in refusals {
-                    state.rejected.push(RejectedPromotion {
-                        id: members[j].id.clone(),
+            let Some(g) = p.group.as_deref() else {
+                match self.attempt(i, &ctx, &state) {
+                    Ok(o) => state.commit(p, code, &o),
+                    Err((reason, by)) => state.rejected.push(Refused {
+                        promo: p,
                         reason,
                         by,
-                    });
+                    }),
                 }
                 continue;
+            };
+            if decided_groups.contains(&g) {
+                continue;
             }
-            match self.attempt(p, &ctx, &state) {
-                Ok(o) => commit(&mut state, p, code, &o, &ctx),
-                Err((reason, by)) => state.rejected.push(RejectedPromotion {
-                    id: p.id.clone(),
+            decided_groups.push(g);
+            // The group's best member here, on the cart as it stands.
+            let members: Vec<usize> = order[k..]
+                .iter()
+                .copied()
+                .filter(|&m| {
+                    self.prepared[m].promo.group.as_deref() == Some(g)
+                        && self.prepared[m].code.is_some()
+                })
+                .collect();
+            let mut best: Option<(usize, Outcome)> = None;
+            let mut refused: Vec<(usize, Refusal<'r>)> = Vec::new();
+            for &m in &members {
+                match self.attempt(m, &ctx, &state) {
+                    Ok(o) => {
+                        if best.as_ref().is_none_or(|(_, b)| o.total() > b.total()) {
+                            if let Some((loser, _)) = best.take() {
+                                refused.push((loser, (Reason::LostGroup, None)));
+                            }
+                            best = Some((m, o));
+                        } else {
+                            refused.push((m, (Reason::LostGroup, None)));
+                        }
+                    }
+                    Err(r) => refused.push((m, r)),
+                }
+            }
+            let winner = best
+                .as_ref()
+                .map(|(w, _)| self.prepared[*w].promo.id.as_str());
+            if let Some((w, o)) = &best {
+                let pw = &self.prepared[*w];
+                state.commit(pw.promo, pw.code.flatten(), o);
+            }
+            refused.sort_by_key(|(m, _)| *m);
+            for (m, (reason, by)) in refused {
+                let by = if reason == Reason::LostGroup {
+                    winner
+                } else {
+                    by
+                };
+                state.rejected.push(Refused {
+                    promo: self.prepared[m].promo,
                     reason,
                     by,
-                }),
+                });
             }
         }
         state
     }
 }
 
-fn commit<'r>(
-    state: &mut State<'r>,
-    p: &'r Promotion,
-    code: Option<String>,
-    o: &Outcome,
-    ctx: &Context<'_>,
-) {
-    let currency = ctx.session.currency;
-    let mut lines = Vec::new();
-    for (i, &d) in o.per_line.iter().enumerate() {
-        if d > 0 {
-            state.net[i] -= d;
-            state.headroom[i] -= d;
-            lines.push(LineDiscount {
-                product_id: ctx.lines[i].item.product.id.to_string(),
-                amount: Money::new(d, currency),
-            });
-        }
-    }
-    state.shipping -= o.shipping;
-    let amount = o.total();
-    if p.class == Class::Item {
-        state.item_discount += amount;
-    }
-    state.applied.push((
-        p,
-        AppliedPromotion {
-            id: p.id.clone(),
-            title: p.title.clone(),
-            class: p.class,
-            code,
-            amount: Money::new(amount, currency),
-            lines,
-            shipping: (o.shipping > 0).then(|| Money::new(o.shipping, currency)),
-            clamped: (o.clamped > 0).then(|| Money::new(o.clamped, currency)),
-        },
-    ));
+/// The lines a promotion targets.
+fn targeted(targets: &[bool]) -> impl Iterator<Item = usize> + '_ {
+    targets
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| **t)
+        .map(|(i, _)| i)
 }
 
-/// Computes what `p` would take off, line by line and from shipping, capped by its
-/// maximum and its remaining budget, then clamped at the floors.
-fn outcome(p: &Promotion, ctx: &Context<'_>, state: &State<'_>, usage: Usage) -> Outcome {
+/// Computes what a promotion would take off, line by line and from shipping, capped by
+/// its maximum and its remaining budget, then clamped at the floors.
+fn outcome(pr: &Prepared<'_>, ctx: &Context<'_>, state: &State<'_>) -> Outcome {
+    let p = pr.promo;
     let n = state.net.len();
-    let targets: Vec<bool> = ctx
-        .lines
-        .iter()
-        .map(|l| p.target.holds(Env::with_line(ctx, l)))
-        .collect();
-    let mut per_line = vec![0i64; n];
+    let mut per_line: Lines = smallvec::smallvec![0i64; n];
     let mut shipping = 0i64;
     let qty = |i: usize| i64::from(ctx.lines[i].quantity);
-    let weights: Vec<i64> = (0..n)
-        .map(|i| if targets[i] { state.net[i] } else { 0 })
-        .collect();
     match (p.class, &p.value) {
         (Class::Item, Benefit::PercentOff(bps)) => {
-            for i in (0..n).filter(|&i| targets[i]) {
+            for i in targeted(pr.targets(ctx)) {
                 per_line[i] = round_bps(state.net[i], *bps);
             }
         }
         (Class::Item, Benefit::AmountOff(m)) => {
-            for i in (0..n).filter(|&i| targets[i]) {
+            for i in targeted(pr.targets(ctx)) {
                 per_line[i] = (m.amount * qty(i)).min(state.net[i]);
             }
         }
         (Class::Item, Benefit::FixedPrice(m)) => {
-            for i in (0..n).filter(|&i| targets[i]) {
+            for i in targeted(pr.targets(ctx)) {
                 per_line[i] = (state.net[i] - m.amount * qty(i)).max(0);
             }
         }
@@ -402,10 +543,11 @@ fn outcome(p: &Promotion, ctx: &Context<'_>, state: &State<'_>, usage: Usage) ->
                 percent_bps,
             },
         ) => {
-            let units: i64 = (0..n).filter(|&i| targets[i]).map(qty).sum();
+            let targets = pr.targets(ctx);
+            let units: i64 = targeted(targets).map(qty).sum();
             let mut free = units / i64::from(buy + get) * i64::from(*get);
             // The cheapest units go (ties to the later line).
-            let mut cheapest: Vec<usize> = (0..n).filter(|&i| targets[i]).collect();
+            let mut cheapest: Vec<usize> = targeted(targets).collect();
             cheapest.sort_by(|&a, &b| {
                 (i128::from(state.net[a]) * i128::from(qty(b)))
                     .cmp(&(i128::from(state.net[b]) * i128::from(qty(a))))
@@ -421,11 +563,18 @@ fn outcome(p: &Promotion, ctx: &Context<'_>, state: &State<'_>, usage: Usage) ->
                 per_line[i] = round_bps(part, *percent_bps);
             }
         }
-        (Class::Order, Benefit::PercentOff(bps)) => {
-            per_line = allocate(round_bps(weights.iter().sum(), *bps), &weights);
-        }
-        (Class::Order, Benefit::AmountOff(m)) => {
-            per_line = allocate(m.amount.min(weights.iter().sum()), &weights);
+        (Class::Order, Benefit::PercentOff(_) | Benefit::AmountOff(_)) => {
+            let targets = pr.targets(ctx);
+            let weights: Lines = (0..n)
+                .map(|i| if targets[i] { state.net[i] } else { 0 })
+                .collect();
+            let base: i64 = weights.iter().sum();
+            let total = match &p.value {
+                Benefit::PercentOff(bps) => round_bps(base, *bps),
+                Benefit::AmountOff(m) => m.amount.min(base),
+                Benefit::FixedPrice(_) | Benefit::FreeShipping | Benefit::BuyXGetY { .. } => 0,
+            };
+            allocate_into(total, &weights, &mut per_line);
         }
         (Class::Shipping, Benefit::FreeShipping) => shipping = state.shipping,
         (Class::Shipping, Benefit::PercentOff(bps)) => shipping = round_bps(state.shipping, *bps),
@@ -437,7 +586,7 @@ fn outcome(p: &Promotion, ctx: &Context<'_>, state: &State<'_>, usage: Usage) ->
     // Caps: the promotion's maximum and what is left of its spend budget.
     let cap = [
         p.max_discount.map(|m| m.amount),
-        p.budget.max_spend.map(|m| m.amount - usage.spent),
+        p.budget.max_spend.map(|m| m.amount - pr.usage.spent),
     ]
     .into_iter()
     .flatten()
@@ -448,7 +597,8 @@ fn outcome(p: &Promotion, ctx: &Context<'_>, state: &State<'_>, usage: Usage) ->
         if p.class == Class::Shipping {
             shipping = shipping.min(cap);
         } else {
-            per_line = allocate(cap, &per_line);
+            let weights = per_line.clone();
+            allocate_into(cap, &weights, &mut per_line);
         }
     }
     let mut clamped = 0;
@@ -485,92 +635,152 @@ pub fn evaluate(
     usage: &dyn Fn(&str) -> Usage,
 ) -> Evaluation {
     let currency = ctx.session.currency;
-    let net: Vec<i64> = ctx.lines.iter().map(|l| l.total().amount).collect();
-    let headroom: Vec<i64> = ctx
-        .lines
-        .iter()
-        .zip(priced)
-        .map(|(l, p)| match p.floor {
-            // Rounded up per unit already; a line may go down to floor x quantity.
-            Some(f) => (l.total().amount - f * i64::from(l.quantity)).max(0),
-            None => 0,
-        })
-        .collect();
-    let start = State {
-        net: net.clone(),
-        headroom,
-        shipping: shipping_rate(rules, ctx),
-        applied: Vec::new(),
-        rejected: Vec::new(),
-        item_discount: 0,
+    let start = State::new(
+        ctx,
+        priced,
+        shipping_rate(rules, ctx),
+        rules.promotions.len(),
+    );
+    let run = Run {
+        ctx,
+        prepared: rules
+            .promotions
+            .iter()
+            .map(|p| prepare(p, ctx, codes, usage))
+            .collect(),
     };
-    let run = Run { ctx, codes, usage };
-    let all: Vec<&Promotion> = rules.promotions.iter().collect();
-    let stack: Vec<&Promotion> = all
-        .iter()
-        .copied()
-        .filter(|p| p.exclusive == Exclusive::None)
+    let stack: Vec<usize> = (0..rules.promotions.len())
+        .filter(|&i| rules.promotions[i].exclusive == Exclusive::None)
         .collect();
-    let mut best = run.run(&stack, &start);
-    let mut best_excl: Option<&Promotion> = None;
-    let mut variants = Vec::new();
-    for &e in all.iter().filter(|p| p.exclusive != Exclusive::None) {
-        let set: Vec<&Promotion> = match e.exclusive {
-            Exclusive::All => vec![e],
-            Exclusive::Class | Exclusive::None => all
-                .iter()
-                .copied()
-                .filter(|p| (p.exclusive == Exclusive::None && p.class != e.class) || p.id == e.id)
-                .collect(),
+    let mut marks: [Option<State<'_>>; 3] = [None, None, None];
+    let mut best = run.run(&stack, start.clone(), Some(&mut marks));
+    let mut best_excl: Option<usize> = None;
+    // Each exclusive promotion that could apply is weighed against the stack: alone
+    // (exclusive of all), or in place of its class's promotions (exclusive of its class;
+    // the phases before its class are the stack's, so the run starts from there).
+    let mut variants: Vec<(usize, State<'_>)> = Vec::new();
+    for e in
+        (0..rules.promotions.len()).filter(|&i| rules.promotions[i].exclusive != Exclusive::None)
+    {
+        let pe = &run.prepared[e];
+        if pe.code.is_none() {
+            continue;
+        }
+        if let Some(reason) = pe.fixed {
+            best.rejected.push(Refused {
+                promo: pe.promo,
+                reason,
+                by: None,
+            });
+            continue;
+        }
+        let v = match pe.promo.exclusive {
+            Exclusive::All => run.run(&[e], start.clone(), None),
+            Exclusive::Class | Exclusive::None => {
+                let class = pe.promo.class;
+                // The stack's phases before this class are the same here: start from
+                // the stack's state where its phase began (or replay them, when the
+                // stack had none of this class).
+                let from = marks[class_index(class)].clone().unwrap_or_else(|| {
+                    let earlier: Vec<usize> = stack
+                        .iter()
+                        .copied()
+                        .filter(|&i| rules.promotions[i].class < class)
+                        .collect();
+                    run.run(&earlier, start.clone(), None)
+                });
+                let order: Vec<usize> = std::iter::once(e)
+                    .chain(
+                        stack
+                            .iter()
+                            .copied()
+                            .filter(|&i| rules.promotions[i].class > class),
+                    )
+                    .collect();
+                run.run(&order, from, None)
+            }
         };
-        let v = run.run(&set, &start);
         variants.push((e, v));
     }
     // The best deal for the visitor: the stack, or an exclusive promotion's variant if it
     // gives more (ties to the stack, then to the earlier promotion).
+    let mut winner_state: Option<State<'_>> = None;
     for (e, v) in &variants {
-        let applied_e = v.applied.iter().any(|(p, _)| p.id == e.id);
-        if applied_e && v.discount() > best.discount() {
-            best = v.clone();
-            best_excl = Some(e);
+        let applied_e = v
+            .applied
+            .iter()
+            .any(|d| std::ptr::eq(d.promo, run.prepared[*e].promo));
+        let bar = winner_state.as_ref().unwrap_or(&best).discount;
+        if applied_e && v.discount > bar {
+            winner_state = Some(v.clone());
+            best_excl = Some(*e);
         }
     }
+    let stack_rejected = std::mem::take(&mut best.rejected);
+    let mut chosen = winner_state.unwrap_or_else(|| {
+        let mut b = best.clone();
+        b.rejected = stack_rejected.clone();
+        b
+    });
     // What the winner left out.
     let winner_id = best_excl.map_or_else(
-        || best.applied.first().map(|(p, _)| p.id.clone()),
-        |e| Some(e.id.clone()),
+        || chosen.applied.first().map(|d| d.promo.id.as_str()),
+        |e| Some(run.prepared[e].promo.id.as_str()),
     );
     for (e, v) in &variants {
-        if best_excl.is_some_and(|b| b.id == e.id) {
+        if best_excl == Some(*e) {
             continue;
         }
-        let own = v.rejected.iter().find(|r| r.id == e.id).cloned();
-        match own {
-            Some(r) => best.rejected.push(r),
-            None if run.entered(e).is_some() => best.rejected.push(RejectedPromotion {
-                id: e.id.clone(),
+        let pe = run.prepared[*e].promo;
+        match v.rejected.iter().find(|r| std::ptr::eq(r.promo, pe)) {
+            Some(r) => chosen.rejected.push(r.clone()),
+            None => chosen.rejected.push(Refused {
+                promo: pe,
                 reason: Reason::ExcludedBy,
-                by: winner_id.clone(),
+                by: winner_id,
             }),
-            None => {}
         }
     }
     if let Some(e) = best_excl {
-        let left_out: Vec<RejectedPromotion> = stack
+        // The stack's promotions the winner left out: their own reason when the stack
+        // refused them too, else excluded by the winner.
+        let by = Some(run.prepared[e].promo.id.as_str());
+        for r in stack_rejected
             .iter()
-            .filter(|p| {
-                !best.applied.iter().any(|(a, _)| a.id == p.id)
-                    && !best.rejected.iter().any(|r| r.id == p.id)
-                    && run.entered(p).is_some()
-            })
-            .map(|p| RejectedPromotion {
-                id: p.id.clone(),
-                reason: Reason::ExcludedBy,
-                by: Some(e.id.clone()),
-            })
-            .collect();
-        best.rejected.extend(left_out);
+            .filter(|r| r.promo.exclusive != Exclusive::None)
+        {
+            chosen.rejected.push(r.clone());
+        }
+        for &i in &stack {
+            let p = run.prepared[i].promo;
+            let seen = chosen.applied.iter().any(|d| std::ptr::eq(d.promo, p))
+                || chosen.rejected.iter().any(|r| std::ptr::eq(r.promo, p));
+            if seen || run.prepared[i].code.is_none() {
+                continue;
+            }
+            match stack_rejected.iter().find(|r| std::ptr::eq(r.promo, p)) {
+                Some(r) => chosen.rejected.push(r.clone()),
+                None => chosen.rejected.push(Refused {
+                    promo: p,
+                    reason: Reason::ExcludedBy,
+                    by,
+                }),
+            }
+        }
     }
+    report(ctx, priced, &start, &chosen, codes, rules, currency)
+}
+
+fn report(
+    ctx: &Context<'_>,
+    priced: &[Priced],
+    start: &State<'_>,
+    chosen: &State<'_>,
+    codes: &[String],
+    rules: &Ruleset,
+    currency: crate::domain::Currency,
+) -> Evaluation {
+    let product_id = |i: usize| ctx.lines[i].item.product.id.to_string();
     let unknown_codes = codes
         .iter()
         .filter(|c| !rules.promotions.iter().any(|p| p.codes.contains(c)))
@@ -582,31 +792,58 @@ pub fn evaluate(
         .zip(priced)
         .enumerate()
         .map(|(i, (l, p))| LineResult {
-            product_id: l.item.product.id.to_string(),
+            product_id: product_id(i),
             quantity: l.quantity,
             unit_price: l.item.price,
             compare_at_price: p.compare_at,
             price_list: p.list.clone(),
-            subtotal: Money::new(net[i], currency),
-            discount: Money::new(net[i] - best.net[i], currency),
-            total: Money::new(best.net[i], currency),
+            subtotal: Money::new(start.net[i], currency),
+            discount: Money::new(start.net[i] - chosen.net[i], currency),
+            total: Money::new(chosen.net[i], currency),
         })
         .collect();
-    let subtotal: i64 = net.iter().sum();
-    let goods: i64 = best.net.iter().sum();
-    let ship_total = best.shipping;
+    let subtotal: i64 = start.net.iter().sum();
+    let goods: i64 = chosen.net.iter().sum();
     Evaluation {
         lines,
         shipping: Shipping {
             amount: Money::new(start.shipping, currency),
-            discount: Money::new(start.shipping - ship_total, currency),
-            total: Money::new(ship_total, currency),
+            discount: Money::new(start.shipping - chosen.shipping, currency),
+            total: Money::new(chosen.shipping, currency),
         },
         subtotal: Money::new(subtotal, currency),
-        discount: Money::new(best.discount(), currency),
-        total: Money::new(goods + ship_total, currency),
-        applied: best.applied.into_iter().map(|(_, a)| a).collect(),
-        rejected: best.rejected,
+        discount: Money::new(chosen.discount, currency),
+        total: Money::new(goods + chosen.shipping, currency),
+        applied: chosen
+            .applied
+            .iter()
+            .map(|d| AppliedPromotion {
+                id: d.promo.id.clone(),
+                title: d.promo.title.clone(),
+                class: d.promo.class,
+                code: d.code.map(str::to_owned),
+                amount: Money::new(d.amount(), currency),
+                lines: d
+                    .lines
+                    .iter()
+                    .map(|&(i, a)| LineDiscount {
+                        product_id: product_id(i),
+                        amount: Money::new(a, currency),
+                    })
+                    .collect(),
+                shipping: (d.shipping > 0).then(|| Money::new(d.shipping, currency)),
+                clamped: (d.clamped > 0).then(|| Money::new(d.clamped, currency)),
+            })
+            .collect(),
+        rejected: chosen
+            .rejected
+            .iter()
+            .map(|r| RejectedPromotion {
+                id: r.promo.id.clone(),
+                reason: r.reason,
+                by: r.by.map(str::to_owned),
+            })
+            .collect(),
         unknown_codes,
     }
 }
@@ -640,65 +877,67 @@ pub struct Offer {
     rank: (i64, i64, i64),
 }
 
+/// An offer before it is written out: the promotion, its status, its value, its rank.
+type Ranked<'r> = (&'r Promotion, OfferStatus, i64, (i64, i64, i64));
+
+/// Offers answered at most.
+pub const MAX_OFFERS: usize = 10;
+
 /// The automatic and offer promotions this visitor is eligible for now, best value first
-/// (on the current cart, then by percentage, then priority).
+/// (on the current cart, then by percentage, then priority), at most [`MAX_OFFERS`].
 pub fn offers(
     rules: &Ruleset,
     ctx: &Context<'_>,
     priced: &[Priced],
     usage: &dyn Fn(&str) -> Usage,
 ) -> Vec<Offer> {
-    let start = State {
-        net: ctx.lines.iter().map(|l| l.total().amount).collect(),
-        headroom: ctx
-            .lines
-            .iter()
-            .zip(priced)
-            .map(|(l, p)| {
-                p.floor
-                    .map_or(0, |f| (l.total().amount - f * i64::from(l.quantity)).max(0))
-            })
-            .collect(),
-        shipping: shipping_rate(rules, ctx),
-        applied: Vec::new(),
-        rejected: Vec::new(),
-        item_discount: 0,
-    };
-    let run = Run {
+    let start = State::new(
         ctx,
-        codes: &[],
-        usage,
-    };
+        priced,
+        shipping_rate(rules, ctx),
+        rules.promotions.len(),
+    );
+    let env = Env::of(ctx);
     // Offers are weighed one by one, not as a stack: what each is worth on its own.
-    let mut out: Vec<Offer> = rules
+    let mut ranked: Vec<Ranked<'_>> = rules
         .promotions
         .iter()
         .filter(|p| p.trigger != Trigger::Code)
         .filter_map(|p| {
-            let reason = match run.admit(p, ctx, &start) {
-                Ok(()) => OfferStatus::Eligible,
-                Err((Reason::ConditionNotMet, _)) => OfferStatus::ConditionNotMet,
-                Err(_) => return None,
+            // An offer's code counts as sent: the visitor would use it.
+            let mut pr = prepare(p, ctx, &[], usage);
+            if pr.fixed.is_some() {
+                return None;
+            }
+            pr.code = Some(None);
+            let reason = if p.condition.holds(env) {
+                OfferStatus::Eligible
+            } else {
+                OfferStatus::ConditionNotMet
             };
-            let o = outcome(p, ctx, &start, usage(&p.id));
+            let o = outcome(&pr, ctx, &start);
             let percent = match p.value {
                 Benefit::PercentOff(b) | Benefit::BuyXGetY { percent_bps: b, .. } => b,
                 Benefit::FreeShipping => 10_000,
                 Benefit::AmountOff(_) | Benefit::FixedPrice(_) => 0,
             };
-            Some(Offer {
-                id: p.id.clone(),
-                title: p.title.clone(),
-                description: p.description.clone(),
-                class: p.class,
-                code: p.codes.first().cloned(),
-                expires_at: p.window.until.map(crate::domain::time::format_rfc3339),
-                reason,
-                value: Money::new(o.total(), ctx.session.currency),
-                rank: (o.total(), percent, p.priority),
-            })
+            Some((p, reason, o.total(), (o.total(), percent, p.priority)))
         })
         .collect();
-    out.sort_by(|a, b| b.rank.cmp(&a.rank).then(a.id.cmp(&b.id)));
-    out
+    ranked.sort_by(|a, b| b.3.cmp(&a.3).then(a.0.id.cmp(&b.0.id)));
+    ranked
+        .into_iter()
+        .take(MAX_OFFERS)
+        .map(|(p, reason, value, rank)| Offer {
+            id: p.id.clone(),
+            title: p.title.clone(),
+            description: p.description.clone(),
+            class: p.class,
+            code: p.codes.first().cloned(),
+            expires_at: p.window.until.map(crate::domain::time::format_rfc3339),
+            reason,
+            value: Money::new(value, ctx.session.currency),
+            rank,
+        })
+        .collect()
 }

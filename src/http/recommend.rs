@@ -529,15 +529,7 @@ pub async fn answer(
         lines,
         crate::recommend::model::unix_now(),
     );
-    let book = crate::decide::price::PriceBook::new(&rules, &ctx);
-    let priced: Vec<_> = ctx
-        .lines
-        .iter()
-        .map(|l| book.price(l.item.product, l.item.category, l.quantity))
-        .collect();
-    for (line, p) in ctx.lines.iter_mut().zip(&priced) {
-        line.item.price = p.unit;
-    }
+    let (book, priced) = crate::decide::price_lines(&rules, &mut ctx);
     let merch = crate::decide::merch::active(&rules.merchandising, request.placement, &ctx);
     let mut query = recommend::Query {
         policy: &state.policy,
