@@ -7,7 +7,8 @@
 //! `LOAD_PRODUCTS` (100000), `LOAD_CUSTOMERS` (1000), `LOAD_EVENTS` (200000),
 //! `LOAD_PLACEMENT` (product), `LOAD_REDIS` (1: start a private redis-server and use it
 //! as the store), `LOAD_L1_TTL_MS` (the L1 tier's TTL; 1 makes nearly every read go to
-//! the store), `LOAD_CONTEXT` (appended to every URL, e.g. `&country=DE&device=mobile`).
+//! the store), `LOAD_RULESET` (1: publish a ruleset of 200 promotions, 50 price lists
+//! and 100 merchandising rules before the run), `LOAD_CONTEXT` (appended to every URL, e.g. `&country=DE&device=mobile`).
 //! With `LOAD_SECONDS=0` it only measures start-up.
 //!
 //! The generator is deliberately minimal (raw HTTP/1.1 over tokio, one thread) so that
@@ -15,6 +16,46 @@
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "ruleset_gen.rs"]
+mod ruleset_gen;
+
+/// Publishes the large bench ruleset (200 promotions, 50 price lists, 100 merchandising
+/// rules) built on the same demo catalog the server generated.
+fn publish_ruleset(port: u16, products: usize, customers: usize, events: usize) {
+    use std::io::{Read, Write};
+    let shop = vitrine::ingest::demo::generate(
+        &vitrine::config::DemoSettings {
+            products,
+            customers,
+            events,
+            ..vitrine::config::DemoSettings::default()
+        },
+        vitrine::recommend::model::unix_now(),
+    )
+    .expect("demo shop");
+    let body = serde_json::to_vec(&ruleset_gen::large_ruleset(&shop.catalog, false)).expect("json");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_write_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "PUT /admin/v1/ruleset HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .expect("write");
+    s.write_all(&body).expect("write");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read");
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "publish failed: {answer}"
+    );
+    println!(
+        "ruleset published: {}",
+        answer.lines().last().unwrap_or_default()
+    );
+}
 
 /// The same private `redis-server` the tests use (free port, ready when it answers PING).
 #[path = "../tests/common/redis.rs"]
@@ -196,6 +237,9 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let startup = started.elapsed();
+    if env_or("LOAD_RULESET", 0u8) == 1 {
+        publish_ruleset(port, products, customers, events);
+    }
     println!(
         "start-up: {:.2} s with {products} products, {customers} customers, {events} events; RSS {:.0} MiB",
         startup.as_secs_f64(),

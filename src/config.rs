@@ -49,11 +49,16 @@ pub struct RulesSettings {
     /// How often a replica checks the store for a newly published (or rolled back)
     /// ruleset.
     pub sync_ms: u64,
+    /// The largest ruleset document the admin API takes (price lists can be long).
+    pub body_limit_bytes: usize,
 }
 
 impl Default for RulesSettings {
     fn default() -> Self {
-        Self { sync_ms: 200 }
+        Self {
+            sync_ms: 200,
+            body_limit_bytes: 16 * 1024 * 1024,
+        }
     }
 }
 
@@ -740,6 +745,11 @@ impl Settings {
             (1024..=64 * 1024 * 1024).contains(&self.shopify.body_limit_bytes),
             "shopify.body_limit_bytes",
             "must be between 1024 and 67108864",
+        )?;
+        check(
+            (1024..=256 * 1024 * 1024).contains(&self.rules.body_limit_bytes),
+            "rules.body_limit_bytes",
+            "must be between 1024 and 268435456",
         )?;
         check(
             (10..=60_000).contains(&self.rules.sync_ms),

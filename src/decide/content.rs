@@ -303,6 +303,9 @@ pub fn select(
     profile: Option<&Profile>,
     visitor: u64,
 ) -> PageContent {
+    if content.is_empty() {
+        return PageContent::default();
+    }
     let banners = choose(&content.banners, placement, ctx, profile, visitor)
         .into_iter()
         .filter_map(|c| match &c.body {

@@ -891,6 +891,9 @@ pub fn offers(
     priced: &[Priced],
     usage: &dyn Fn(&str) -> Usage,
 ) -> Vec<Offer> {
+    if rules.promotions.is_empty() {
+        return Vec::new();
+    }
     let start = State::new(
         ctx,
         priced,

@@ -31,7 +31,7 @@ pub fn router(state: &AppState, include_ops: bool) -> Router {
         .route_layer(from_fn_with_state(state.permits.clone(), observe::shed));
     let admin = admin::router()
         .merge(catalog::router())
-        .merge(rules::router())
+        .merge(rules::router(state))
         .route_layer(from_fn_with_state(state.keys.clone(), auth::admin));
     let hooks = webhooks::router(state)
         .route_layer(from_fn_with_state(state.permits.clone(), observe::shed));

@@ -15,12 +15,16 @@ use crate::decide::live::{LiveRules, PublishError};
 use crate::domain::time::format_rfc3339;
 use crate::recommend::model::unix_now;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/admin/v1/ruleset", get(live).put(publish))
         .route("/admin/v1/ruleset/validate", post(validate))
         .route("/admin/v1/ruleset/versions", get(versions))
         .route("/admin/v1/ruleset/rollback", post(rollback))
+        // Price lists make long documents.
+        .route_layer(axum::extract::DefaultBodyLimit::max(
+            state.settings.rules.body_limit_bytes,
+        ))
 }
 
 fn publish_error(e: PublishError) -> ApiError {
