@@ -37,6 +37,10 @@ async fn shop() -> TestApp {
     app
 }
 
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    app.get(path).await.json().await.unwrap()
+}
+
 async fn publish(app: &TestApp, doc: &Value) -> String {
     let r = app
         .client
@@ -258,14 +262,9 @@ async fn an_exit_intent_offer_is_made_only_when_the_request_says_so() {
     )
     .await;
     let page = "/v1/recommend?session_id=s1&placement=cart&cart=pan:1";
-    let calm: Value = app.get(page).await.json().await.unwrap();
+    let calm = get_json(&app, page).await;
     assert!(offer_ids(&calm).is_empty(), "{calm}");
-    let leaving: Value = app
-        .get(&format!("{page}&exit_intent=true"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let leaving = get_json(&app, &format!("{page}&exit_intent=true")).await;
     assert_eq!(leaving["offers"][0]["id"], "stay");
     assert_eq!(leaving["offers"][0]["code"], "STAY15");
     assert_eq!(leaving["offers"][0]["reason"], "eligible");
@@ -319,12 +318,7 @@ async fn a_campaign_applies_inside_its_window_only() {
     assert_eq!(rejected(&e, "over").as_deref(), Some("out_of_window"));
     assert_eq!(rejected(&e, "later").as_deref(), Some("out_of_window"));
     // The running one is offered with its end.
-    let home: Value = app
-        .get("/v1/recommend?session_id=s&placement=home")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let home = get_json(&app, "/v1/recommend?session_id=s&placement=home").await;
     assert_eq!(offer_ids(&home), vec!["running"]);
     assert_eq!(home["offers"][0]["expires_at"], at(now + DAY).as_str());
 }
@@ -387,12 +381,11 @@ async fn one_companys_buyers_get_its_contract_price() {
     assert_eq!(price("buyer-elsewhere").await, (3600, gbp(4000)));
 
     // Recommendations carry the same personalized price.
-    let answer: Value = app
-        .get("/v1/recommend?customer_id=buyer-at-acme&placement=category&candidates=pan,mug")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let answer = get_json(
+        &app,
+        "/v1/recommend?customer_id=buyer-at-acme&placement=category&candidates=pan,mug",
+    )
+    .await;
     let pan = answer["recommendations"]
         .as_array()
         .unwrap()
@@ -428,12 +421,11 @@ async fn loyalty_tiers_get_their_discount_on_every_price() {
     )
     .await;
     assert_eq!(e["lines"][0]["unit_price"], gbp(1500));
-    let answer: Value = app
-        .get("/v1/recommend?customer_id=goldie&placement=category&candidates=mug")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let answer = get_json(
+        &app,
+        "/v1/recommend?customer_id=goldie&placement=category&candidates=mug",
+    )
+    .await;
     assert_eq!(answer["recommendations"][0]["price"], gbp(1425));
 }
 
@@ -508,17 +500,12 @@ async fn an_invalid_ruleset_is_refused_with_every_error_and_the_live_one_stays()
         .unwrap();
     assert_eq!(dry["valid"], false);
     assert_eq!(dry["errors"].as_array().unwrap().len(), 2);
-    let live: Value = app.get("/admin/v1/ruleset").await.json().await.unwrap();
+    let live = get_json(&app, "/admin/v1/ruleset").await;
     assert_eq!(live["version"], good.as_str());
 
     // Versions and rollback.
     let second = publish(&app, &json!({"promotions": []})).await;
-    let versions: Value = app
-        .get("/admin/v1/ruleset/versions")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let versions = get_json(&app, "/admin/v1/ruleset/versions").await;
     assert_eq!(versions["live"], second.as_str());
     assert_eq!(versions["versions"][0]["version"], second.as_str());
     assert_eq!(versions["versions"][1]["version"], good.as_str());
@@ -562,7 +549,7 @@ fn effects(answer: &Value) -> Vec<(String, String)> {
 async fn merchandising_rules_shape_the_answer_and_each_effect_is_reported() {
     let app = shop().await;
     let page = "/v1/recommend?session_id=m&placement=category&candidates=mug,pan,tea,bare";
-    let before: Value = app.get(page).await.json().await.unwrap();
+    let before = get_json(&app, page).await;
     assert_eq!(picks(&before).len(), 4);
     assert!(effects(&before).is_empty());
     publish(
@@ -576,7 +563,7 @@ async fn merchandising_rules_shape_the_answer_and_each_effect_is_reported() {
         ]}),
     )
     .await;
-    let after: Value = app.get(page).await.json().await.unwrap();
+    let after = get_json(&app, page).await;
     // Tea hidden; pan pinned first; the pantry product boosted above the buried mug.
     assert_eq!(picks(&after), vec!["pan", "bare", "mug"], "{after}");
     let got = effects(&after);
@@ -601,12 +588,11 @@ async fn merchandising_rules_shape_the_answer_and_each_effect_is_reported() {
         ]}),
     )
     .await;
-    let answer: Value = app
-        .get("/v1/recommend?session_id=m&placement=category&candidates=mug,pan")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let answer = get_json(
+        &app,
+        "/v1/recommend?session_id=m&placement=category&candidates=mug,pan",
+    )
+    .await;
     assert!(
         effects(&answer).contains(&("in-stock-pantry".to_owned(), "fallback".to_owned())),
         "{answer}"
@@ -663,12 +649,7 @@ async fn content_is_chosen_by_targeting_window_weight_and_frequency_cap() {
     .await;
     let home =
         |who: &str, extra: &str| format!("/v1/recommend?session_id={who}&placement=home{extra}");
-    let uk: Value = app
-        .get(&home("v1", "&country=GB"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let uk = get_json(&app, &home("v1", "&country=GB")).await;
     let ids = banner_ids(&uk);
     assert_eq!(&ids[..2], ["uk-only", "capped"], "{ids:?}");
     assert!(!ids.contains(&"expired".to_owned()));
@@ -680,12 +661,7 @@ async fn content_is_chosen_by_targeting_window_weight_and_frequency_cap() {
         uk["modules"],
         json!(["banners", "collections", "recommendations"])
     );
-    let fr: Value = app
-        .get(&home("v1", "&country=FR"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let fr = get_json(&app, &home("v1", "&country=FR")).await;
     assert_eq!(banner_ids(&fr)[0], "capped");
 
     // The weighted choice is the same on every view for one visitor, and splits
@@ -699,12 +675,7 @@ async fn content_is_chosen_by_targeting_window_weight_and_frequency_cap() {
     assert_eq!(first_of(&uk), first_of(&fr));
     let mut a_first = 0;
     for i in 0..200 {
-        let v: Value = app
-            .get(&home(&format!("w{i}"), ""))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let v = get_json(&app, &home(&format!("w{i}"), "")).await;
         if first_of(&v) == "a" {
             a_first += 1;
         }
@@ -721,22 +692,12 @@ async fn content_is_chosen_by_targeting_window_weight_and_frequency_cap() {
             .await;
         assert_eq!(r.status(), 202);
     }
-    let after: Value = app
-        .get(&home("v1", "&country=FR"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let after = get_json(&app, &home("v1", "&country=FR")).await;
     assert!(
         !banner_ids(&after).contains(&"capped".to_owned()),
         "{after}"
     );
-    let other: Value = app
-        .get(&home("v2", "&country=FR"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let other = get_json(&app, &home("v2", "&country=FR")).await;
     assert!(banner_ids(&other).contains(&"capped".to_owned()));
 }
 
@@ -815,7 +776,7 @@ async fn a_publish_reaches_every_replica_within_a_second_and_no_answer_mixes_ver
         };
         let published = std::time::Instant::now();
         loop {
-            let live: Value = b.get("/admin/v1/ruleset").await.json().await.unwrap();
+            let live = get_json(&b, "/admin/v1/ruleset").await;
             if live["version"] == version.as_str() {
                 break;
             }
@@ -831,4 +792,54 @@ async fn a_publish_reaches_every_replica_within_a_second_and_no_answer_mixes_ver
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let seen = reader.await.unwrap();
     assert!(seen.len() >= 2, "{seen:?}");
+}
+
+#[tokio::test]
+async fn budgets_count_down_with_committed_orders_once_per_order() {
+    let app = shop().await;
+    publish(
+        &app,
+        &json!({"guardrails": {"min_margin_bps": 1000},
+                "promotions": [{"id": "launch", "title": "Launch: 20% off", "class": "order",
+                                "value": {"percent_bps": 2000},
+                                "budget": {"max_uses": 2, "per_customer_uses": 1}}]}),
+    )
+    .await;
+    let checkout = |who: &str, order: Option<&str>| {
+        let mut body = json!({"customer_id": who, "cart": cart(&[("pan", 1)])});
+        if let Some(o) = order {
+            body["order_id"] = json!(o);
+        }
+        body
+    };
+    let home = get_json(&app, "/v1/recommend?session_id=new&placement=home").await;
+    assert_eq!(offer_ids(&home), vec!["launch"]);
+    let e = evaluate(&app, checkout("ann", Some("o-1"))).await;
+    assert_eq!(applied(&e), vec![("launch".to_owned(), 800)]);
+    assert_eq!(e["commit"], "recorded");
+    // Ann has used her one; committing the same order again counts nothing.
+    let e = evaluate(&app, checkout("ann", None)).await;
+    assert_eq!(rejected(&e, "launch").as_deref(), Some("budget_exhausted"));
+    let e = evaluate(&app, checkout("ann", Some("o-1"))).await;
+    assert_eq!(e["commit"], "already_recorded");
+    // Bob takes the second and last use; then nobody gets it.
+    let e = evaluate(&app, checkout("bob", Some("o-2"))).await;
+    assert_eq!(applied(&e), vec![("launch".to_owned(), 800)]);
+    let e = evaluate(&app, checkout("cid", Some("o-3"))).await;
+    assert!(applied(&e).is_empty(), "{e}");
+    assert_eq!(rejected(&e, "launch").as_deref(), Some("budget_exhausted"));
+    assert_eq!(e["commit"], "recorded");
+    // Offers follow: an exhausted budget is no longer offered (within rules.sync_ms).
+    let start = std::time::Instant::now();
+    loop {
+        let home = get_json(&app, "/v1/recommend?session_id=new&placement=home").await;
+        if offer_ids(&home).is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "{home}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -14,7 +14,7 @@ use vitrine::domain::{Currency, Money, Profile};
 use vitrine::store::redis::RedisOptions;
 use vitrine::store::{
     CatalogChange, CatalogStore, EmbeddedStore, LogEntry, LogKind, MemoryStore, ProfileKey,
-    ProfileStore, RedisStore, Tiered,
+    ProfileStore, Redeemed, Redemption, RedisStore, Tiered,
 };
 
 fn key(n: u8) -> ProfileKey {
@@ -260,10 +260,57 @@ async fn event_log_conformance(store: Arc<dyn CatalogStore>) {
     assert_eq!(store.log_end().await.unwrap(), kept.last().unwrap().0);
 }
 
+async fn budget_conformance(store: Arc<dyn CatalogStore>) {
+    let ids = vec!["a".to_owned(), "b".to_owned()];
+    assert_eq!(
+        store.promotion_usage(&ids).await.unwrap(),
+        vec![(0, 0), (0, 0)]
+    );
+    let r =
+        |promotion: &str, amount: i64, max_uses: Option<u64>, max_spend: Option<i64>| Redemption {
+            promotion: promotion.into(),
+            amount,
+            max_uses,
+            max_spend,
+        };
+    let both = [r("a", 500, Some(2), None), r("b", 300, None, Some(500))];
+    assert_eq!(store.redeem("o1", &both).await.unwrap(), Redeemed::Recorded);
+    assert_eq!(
+        store.redeem("o1", &both).await.unwrap(),
+        Redeemed::AlreadyRecorded
+    );
+    assert_eq!(
+        store.promotion_usage(&ids).await.unwrap(),
+        vec![(1, 500), (1, 300)]
+    );
+    // b would reach 600 of its 500: nothing is recorded, a's use included.
+    assert_eq!(
+        store.redeem("o2", &both).await.unwrap(),
+        Redeemed::OverLimit(1)
+    );
+    assert_eq!(
+        store.promotion_usage(&ids).await.unwrap(),
+        vec![(1, 500), (1, 300)]
+    );
+    assert_eq!(
+        store.redeem("o2", &both[..1]).await.unwrap(),
+        Redeemed::Recorded
+    );
+    assert_eq!(
+        store.redeem("o3", &both[..1]).await.unwrap(),
+        Redeemed::OverLimit(0)
+    );
+    assert_eq!(
+        store.promotion_usage(&ids).await.unwrap(),
+        vec![(2, 1000), (1, 300)]
+    );
+}
+
 #[tokio::test]
 async fn every_catalog_store_conforms() {
     catalog_conformance(Arc::new(MemoryStore::new())).await;
     event_log_conformance(Arc::new(MemoryStore::new())).await;
+    budget_conformance(Arc::new(MemoryStore::new())).await;
     let dir = tempfile::tempdir().unwrap();
     catalog_conformance(Arc::new(
         EmbeddedStore::open(&dir.path().join("c.redb")).unwrap(),
@@ -271,6 +318,10 @@ async fn every_catalog_store_conforms() {
     .await;
     event_log_conformance(Arc::new(
         EmbeddedStore::open(&dir.path().join("log.redb")).unwrap(),
+    ))
+    .await;
+    budget_conformance(Arc::new(
+        EmbeddedStore::open(&dir.path().join("budget.redb")).unwrap(),
     ))
     .await;
     let server = RedisServer::start();
@@ -281,6 +332,8 @@ async fn every_catalog_store_conforms() {
     let mut options = redis_options(&server);
     options.key_prefix = "log-test:".into();
     event_log_conformance(Arc::new(RedisStore::connect(&options).await.unwrap())).await;
+    options.key_prefix = "budget-test:".into();
+    budget_conformance(Arc::new(RedisStore::connect(&options).await.unwrap())).await;
 }
 
 fn redis_options(server: &RedisServer) -> RedisOptions {

@@ -28,6 +28,9 @@ pub enum PublishError {
 
 pub struct LiveRules {
     current: ArcSwap<Ruleset>,
+    /// Budgeted promotions' usage as of the last look (every `rules.sync_ms`), for offers;
+    /// checkouts read the store itself.
+    usage: ArcSwap<rustc_hash::FxHashMap<String, (u64, i64)>>,
     store: Arc<dyn CatalogStore>,
     /// Serialises publishes and swaps from this replica.
     turn: tokio::sync::Mutex<()>,
@@ -37,6 +40,7 @@ impl LiveRules {
     pub fn new(store: Arc<dyn CatalogStore>) -> Self {
         Self {
             current: ArcSwap::from_pointee(Ruleset::empty()),
+            usage: ArcSwap::default(),
             store,
             turn: tokio::sync::Mutex::new(()),
         }
@@ -107,6 +111,30 @@ impl LiveRules {
             .map_err(PublishError::Invalid)
     }
 
+    /// Budgeted promotions' usage as of the last look.
+    pub fn usage(&self) -> Arc<rustc_hash::FxHashMap<String, (u64, i64)>> {
+        self.usage.load_full()
+    }
+
+    /// Reads the budgeted promotions' usage from the store.
+    pub async fn refresh_usage(&self) -> Result<(), PublishError> {
+        let rules = self.load();
+        let ids: Vec<String> = rules
+            .promotions
+            .iter()
+            .filter(|p| p.budget != super::ruleset::Budget::default())
+            .map(|p| p.id.clone())
+            .collect();
+        let used = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.store.promotion_usage(&ids).await?
+        };
+        self.usage
+            .store(Arc::new(ids.into_iter().zip(used).collect()));
+        Ok(())
+    }
+
     /// Stored versions, newest first, with when each was published.
     pub async fn versions(&self) -> Result<Vec<(String, i64)>, PublishError> {
         Ok(self.store.ruleset_versions().await?)
@@ -141,6 +169,9 @@ impl LiveRules {
                 };
                 if let Err(e) = rules.sync().await {
                     tracing::warn!(error = %e, "ruleset sync failed; retrying");
+                }
+                if let Err(e) = rules.refresh_usage().await {
+                    tracing::debug!(error = %e, "promotion usage not refreshed");
                 }
             }
         });

@@ -95,6 +95,9 @@ pub struct Profile {
     /// frequency caps.
     #[serde(default)]
     pub content_shown: Vec<ContentShown>,
+    /// Promotions with a per-customer budget this customer used, and how often.
+    #[serde(default)]
+    pub promotions_used: Vec<ContentShown>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +107,14 @@ pub struct ContentShown {
 }
 
 impl Profile {
+    /// How often this customer used the promotion `id` (recorded orders).
+    pub fn promotion_uses(&self, id: &str) -> u32 {
+        self.promotions_used
+            .iter()
+            .find(|c| c.content_id == id)
+            .map_or(0, |c| c.times)
+    }
+
     /// How often the content `id` was shown to this visitor.
     pub fn content_times(&self, id: &str) -> u32 {
         self.content_shown
@@ -263,6 +274,12 @@ pub enum ProfileOp {
         loyalty_tier: Option<String>,
         company_id: Option<String>,
     },
+    /// An order used these promotions (recorded at checkout); `id` names the order.
+    PromotionsUsed {
+        id: u64,
+        at: i64,
+        promotions: Vec<String>,
+    },
     /// A banner or collection was shown (an impression event naming `content_id`).
     ContentImpression {
         id: u64,
@@ -283,6 +300,7 @@ impl ProfileOp {
             | ProfileOp::Consent { id, .. }
             | ProfileOp::Attributes { id, .. }
             | ProfileOp::ContentImpression { id, .. }
+            | ProfileOp::PromotionsUsed { id, .. }
             | ProfileOp::Absorb { id, .. } => *id,
         }
     }
@@ -430,6 +448,19 @@ impl Profile {
                         },
                     );
                     self.content_shown.truncate(MAX_SHOWN);
+                }
+            }
+            ProfileOp::PromotionsUsed { at, promotions, .. } => {
+                // Kept whatever the consent: it is the shop's limit, not a preference.
+                self.touch(*at);
+                for p in promotions {
+                    match self.promotions_used.iter_mut().find(|u| u.content_id == *p) {
+                        Some(u) => u.times = u.times.saturating_add(1),
+                        None => self.promotions_used.push(ContentShown {
+                            content_id: p.clone(),
+                            times: 1,
+                        }),
+                    }
                 }
             }
             ProfileOp::Absorb { from, .. } => self.absorb(from),

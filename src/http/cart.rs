@@ -37,6 +37,9 @@ struct CartRequest {
     #[serde(default)]
     codes: Vec<String>,
     context: Option<RawContext>,
+    /// Commits the decision for this order: budgeted promotions' uses and spend are
+    /// recorded (once per order id; repeating the call changes nothing).
+    order_id: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -47,6 +50,9 @@ struct Answer {
     #[serde(flatten)]
     evaluation: Evaluation,
     degraded: bool,
+    /// With `order_id`: `recorded`, or `already_recorded` for an order seen before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    commit: Option<&'static str>,
 }
 
 /// The currency a request is decided in: the one it names, else the first cart line's,
@@ -158,7 +164,108 @@ async fn evaluate(
         unix_now(),
     );
     let currency = ctx.session.currency;
-    let evaluation = crate::decide::evaluate_cart(&rules, ctx, &codes, &|_| Usage::default());
+    // Budgets: what each budgeted promotion has used, everywhere and by this customer.
+    let budgeted: Vec<String> = rules
+        .promotions
+        .iter()
+        .filter(|p| p.budget != crate::decide::ruleset::Budget::default())
+        .map(|p| p.id.clone())
+        .collect();
+    let store_error = |e: &crate::store::StoreError| {
+        tracing::warn!(error = %e, "promotion budgets unavailable");
+        ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "the store is unavailable; retry",
+        )
+    };
+    let used = state
+        .catalog
+        .store()
+        .promotion_usage(&budgeted)
+        .await
+        .map_err(|e| store_error(&e))?;
+    let mut exhausted: Vec<String> = Vec::new();
+    let usage_of = |exhausted: &[String], id: &str| -> Usage {
+        let (uses, spent) = budgeted
+            .iter()
+            .position(|b| b == id)
+            .map_or((0, 0), |i| used[i]);
+        if exhausted.iter().any(|e| e == id) {
+            return Usage {
+                uses: u64::MAX,
+                spent: i64::MAX,
+                customer_uses: u64::MAX,
+            };
+        }
+        Usage {
+            uses,
+            spent,
+            customer_uses: profile
+                .as_deref()
+                .map_or(0, |p| u64::from(p.promotion_uses(id))),
+        }
+    };
+    let mut evaluation =
+        crate::decide::evaluate_cart(&rules, ctx.clone(), &codes, &|id| usage_of(&exhausted, id));
+    let mut commit = None;
+    if let Some(order) = raw.order_id.as_deref() {
+        crate::domain::ids::check_id(order)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidId, format!("order_id {e}")))?;
+        // Another checkout may take the last use meanwhile: the store checks the limits
+        // again, atomically, and a promotion over its limit is evaluated as exhausted.
+        for _ in 0..=budgeted.len() {
+            let redemptions: Vec<crate::store::Redemption> = evaluation
+                .applied
+                .iter()
+                .filter_map(|a| {
+                    let p = rules.promotions.iter().find(|p| p.id == a.id)?;
+                    (p.budget != crate::decide::ruleset::Budget::default()).then(|| {
+                        crate::store::Redemption {
+                            promotion: p.id.clone(),
+                            amount: a.amount.amount,
+                            max_uses: p.budget.max_uses,
+                            max_spend: p.budget.max_spend.map(|m| m.amount),
+                        }
+                    })
+                })
+                .collect();
+            match state
+                .catalog
+                .store()
+                .redeem(order, &redemptions)
+                .await
+                .map_err(|e| store_error(&e))?
+            {
+                crate::store::Redeemed::Recorded => {
+                    let ids: Vec<String> = redemptions.into_iter().map(|r| r.promotion).collect();
+                    if !ids.is_empty() {
+                        let op = crate::domain::profile::ProfileOp::PromotionsUsed {
+                            id: state.hasher.id64(b'r', order),
+                            at: unix_now(),
+                            promotions: ids,
+                        };
+                        state
+                            .store
+                            .apply(&key, &[op])
+                            .await
+                            .map_err(|e| store_error(&e))?;
+                    }
+                    commit = Some("recorded");
+                    break;
+                }
+                crate::store::Redeemed::AlreadyRecorded => {
+                    commit = Some("already_recorded");
+                    break;
+                }
+                crate::store::Redeemed::OverLimit(i) => {
+                    exhausted.push(redemptions[i].promotion.clone());
+                    evaluation = crate::decide::evaluate_cart(&rules, ctx.clone(), &codes, &|id| {
+                        usage_of(&exhausted, id)
+                    });
+                }
+            }
+        }
+    }
     metrics::histogram!("vitrine_cart_evaluate_seconds").record(started.elapsed().as_secs_f64());
     Ok(Json(Answer {
         decision_id: uuid::Uuid::now_v7().to_string(),
@@ -166,5 +273,6 @@ async fn evaluate(
         currency,
         evaluation,
         degraded,
+        commit,
     }))
 }

@@ -614,8 +614,17 @@ pub async fn answer(
             })
             .collect()
     };
-    let offers = crate::decide::promo::offers(&rules, &ctx, &priced, &|_| {
-        crate::decide::promo::Usage::default()
+    // Budgets as of the last look, and this customer's own uses.
+    let usage = state.rules.usage();
+    let offers = crate::decide::promo::offers(&rules, &ctx, &priced, &|id| {
+        let (uses, spent) = usage.get(id).copied().unwrap_or_default();
+        crate::decide::promo::Usage {
+            uses,
+            spent,
+            customer_uses: stored
+                .as_deref()
+                .map_or(0, |p| u64::from(p.promotion_uses(id))),
+        }
     });
     let items = scored
         .iter()

@@ -175,6 +175,12 @@ pub struct CatalogService {
 }
 
 impl CatalogService {
+    /// The shared store behind the catalog (also the models', the log's and the
+    /// promotion budgets').
+    pub fn store(&self) -> &dyn CatalogStore {
+        self.store.as_ref()
+    }
+
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, store: Arc<dyn CatalogStore>) -> Self {
         Self {
             snapshot,

@@ -38,6 +38,10 @@ const RULESETS: TableDefinition<&str, &[u8]> = TableDefinition::new("rulesets");
 const RULESET_ORDER: TableDefinition<u64, &str> = TableDefinition::new("ruleset_order");
 /// `live` -> the live version.
 const RULESET_LIVE: TableDefinition<&str, &str> = TableDefinition::new("ruleset_live");
+/// Promotion -> (uses, discount given).
+const PROMO_USAGE: TableDefinition<&str, (u64, i64)> = TableDefinition::new("promotion_usage");
+/// Orders whose redemptions are recorded -> when.
+const REDEEMED: TableDefinition<&str, i64> = TableDefinition::new("redeemed_orders");
 /// Sequence number -> MessagePack [`LogEntry`].
 const EVENT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("event_log");
 
@@ -91,6 +95,8 @@ impl EmbeddedStore {
         txn.open_table(RULESETS).map_err(unavailable)?;
         txn.open_table(RULESET_ORDER).map_err(unavailable)?;
         txn.open_table(RULESET_LIVE).map_err(unavailable)?;
+        txn.open_table(PROMO_USAGE).map_err(unavailable)?;
+        txn.open_table(REDEEMED).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -328,6 +334,70 @@ impl CatalogStore for EmbeddedStore {
                 live.insert("live", version.as_str()).map_err(unavailable)?;
             }
             txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn promotion_usage(&self, ids: &[String]) -> Result<Vec<(u64, i64)>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(PROMO_USAGE).map_err(unavailable)?;
+        ids.iter()
+            .map(|id| {
+                Ok(table
+                    .get(id.as_str())
+                    .map_err(unavailable)?
+                    .map_or((0, 0), |v| v.value()))
+            })
+            .collect()
+    }
+
+    async fn redeem(
+        &self,
+        order: &str,
+        redemptions: &[super::Redemption],
+    ) -> Result<super::Redeemed, StoreError> {
+        let (order, redemptions) = (order.to_owned(), redemptions.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let outcome = {
+                let mut usage = txn.open_table(PROMO_USAGE).map_err(unavailable)?;
+                let mut orders = txn.open_table(REDEEMED).map_err(unavailable)?;
+                if orders.get(order.as_str()).map_err(unavailable)?.is_some() {
+                    super::Redeemed::AlreadyRecorded
+                } else {
+                    let mut now = Vec::with_capacity(redemptions.len());
+                    let mut over = None;
+                    for (i, r) in redemptions.iter().enumerate() {
+                        let (uses, spent) = usage
+                            .get(r.promotion.as_str())
+                            .map_err(unavailable)?
+                            .map_or((0, 0), |v| v.value());
+                        if !super::fits(r, uses, spent) {
+                            over = Some(i);
+                            break;
+                        }
+                        now.push((uses, spent));
+                    }
+                    match over {
+                        Some(i) => super::Redeemed::OverLimit(i),
+                        None => {
+                            for (r, (uses, spent)) in redemptions.iter().zip(now) {
+                                usage
+                                    .insert(r.promotion.as_str(), (uses + 1, spent + r.amount))
+                                    .map_err(unavailable)?;
+                            }
+                            orders
+                                .insert(order.as_str(), crate::recommend::model::unix_now())
+                                .map_err(unavailable)?;
+                            super::Redeemed::Recorded
+                        }
+                    }
+                }
+            };
+            if outcome == super::Redeemed::Recorded {
+                txn.commit().map_err(unavailable)?;
+            }
+            Ok(outcome)
         })
         .await
     }

@@ -38,6 +38,9 @@ struct StoredCatalog {
     rulesets: FxHashMap<String, Vec<u8>>,
     ruleset_order: Vec<(String, i64)>,
     live_ruleset: Option<String>,
+    /// Promotion -> (uses, spent); orders recorded.
+    usage: FxHashMap<String, (u64, i64)>,
+    redeemed_orders: std::collections::HashSet<String>,
 }
 
 /// The event log: the last sequence number given, and the entries kept.
@@ -180,6 +183,38 @@ impl CatalogStore for MemoryStore {
         }
         c.live_ruleset = Some(version.to_owned());
         Ok(())
+    }
+
+    async fn promotion_usage(&self, ids: &[String]) -> Result<Vec<(u64, i64)>, StoreError> {
+        let c = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        Ok(ids
+            .iter()
+            .map(|id| c.usage.get(id).copied().unwrap_or_default())
+            .collect())
+    }
+
+    async fn redeem(
+        &self,
+        order: &str,
+        redemptions: &[super::Redemption],
+    ) -> Result<super::Redeemed, StoreError> {
+        let mut c = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        if c.redeemed_orders.contains(order) {
+            return Ok(super::Redeemed::AlreadyRecorded);
+        }
+        for (i, r) in redemptions.iter().enumerate() {
+            let (uses, spent) = c.usage.get(&r.promotion).copied().unwrap_or_default();
+            if !super::fits(r, uses, spent) {
+                return Ok(super::Redeemed::OverLimit(i));
+            }
+        }
+        for r in redemptions {
+            let slot = c.usage.entry(r.promotion.clone()).or_default();
+            slot.0 += 1;
+            slot.1 += r.amount;
+        }
+        c.redeemed_orders.insert(order.to_owned());
+        Ok(super::Redeemed::Recorded)
     }
 
     async fn live_ruleset(&self) -> Result<Option<String>, StoreError> {

@@ -212,6 +212,14 @@ pub trait CatalogStore: EventLog {
     /// Makes a stored version live again; false when there is no such version.
     async fn activate_ruleset(&self, version: &str) -> Result<bool, StoreError>;
 
+    /// Each promotion's redemptions so far: (uses, discount given in minor units).
+    async fn promotion_usage(&self, ids: &[String]) -> Result<Vec<(u64, i64)>, StoreError>;
+
+    /// Records one order's redemptions, atomically: all of them, or none when one would
+    /// pass its limit (its index is returned). An order already recorded changes nothing.
+    async fn redeem(&self, order: &str, redemptions: &[Redemption])
+    -> Result<Redeemed, StoreError>;
+
     /// Sets one item's available level at one location; returns the product and its
     /// stock over all its items and locations, or `None` for an item no product named.
     async fn set_inventory_level(
@@ -239,6 +247,29 @@ pub(crate) fn encode_entry(entry: &LogEntry) -> Result<Vec<u8>, StoreError> {
 
 pub(crate) fn decode_entry(bytes: &[u8]) -> Result<LogEntry, StoreError> {
     rmp_serde::from_slice(bytes).map_err(|e| StoreError::Codec(format!("event log entry: {e}")))
+}
+
+/// One promotion's part of an order, with the limits it must stay within.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redemption {
+    pub promotion: String,
+    pub amount: i64,
+    pub max_uses: Option<u64>,
+    pub max_spend: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redeemed {
+    Recorded,
+    /// This order was recorded before; nothing changed.
+    AlreadyRecorded,
+    /// The redemption at this index would pass its limit; nothing changed.
+    OverLimit(usize),
+}
+
+/// Whether `r` fits beside `(uses, spent)`.
+pub(crate) fn fits(r: &Redemption, uses: u64, spent: i64) -> bool {
+    r.max_uses.is_none_or(|m| uses < m) && r.max_spend.is_none_or(|m| spent + r.amount <= m)
 }
 
 /// Ruleset versions kept for rollback.

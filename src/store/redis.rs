@@ -85,6 +85,34 @@ if n > keep then
 end
 return 1
 ";
+/// Records one order's redemptions if every one fits its limits. KEYS: the usage hash
+/// (`<id>:uses`, `<id>:spent`), the order's marker; ARGV: the count, then per redemption
+/// id, amount, max uses, max spend (-1: none), then the marker's TTL in seconds. Returns
+/// -2 recorded, -1 already recorded, else the index over its limit.
+const REDEEM: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local n = tonumber(ARGV[1])
+for i = 0, n - 1 do
+  local id = ARGV[2 + i * 4]
+  local amount = tonumber(ARGV[3 + i * 4])
+  local max_uses = tonumber(ARGV[4 + i * 4])
+  local max_spend = tonumber(ARGV[5 + i * 4])
+  local uses = tonumber(redis.call('HGET', KEYS[1], id .. ':uses') or '0')
+  local spent = tonumber(redis.call('HGET', KEYS[1], id .. ':spent') or '0')
+  if (max_uses >= 0 and uses >= max_uses) or (max_spend >= 0 and spent + amount > max_spend) then
+    return i
+  end
+end
+for i = 0, n - 1 do
+  redis.call('HINCRBY', KEYS[1], ARGV[2 + i * 4] .. ':uses', 1)
+  redis.call('HINCRBY', KEYS[1], ARGV[2 + i * 4] .. ':spent', ARGV[3 + i * 4])
+end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2 + n * 4])
+return -2
+";
+/// How long an order's redemptions are remembered (a repeated commit within it changes
+/// nothing).
+const REDEEMED_TTL_S: u64 = 90 * 86_400;
 /// KEYS: the document, the live pointer; ARGV: the version.
 const ACTIVATE_RULESET: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -159,6 +187,14 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// `{prefix}{promo}:<part>`: promotion budgets, in one hash slot.
+    fn promo_key(&self, part: &str) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"{promo}:");
+        k.extend_from_slice(part.as_bytes());
+        k
+    }
+
     /// `{prefix}{rules}:<part>`: every ruleset key in one hash slot.
     fn rules_key(&self, part: &str) -> Vec<u8> {
         let mut k = self.prefix.clone();
@@ -409,6 +445,61 @@ impl CatalogStore for RedisStore {
             .await
             .map(|_| ())
             .map_err(|e| unavailable(&e))
+    }
+
+    async fn promotion_usage(&self, ids: &[String]) -> Result<Vec<(u64, i64)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fields: Vec<String> = ids
+            .iter()
+            .flat_map(|id| [format!("{id}:uses"), format!("{id}:spent")])
+            .collect();
+        let mut conn = self.conn.clone();
+        let values: Vec<Option<i64>> = redis::cmd("HMGET")
+            .arg(self.promo_key("usage"))
+            .arg(fields)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(values
+            .chunks(2)
+            .map(|v| (v[0].unwrap_or(0).max(0) as u64, v[1].unwrap_or(0)))
+            .collect())
+    }
+
+    async fn redeem(
+        &self,
+        order: &str,
+        redemptions: &[super::Redemption],
+    ) -> Result<super::Redeemed, StoreError> {
+        let redeem = redis::Script::new(REDEEM);
+        let mut script = redeem.prepare_invoke();
+        script
+            .key(self.promo_key("usage"))
+            .key(self.promo_key(&format!("order:{order}")))
+            .arg(redemptions.len());
+        for r in redemptions {
+            script
+                .arg(&r.promotion)
+                .arg(r.amount)
+                .arg(
+                    r.max_uses
+                        .map_or(-1, |m| i64::try_from(m).unwrap_or(i64::MAX)),
+                )
+                .arg(r.max_spend.unwrap_or(-1));
+        }
+        script.arg(REDEEMED_TTL_S);
+        let mut conn = self.conn.clone();
+        let n: i64 = script
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(match n {
+            -2 => super::Redeemed::Recorded,
+            -1 => super::Redeemed::AlreadyRecorded,
+            i => super::Redeemed::OverLimit(usize::try_from(i).unwrap_or(0)),
+        })
     }
 
     async fn live_ruleset(&self) -> Result<Option<String>, StoreError> {
