@@ -580,6 +580,29 @@ async fn merchandising_rules_shape_the_answer_and_each_effect_is_reported() {
     }
     assert!(!got.iter().any(|(r, _)| r == "only-home"));
 
+    // A slot for the pantry's best at the top, and one product per category.
+    publish(
+        &app,
+        &json!({"merchandising": [
+            {"id": "pantry-slot", "action": {"slot": {"where": {"in": ["product.category", ["pantry"]]}, "position": 1}}},
+            {"id": "one-each", "action": {"diversity": {"max_per_category": 1}}}
+        ]}),
+    )
+    .await;
+    let slotted = get_json(&app, page).await;
+    let ids = picks(&slotted);
+    assert_eq!(ids.len(), 3, "{slotted}");
+    assert!(ids[0] == "tea" || ids[0] == "bare", "{ids:?}");
+    let got = effects(&slotted);
+    assert!(
+        got.contains(&("one-each".to_owned(), "capped".to_owned())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("pantry-slot".to_owned(), "slotted".to_owned())),
+        "{got:?}"
+    );
+
     // A filter that leaves nothing falls back to the baseline, filtered the same way.
     publish(
         &app,
