@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use vitrine::decide::expr::{Context, Session};
+use vitrine::decide::expr::Context;
 use vitrine::decide::promo::{Usage, allocate};
 use vitrine::decide::ruleset::compile;
 use vitrine::domain::catalog::ProductRecord;
@@ -135,28 +135,17 @@ fn ruleset() -> impl Strategy<Value = Value> {
 }
 
 fn context(catalog: &'static Catalog, lines: &[(usize, u32)]) -> Context<'static> {
-    Context {
-        customer: None,
-        session: Session {
-            channel: None,
-            device: None,
-            country: None,
-            currency: gbp(),
-            placement: None,
-            exit_intent: false,
-            first_visit: true,
-        },
-        lines: lines
+    Context::anonymous(
+        gbp(),
+        lines
             .iter()
             .map(|&(p, q)| {
                 vitrine::decide::line(catalog, catalog.lookup(&format!("p{p}")).unwrap(), q)
             })
             .collect(),
-        personalization: true,
-        marketing: true,
-        now: 1_800_000_000,
-        discount: 0,
-    }
+        1_800_000_000,
+        true,
+    )
 }
 
 proptest! {

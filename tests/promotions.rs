@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
-use vitrine::decide::expr::{Context, Session};
+use vitrine::decide::expr::Context;
 use vitrine::decide::promo::{Evaluation, Usage};
 use vitrine::decide::ruleset::compile;
 use vitrine::domain::catalog::ProductRecord;
@@ -63,26 +63,15 @@ fn decide(
     )
     .expect("valid ruleset");
     let catalog = catalog();
-    let ctx = Context {
-        customer: None,
-        session: Session {
-            channel: None,
-            device: None,
-            country: None,
-            currency: gbp(),
-            placement: None,
-            exit_intent: false,
-            first_visit: true,
-        },
-        lines: lines
+    let ctx = Context::anonymous(
+        gbp(),
+        lines
             .iter()
             .map(|(p, q)| vitrine::decide::line(catalog, catalog.lookup(p).unwrap(), *q))
             .collect(),
-        personalization: true,
-        marketing,
         now,
-        discount: 0,
-    };
+        marketing,
+    );
     let codes: Vec<String> = codes.iter().map(|c| (*c).to_owned()).collect();
     vitrine::decide::evaluate_cart(&rules, ctx, &codes, &|_| usage)
 }

@@ -400,7 +400,29 @@ pub struct Context<'a> {
     pub discount: i64,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    /// A visitor the service knows nothing about (no profile, no page context), with
+    /// consent to personalization and to marketing as given.
+    pub fn anonymous(currency: Currency, lines: Vec<Line<'a>>, now: i64, marketing: bool) -> Self {
+        Self {
+            customer: None,
+            session: Session {
+                channel: None,
+                device: None,
+                country: None,
+                currency,
+                placement: None,
+                exit_intent: false,
+                first_visit: true,
+            },
+            lines,
+            personalization: true,
+            marketing,
+            now,
+            discount: 0,
+        }
+    }
+
     pub fn subtotal(&self) -> Money {
         Money::new(
             self.lines.iter().map(|l| l.total().amount).sum::<i64>() - self.discount,
