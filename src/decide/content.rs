@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::expr::{self, Context, Env, Errors, Expr, Scope};
+use super::expr::{Context, Env, Errors, Expr, Scope};
 use super::ruleset::Window;
 use crate::domain::{Catalog, Placement, Profile};
 
@@ -192,9 +192,12 @@ fn item(raw: RawItem, kind: Kind, path: &str, errors: &mut Errors) -> ContentIte
         }
     };
     ContentItem {
-        when: raw.when.as_ref().map_or(Expr::Const(true), |w| {
-            expr::compile(w, Scope::Context, &format!("{path}.when"), errors)
-        }),
+        when: super::ruleset::expression(
+            raw.when.as_ref(),
+            Scope::Context,
+            &format!("{path}.when"),
+            errors,
+        ),
         window: super::ruleset::window(&raw.window, &format!("{path}.window"), errors),
         id: raw.id,
         placements: raw.placements,

@@ -572,28 +572,26 @@ fn compare(val: &Val<'_>, op: Op, lit: &Lit) -> Option<bool> {
     }
 }
 
-fn and(values: impl Iterator<Item = Option<bool>>) -> Option<bool> {
+/// Three-valued `and` (`decisive` false) and `or` (`decisive` true): one decisive value
+/// decides; else any unknown leaves the whole unknown.
+fn connect(values: impl Iterator<Item = Option<bool>>, decisive: bool) -> Option<bool> {
     let mut unknown = false;
     for v in values {
         match v {
-            Some(false) => return Some(false),
+            Some(b) if b == decisive => return Some(decisive),
+            Some(_) => {}
             None => unknown = true,
-            Some(true) => {}
         }
     }
-    if unknown { None } else { Some(true) }
+    if unknown { None } else { Some(!decisive) }
+}
+
+fn and(values: impl Iterator<Item = Option<bool>>) -> Option<bool> {
+    connect(values, false)
 }
 
 fn or(values: impl Iterator<Item = Option<bool>>) -> Option<bool> {
-    let mut unknown = false;
-    for v in values {
-        match v {
-            Some(true) => return Some(true),
-            None => unknown = true,
-            Some(false) => {}
-        }
-    }
-    if unknown { None } else { Some(false) }
+    connect(values, true)
 }
 
 impl Expr {

@@ -184,9 +184,12 @@ pub(super) fn compile(raw: RawMerchRule, path: &str, errors: &mut Errors) -> Mer
         }
     };
     MerchRule {
-        when: raw.when.as_ref().map_or(Expr::Const(true), |w| {
-            expr::compile(w, Scope::Context, &format!("{path}.when"), errors)
-        }),
+        when: super::ruleset::expression(
+            raw.when.as_ref(),
+            Scope::Context,
+            &format!("{path}.when"),
+            errors,
+        ),
         window: super::ruleset::window(&raw.window, &format!("{path}.window"), errors),
         id: raw.id,
         placements: raw.placements,

@@ -873,8 +873,6 @@ pub struct Offer {
     pub reason: OfferStatus,
     /// What it would take off the cart as it is.
     pub value: Money,
-    #[serde(skip)]
-    rank: (i64, i64, i64),
 }
 
 /// An offer before it is written out: the promotion, its status, its value, its rank.
@@ -931,7 +929,7 @@ pub fn offers(
     ranked
         .into_iter()
         .take(MAX_OFFERS)
-        .map(|(p, reason, value, rank)| Offer {
+        .map(|(p, reason, value, _)| Offer {
             id: p.id.clone(),
             title: p.title.clone(),
             description: p.description.clone(),
@@ -940,7 +938,6 @@ pub fn offers(
             expires_at: p.window.until.map(crate::domain::time::format_rfc3339),
             reason,
             value: Money::new(value, ctx.session.currency),
-            rank,
         })
         .collect()
 }

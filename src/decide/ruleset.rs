@@ -491,7 +491,7 @@ pub(super) fn window(raw: &RawWindow, path: &str, errors: &mut Errors) -> Window
     w
 }
 
-fn expression(v: Option<&Value>, scope: Scope, path: &str, errors: &mut Errors) -> Expr {
+pub(super) fn expression(v: Option<&Value>, scope: Scope, path: &str, errors: &mut Errors) -> Expr {
     v.map_or(Expr::Const(true), |v| expr::compile(v, scope, path, errors))
 }
 
