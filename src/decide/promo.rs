@@ -652,8 +652,11 @@ pub fn evaluate(
     let stack: Vec<usize> = (0..rules.promotions.len())
         .filter(|&i| rules.promotions[i].exclusive == Exclusive::None)
         .collect();
+    // The stack's state at each phase start, kept only when an exclusive-of-class
+    // variant will start from it.
     let mut marks: [Option<State<'_>>; 3] = [None, None, None];
-    let mut best = run.run(&stack, start.clone(), Some(&mut marks));
+    let any_exclusive = stack.len() < rules.promotions.len();
+    let mut best = run.run(&stack, start.clone(), any_exclusive.then_some(&mut marks));
     let mut best_excl: Option<usize> = None;
     // Each exclusive promotion that could apply is weighed against the stack: alone
     // (exclusive of all), or in place of its class's promotions (exclusive of its class;
@@ -704,33 +707,38 @@ pub fn evaluate(
     }
     // The best deal for the visitor: the stack, or an exclusive promotion's variant if it
     // gives more (ties to the stack, then to the earlier promotion).
-    let mut winner_state: Option<State<'_>> = None;
-    for (e, v) in &variants {
+    let mut winner: Option<usize> = None;
+    for (k, (e, v)) in variants.iter().enumerate() {
         let applied_e = v
             .applied
             .iter()
             .any(|d| std::ptr::eq(d.promo, run.prepared[*e].promo));
-        let bar = winner_state.as_ref().unwrap_or(&best).discount;
+        let bar = winner.map_or(best.discount, |w| variants[w].1.discount);
         if applied_e && v.discount > bar {
-            winner_state = Some(v.clone());
+            winner = Some(k);
             best_excl = Some(*e);
         }
     }
+    // The stack's own refusals: the answer's when the stack wins, else the source of
+    // the reasons for what the winner left out.
     let stack_rejected = std::mem::take(&mut best.rejected);
-    let mut chosen = winner_state.unwrap_or_else(|| {
-        let mut b = best.clone();
-        b.rejected = stack_rejected.clone();
-        b
-    });
+    let (mut chosen, stack_rejected) = match winner {
+        Some(w) => (variants.remove(w).1, stack_rejected),
+        None => (
+            State {
+                rejected: stack_rejected,
+                ..best
+            },
+            Vec::new(),
+        ),
+    };
     // What the winner left out.
     let winner_id = best_excl.map_or_else(
         || chosen.applied.first().map(|d| d.promo.id.as_str()),
         |e| Some(run.prepared[e].promo.id.as_str()),
     );
+    // (The winning variant left `variants` above.)
     for (e, v) in &variants {
-        if best_excl == Some(*e) {
-            continue;
-        }
         let pe = run.prepared[*e].promo;
         match v.rejected.iter().find(|r| std::ptr::eq(r.promo, pe)) {
             Some(r) => chosen.rejected.push(r.clone()),
