@@ -158,21 +158,12 @@ impl LiveRules {
 
     /// Keeps following the store in the background.
     pub fn spawn_follower(self: &Arc<Self>, every: Duration) {
-        let this = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(rules) = this.upgrade() else {
-                    return;
-                };
-                if let Err(e) = rules.sync().await {
-                    tracing::warn!(error = %e, "ruleset sync failed; retrying");
-                }
-                if let Err(e) = rules.refresh_usage().await {
-                    tracing::debug!(error = %e, "promotion usage not refreshed");
-                }
+        crate::background::every(self, every, |rules: Arc<Self>| async move {
+            if let Err(e) = rules.sync().await {
+                tracing::warn!(error = %e, "ruleset sync failed; retrying");
+            }
+            if let Err(e) = rules.refresh_usage().await {
+                tracing::debug!(error = %e, "promotion usage not refreshed");
             }
         });
     }

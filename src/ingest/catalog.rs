@@ -245,21 +245,12 @@ impl CatalogService {
 
     /// Keeps following the store's catalog in the background.
     pub fn spawn_follower(self: &Arc<Self>, every: Duration) {
-        let this = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(service) = this.upgrade() else {
-                    return;
-                };
-                if let Err(e) = service.sync().await {
-                    tracing::warn!(error = %e, "catalog sync failed; retrying");
-                }
-                if let Err(e) = service.sync_models().await {
-                    tracing::warn!(error = %e, "model sync failed; retrying");
-                }
+        crate::background::every(self, every, |service: Arc<Self>| async move {
+            if let Err(e) = service.sync().await {
+                tracing::warn!(error = %e, "catalog sync failed; retrying");
+            }
+            if let Err(e) = service.sync_models().await {
+                tracing::warn!(error = %e, "model sync failed; retrying");
             }
         });
     }

@@ -267,18 +267,9 @@ impl Learning {
                 }
             }
         });
-        let follower = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(poll);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(this) = follower.upgrade() else {
-                    return;
-                };
-                if let Err(e) = this.follow().await {
-                    tracing::warn!(error = %e, "event log read failed; retrying");
-                }
+        crate::background::every(self, poll, |this: Arc<Self>| async move {
+            if let Err(e) = this.follow().await {
+                tracing::warn!(error = %e, "event log read failed; retrying");
             }
         });
     }
