@@ -55,7 +55,10 @@ pub struct AppState {
     pub webhooks: Arc<crate::http::webhooks::WebhookState>,
     pub keys: Arc<Keys>,
     pub banners: Arc<Banners>,
+    /// API requests in flight (storefront API).
     pub permits: Arc<Semaphore>,
+    /// Webhook deliveries in flight: a pool of their own.
+    pub webhook_permits: Arc<Semaphore>,
     /// Catalog changes, written through the store and followed from it.
     pub catalog: Arc<CatalogService>,
     /// What product events teach the live models, shared through the event log.
@@ -202,6 +205,7 @@ impl App {
         let state = AppState {
             banners: Arc::new(Banners::new(&settings.content.banners)),
             permits: Arc::new(Semaphore::new(settings.server.max_concurrency)),
+            webhook_permits: Arc::new(Semaphore::new(settings.server.max_concurrency)),
             catalog,
             learning,
             rules,
@@ -258,40 +262,42 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and waits for in-flight
-    /// requests, at most `server.shutdown_timeout_ms`.
+    /// Serves until `shutdown` resolves, then stops accepting and drains: in-flight
+    /// requests finish and kept-alive connections are answered and closed, for at most
+    /// `server.shutdown_timeout_ms`.
     pub async fn run_until<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let token = CancellationToken::new();
-        let grace = Duration::from_millis(self.state.settings.server.shutdown_timeout_ms);
+        let draining = CancellationToken::new();
+        let settings = self.state.settings.clone();
+        let limits = http::serve::Limits::new(&settings.server);
         let ops = self.ops_listener.map(|listener| {
-            let router = http::ops_router(&self.state);
-            let token = token.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(token.cancelled_owned())
-                    .await
-            })
+            tokio::spawn(http::serve::serve(
+                listener,
+                http::ops_router(&self.state),
+                limits,
+                draining.clone(),
+            ))
         });
         let router = http::router(&self.state, ops.is_none());
         tracing::info!(addr = %self.listener.local_addr()?, "serving");
-        let server = axum::serve(self.listener, router)
-            .with_graceful_shutdown(token.clone().cancelled_owned());
-        let trigger = token.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            tracing::info!("shutting down: draining in-flight requests");
-            trigger.cancel();
-        });
-        let bounded = async {
-            token.cancelled().await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            result = server => result?,
-            () = bounded => tracing::warn!(timeout_ms = grace.as_millis() as u64, "shutdown timed out; dropping remaining connections"),
+        let server = tokio::spawn(http::serve::serve(
+            self.listener,
+            router,
+            limits,
+            draining.clone(),
+        ));
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let grace = Duration::from_millis(settings.server.shutdown_timeout_ms);
+        let deadline = tokio::time::Instant::now() + grace;
+        draining.cancel();
+        if tokio::time::timeout_at(deadline, server).await.is_err() {
+            tracing::warn!(
+                timeout_ms = grace.as_millis() as u64,
+                "shutdown timed out; dropping remaining connections"
+            );
         }
         if let Some(ops) = ops {
             ops.abort();

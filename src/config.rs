@@ -255,6 +255,15 @@ pub struct ServerSettings {
     pub cache_max_age_s: u32,
     /// Gzip answers for clients that accept it.
     pub compression: bool,
+    /// Time for a client to send a request's headers, from its first byte.
+    pub header_read_timeout_ms: u64,
+    /// Time for a client to send a request's body.
+    pub body_read_timeout_ms: u64,
+    /// A kept-alive connection with nothing in flight is closed after this long.
+    pub idle_timeout_ms: u64,
+    /// Connections open at once (API and ops listeners each); past it, new ones wait
+    /// in the accept queue.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -266,6 +275,10 @@ impl Default for ServerSettings {
             shutdown_timeout_ms: 10_000,
             cache_max_age_s: 5,
             compression: true,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 10_000,
         }
     }
 }
@@ -629,6 +642,22 @@ impl Settings {
             s.max_concurrency >= 1,
             "server.max_concurrency",
             "must be at least 1",
+        )?;
+        for (ms, key) in [
+            (s.header_read_timeout_ms, "server.header_read_timeout_ms"),
+            (s.body_read_timeout_ms, "server.body_read_timeout_ms"),
+            (s.idle_timeout_ms, "server.idle_timeout_ms"),
+        ] {
+            check(
+                (100..=3_600_000).contains(&ms),
+                key,
+                "must be between 100 and 3600000",
+            )?;
+        }
+        check(
+            (16..=1_000_000).contains(&s.max_connections),
+            "server.max_connections",
+            "must be between 16 and 1000000",
         )?;
         check(
             s.cache_max_age_s <= 86_400,

@@ -261,6 +261,22 @@ async fn a_malformed_webhook_is_400_and_nothing_is_fetched_or_applied() {
         json!({"scope": "store/cart/lineItem/updated", "data": {"type": "cart_line_item", "id": "x"}})
             .to_string()
             .into_bytes(),
+        // Ids that would walk out of the resource's path are refused, never fetched.
+        hook("store/cart/updated", "cart", "../../../v2/customers?limit=250#", 1)
+            .to_string()
+            .into_bytes(),
+        hook("store/cart/deleted", "cart", "../x", 1)
+            .to_string()
+            .into_bytes(),
+        json!({"scope": "store/cart/lineItem/created", "data": {"type": "cart_line_item", "id": "1", "cartId": "../../v2/orders#"}})
+            .to_string()
+            .into_bytes(),
+        hook("store/customer/updated", "customer", "../11", 1)
+            .to_string()
+            .into_bytes(),
+        hook("store/product/updated", "product", "111/../../v2/customers", 1)
+            .to_string()
+            .into_bytes(),
     ];
     for body in bodies {
         let r = deliver_raw(&app, &body, Some(SECRET)).await;

@@ -328,3 +328,89 @@ async fn garbage_never_causes_a_server_error() {
         .unwrap();
     assert_eq!(error_code(r).await.0, 400);
 }
+
+/// Every answer is in the error shape, also where a library would answer in plain text:
+/// undecodable path segments and bodies over the limit on every route that takes one.
+#[tokio::test]
+async fn undecodable_paths_and_oversized_bodies_answer_in_the_error_shape() {
+    let mut s = settings();
+    s.shopify.webhook_secret = "shopify-secret-for-error-shape".into();
+    s.bigcommerce.webhook_secret = "bigcommerce-secret-for-error-shape".into();
+    s.bigcommerce.store_hash = "abc".into();
+    s.bigcommerce.access_token = "token".into();
+    s.rules.body_limit_bytes = 4096;
+    let app = TestApp::spawn(s).await;
+    for path in [
+        "/admin/v1/profiles/%FF",
+        "/admin/v1/products/%FF",
+        "/admin/v1/products/%C3%28",
+    ] {
+        assert_eq!(
+            error_code(app.get(path).await).await,
+            (422, "invalid_id".into()),
+            "GET {path}"
+        );
+        let r = app.client.delete(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            error_code(r).await,
+            (422, "invalid_id".into()),
+            "DELETE {path}"
+        );
+    }
+    let r = app
+        .client
+        .patch(app.url("/admin/v1/products/%FF"))
+        .json(&json!({"inventory": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await, (422, "invalid_id".into()));
+
+    let big = "x".repeat(2 * 1024 * 1024);
+    for path in [
+        "/webhooks/shopify",
+        "/webhooks/bigcommerce",
+        "/admin/v1/ruleset/rollback",
+        "/admin/v1/ruleset/validate",
+        "/v1/events",
+    ] {
+        let r = app
+            .client
+            .post(app.url(path))
+            .header("content-type", "application/json")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_code(r).await,
+            (413, "payload_too_large".into()),
+            "POST {path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_authorization_scheme_is_case_insensitive() {
+    let mut s = settings();
+    s.auth.storefront_keys = vec![STOREFRONT_KEY.into()];
+    let app = TestApp::spawn(s).await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let r = app
+            .client
+            .get(app.url("/v1/recommend?session_id=s&placement=home"))
+            .header("authorization", format!("{scheme} {STOREFRONT_KEY}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    let r = app
+        .client
+        .get(app.url("/v1/recommend?session_id=s&placement=home"))
+        .header("authorization", format!("Basic {STOREFRONT_KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await, (401, "missing_api_key".into()));
+}

@@ -191,3 +191,36 @@ async fn shutdown_finishes_requests_in_flight() {
         "no new connections after shutdown"
     );
 }
+
+/// A request sent on a kept-alive connection just after SIGTERM is answered (with
+/// `Connection: close`), never met with a closed socket.
+#[tokio::test]
+async fn requests_on_kept_alive_connections_during_shutdown_are_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut app = TestApp::spawn(settings()).await;
+    let mut conns = Vec::new();
+    for _ in 0..8 {
+        conns.push(common::kept_alive(app.port).await);
+    }
+    app.trigger_shutdown();
+    // Give the server a moment to see the signal, as a client's next request would.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for c in &mut conns {
+        c.write_all(b"GET /v1/recommend?session_id=s&placement=home HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let mut answer = Vec::new();
+        c.read_to_end(&mut answer)
+            .await
+            .expect("an answer, not a reset");
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(
+            answer.starts_with("http/1.1 200"),
+            "connection {i}: {answer:?}"
+        );
+        assert!(answer.contains("connection: close"), "{answer}");
+    }
+    app.stop().await.expect("clean exit");
+}

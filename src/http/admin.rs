@@ -1,12 +1,13 @@
 //! The admin API (admin keys): service status, and profile export and erasure.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
 use super::error::{ApiError, ErrorCode};
+use super::extract::PathId;
 use crate::app::AppState;
 use crate::domain::{VisitorId, VisitorKey};
 use crate::recommend::model::unix_now;
@@ -54,7 +55,7 @@ fn store_error(e: &crate::store::StoreError) -> ApiError {
 /// Everything held about one customer, with the derived values.
 async fn export(
     State(state): State<AppState>,
-    Path(customer_id): Path<String>,
+    PathId(customer_id): PathId,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = customer_key(&state, &customer_id)?;
     let profile = state
@@ -92,7 +93,7 @@ async fn export(
 /// so erasure requests can be retried.
 async fn erase(
     State(state): State<AppState>,
-    Path(customer_id): Path<String>,
+    PathId(customer_id): PathId,
 ) -> Result<StatusCode, ApiError> {
     let key = customer_key(&state, &customer_id)?;
     let existed = state

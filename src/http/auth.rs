@@ -19,6 +19,37 @@ pub enum Scope {
     Admin,
 }
 
+/// Who is calling, as the key check found: handlers decide from it what a request may
+/// change (a request extension on every keyed route).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// No keys are configured (the demo): everyone is trusted, as the admin API is open.
+    Open,
+    /// A publishable storefront key: anyone may have it.
+    Storefront,
+    Admin,
+}
+
+impl Caller {
+    /// Whether the caller may change what money depends on (orders, spend, segments,
+    /// tier) and name customers without a token.
+    pub const fn is_trusted(self) -> bool {
+        match self {
+            Caller::Open | Caller::Admin => true,
+            Caller::Storefront => false,
+        }
+    }
+}
+
+/// The key from an `Authorization` header: the scheme is case-insensitive (RFC 9110).
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, key) = header.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| key.trim())
+        .filter(|k| !k.is_empty())
+}
+
 pub struct Keys {
     storefront: Vec<Vec<u8>>,
     admin: Vec<Vec<u8>>,
@@ -38,9 +69,9 @@ impl Keys {
     }
 
     /// Checks `Authorization: Bearer KEY` against the keys of `scope`.
-    pub fn check(&self, header: Option<&str>, scope: Scope) -> Result<(), ApiError> {
+    pub fn check(&self, header: Option<&str>, scope: Scope) -> Result<Caller, ApiError> {
         if self.is_open() {
-            return Ok(());
+            return Ok(Caller::Open);
         }
         let Some(header) = header else {
             return Err(ApiError::new(
@@ -48,7 +79,7 @@ impl Keys {
                 "send Authorization: Bearer <key>",
             ));
         };
-        let Some(key) = header.strip_prefix("Bearer ").map(str::trim) else {
+        let Some(key) = bearer(header) else {
             return Err(ApiError::new(
                 ErrorCode::MissingApiKey,
                 "send Authorization: Bearer <key>",
@@ -65,8 +96,8 @@ impl Keys {
         let admin: bool = matches(&self.admin);
         let storefront: bool = matches(&self.storefront);
         match scope {
-            Scope::Admin if admin => Ok(()),
-            Scope::Storefront if admin || storefront => Ok(()),
+            Scope::Admin | Scope::Storefront if admin => Ok(Caller::Admin),
+            Scope::Storefront if storefront => Ok(Caller::Storefront),
             Scope::Admin if storefront => Err(ApiError::new(
                 ErrorCode::WrongScope,
                 "this key may not call the admin API",
@@ -81,14 +112,15 @@ impl Keys {
 async fn require(
     keys: &Keys,
     scope: Scope,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let header = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    keys.check(header, scope)?;
+    let caller = keys.check(header, scope)?;
+    req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }
 
@@ -133,6 +165,17 @@ mod tests {
         assert!(
             k.check(Some("Bearer admin-key-0123456789"), Scope::Admin)
                 .is_ok()
+        );
+        assert_eq!(
+            k.check(Some("bearer sf-key-0123456789"), Scope::Storefront)
+                .ok(),
+            Some(Caller::Storefront),
+            "the scheme is case-insensitive"
+        );
+        assert_eq!(
+            k.check(Some("BEARER  admin-key-0123456789 "), Scope::Admin)
+                .ok(),
+            Some(Caller::Admin)
         );
         let wrong = k
             .check(Some("Bearer sf-key-0123456789"), Scope::Admin)

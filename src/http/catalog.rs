@@ -1,14 +1,14 @@
 //! The catalog admin API (admin keys): batch upsert, read, partial update, delete.
 //! Stock changes reach recommendations on the next request.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ErrorCode};
-use super::extract::JsonBody;
+use super::extract::{JsonBody, PathId};
 use crate::app::AppState;
 use crate::ingest::catalog::{CatalogChangeError, ProductInput, ProductPatch};
 
@@ -65,10 +65,7 @@ async fn upsert(
     Ok(Json(json!({"upserted": count})))
 }
 
-async fn read(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn read(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     let snapshot = state.snapshot.load();
     let catalog = &snapshot.catalog;
     let idx = catalog
@@ -94,7 +91,7 @@ async fn read(
 
 async fn patch(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(change): JsonBody<ProductPatch>,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -105,10 +102,7 @@ async fn patch(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn delete(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+async fn delete(State(state): State<AppState>, PathId(id): PathId) -> Result<StatusCode, ApiError> {
     state.catalog.delete(&id).await.map_err(change_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

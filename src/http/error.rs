@@ -14,6 +14,8 @@ pub enum ErrorCode {
     MalformedJson,
     MalformedQuery,
     MalformedPayload,
+    MalformedRequest,
+    RequestTimeout,
     InvalidSignature,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -50,9 +52,11 @@ pub enum ErrorCode {
 impl ErrorCode {
     pub const fn status(self) -> StatusCode {
         match self {
-            ErrorCode::MalformedJson | ErrorCode::MalformedQuery | ErrorCode::MalformedPayload => {
-                StatusCode::BAD_REQUEST
-            }
+            ErrorCode::MalformedJson
+            | ErrorCode::MalformedQuery
+            | ErrorCode::MalformedPayload
+            | ErrorCode::MalformedRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::MissingApiKey | ErrorCode::InvalidApiKey | ErrorCode::InvalidSignature => {
                 StatusCode::UNAUTHORIZED
             }
@@ -92,6 +96,8 @@ impl ErrorCode {
             ErrorCode::MalformedJson => "malformed_json",
             ErrorCode::MalformedQuery => "malformed_query",
             ErrorCode::MalformedPayload => "malformed_payload",
+            ErrorCode::MalformedRequest => "malformed_request",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::InvalidSignature => "invalid_signature",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
@@ -195,6 +201,57 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The last word on every answer: an error that does not come from [`ApiError`] (a
+/// rejection inside a library, say) is rewritten into the error shape, so clients
+/// never see a plain-text error body.
+pub async fn error_shape(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return response;
+    }
+    let code = match status.as_u16() {
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        408 => ErrorCode::RequestTimeout,
+        413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        422 => ErrorCode::InvalidBody,
+        503 => ErrorCode::Overloaded,
+        500..=599 => ErrorCode::Internal,
+        _ => ErrorCode::MalformedRequest,
+    };
+    tracing::debug!(
+        status = status.as_u16(),
+        "a plain error answer was rewritten"
+    );
+    let mut shaped = ApiError::new(code, default_message(code)).into_response();
+    // Keep the status the library chose (e.g. 400 for an undecodable path).
+    *shaped.status_mut() = status;
+    shaped
+}
+
+fn default_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::NotFound => "no such route",
+        ErrorCode::MethodNotAllowed => "method not allowed on this route",
+        ErrorCode::RequestTimeout => "the request did not arrive in time",
+        ErrorCode::PayloadTooLarge => "request body is over the size limit",
+        ErrorCode::UnsupportedMediaType => "unsupported content type",
+        ErrorCode::InvalidBody => "the request does not have the documented shape",
+        ErrorCode::Overloaded => "the service is busy; retry shortly",
+        ErrorCode::Internal => "internal error",
+        _ => "the request could not be understood",
+    }
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such route")
 }
@@ -210,7 +267,9 @@ pub async fn method_not_allowed() -> ApiError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 34] = [
+    const ALL: [ErrorCode; 36] = [
+        ErrorCode::MalformedRequest,
+        ErrorCode::RequestTimeout,
         ErrorCode::InvalidRuleset,
         ErrorCode::InvalidCodes,
         ErrorCode::RulesetNotFound,

@@ -92,6 +92,29 @@ where
     }
 }
 
+/// One id from the path (`/admin/v1/products/{id}`), as a string. A path segment that
+/// does not decode (`%FF`) is 422 `invalid_id`, in the error shape.
+pub struct PathId(pub String);
+
+impl<S> FromRequestParts<S> for PathId
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(id)| PathId(id))
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidId,
+                    "the id in the path is not valid percent-encoded UTF-8",
+                )
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,10 +8,12 @@ pub mod catalog;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod guard;
 pub mod health;
 pub mod observe;
 pub mod recommend;
 pub mod rules;
+pub mod serve;
 pub mod webhooks;
 
 use axum::Router;
@@ -22,19 +24,36 @@ use tower_http::compression::CompressionLayer;
 
 use crate::app::AppState;
 
+/// Reads a request's body whole, under `max_bytes` and the body timeout, before the
+/// layers inside it run (see [`guard`]).
+pub(crate) fn read_body<S: Clone + Send + Sync + 'static>(
+    state: &AppState,
+    max_bytes: usize,
+    router: Router<S>,
+) -> Router<S> {
+    router.route_layer(from_fn_with_state(
+        guard::BodyLimits::new(max_bytes, &state.settings.server),
+        guard::read_body,
+    ))
+}
+
 /// The API router. Ops routes are included unless they have a listener of their own.
+///
+/// Layers run outermost first, so on the storefront API the key is checked before a
+/// byte of the body is read, and the body is read before a permit is taken: a caller
+/// without a key, or with a slow body, never holds one.
 pub fn router(state: &AppState, include_ops: bool) -> Router {
+    let limit = state.settings.server.body_limit_bytes;
     let storefront = recommend::router()
         .merge(events::router())
         .merge(cart::router())
-        .route_layer(from_fn_with_state(state.keys.clone(), auth::storefront))
         .route_layer(from_fn_with_state(state.permits.clone(), observe::shed));
-    let admin = admin::router()
-        .merge(catalog::router())
+    let storefront = read_body(state, limit, storefront)
+        .route_layer(from_fn_with_state(state.keys.clone(), auth::storefront));
+    let admin = read_body(state, limit, admin::router().merge(catalog::router()))
         .merge(rules::router(state))
         .route_layer(from_fn_with_state(state.keys.clone(), auth::admin));
-    let hooks = webhooks::router(state)
-        .route_layer(from_fn_with_state(state.permits.clone(), observe::shed));
+    let hooks = webhooks::router(state);
     let mut app = Router::new().merge(storefront).merge(admin).merge(hooks);
     if include_ops {
         app = app.merge(health::router());
@@ -61,6 +80,7 @@ fn finish(router: Router<AppState>, state: &AppState) -> Router {
         router
     };
     router
+        .layer(from_fn(error::error_shape))
         .layer(from_fn(observe::observe))
         .layer(CatchPanicLayer::custom(|_| {
             use axum::response::IntoResponse;

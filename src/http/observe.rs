@@ -33,7 +33,7 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     req.extensions_mut().insert(RequestId(id.clone()));
 
     let mut response = next.run(req).await;
@@ -43,12 +43,63 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, v);
     }
-    metrics::histogram!("vitrine_http_request_duration_seconds", "route" => route.clone(), "method" => method.clone())
+    metrics::histogram!("vitrine_http_request_duration_seconds", "route" => route.clone(), "method" => method)
         .record(elapsed.as_secs_f64());
-    metrics::counter!("vitrine_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status.to_string())
+    metrics::counter!("vitrine_http_requests_total", "route" => route.clone(), "method" => method, "status" => status_label(status))
         .increment(1);
     tracing::debug!(request_id = %id, %method, %route, status, latency_us = elapsed.as_micros() as u64, "request");
     response
+}
+
+/// The method as a metric label: one of the standard methods, else `other`, so a client
+/// inventing methods cannot grow the metrics.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// The status as a metric label: the code itself for the statuses Vitrine answers
+/// with, else its class, so the label has a closed set of values.
+fn status_label(status: u16) -> &'static str {
+    const CODES: [(u16, &str); 16] = [
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (408, "408"),
+        (413, "413"),
+        (415, "415"),
+        (422, "422"),
+        (500, "500"),
+        (503, "503"),
+    ];
+    CODES.iter().find(|(c, _)| *c == status).map_or(
+        match status / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        },
+        |(_, label)| label,
+    )
 }
 
 pub async fn shed(State(permits): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {

@@ -16,7 +16,7 @@ use crate::domain::time::format_rfc3339;
 use crate::recommend::model::unix_now;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new()
+    let routes = Router::new()
         .route("/admin/v1/ruleset", get(live).put(publish))
         .route("/admin/v1/ruleset/validate", post(validate))
         .route("/admin/v1/ruleset/versions", get(versions))
@@ -24,7 +24,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         // Price lists make long documents.
         .route_layer(axum::extract::DefaultBodyLimit::max(
             state.settings.rules.body_limit_bytes,
-        ))
+        ));
+    super::read_body(state, state.settings.rules.body_limit_bytes, routes)
 }
 
 fn publish_error(e: PublishError) -> ApiError {

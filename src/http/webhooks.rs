@@ -92,16 +92,27 @@ impl WebhookState {
     }
 }
 
+/// Webhooks are signed over their body, so the body is read before anything else: under
+/// the platform's limit and the body timeout, and only then is a permit taken, from the
+/// webhooks' own pool (never the storefront API's).
 pub fn router(state: &AppState) -> Router<AppState> {
+    let shed = || {
+        axum::middleware::from_fn_with_state(state.webhook_permits.clone(), super::observe::shed)
+    };
+    let shopify_limit = state.settings.shopify.body_limit_bytes;
     let shopify = Router::new()
         .route("/webhooks/shopify", post(shopify_webhook))
-        .route_layer(DefaultBodyLimit::max(
-            state.settings.shopify.body_limit_bytes,
-        ));
+        .route_layer(shed())
+        .route_layer(DefaultBodyLimit::max(shopify_limit));
     let bigcommerce = Router::new()
         .route("/webhooks/bigcommerce", post(bigcommerce_webhook))
+        .route_layer(shed())
         .route_layer(DefaultBodyLimit::max(BIGCOMMERCE_BODY_LIMIT));
-    shopify.merge(bigcommerce)
+    super::read_body(state, shopify_limit, shopify).merge(super::read_body(
+        state,
+        BIGCOMMERCE_BODY_LIMIT,
+        bigcommerce,
+    ))
 }
 
 fn topic_label(topic: &str) -> &'static str {

@@ -99,22 +99,27 @@ pub fn plan(envelope: &Envelope) -> Result<Fetch, String> {
             BcId::Text(_) => Err(format!("a {what} id must be a number")),
         }
     };
+    // Cart ids are UUIDs; parsed, so nothing else ever reaches an API path.
+    let uuid = |raw: &str| -> Result<String, String> {
+        uuid::Uuid::parse_str(raw)
+            .map(|u| u.hyphenated().to_string())
+            .map_err(|_| format!("a cart id must be a UUID, not {raw:?}"))
+    };
     let scope = envelope.scope.as_str();
     Ok(match scope {
         "store/order/created"
         | "store/order/updated"
         | "store/order/statusUpdated"
         | "store/order/archived" => Fetch::Order(numeric("order")?),
-        "store/cart/created" | "store/cart/updated" => Fetch::Cart(id),
-        "store/cart/deleted" | "store/cart/converted" => Fetch::CartGone(id),
-        s if s.starts_with("store/cart/lineItem/") => Fetch::Cart(
+        "store/cart/created" | "store/cart/updated" => Fetch::Cart(uuid(&id)?),
+        "store/cart/deleted" | "store/cart/converted" => Fetch::CartGone(uuid(&id)?),
+        s if s.starts_with("store/cart/lineItem/") => Fetch::Cart(uuid(
             envelope
                 .data
                 .cart_id
-                .clone()
-                .filter(|c| !c.is_empty())
+                .as_deref()
                 .ok_or("a cart line item webhook without data.cartId")?,
-        ),
+        )?),
         "store/customer/created" | "store/customer/updated" => {
             Fetch::Customer(numeric("customer")?)
         }
@@ -584,16 +589,16 @@ mod tests {
                 Fetch::Order("250".into()),
             ),
             (
-                r#"{"scope":"store/cart/updated","data":{"type":"cart","id":"0a1b"}}"#,
-                Fetch::Cart("0a1b".into()),
+                r#"{"scope":"store/cart/updated","data":{"type":"cart","id":"E6F1D4D2-6B9A-4A1D-9A2E-3C1C6F8B2A10"}}"#,
+                Fetch::Cart("e6f1d4d2-6b9a-4a1d-9a2e-3c1c6f8b2a10".into()),
             ),
             (
-                r#"{"scope":"store/cart/lineItem/created","data":{"type":"cart_line_item","id":"x","cartId":"0a1b"}}"#,
-                Fetch::Cart("0a1b".into()),
+                r#"{"scope":"store/cart/lineItem/created","data":{"type":"cart_line_item","id":"x","cartId":"e6f1d4d2-6b9a-4a1d-9a2e-3c1c6f8b2a10"}}"#,
+                Fetch::Cart("e6f1d4d2-6b9a-4a1d-9a2e-3c1c6f8b2a10".into()),
             ),
             (
-                r#"{"scope":"store/cart/converted","data":{"type":"cart","id":"0a1b"}}"#,
-                Fetch::CartGone("0a1b".into()),
+                r#"{"scope":"store/cart/converted","data":{"type":"cart","id":"E6F1D4D2-6B9A-4A1D-9A2E-3C1C6F8B2A10"}}"#,
+                Fetch::CartGone("e6f1d4d2-6b9a-4a1d-9a2e-3c1c6f8b2a10".into()),
             ),
             (
                 r#"{"scope":"store/customer/deleted","data":{"type":"customer","id":"32"}}"#,
@@ -620,6 +625,7 @@ mod tests {
             r#"{"scope":"store/cart/lineItem/updated","data":{"type":"cart_line_item","id":"x"}}"#,
             r#"{"scope":"store/sku/inventory/updated","data":{"type":"sku","id":1}}"#,
             r#"{"scope":"store/order/created","data":{"type":"order","id":""}}"#,
+            r#"{"scope":"store/cart/updated","data":{"type":"cart","id":"../../v2/customers?limit=250#"}}"#,
         ] {
             assert!(plan(&envelope(body)).is_err(), "{body}");
         }

@@ -280,3 +280,25 @@ impl ProfileStore for FaultyStore {
         self.fault().await
     }
 }
+
+/// Opens a raw connection to the app, sends `GET /livez` on it, checks the answer is 200
+/// and returns the connection, kept alive.
+pub async fn kept_alive(port: u16) -> tokio::net::TcpStream {
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    livez_on(&mut c).await;
+    c
+}
+
+/// Sends `GET /livez` on an open connection and checks the answer is 200.
+pub async fn livez_on(c: &mut tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    c.write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("request written");
+    let mut buf = [0u8; 1024];
+    let n = c.read(&mut buf).await.expect("answer read");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
