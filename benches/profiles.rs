@@ -62,6 +62,7 @@ fn typical(n: u64) -> Profile {
             price: Some(Money::new(2_499, gbp)),
             query: None,
             order: None,
+            counts_order: true,
         });
     }
     p
@@ -85,7 +86,10 @@ fn main() {
             RedisStore::connect(&RedisOptions {
                 url: format!("redis://127.0.0.1:{port}/0"),
                 key_prefix: "bench:".into(),
-                profile_ttl: Duration::from_secs(86_400),
+                retention: vitrine::store::Retention {
+            profile_ttl: Duration::from_secs(86_400),
+            ..vitrine::store::Retention::default()
+        },
                 timeout: Duration::from_secs(5),
             })
             .await
@@ -198,7 +202,10 @@ fn main() {
         let memory_store = RedisStore::connect(&RedisOptions {
             url: format!("redis://127.0.0.1:{port}/0"),
             key_prefix: "mem:".into(),
+            retention: vitrine::store::Retention {
             profile_ttl: Duration::from_secs(86_400),
+            ..vitrine::store::Retention::default()
+        },
             timeout: Duration::from_secs(30),
         })
         .await

@@ -45,6 +45,7 @@ fn bench(c: &mut Criterion) {
             price: None,
             query: None,
             order: None,
+            counts_order: true,
         });
     }
     let product_ids: Vec<String> = (0..1000).map(|i| demo::product_id(i * 97)).collect();

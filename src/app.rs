@@ -105,6 +105,9 @@ struct Data {
     customers: Vec<(String, Profile)>,
 }
 
+/// How often expired profiles and op ids are swept (embedded and memory stores).
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
 /// The secret used when `privacy.id_hash_secret` is empty. Fine for a demo; a
 /// deployment sets its own, or anyone with the code can recompute key hashes.
 const DEVELOPMENT_SECRET: &[u8] = b"vitrine-development-secret-change-me";
@@ -227,6 +230,21 @@ impl App {
         };
 
         crate::ingest::buffer::spawn_flusher(&state);
+        // Backends that do not expire entries themselves erase them a slice at a time.
+        crate::background::every(
+            &state.store,
+            SWEEP_EVERY,
+            |store: Arc<dyn ProfileStore>| async move {
+                match store.sweep().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        metrics::counter!("vitrine_store_expired_total").increment(n);
+                        tracing::debug!(erased = n, "expired profiles and op ids erased");
+                    }
+                    Err(e) => tracing::debug!(error = %e, "sweep failed; retried later"),
+                }
+            },
+        );
 
         let addr = state.settings.server.addr;
         let listener = TcpListener::bind(addr)
@@ -326,17 +344,24 @@ pub async fn open_store(settings: &Settings) -> Result<Stores, StartError> {
         let store = Arc::new(store);
         (store.clone(), store)
     }
+    let retention = settings.retention();
+    if settings.redis.profile_ttl_s.is_some() {
+        tracing::warn!("redis.profile_ttl_s is deprecated: set storage.profile_ttl_s");
+    }
     Ok(match settings.storage.backend {
-        StorageBackend::Memory => both(MemoryStore::new()),
+        StorageBackend::Memory => both(MemoryStore::with_retention(retention)),
         StorageBackend::Embedded => {
             let path = settings.storage.path.clone();
-            both(tokio::task::spawn_blocking(move || EmbeddedStore::open(&path)).await??)
+            both(
+                tokio::task::spawn_blocking(move || EmbeddedStore::open_with(&path, retention))
+                    .await??,
+            )
         }
         StorageBackend::Redis => both(
             RedisStore::connect(&RedisOptions {
                 url: settings.redis.url.clone(),
                 key_prefix: settings.redis.key_prefix.clone(),
-                profile_ttl: Duration::from_secs(settings.redis.profile_ttl_s),
+                retention,
                 timeout: Duration::from_millis(settings.redis.timeout_ms),
             })
             .await?,

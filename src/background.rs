@@ -10,7 +10,7 @@ use std::time::Duration;
 /// the task never keeps its owner alive.
 pub fn every<T, F, Fut>(owner: &Arc<T>, every: Duration, tick: F)
 where
-    T: Send + Sync + 'static,
+    T: Send + Sync + ?Sized + 'static,
     F: Fn(Arc<T>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {

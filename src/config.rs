@@ -147,6 +147,8 @@ pub struct StorageSettings {
     pub backend: StorageBackend,
     /// The embedded store's file.
     pub path: PathBuf,
+    /// A profile not written for this long is erased, on every backend.
+    pub profile_ttl_s: u64,
 }
 
 impl Default for StorageSettings {
@@ -154,6 +156,7 @@ impl Default for StorageSettings {
         Self {
             backend: StorageBackend::Embedded,
             path: PathBuf::from("data/vitrine.redb"),
+            profile_ttl_s: 90 * 86_400,
         }
     }
 }
@@ -165,8 +168,9 @@ pub struct RedisSettings {
     pub url: String,
     /// Prepended to every key, so several deployments can share one Redis.
     pub key_prefix: String,
-    /// Every profile key expires this long after its last write.
-    pub profile_ttl_s: u64,
+    /// Deprecated: `storage.profile_ttl_s`, which it overrides when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_ttl_s: Option<u64>,
     /// Connect and response timeout for each Redis call.
     pub timeout_ms: u64,
 }
@@ -176,7 +180,7 @@ impl Default for RedisSettings {
         Self {
             url: String::new(),
             key_prefix: "vitrine:".into(),
-            profile_ttl_s: 90 * 86_400,
+            profile_ttl_s: None,
             timeout_ms: 250,
         }
     }
@@ -736,9 +740,14 @@ impl Settings {
             "must be between 1 and 60000",
         )?;
         check(
-            self.redis.profile_ttl_s >= 60,
-            "redis.profile_ttl_s",
+            self.storage.profile_ttl_s >= 60,
+            "storage.profile_ttl_s",
             "must be at least 60",
+        )?;
+        check(
+            self.redis.profile_ttl_s.is_none_or(|t| t >= 60),
+            "redis.profile_ttl_s",
+            "must be at least 60 (and is deprecated: set storage.profile_ttl_s)",
         )?;
         check(
             (1..=60_000).contains(&self.cache.l1_ttl_ms),
@@ -858,6 +867,18 @@ impl Settings {
 
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.recommend.deadline_ms)
+    }
+
+    /// How long the stores keep profiles and op ids.
+    pub fn retention(&self) -> crate::store::Retention {
+        let ttl = self
+            .redis
+            .profile_ttl_s
+            .unwrap_or(self.storage.profile_ttl_s);
+        crate::store::Retention {
+            profile_ttl: Duration::from_secs(ttl),
+            op_window: Duration::from_secs(self.events.max_age_s.unsigned_abs()),
+        }
     }
 }
 

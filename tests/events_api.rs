@@ -86,6 +86,32 @@ async fn a_repeated_event_is_applied_once() {
     assert_eq!(p["purchased"].as_array().unwrap().len(), 2);
 }
 
+/// An event id is applied once within `events.max_age_s`, however many events come
+/// between (more than a profile's own ring of recent ids holds), on every backend.
+#[tokio::test]
+async fn a_repeated_event_is_applied_once_however_much_happens_between() {
+    let redis = RedisServer::start();
+    let mut on_redis = settings();
+    on_redis.storage.backend = StorageBackend::Redis;
+    on_redis.redis.url = redis.url();
+    for s in [settings(), on_redis] {
+        let app = TestApp::spawn(s).await;
+        let purchase = json!({"event_id": "big-1", "type": "purchase", "customer_id": "repeat-cust",
+            "product_id": "p000001", "price": {"amount": 4000, "currency": "GBP"}});
+        assert_eq!(send(&app, purchase.clone()).await.1["accepted"], 1);
+        let views: Vec<Value> = (0..130)
+            .map(|i| json!({"event_id": format!("between-{i}"), "type": "view", "customer_id": "repeat-cust", "product_id": format!("p{:06}", 2 + i % 50)}))
+            .collect();
+        assert_eq!(send(&app, Value::Array(views)).await.1["accepted"], 130);
+        let (status, again) = send(&app, purchase).await;
+        assert_eq!(status, 202);
+        assert_eq!(again["results"][0]["status"], "duplicate", "{again}");
+        let p = export(&app, "repeat-cust").await;
+        assert_eq!(p["orders_count"], 1);
+        assert_eq!(p["total_spent"], json!({"amount": 4000, "currency": "GBP"}));
+    }
+}
+
 #[tokio::test]
 async fn an_invalid_event_is_rejected_with_its_code_and_the_rest_go_on() {
     let app = TestApp::spawn(settings()).await;
@@ -379,6 +405,14 @@ async fn redis_holds_no_raw_customer_id() {
                 .query_async(&mut conn)
                 .await
                 .unwrap(),
+            // A profile's applied op ids (8-byte keyed hashes).
+            "zset" => redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
             // The event log: every entry's fields and values.
             "stream" => {
                 let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
@@ -397,13 +431,13 @@ async fn redis_holds_no_raw_customer_id() {
             assert!(!String::from_utf8_lossy(&v).contains("alice"), "{name}");
         }
         if name.starts_with("vitrine:p:") {
-            profiles += 1;
+            profiles += usize::from(kind == "string");
             let ttl: i64 = redis::cmd("PTTL")
                 .arg(&key)
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            assert!(ttl > 0, "every profile key expires");
+            assert!(ttl > 0, "every profile key (and op-id set) expires");
         }
     }
     assert!(profiles > 0, "the profile was written");

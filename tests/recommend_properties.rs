@@ -60,6 +60,7 @@ fn profile(catalog: &Catalog, viewed: &[usize], bought: &[usize]) -> Profile {
                 price: None,
                 query: None,
                 order: None,
+                counts_order: true,
             });
         }
     }

@@ -94,6 +94,26 @@ async fn an_order_counts_once_across_create_paid_and_redelivery() {
     assert_eq!(app.profile(CUSTOMER).await.unwrap()["orders_count"], 0);
 }
 
+/// `orders/paid` for an order counted long before (a new delivery id, after more
+/// activity than a profile's ring of recent ids holds) changes nothing.
+#[tokio::test]
+async fn an_order_counts_once_whatever_happens_between_its_topics() {
+    let app = app().await;
+    let body = fixture("orders_create");
+    assert_eq!(send(&app, "orders/create", "w-10", &body).await.0, 200);
+    let views: Vec<Value> = (0..130)
+        .map(|i| json!({"event_id": format!("between-{i}"), "type": "view", "customer_id": CUSTOMER, "product_id": format!("p{:06}", 1 + i % 50)}))
+        .collect();
+    let r = app.post_json("/v1/events", &Value::Array(views)).await;
+    assert_eq!(r.status(), 202);
+    let before = app.profile(CUSTOMER).await.unwrap();
+    assert_eq!(send(&app, "orders/paid", "w-11", &body).await.0, 200);
+    let after = app.profile(CUSTOMER).await.unwrap();
+    assert_eq!(after["orders_count"], 1);
+    assert_eq!(after["total_spent"], before["total_spent"]);
+    assert_eq!(after["purchased"], before["purchased"]);
+}
+
 #[tokio::test]
 async fn a_bad_signature_is_rejected_and_not_applied() {
     let app = app().await;

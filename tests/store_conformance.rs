@@ -32,6 +32,7 @@ fn purchase(id: u64) -> ProfileOp {
         price: Some(Money::new(1_000, Currency::parse("GBP").unwrap())),
         query: None,
         order: None,
+        counts_order: true,
     }
 }
 
@@ -89,12 +90,51 @@ async fn conformance(store: Arc<dyn ProfileStore>) {
     assert_eq!(results[0].as_ref().unwrap().fresh, vec![true]);
     assert_eq!(results[1].as_ref().unwrap().fresh, vec![true, false]);
 
-    // Delete erases; a second delete finds nothing.
+    // An op id is remembered within the window however many ops came between (far
+    // more than the profile's own ring holds).
+    for id in 1_000..1_300 {
+        store.apply(&key(7), &[view(id)]).await.unwrap();
+    }
+    let late = store.apply(&key(7), &[purchase(1_000)]).await.unwrap();
+    assert_eq!(late.fresh, vec![false], "a repeat after 300 ops");
+    assert_eq!(late.profile.orders_count, 0);
+    assert_eq!(
+        store
+            .apply_batch(&[(key(7), vec![view(1_001), view(1_299), view(2_000)])])
+            .await[0]
+            .as_ref()
+            .unwrap()
+            .fresh,
+        vec![false, false, true]
+    );
+
+    // Delete erases (its op ids too); a second delete finds nothing.
     assert!(store.delete(&key(1)).await.unwrap());
     assert!(store.get(&key(1)).await.unwrap().is_none());
     assert!(!store.delete(&key(1)).await.unwrap());
+    assert!(store.delete(&key(7)).await.unwrap());
+    assert_eq!(
+        store.apply(&key(7), &[view(1_000)]).await.unwrap().fresh,
+        vec![true],
+        "nothing of an erased profile is remembered"
+    );
 
     store.ping().await.unwrap();
+}
+
+fn view(id: u64) -> ProfileOp {
+    ProfileOp::Event {
+        id,
+        at: 1_700_000_000,
+        behaviour: Behaviour::View,
+        product_id: Some(format!("p{id}")),
+        category: None,
+        quantity: 1,
+        price: None,
+        query: None,
+        order: None,
+        counts_order: false,
+    }
 }
 
 fn record(id: &str, title: &str) -> ProductRecord {
@@ -340,7 +380,10 @@ fn redis_options(server: &RedisServer) -> RedisOptions {
     RedisOptions {
         url: server.url(),
         key_prefix: "test:".into(),
-        profile_ttl: Duration::from_secs(3600),
+        retention: vitrine::store::Retention {
+            profile_ttl: Duration::from_secs(3600),
+            ..vitrine::store::Retention::default()
+        },
         timeout: Duration::from_millis(500),
     }
 }
@@ -388,6 +431,72 @@ async fn the_embedded_store_keeps_profiles_across_a_restart() {
     assert_eq!(store.get(&key(1)).await.unwrap().unwrap().orders_count, 1);
 }
 
+/// The embedded store expires what it holds: profiles past their TTL and op ids past
+/// their window are swept, and a file under a steady stream of new visitors stops
+/// growing once what it holds starts expiring.
+#[tokio::test]
+async fn the_embedded_store_sweeps_what_expired_and_its_file_stops_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sweep.redb");
+    let retention = vitrine::store::Retention {
+        profile_ttl: Duration::from_secs(3_600),
+        op_window: Duration::from_secs(600),
+    };
+    let store = EmbeddedStore::open_with(&path, retention).unwrap();
+    let now = vitrine::domain::time::unix_now();
+    // Sweeping (each pass a slice, from where the last stopped) until three passes in
+    // a row erase nothing, with the clock at `at`.
+    let sweep = |at: i64| {
+        let store = &store;
+        async move {
+            let (mut total, mut idle) = (0, 0);
+            while idle < 3 {
+                let n = store.sweep_at(at).await.unwrap();
+                total += n;
+                idle = if n == 0 { idle + 1 } else { 0 };
+            }
+            total
+        }
+    };
+    let visitors = |round: u32| -> Vec<(ProfileKey, Vec<ProfileOp>)> {
+        (0..2_000u32)
+            .map(|i| {
+                let mut k = [0u8; 16];
+                k[..4].copy_from_slice(&round.to_le_bytes());
+                k[4..8].copy_from_slice(&i.to_le_bytes());
+                (
+                    ProfileKey(k),
+                    (0..5).map(|e| view(u64::from(i) * 8 + e)).collect(),
+                )
+            })
+            .collect()
+    };
+    store.apply_batch(&visitors(0)).await;
+    assert_eq!(sweep(now).await, 0, "nothing has expired yet");
+    assert!(
+        store.get(&visitors(0)[0].0).await.unwrap().is_some(),
+        "a fresh profile stays"
+    );
+    // Past the window, op ids go (and the profiles stay); past the TTL, profiles go.
+    assert_eq!(sweep(now + 601).await, 2_000 * 5);
+    assert!(store.get(&visitors(0)[0].0).await.unwrap().is_some());
+    assert_eq!(sweep(now + 3_601).await, 2_000);
+    assert!(store.get(&visitors(0)[0].0).await.unwrap().is_none());
+
+    // Steady state: each round of new visitors replaces an expired one in the file.
+    let mut sizes = Vec::new();
+    for round in 1..=6 {
+        store.apply_batch(&visitors(round)).await;
+        sweep(now + 3_601 * i64::from(round + 1)).await;
+        sizes.push(std::fs::metadata(&path).unwrap().len());
+    }
+    let (early, late) = (sizes[1], sizes[5]);
+    assert!(
+        late <= early + early / 10,
+        "the file keeps growing after its entries expire: {sizes:?}"
+    );
+}
+
 #[test]
 fn an_embedded_file_of_another_format_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -428,10 +537,11 @@ async fn redis_keys_hold_no_raw_ids_and_always_expire() {
     let scan = server
         .command(&["SCAN", "0", "MATCH", "test:p:*", "COUNT", "100"])
         .unwrap();
+    // The profile and the set of op ids applied to it.
     let raw_key_count = scan.matches("test:p:").count();
-    assert_eq!(raw_key_count, 1, "{scan}");
+    assert_eq!(raw_key_count, 2, "{scan}");
     let dbsize = server.command(&["DBSIZE"]).unwrap();
-    assert!(dbsize.starts_with(":1"), "{dbsize}");
+    assert!(dbsize.starts_with(":2"), "{dbsize}");
     let expiring = server.command(&["INFO", "keyspace"]).unwrap();
-    assert!(expiring.contains("expires=1"), "{expiring}");
+    assert!(expiring.contains("expires=2"), "{expiring}");
 }

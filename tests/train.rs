@@ -200,7 +200,10 @@ async fn new_models_relearn_what_the_log_gained_after_their_training() {
     let store = RedisStore::connect(&RedisOptions {
         url: redis.url(),
         key_prefix: "vitrine:".into(),
-        profile_ttl: Duration::from_secs(3_600),
+        retention: vitrine::store::Retention {
+            profile_ttl: Duration::from_secs(3_600),
+            ..vitrine::store::Retention::default()
+        },
         timeout: Duration::from_secs(2),
     })
     .await

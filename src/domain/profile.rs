@@ -17,8 +17,14 @@ pub const MAX_PURCHASED: usize = 100;
 pub const MAX_AFFINITIES: usize = 16;
 pub const MAX_CART_LINES: usize = 100;
 pub const MAX_SEGMENTS: usize = 32;
-/// Op ids remembered for idempotency; a repeat older than this window would apply again.
+/// Op ids remembered in the profile itself: the cheap first check. The store remembers
+/// every op id for `events.max_age_s` besides (see `store::ProfileStore::apply`).
 pub const APPLIED_WINDOW: usize = 128;
+/// Orders counted, remembered for the profile's lifetime up to this many (a customer
+/// with more has the oldest forgotten).
+pub const MAX_ORDERS_SEEN: usize = 10_000;
+/// Orders counted from purchase events whose further lines still add to the spend.
+const OPEN_LINE_ORDERS: usize = 32;
 /// Half-life of category affinity, in seconds (30 days).
 pub const AFFINITY_HALF_LIFE_S: f64 = 30.0 * 86_400.0;
 const DAY: i64 = 86_400;
@@ -84,7 +90,8 @@ pub struct Profile {
     /// Fingerprints of applied ops (events, webhooks, merges), newest last.
     #[serde(with = "packed")]
     pub applied: Vec<u32>,
-    /// Fingerprints of orders already counted, newest last.
+    /// Fingerprints of orders already counted, newest last (at most
+    /// [`MAX_ORDERS_SEEN`]): an order changes the count and the spend once.
     #[serde(with = "packed")]
     pub orders_seen: Vec<u32>,
     /// Products shown to the visitor (impressions) without a click since, most recent
@@ -98,6 +105,13 @@ pub struct Profile {
     /// Promotions with a per-customer budget this customer used, and how often.
     #[serde(default)]
     pub promotions_used: Vec<ContentShown>,
+    /// Fingerprints of counted orders taken back (cancelled, refunded): taken back once.
+    #[serde(default, with = "packed")]
+    pub orders_cancelled: Vec<u32>,
+    /// Orders counted from purchase events (line by line), newest last: their further
+    /// lines add to the spend; an order counted whole (webhook, import) is not added to.
+    #[serde(default, with = "packed")]
+    pub orders_by_lines: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,7 +245,7 @@ impl std::str::FromStr for Behaviour {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ProfileOp {
     /// A storefront event. `order` groups purchase lines into one order.
     Event {
@@ -244,6 +258,9 @@ pub enum ProfileOp {
         price: Option<Money>,
         query: Option<String>,
         order: Option<u64>,
+        /// Whether a purchase counts as an order (orders, spend, lifecycle): only from
+        /// trusted sources (admin keys, imports), never from a publishable key.
+        counts_order: bool,
     },
     /// A whole order (platform webhook or import).
     Order {
@@ -338,9 +355,14 @@ impl Profile {
                 price,
                 query,
                 order,
+                counts_order,
                 ..
             } => {
                 self.touch(*at);
+                if *behaviour == Behaviour::Purchase && *counts_order {
+                    // The shop's record of orders and spend, kept whatever the consent.
+                    self.count_line(order.unwrap_or(id), *at, *price, *quantity);
+                }
                 if !self.consent.personalization {
                     // No behavioural history for visitors who did not consent.
                     return true;
@@ -351,10 +373,7 @@ impl Profile {
                     product_id.as_deref(),
                     category.as_deref(),
                     *quantity,
-                    *price,
                     query.as_deref(),
-                    *order,
-                    id,
                 );
             }
             ProfileOp::Order {
@@ -365,6 +384,10 @@ impl Profile {
                 ..
             } => {
                 self.touch(*at);
+                if self.orders_seen.contains(&fingerprint(*order)) {
+                    // Counted before (another topic or delivery of the same order).
+                    return true;
+                }
                 self.count_order(*order, *at, *total);
                 if self.consent.personalization {
                     for (product, qty, category) in lines {
@@ -378,14 +401,14 @@ impl Profile {
             }
             ProfileOp::CancelOrder { order, total, .. } => {
                 let order = fingerprint(*order);
-                if self.orders_seen.contains(&order) {
+                if self.orders_seen.contains(&order) && !self.orders_cancelled.contains(&order) {
                     self.orders_count = self.orders_count.saturating_sub(1);
                     if let Some(spent) = &mut self.total_spent
                         && spent.currency == total.currency
                     {
-                        spent.amount = (spent.amount - total.amount).max(0);
+                        spent.amount = spent.amount.saturating_sub(total.amount).max(0);
                     }
-                    self.orders_seen.retain(|o| *o != order);
+                    push_ring(&mut self.orders_cancelled, order, MAX_ORDERS_SEEN);
                 }
             }
             ProfileOp::SetCart { at, lines, .. } => {
@@ -475,7 +498,6 @@ impl Profile {
         self.last_seen = self.last_seen.max(at);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn event(
         &mut self,
         at: i64,
@@ -483,10 +505,7 @@ impl Profile {
         product: Option<&str>,
         category: Option<&str>,
         quantity: u32,
-        price: Option<Money>,
         query: Option<&str>,
-        order: Option<u64>,
-        id: u64,
     ) {
         let weight = match behaviour {
             Behaviour::View | Behaviour::Click => 1.0,
@@ -535,22 +554,6 @@ impl Profile {
                     self.record_purchase(p, quantity, at);
                     self.cart.retain(|l| l.product_id != p);
                 }
-                let line_total = price
-                    .map(|m| Money::new(m.amount.saturating_mul(i64::from(quantity)), m.currency));
-                let order = order.unwrap_or(id);
-                if let Some(total) = line_total {
-                    self.count_order(order, at, total);
-                } else if !self.orders_seen.contains(&fingerprint(order)) {
-                    self.count_order(
-                        order,
-                        at,
-                        Money::new(
-                            0,
-                            self.total_spent
-                                .map_or(super::Currency::XXX, |m| m.currency),
-                        ),
-                    );
-                }
             }
             Behaviour::Impression => {
                 if let Some(p) = product {
@@ -578,14 +581,38 @@ impl Profile {
         }
     }
 
-    /// Counts an order once by its id, and adds to the spend in the profile's currency.
-    fn count_order(&mut self, order: u64, at: i64, total: Money) {
-        if !self.orders_seen.contains(&fingerprint(order)) {
-            push_ring(&mut self.orders_seen, fingerprint(order), APPLIED_WINDOW);
-            self.orders_count = self.orders_count.saturating_add(1);
-            self.first_order_at = Some(self.first_order_at.map_or(at, |f| f.min(at)));
-            self.last_order_at = Some(self.last_order_at.map_or(at, |l| l.max(at)));
+    /// One purchase line of `order`: the first line counts the order; every line of an
+    /// order counted line by line adds to the spend. An order counted whole before (a
+    /// webhook or an import) is not added to.
+    fn count_line(&mut self, order: u64, at: i64, price: Option<Money>, quantity: u32) {
+        let fp = fingerprint(order);
+        let line = price
+            .map(|m| Money::new(m.amount.saturating_mul(i64::from(quantity)), m.currency))
+            .unwrap_or_else(|| {
+                Money::new(
+                    0,
+                    self.total_spent
+                        .map_or(super::Currency::XXX, |m| m.currency),
+                )
+            });
+        if !self.orders_seen.contains(&fp) {
+            push_ring(&mut self.orders_by_lines, fp, OPEN_LINE_ORDERS);
+            self.count_order(order, at, line);
+        } else if self.orders_by_lines.contains(&fp) && !self.orders_cancelled.contains(&fp) {
+            self.add_spend(line);
         }
+    }
+
+    /// Counts a new order and adds its total to the spend in the profile's currency.
+    fn count_order(&mut self, order: u64, at: i64, total: Money) {
+        push_ring(&mut self.orders_seen, fingerprint(order), MAX_ORDERS_SEEN);
+        self.orders_count = self.orders_count.saturating_add(1);
+        self.first_order_at = Some(self.first_order_at.map_or(at, |f| f.min(at)));
+        self.last_order_at = Some(self.last_order_at.map_or(at, |l| l.max(at)));
+        self.add_spend(total);
+    }
+
+    fn add_spend(&mut self, total: Money) {
         match &mut self.total_spent {
             Some(spent) if spent.currency == total.currency => {
                 spent.amount = spent.amount.saturating_add(total.amount);
@@ -785,6 +812,22 @@ mod tests {
             price: Some(gbp(1_000)),
             query: None,
             order: None,
+            counts_order: true,
+        }
+    }
+
+    fn purchase(id: u64, product: &str, order: Option<u64>, price: i64, counts: bool) -> ProfileOp {
+        ProfileOp::Event {
+            id,
+            at: 1_000 + id as i64,
+            behaviour: Behaviour::Purchase,
+            product_id: Some(product.into()),
+            category: Some("kitchen/cookware".into()),
+            quantity: 1,
+            price: Some(gbp(price)),
+            query: None,
+            order,
+            counts_order: counts,
         }
     }
 
@@ -809,31 +852,7 @@ mod tests {
     fn purchase_lines_of_one_order_count_one_order() {
         let mut p = Profile::default();
         for (id, product) in [(1, "a"), (2, "b")] {
-            let ProfileOp::Event {
-                id,
-                at,
-                behaviour,
-                product_id,
-                category,
-                quantity,
-                price,
-                query,
-                ..
-            } = event(id, Behaviour::Purchase, product)
-            else {
-                unreachable!()
-            };
-            p.apply(&ProfileOp::Event {
-                id,
-                at,
-                behaviour,
-                product_id,
-                category,
-                quantity,
-                price,
-                query,
-                order: Some(77),
-            });
+            p.apply(&purchase(id, product, Some(77), 1_000, true));
         }
         assert_eq!(p.orders_count, 1);
         assert_eq!(p.total_spent, Some(gbp(2_000)));
@@ -927,6 +946,58 @@ mod tests {
         });
         assert_eq!(p.orders_count, 0);
         assert_eq!(p.total_spent, Some(gbp(0)));
+    }
+
+    fn order(id: u64, order: u64, total: i64) -> ProfileOp {
+        ProfileOp::Order {
+            id,
+            order,
+            at: 10,
+            total: gbp(total),
+            lines: vec![("a".into(), 2, None), ("b".into(), 1, None)],
+        }
+    }
+
+    #[test]
+    fn an_order_counts_once_for_the_profiles_lifetime_whatever_happens_between() {
+        let mut p = Profile::default();
+        assert!(p.apply(&order(1, 9, 4_000)));
+        for i in 0..1_000 {
+            p.apply(&event(100 + i, Behaviour::View, "v"));
+        }
+        // Another topic of the same order (a new delivery id), long after.
+        p.apply(&order(2, 9, 4_000));
+        assert_eq!(p.orders_count, 1);
+        assert_eq!(p.total_spent, Some(gbp(4_000)));
+        let a = p.purchased.iter().find(|x| x.product_id == "a").unwrap();
+        assert_eq!(a.count, 2, "its lines are not recorded twice");
+
+        // Taken back once, and a redelivered order after it is not counted again.
+        for id in [3, 4] {
+            p.apply(&ProfileOp::CancelOrder {
+                id,
+                order: 9,
+                total: gbp(4_000),
+            });
+        }
+        p.apply(&order(5, 9, 4_000));
+        assert_eq!((p.orders_count, p.total_spent), (0, Some(gbp(0))));
+    }
+
+    #[test]
+    fn untrusted_purchases_are_history_but_not_orders() {
+        let mut p = Profile::default();
+        p.apply(&purchase(1, "a", None, i64::MAX, false));
+        assert_eq!((p.orders_count, p.total_spent), (0, None));
+        assert_eq!(p.purchased.len(), 1);
+    }
+
+    #[test]
+    fn lines_of_an_order_counted_whole_add_nothing() {
+        let mut p = Profile::default();
+        p.apply(&order(1, 77, 4_000));
+        p.apply(&purchase(2, "a", Some(77), 1_000, true));
+        assert_eq!((p.orders_count, p.total_spent), (1, Some(gbp(4_000))));
     }
 
     #[test]

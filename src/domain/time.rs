@@ -1,4 +1,11 @@
-//! Timestamps as the platforms write them, to Unix seconds.
+//! Timestamps as the platforms write them, to Unix seconds; and the clock.
+
+/// The current time in Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, mo: i64, d: i64) -> i64 {

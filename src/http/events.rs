@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::auth::Caller;
 use super::error::{ApiError, ErrorCode};
 use super::extract::JsonBody;
 use crate::app::AppState;
@@ -50,8 +51,12 @@ struct EventError {
 
 async fn post_events(
     State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Report>), ApiError> {
+    // Only a trusted caller's purchases are orders (orders, spend, lifecycle); a
+    // publishable key's still teach the models.
+    let trusted = caller.is_some_and(|c| c.0.is_trusted());
     let items = match body {
         Value::Array(items) => items,
         single @ Value::Object(_) => vec![single],
@@ -87,7 +92,8 @@ async fn post_events(
                     .map_err(|r| (r, rejection_message(r).to_owned()))
             });
         match parsed {
-            Ok(event) => {
+            Ok(mut event) => {
+                event.trusted = trusted;
                 slots.push(results.len());
                 metrics::counter!("vitrine_events_total", "type" => event.behaviour.as_str(), "result" => "valid")
                     .increment(1);

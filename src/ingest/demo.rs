@@ -774,6 +774,7 @@ fn build_profiles(
                 price: None,
                 query: None,
                 order: None,
+                counts_order: true,
             });
         }
     }
@@ -795,6 +796,7 @@ fn build_profiles(
             price: Some(product.price),
             query: None,
             order: i.order,
+            counts_order: true,
         });
     }
     profiles

@@ -131,6 +131,9 @@ pub struct Event {
     pub at: i64,
     pub consent: Option<(Option<bool>, Option<bool>)>,
     pub audience: Audience,
+    /// From a trusted source (an admin key, an import): only then does a purchase count
+    /// as an order (orders, spend, lifecycle). `validate` leaves it false.
+    pub trusted: bool,
 }
 
 fn opt_id(raw: Option<String>) -> Result<Option<String>, Rejection> {
@@ -229,6 +232,7 @@ impl RawEvent {
                 .map(RawEventContext::audience)
                 .transpose()?
                 .unwrap_or_default(),
+            trusted: false,
         })
     }
 }
@@ -269,6 +273,7 @@ impl Event {
             price: self.price,
             query: self.query.clone(),
             order: self.order_id.as_deref().map(|o| hasher.id64(b'o', o)),
+            counts_order: self.trusted,
         });
         ops
     }

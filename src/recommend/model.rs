@@ -1,7 +1,6 @@
 //! The set of models one answer is computed from, built together and swapped together.
 
 use std::borrow::Cow;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::RecommendSettings;
 use crate::domain::{Catalog, Interaction, InteractionKind, ProductIdx, Segment};
@@ -142,8 +141,4 @@ impl Models {
     }
 }
 
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use crate::domain::time::unix_now;

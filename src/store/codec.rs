@@ -50,13 +50,15 @@ mod tests {
                 price: Some(Money::new(999, Currency::parse("EUR").unwrap())),
                 query: None,
                 order: None,
+                counts_order: true,
             });
         }
         let bytes = encode(&p).unwrap();
         assert_eq!(decode(&bytes).unwrap(), p);
-        // 40 applied ids and 5 orders, 4 bytes each, plus 2-byte headers.
+        // 40 applied ids and 5 orders (each counted line by line), 4 bytes each, plus
+        // 2-byte headers, and no cancelled order.
         assert_eq!(p.applied.len(), 40);
-        let rings = 40 * 4 + 2 + 5 * 4 + 2;
+        let rings = 40 * 4 + 2 + 5 * 4 + 2 + 5 * 4 + 2 + 2;
         assert!(
             bytes.len() < 30 * 8 + 5 * 16 + 3 * 10 + rings + 60,
             "{}",

@@ -4,6 +4,12 @@
 //! redb has one writer at a time, so a read-modify-write inside a write transaction can
 //! never lose an update. Writes run on the blocking pool (a commit waits for fsync); a
 //! batch of events is one transaction, so one fsync covers all its profiles.
+//!
+//! Nothing lives forever: each profile has an expiry (`profile_expiry`, moved on every
+//! write) and each applied op id one (`applied_ops`, keyed by profile then op, so a
+//! profile's ids are one range). [`EmbeddedStore::sweep`] walks both tables a slice at
+//! a time from where it last stopped and erases what has expired, so the file stops
+//! growing once what it holds starts expiring (freed pages are reused).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,6 +24,7 @@ use super::{
 use crate::domain::Profile;
 use crate::domain::catalog::ProductRecord;
 use crate::domain::profile::ProfileOp;
+use crate::domain::time::unix_now;
 
 const PROFILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("profiles");
 /// Product id -> MessagePack [`ProductRecord`].
@@ -44,6 +51,25 @@ const PROMO_USAGE: TableDefinition<&str, (u64, i64)> = TableDefinition::new("pro
 const REDEEMED: TableDefinition<&str, i64> = TableDefinition::new("redeemed_orders");
 /// Sequence number -> MessagePack [`LogEntry`].
 const EVENT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("event_log");
+/// Profile key -> when the profile expires (Unix seconds).
+const PROFILE_EXPIRY: TableDefinition<&[u8], i64> = TableDefinition::new("profile_expiry");
+/// Profile key (16 bytes) + op id (8 bytes, big-endian) -> when the id may be forgotten.
+const APPLIED_OPS: TableDefinition<&[u8], i64> = TableDefinition::new("applied_ops");
+
+/// Entries of each expiring table one sweep looks at.
+const SWEEP_SLICE: usize = 5_000;
+
+fn op_key(key: &ProfileKey, id: u64) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..16].copy_from_slice(key.as_bytes());
+    k[16..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The range of a profile's op ids in `applied_ops`.
+fn op_range(key: &ProfileKey) -> ([u8; 24], [u8; 24]) {
+    (op_key(key, 0), op_key(key, u64::MAX))
+}
 
 fn level_key(product: &str, item: &str, location: &str) -> String {
     format!("{product}\x1f{item}\x1f{location}")
@@ -51,6 +77,9 @@ fn level_key(product: &str, item: &str, location: &str) -> String {
 
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    retention: super::Retention,
+    /// Where the sweep stopped in `profile_expiry` and `applied_ops` (empty: start).
+    sweep_from: std::sync::Mutex<(Vec<u8>, Vec<u8>)>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -58,7 +87,12 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl EmbeddedStore {
+    /// Opens (or creates) the store with the default [`super::Retention`].
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, super::Retention::default())
+    }
+
+    pub fn open_with(path: &Path, retention: super::Retention) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
@@ -97,8 +131,14 @@ impl EmbeddedStore {
         txn.open_table(RULESET_LIVE).map_err(unavailable)?;
         txn.open_table(PROMO_USAGE).map_err(unavailable)?;
         txn.open_table(REDEEMED).map_err(unavailable)?;
+        txn.open_table(PROFILE_EXPIRY).map_err(unavailable)?;
+        txn.open_table(APPLIED_OPS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            retention,
+            sweep_from: std::sync::Mutex::default(),
+        })
     }
 
     fn read(db: &Database, key: &ProfileKey) -> Result<Option<Profile>, StoreError> {
@@ -110,23 +150,46 @@ impl EmbeddedStore {
 
     fn write_batch(
         db: &Database,
+        retention: super::Retention,
         batch: &[(ProfileKey, Vec<ProfileOp>)],
     ) -> Result<Vec<Applied>, StoreError> {
+        let now = unix_now();
         let txn = db.begin_write().map_err(unavailable)?;
         let mut out = Vec::with_capacity(batch.len());
         {
             let mut table = txn.open_table(PROFILES).map_err(unavailable)?;
+            let mut expiry = txn.open_table(PROFILE_EXPIRY).map_err(unavailable)?;
+            let mut applied = txn.open_table(APPLIED_OPS).map_err(unavailable)?;
             for (key, ops) in batch {
                 let k = key.as_bytes().as_slice();
                 let mut profile = match table.get(k).map_err(unavailable)? {
                     Some(v) => codec::decode(v.value())?,
                     None => Profile::default(),
                 };
-                let fresh = apply_ops(&mut profile, ops);
+                let mut remembered = Vec::with_capacity(ops.len());
+                for op in ops {
+                    let until = applied
+                        .get(op_key(key, op.id()).as_slice())
+                        .map_err(unavailable)?
+                        .map(|v| v.value());
+                    remembered.push(until.is_some_and(|t| t >= now));
+                }
+                let fresh = apply_ops(&mut profile, ops, &remembered);
                 if fresh.contains(&true) {
                     table
                         .insert(k, codec::encode(&profile)?.as_slice())
                         .map_err(unavailable)?;
+                    expiry
+                        .insert(k, now.saturating_add(retention.profile_ttl_s()))
+                        .map_err(unavailable)?;
+                    let until = now.saturating_add(retention.op_window_s());
+                    for (op, new) in ops.iter().zip(&fresh) {
+                        if *new {
+                            applied
+                                .insert(op_key(key, op.id()).as_slice(), until)
+                                .map_err(unavailable)?;
+                        }
+                    }
                 }
                 out.push(Applied {
                     profile: Arc::new(profile),
@@ -136,6 +199,91 @@ impl EmbeddedStore {
         }
         txn.commit().map_err(unavailable)?;
         Ok(out)
+    }
+
+    /// Erases expired profiles and op ids: up to [`SWEEP_SLICE`] entries of each table
+    /// from where the last sweep stopped, so a sweep is short however large the file.
+    /// Returns how many entries it erased.
+    fn sweep_slice(
+        db: &Database,
+        from: &mut (Vec<u8>, Vec<u8>),
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let txn = db.begin_write().map_err(unavailable)?;
+        let mut erased = 0u64;
+        {
+            let mut profiles = txn.open_table(PROFILES).map_err(unavailable)?;
+            let mut expiry = txn.open_table(PROFILE_EXPIRY).map_err(unavailable)?;
+            let mut applied = txn.open_table(APPLIED_OPS).map_err(unavailable)?;
+            let (expired, next) = Self::expired_slice(&expiry, &from.0, now)?;
+            for k in &expired {
+                profiles.remove(k.as_slice()).map_err(unavailable)?;
+                expiry.remove(k.as_slice()).map_err(unavailable)?;
+                if let Ok(key) = <[u8; 16]>::try_from(k.as_slice()) {
+                    let (lo, hi) = op_range(&ProfileKey(key));
+                    applied
+                        .retain_in(lo.as_slice()..=hi.as_slice(), |_, _| false)
+                        .map_err(unavailable)?;
+                }
+            }
+            erased += expired.len() as u64;
+            from.0 = next;
+            let (expired, next) = Self::expired_slice(&applied, &from.1, now)?;
+            for k in &expired {
+                applied.remove(k.as_slice()).map_err(unavailable)?;
+            }
+            erased += expired.len() as u64;
+            from.1 = next;
+        }
+        txn.commit().map_err(unavailable)?;
+        Ok(erased)
+    }
+
+    /// The expired keys among the next [`SWEEP_SLICE`] entries from `from`, and where
+    /// the next slice starts (empty: back to the first entry).
+    fn expired_slice(
+        table: &redb::Table<&[u8], i64>,
+        from: &[u8],
+        now: i64,
+    ) -> Result<(Vec<Vec<u8>>, Vec<u8>), StoreError> {
+        let mut expired = Vec::new();
+        let mut last = None;
+        let mut seen = 0;
+        for row in table.range(from..).map_err(unavailable)? {
+            let (k, until) = row.map_err(unavailable)?;
+            seen += 1;
+            if until.value() < now {
+                expired.push(k.value().to_vec());
+            }
+            last = Some(k.value().to_vec());
+            if seen == SWEEP_SLICE {
+                break;
+            }
+        }
+        let next = match last {
+            // Past the last key read: that key plus a zero byte.
+            Some(mut k) if seen == SWEEP_SLICE => {
+                k.push(0);
+                k
+            }
+            _ => Vec::new(),
+        };
+        Ok((expired, next))
+    }
+
+    /// Sweeps with the clock at `now`: what [`ProfileStore::sweep`] does, with the time
+    /// given (tests move it forward instead of waiting).
+    pub async fn sweep_at(&self, now: i64) -> Result<u64, StoreError> {
+        let from = std::mem::take(&mut *self.sweep_from.lock().unwrap_or_else(|e| e.into_inner()));
+        let db = self.db.clone();
+        let (erased, from) = tokio::task::spawn_blocking(move || {
+            let mut from = from;
+            Self::sweep_slice(&db, &mut from, now).map(|n| (n, from))
+        })
+        .await
+        .map_err(|e| unavailable(format!("store task: {e}")))??;
+        *self.sweep_from.lock().unwrap_or_else(|e| e.into_inner()) = from;
+        Ok(erased)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -387,7 +535,7 @@ impl CatalogStore for EmbeddedStore {
                                     .map_err(unavailable)?;
                             }
                             orders
-                                .insert(order.as_str(), crate::recommend::model::unix_now())
+                                .insert(order.as_str(), unix_now())
                                 .map_err(unavailable)?;
                             super::Redeemed::Recorded
                         }
@@ -592,8 +740,9 @@ impl ProfileStore for EmbeddedStore {
 
     async fn apply(&self, key: &ProfileKey, ops: &[ProfileOp]) -> Result<Applied, StoreError> {
         let batch = vec![(*key, ops.to_vec())];
+        let retention = self.retention;
         let mut out = self
-            .blocking(move |db| Self::write_batch(db, &batch))
+            .blocking(move |db| Self::write_batch(db, retention, &batch))
             .await?;
         out.pop().ok_or_else(|| unavailable("empty batch result"))
     }
@@ -603,7 +752,11 @@ impl ProfileStore for EmbeddedStore {
         batch: &[(ProfileKey, Vec<ProfileOp>)],
     ) -> Vec<Result<Applied, StoreError>> {
         let owned = batch.to_vec();
-        match self.blocking(move |db| Self::write_batch(db, &owned)).await {
+        let retention = self.retention;
+        match self
+            .blocking(move |db| Self::write_batch(db, retention, &owned))
+            .await
+        {
             Ok(results) => results.into_iter().map(Ok).collect(),
             Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
         }
@@ -615,6 +768,15 @@ impl ProfileStore for EmbeddedStore {
             let txn = db.begin_write().map_err(unavailable)?;
             let existed = {
                 let mut table = txn.open_table(PROFILES).map_err(unavailable)?;
+                let mut expiry = txn.open_table(PROFILE_EXPIRY).map_err(unavailable)?;
+                let mut applied = txn.open_table(APPLIED_OPS).map_err(unavailable)?;
+                expiry
+                    .remove(key.as_bytes().as_slice())
+                    .map_err(unavailable)?;
+                let (lo, hi) = op_range(&key);
+                applied
+                    .retain_in(lo.as_slice()..=hi.as_slice(), |_, _| false)
+                    .map_err(unavailable)?;
                 table
                     .remove(key.as_bytes().as_slice())
                     .map_err(unavailable)?
@@ -635,6 +797,10 @@ impl ProfileStore for EmbeddedStore {
             };
             txn.delete_table(PROFILES).map_err(unavailable)?;
             txn.open_table(PROFILES).map_err(unavailable)?;
+            for table in [PROFILE_EXPIRY, APPLIED_OPS] {
+                txn.delete_table(table).map_err(unavailable)?;
+                txn.open_table(table).map_err(unavailable)?;
+            }
             txn.commit().map_err(unavailable)?;
             Ok(n)
         })
@@ -642,20 +808,21 @@ impl ProfileStore for EmbeddedStore {
     }
 
     async fn seed(&self, profiles: Vec<(ProfileKey, Profile)>) -> Result<bool, StoreError> {
+        let until = unix_now().saturating_add(self.retention.profile_ttl_s());
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             {
                 let mut table = txn.open_table(PROFILES).map_err(unavailable)?;
+                let mut expiry = txn.open_table(PROFILE_EXPIRY).map_err(unavailable)?;
                 if !table.is_empty().map_err(unavailable)? {
                     return Ok(false);
                 }
                 for (key, profile) in &profiles {
+                    let k = key.as_bytes().as_slice();
                     table
-                        .insert(
-                            key.as_bytes().as_slice(),
-                            codec::encode(profile)?.as_slice(),
-                        )
+                        .insert(k, codec::encode(profile)?.as_slice())
                         .map_err(unavailable)?;
+                    expiry.insert(k, until).map_err(unavailable)?;
                 }
             }
             txn.commit().map_err(unavailable)?;
@@ -668,5 +835,9 @@ impl ProfileStore for EmbeddedStore {
         let txn = self.db.begin_read().map_err(unavailable)?;
         txn.open_table(PROFILES).map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn sweep(&self) -> Result<u64, StoreError> {
+        self.sweep_at(unix_now()).await
     }
 }

@@ -18,10 +18,19 @@ use super::{
 use crate::domain::Profile;
 use crate::domain::catalog::ProductRecord;
 use crate::domain::profile::ProfileOp;
+use crate::domain::time::unix_now;
 
 const SHARDS: usize = 64;
 
-type Shard = RwLock<FxHashMap<ProfileKey, Arc<Profile>>>;
+/// A profile with when it expires and the op ids applied to it (each with when it may
+/// be forgotten).
+struct Stored {
+    profile: Arc<Profile>,
+    expires: i64,
+    applied: FxHashMap<u64, i64>,
+}
+
+type Shard = RwLock<FxHashMap<ProfileKey, Stored>>;
 
 /// The stored catalog: version, records and stock by product id.
 #[derive(Default)]
@@ -52,6 +61,7 @@ struct StoredLog {
 
 pub struct MemoryStore {
     shards: Vec<Shard>,
+    retention: super::Retention,
     catalog: RwLock<StoredCatalog>,
     log: RwLock<StoredLog>,
 }
@@ -64,7 +74,12 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     pub fn new() -> Self {
+        Self::with_retention(super::Retention::default())
+    }
+
+    pub fn with_retention(retention: super::Retention) -> Self {
         Self {
+            retention,
             shards: (0..SHARDS)
                 .map(|_| RwLock::new(FxHashMap::default()))
                 .collect(),
@@ -319,26 +334,55 @@ impl ProfileStore for MemoryStore {
 
     async fn get(&self, key: &ProfileKey) -> Result<Option<Arc<Profile>>, StoreError> {
         // A poisoned shard still holds consistent data: every write is one insert.
+        let now = unix_now();
         let found = Ok(self
             .shard(key)
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .cloned());
+            .filter(|s| s.expires >= now)
+            .map(|s| s.profile.clone()));
         record_result("memory", &found);
         found
     }
 
     async fn apply(&self, key: &ProfileKey, ops: &[ProfileOp]) -> Result<Applied, StoreError> {
+        let now = unix_now();
         let mut shard = self.shard(key).write().unwrap_or_else(|e| e.into_inner());
-        let mut profile = shard
-            .get(key)
-            .map(|p| Profile::clone(p))
-            .unwrap_or_default();
-        let fresh = apply_ops(&mut profile, ops);
+        let stored = shard
+            .remove(key)
+            .filter(|s| s.expires >= now)
+            .unwrap_or_else(|| Stored {
+                profile: Arc::default(),
+                expires: 0,
+                applied: FxHashMap::default(),
+            });
+        let remembered: Vec<bool> = ops
+            .iter()
+            .map(|op| stored.applied.get(&op.id()).is_some_and(|t| *t >= now))
+            .collect();
+        let mut profile = Profile::clone(&stored.profile);
+        let fresh = apply_ops(&mut profile, ops, &remembered);
         let profile = Arc::new(profile);
         if fresh.contains(&true) {
-            shard.insert(*key, profile.clone());
+            let mut applied = stored.applied;
+            applied.retain(|_, t| *t >= now);
+            let until = now.saturating_add(self.retention.op_window_s());
+            for (op, new) in ops.iter().zip(&fresh) {
+                if *new {
+                    applied.insert(op.id(), until);
+                }
+            }
+            shard.insert(
+                *key,
+                Stored {
+                    profile: profile.clone(),
+                    expires: now.saturating_add(self.retention.profile_ttl_s()),
+                    applied,
+                },
+            );
+        } else if stored.expires >= now {
+            shard.insert(*key, stored);
         }
         Ok(Applied { profile, fresh })
     }
@@ -366,16 +410,39 @@ impl ProfileStore for MemoryStore {
         if !self.is_empty() {
             return Ok(false);
         }
+        let expires = unix_now().saturating_add(self.retention.profile_ttl_s());
         for (key, profile) in profiles {
             self.shard(&key)
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(key, Arc::new(profile));
+                .insert(
+                    key,
+                    Stored {
+                        profile: Arc::new(profile),
+                        expires,
+                        applied: FxHashMap::default(),
+                    },
+                );
         }
         Ok(true)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn sweep(&self) -> Result<u64, StoreError> {
+        let now = unix_now();
+        let mut erased = 0;
+        for shard in &self.shards {
+            let mut s = shard.write().unwrap_or_else(|e| e.into_inner());
+            let before = s.len();
+            s.retain(|_, stored| stored.expires >= now);
+            erased += (before - s.len()) as u64;
+            for stored in s.values_mut() {
+                stored.applied.retain(|_, t| *t >= now);
+            }
+        }
+        Ok(erased)
     }
 }

@@ -5,7 +5,11 @@
 //! in-process map (tests, benches), each behind the moka L1 tier ([`Tiered`]).
 //! Profiles change only through [`ProfileStore::apply`], which hands the backend data
 //! ([`ProfileOp`]s), never closures: a backend that must retry a read-modify-write
-//! re-applies the same ops, and ops already applied are skipped by the profile itself.
+//! re-applies the same ops, and ops already applied are skipped. Each backend remembers
+//! every op id it applied for [`Retention::op_window`] beside the profile (a sorted set
+//! on Redis, a table on the embedded store), written in the same atomic step as the
+//! profile, so a repeat within the window is skipped however much happened between;
+//! the profile's own ring of recent ids is only the cheap first check.
 
 pub mod codec;
 pub mod embedded;
@@ -52,9 +56,42 @@ impl Applied {
     }
 }
 
-/// Applies ops to a profile in memory; shared by every backend.
-pub fn apply_ops(profile: &mut Profile, ops: &[ProfileOp]) -> Vec<bool> {
-    ops.iter().map(|op| profile.apply(op)).collect()
+/// How long the stores keep what they keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// A profile not written for this long is erased (`storage.profile_ttl_s`).
+    pub profile_ttl: std::time::Duration,
+    /// Op ids are remembered this long (`events.max_age_s`): a repeated event or webhook
+    /// within it is applied once.
+    pub op_window: std::time::Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            profile_ttl: std::time::Duration::from_secs(90 * 86_400),
+            op_window: std::time::Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+impl Retention {
+    pub fn profile_ttl_s(&self) -> i64 {
+        i64::try_from(self.profile_ttl.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    pub fn op_window_s(&self) -> i64 {
+        i64::try_from(self.op_window.as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Applies ops to a profile in memory, skipping those the store remembers as applied
+/// (`remembered[i]` for `ops[i]`); shared by every backend.
+pub fn apply_ops(profile: &mut Profile, ops: &[ProfileOp], remembered: &[bool]) -> Vec<bool> {
+    ops.iter()
+        .enumerate()
+        .map(|(i, op)| !remembered.get(i).copied().unwrap_or(false) && profile.apply(op))
+        .collect()
 }
 
 #[async_trait]
@@ -93,6 +130,13 @@ pub trait ProfileStore: Send + Sync + 'static {
 
     /// Answers when the store can serve; `/readyz` is built on it.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Erases some of what has expired (profiles past their TTL, op ids past their
+    /// window) and returns how much. Backends that expire keys themselves (Redis) have
+    /// nothing to do; a background task calls it on the others.
+    async fn sweep(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }
 
 /// One change to the shared catalog: applied atomically, and it moves the catalog's

@@ -9,7 +9,10 @@
 //! read; on a conflict the ops are re-applied to the fresh profile. Equal bytes are an
 //! equal profile, so the comparison is exact without a version counter. Two replicas
 //! updating one profile at once therefore never lose an update, and no lock is ever
-//! held in Redis.
+//! held in Redis. Beside each profile, `{prefix}p:<hash>:o` is a sorted set of the op
+//! ids applied to it (8 bytes each), scored by when each may be forgotten: read with
+//! the profile in one round trip, written by the same script that writes the profile,
+//! pruned on every write and expiring with the window. Erasing a profile deletes both.
 //!
 //! The catalog lives in `{prefix}catalog:products` (a hash of product id -> MessagePack
 //! record), `{prefix}catalog:stock` (product id -> level) and `{prefix}catalog:version`
@@ -35,11 +38,26 @@ use super::{
 use crate::domain::Profile;
 use crate::domain::catalog::ProductRecord;
 use crate::domain::profile::ProfileOp;
+use crate::domain::time::unix_now;
 
+/// KEYS: the profile, its applied ops; ARGV: the value read, the new value, the
+/// profile's TTL (ms), now (s), when the new ops may be forgotten (s), the window (ms),
+/// then the new op ids. Writes nothing (0) when the profile changed since it was read or
+/// one of the ops was applied meanwhile.
 const CAS: &str = r"
 local current = redis.call('GET', KEYS[1])
 if (current or '') ~= ARGV[1] then return 0 end
+local now = tonumber(ARGV[4])
+for i = 7, #ARGV do
+  local s = redis.call('ZSCORE', KEYS[2], ARGV[i])
+  if s and tonumber(s) >= now then return 0 end
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if #ARGV >= 7 then
+  for i = 7, #ARGV do redis.call('ZADD', KEYS[2], ARGV[5], ARGV[i]) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+end
 return 1
 ";
 const MAX_ATTEMPTS: u32 = 64;
@@ -128,7 +146,7 @@ const STRIPES: usize = 256;
 pub struct RedisOptions {
     pub url: String,
     pub key_prefix: String,
-    pub profile_ttl: Duration,
+    pub retention: super::Retention,
     pub timeout: Duration,
 }
 
@@ -136,6 +154,7 @@ pub struct RedisStore {
     conn: ConnectionManager,
     prefix: Vec<u8>,
     ttl_ms: u64,
+    window_s: i64,
     cas: Arc<redis::Script>,
     stripes: Vec<tokio::sync::Mutex<()>>,
 }
@@ -159,7 +178,8 @@ impl RedisStore {
         Ok(Self {
             conn,
             prefix: options.key_prefix.as_bytes().to_vec(),
-            ttl_ms: u64::try_from(options.profile_ttl.as_millis()).unwrap_or(u64::MAX),
+            ttl_ms: u64::try_from(options.retention.profile_ttl.as_millis()).unwrap_or(u64::MAX),
+            window_s: options.retention.op_window_s(),
             cas: Arc::new(redis::Script::new(CAS)),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
@@ -171,6 +191,41 @@ impl RedisStore {
         k.extend_from_slice(b"p:");
         k.extend_from_slice(key.as_bytes());
         k
+    }
+
+    /// `{prefix}p:<hash>:o`: the op ids applied to the profile.
+    fn ops_key(&self, key: &ProfileKey) -> Vec<u8> {
+        let mut k = self.redis_key(key);
+        k.extend_from_slice(b":o");
+        k
+    }
+
+    /// The stored bytes, the profile they encode, and for each op id whether it was
+    /// applied within the window: one round trip.
+    async fn read_for_apply(
+        &self,
+        key: &[u8],
+        ops_key: &[u8],
+        ids: &[[u8; 8]],
+        now: i64,
+    ) -> Result<(Vec<u8>, Option<Profile>, Vec<bool>), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(key);
+        pipe.cmd("ZMSCORE").arg(ops_key);
+        for id in ids {
+            pipe.arg(id.as_slice());
+        }
+        let mut conn = self.conn.clone();
+        let (value, scores): (Option<Vec<u8>>, Vec<Option<f64>>) = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let profile = value.as_deref().map(codec::decode).transpose()?;
+        let remembered = scores
+            .iter()
+            .map(|s| s.is_some_and(|until| until >= now as f64))
+            .collect();
+        Ok((value.unwrap_or_default(), profile, remembered))
     }
 
     /// The stored bytes (empty when there is none) and the profile they encode.
@@ -707,6 +762,8 @@ impl ProfileStore for RedisStore {
 
     async fn apply(&self, key: &ProfileKey, ops: &[ProfileOp]) -> Result<Applied, StoreError> {
         let rkey = self.redis_key(key);
+        let okey = self.ops_key(key);
+        let ids: Vec<[u8; 8]> = ops.iter().map(|op| op.id().to_le_bytes()).collect();
         let _turn = self.stripes[usize::from(key.as_bytes()[0]) % STRIPES]
             .lock()
             .await;
@@ -717,9 +774,10 @@ impl ProfileStore for RedisStore {
                 tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(10)) + jitter))
                     .await;
             }
-            let (read, current) = self.read(&rkey).await?;
+            let now = unix_now();
+            let (read, current, remembered) = self.read_for_apply(&rkey, &okey, &ids, now).await?;
             let mut profile = current.unwrap_or_default();
-            let fresh = apply_ops(&mut profile, ops);
+            let fresh = apply_ops(&mut profile, ops, &remembered);
             if !fresh.contains(&true) {
                 return Ok(Applied {
                     profile: Arc::new(profile),
@@ -728,12 +786,21 @@ impl ProfileStore for RedisStore {
             }
             let blob = codec::encode(&profile)?;
             let mut conn = self.conn.clone();
-            let written: i64 = self
-                .cas
-                .key(&rkey)
+            let mut script = self.cas.key(&rkey);
+            script
+                .key(&okey)
                 .arg(read)
                 .arg(blob)
                 .arg(self.ttl_ms)
+                .arg(now)
+                .arg(now.saturating_add(self.window_s))
+                .arg(self.window_s.saturating_mul(1000));
+            for (id, new) in ids.iter().zip(&fresh) {
+                if *new {
+                    script.arg(id.as_slice());
+                }
+            }
+            let written: i64 = script
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| unavailable(&e))?;
@@ -758,8 +825,12 @@ impl ProfileStore for RedisStore {
 
     async fn delete(&self, key: &ProfileKey) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let n: i64 = redis::cmd("DEL")
+        let (n, _): (i64, i64) = redis::pipe()
+            .atomic()
+            .cmd("DEL")
             .arg(self.redis_key(key))
+            .cmd("DEL")
+            .arg(self.ops_key(key))
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
@@ -784,12 +855,14 @@ impl ProfileStore for RedisStore {
                 .await
                 .map_err(|e| unavailable(&e))?;
             if !keys.is_empty() {
-                let n: u64 = redis::cmd("DEL")
+                let _: u64 = redis::cmd("DEL")
                     .arg(&keys)
                     .query_async(&mut conn)
                     .await
                     .map_err(|e| unavailable(&e))?;
-                erased += n;
+                // The op-id sets go with their profiles; only profiles are counted.
+                let profile_len = self.prefix.len() + 2 + 16;
+                erased += keys.iter().filter(|k| k.len() == profile_len).count() as u64;
             }
             if next == 0 {
                 return Ok(erased);

@@ -93,6 +93,10 @@ impl ProfileStore for Tiered {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+
+    async fn sweep(&self) -> Result<u64, StoreError> {
+        self.inner.sweep().await
+    }
 }
 
 #[cfg(test)]
