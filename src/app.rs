@@ -86,6 +86,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("webhooks: {0}")]
     Webhooks(String),
+    #[error("{0}")]
+    Journal(String),
     #[error("catalog: {0}")]
     Catalog(#[from] CatalogChangeError),
     #[error("start-up task failed: {0}")]
@@ -193,6 +195,13 @@ impl App {
             snapshot.clone(),
             &settings.events,
         ));
+        let journal = settings.journal_path();
+        let capacity = settings.events.buffer_capacity;
+        let buffer = tokio::task::spawn_blocking(move || {
+            crate::ingest::buffer::EventBuffer::open(&journal, capacity)
+        })
+        .await?
+        .map_err(|e| StartError::Journal(e.to_string()))?;
         let rules = Arc::new(crate::decide::live::LiveRules::new(catalog_store.clone()));
         rules
             .sync()
@@ -219,9 +228,7 @@ impl App {
                 crate::http::webhooks::WebhookState::new(&settings)
                     .map_err(StartError::Webhooks)?,
             ),
-            buffer: Arc::new(crate::ingest::buffer::EventBuffer::new(
-                settings.events.buffer_capacity,
-            )),
+            buffer: Arc::new(buffer),
             store,
             hasher,
             metrics,
@@ -229,7 +236,7 @@ impl App {
             settings: Arc::new(settings),
         };
 
-        crate::ingest::buffer::spawn_flusher(&state);
+        crate::ingest::buffer::spawn_flusher(&state.buffer, &state.store, &state.learning);
         // Backends that do not expire entries themselves erase them a slice at a time.
         crate::background::every(
             &state.store,
@@ -320,8 +327,46 @@ impl App {
         if let Some(ops) = ops {
             ops.abort();
         }
+        self.state.settle(deadline).await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+impl AppState {
+    /// Before exit: writes buffered events and queued event-log entries to the store,
+    /// until `deadline`. What is still buffered then stays in the journal and is
+    /// replayed at the next start.
+    pub async fn settle(&self, deadline: tokio::time::Instant) {
+        let buffered = self.buffer.len();
+        if buffered > 0 {
+            let drained = tokio::time::timeout_at(
+                deadline,
+                self.buffer.drain(self.store.as_ref(), Some(&self.learning)),
+            )
+            .await;
+            match drained {
+                Ok(Ok(n)) => tracing::info!(events = n, "buffered events written before exit"),
+                Ok(Err(e)) => tracing::warn!(
+                    error = %e,
+                    events = self.buffer.len(),
+                    "the store is unavailable; buffered events stay in the journal for the next start"
+                ),
+                Err(_) => tracing::warn!(
+                    events = self.buffer.len(),
+                    "shutdown timeout; buffered events stay in the journal for the next start"
+                ),
+            }
+        }
+        if self.learning.queued() > 0 {
+            let flushed = tokio::time::timeout_at(deadline, self.learning.flush()).await;
+            if !matches!(flushed, Ok(Ok(()))) {
+                tracing::warn!(
+                    entries = self.learning.queued(),
+                    "event log entries not written before exit (training data only; profiles have them)"
+                );
+            }
+        }
     }
 }
 

@@ -219,8 +219,12 @@ pub struct EventSettings {
     pub max_batch: usize,
     /// Events older than this are refused (use `vitrine import` for history).
     pub max_age_s: i64,
-    /// Events held in memory while the store is unavailable; past this, 503.
+    /// Events held while the store is unavailable (journaled on local disk); past
+    /// this, 503.
     pub buffer_capacity: usize,
+    /// The journal of events accepted while the store is unavailable. Empty:
+    /// `journal.redb` beside `storage.path`.
+    pub journal_path: PathBuf,
     /// Product events kept in the shared event log (the newest; 0 keeps all). The
     /// log is what `vitrine train` trains on and what replicas learn from each other.
     pub log_keep: u64,
@@ -237,6 +241,7 @@ impl Default for EventSettings {
             max_batch: 500,
             max_age_s: 7 * 86_400,
             buffer_capacity: 100_000,
+            journal_path: PathBuf::new(),
             log_keep: 2_000_000,
             log_poll_ms: 250,
             log_queue: 100_000,
@@ -867,6 +872,15 @@ impl Settings {
 
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.recommend.deadline_ms)
+    }
+
+    /// Where the journal of buffered events lives.
+    pub fn journal_path(&self) -> PathBuf {
+        if self.events.journal_path.as_os_str().is_empty() {
+            self.storage.path.with_file_name("journal.redb")
+        } else {
+            self.events.journal_path.clone()
+        }
     }
 
     /// How long the stores keep profiles and op ids.

@@ -17,7 +17,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorCode};
 use super::extract::JsonBody;
 use crate::app::AppState;
-use crate::ingest::events::{Event, RawEvent, Rejection, ingest};
+use crate::ingest::events::{Event, Prepared, RawEvent, Rejection};
 use crate::recommend::model::unix_now;
 
 pub fn router() -> Router<AppState> {
@@ -120,15 +120,16 @@ async fn post_events(
     }
     if !valid.is_empty() {
         let snapshot = state.snapshot.load();
+        let batch = Prepared::new(
+            &state.hasher,
+            &snapshot.catalog,
+            &valid,
+            state.learning.origin(),
+        );
+        drop(snapshot);
         // Behind events already waiting for the store, a batch waits too (order).
         let stored = if state.buffer.is_empty() {
-            ingest(
-                state.store.as_ref(),
-                &state.hasher,
-                &snapshot.catalog,
-                &valid,
-            )
-            .await
+            batch.apply(state.store.as_ref()).await
         } else {
             Err(crate::store::StoreError::Unavailable(
                 "events are buffered".into(),
@@ -136,12 +137,7 @@ async fn post_events(
         };
         match stored {
             Ok(fresh) => {
-                state.learning.learn(crate::ingest::events::log_entries(
-                    &valid,
-                    &fresh,
-                    &state.hasher,
-                    state.learning.origin(),
-                ));
+                state.learning.learn(batch.lessons(&fresh));
                 for (slot, new) in slots.iter().zip(fresh) {
                     if !new {
                         results[*slot].status = "duplicate";
@@ -149,11 +145,11 @@ async fn post_events(
                 }
             }
             Err(e) => {
-                if !state.buffer.push_all(valid) {
-                    tracing::warn!(error = %e, "event buffer full; refusing the batch");
+                if let Err(refused) = state.buffer.push(batch).await {
+                    tracing::warn!(error = %e, refused = %refused, "events not buffered; refusing the batch");
                     return Err(ApiError::new(
                         ErrorCode::StoreUnavailable,
-                        "the profile store is unavailable and the event buffer is full; retry the batch",
+                        "the profile store is unavailable and the events cannot be buffered; retry the batch",
                     ));
                 }
                 for slot in &slots {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::domain::ids::check_id;
 use crate::domain::profile::{Behaviour, ProfileOp};
 use crate::domain::{Audience, Catalog, Country, Currency, Device, Money, VisitorId, VisitorKey};
-use crate::store::{KeyHasher, LogEntry, LogKind};
+use crate::store::{KeyHasher, LogEntry, LogKind, ProfileKey};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -279,71 +279,110 @@ impl Event {
     }
 }
 
-/// Applies validated events to their profiles: one atomic apply per profile, all
-/// profiles in one store batch. Returns, per event, whether it was new (false: a
-/// repeat of an event already applied).
-///
-/// When an event names both a customer and a session, the session is merged into the
-/// customer first ([`merge_session`]).
+/// A batch of validated events made ready for the store: every profile's ops, the
+/// sessions to fold into customers first, and what each event teaches the models if it
+/// is new. It names visitors by keyed hash only, so it may be written down (the
+/// journal) and applied later, once or again: applying is idempotent.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Prepared {
+    /// (customer, session): sessions folded into customers ahead of the ops.
+    merges: Vec<(ProfileKey, ProfileKey)>,
+    /// One profile's ops, in the order its events came.
+    groups: Vec<(ProfileKey, Vec<ProfileOp>)>,
+    /// Per event: its group, and the index of its main op in the group.
+    slots: Vec<(u32, u32)>,
+    /// Per event: what it teaches the models, learned when it is new.
+    teaches: Vec<Option<LogEntry>>,
+}
+
+impl Prepared {
+    /// Groups the events' ops by profile, keeping each profile's events in order.
+    pub fn new(hasher: &KeyHasher, catalog: &Catalog, events: &[Event], origin: u64) -> Self {
+        let mut out = Prepared {
+            slots: Vec::with_capacity(events.len()),
+            teaches: Vec::with_capacity(events.len()),
+            ..Prepared::default()
+        };
+        for event in events {
+            let key = hasher.key(&event.visitor);
+            if let Some(session) = &event.merge_session {
+                let skey = hasher.key(&VisitorKey::Session(session.clone()));
+                if !out.merges.contains(&(key, skey)) {
+                    out.merges.push((key, skey));
+                }
+            }
+            let group = match out.groups.iter().position(|(k, _)| *k == key) {
+                Some(p) => p,
+                None => {
+                    out.groups.push((key, Vec::new()));
+                    out.groups.len() - 1
+                }
+            };
+            let ops = &mut out.groups[group].1;
+            ops.extend(event.ops(hasher, catalog));
+            out.slots.push((group as u32, (ops.len() - 1) as u32));
+            out.teaches.push(event.log_entry(hasher, origin));
+        }
+        out
+    }
+
+    /// Events in the batch.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Applies the batch: one atomic apply per profile, all profiles in one store batch,
+    /// sessions folded in first ([`merge_session`]). Returns, per event, whether it was
+    /// new (false: a repeat of an event already applied).
+    pub async fn apply(
+        &self,
+        store: &dyn crate::store::ProfileStore,
+    ) -> Result<Vec<bool>, crate::store::StoreError> {
+        for (customer, session) in &self.merges {
+            merge_session(store, *customer, *session).await?;
+        }
+        let results = store.apply_batch(&self.groups).await;
+        let mut applied = Vec::with_capacity(results.len());
+        for result in results {
+            applied.push(result?);
+        }
+        Ok(self
+            .slots
+            .iter()
+            .map(|&(group, op)| {
+                applied[group as usize]
+                    .fresh
+                    .get(op as usize)
+                    .copied()
+                    .unwrap_or(false)
+            })
+            .collect())
+    }
+
+    /// What the new events (`fresh` as [`Prepared::apply`] returns it) teach the models.
+    pub fn lessons(&self, fresh: &[bool]) -> Vec<LogEntry> {
+        self.teaches
+            .iter()
+            .zip(fresh)
+            .filter(|(_, new)| **new)
+            .filter_map(|(e, _)| e.clone())
+            .collect()
+    }
+}
+
+/// Applies validated events to their profiles ([`Prepared::apply`]). Returns, per event,
+/// whether it was new.
 pub async fn ingest(
     store: &dyn crate::store::ProfileStore,
     hasher: &KeyHasher,
     catalog: &Catalog,
     events: &[Event],
 ) -> Result<Vec<bool>, crate::store::StoreError> {
-    use crate::store::ProfileKey;
-
-    /// One profile's ops, and for each event the index of its main op.
-    struct Group {
-        key: ProfileKey,
-        ops: Vec<ProfileOp>,
-        events: Vec<(usize, usize)>,
-    }
-
-    // Group by profile, keeping each profile's events in order.
-    let mut groups: Vec<Group> = Vec::new();
-    let mut merges: Vec<(ProfileKey, ProfileKey)> = Vec::new();
-    for (i, event) in events.iter().enumerate() {
-        let key = hasher.key(&event.visitor);
-        if let Some(session) = &event.merge_session {
-            let skey = hasher.key(&VisitorKey::Session(session.clone()));
-            if !merges.contains(&(key, skey)) {
-                merges.push((key, skey));
-            }
-        }
-        let pos = match groups.iter().position(|g| g.key == key) {
-            Some(p) => p,
-            None => {
-                groups.push(Group {
-                    key,
-                    ops: Vec::new(),
-                    events: Vec::new(),
-                });
-                groups.len() - 1
-            }
-        };
-        let group = &mut groups[pos];
-        group.ops.extend(event.ops(hasher, catalog));
-        group.events.push((i, group.ops.len() - 1));
-    }
-    // Fold sessions in ahead of the customer's events.
-    for (customer, session) in &merges {
-        merge_session(store, *customer, *session).await?;
-    }
-    // The ops move into the batch; the groups keep only which op is whose event.
-    let batch: Vec<(ProfileKey, Vec<ProfileOp>)> = groups
-        .iter_mut()
-        .map(|g| (g.key, std::mem::take(&mut g.ops)))
-        .collect();
-    let results = store.apply_batch(&batch).await;
-    let mut fresh = vec![false; events.len()];
-    for (group, result) in groups.iter().zip(results) {
-        let applied = result?;
-        for &(event, op) in &group.events {
-            fresh[event] = applied.fresh.get(op).copied().unwrap_or(false);
-        }
-    }
-    Ok(fresh)
+    Prepared::new(hasher, catalog, events, 0).apply(store).await
 }
 
 /// The events that were new (`fresh` as [`ingest`] returns it).

@@ -7,5 +7,6 @@ pub mod catalog;
 pub mod demo;
 pub mod events;
 pub mod import;
+pub mod journal;
 pub mod log;
 pub mod shopify;

@@ -11,7 +11,9 @@ use sha2::Sha256;
 
 use crate::domain::VisitorKey;
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ProfileKey(pub [u8; 16]);
 
 impl ProfileKey {
