@@ -54,6 +54,8 @@ pub struct AppState {
     pub buffer: Arc<crate::ingest::buffer::EventBuffer>,
     pub webhooks: Arc<crate::http::webhooks::WebhookState>,
     pub keys: Arc<Keys>,
+    /// Verifies signed customer identities on the storefront API.
+    pub tokens: Arc<crate::http::auth::CustomerTokens>,
     pub banners: Arc<Banners>,
     /// API requests in flight (storefront API).
     pub permits: Arc<Semaphore>,
@@ -180,6 +182,12 @@ impl App {
         let keys = Keys::new(&settings.auth);
         if keys.is_open() {
             tracing::warn!("no API keys configured: the API is open to anyone who can reach it");
+        } else if settings.auth.customer_token_secret.is_empty()
+            && !settings.auth.storefront_keys.is_empty()
+        {
+            tracing::warn!(
+                "auth.customer_token_secret is not set: anyone with the (publishable) storefront key can read and change any customer's profile by naming their id"
+            );
         }
         let cache_control = HeaderValue::from_str(&format!(
             "private, max-age={}",
@@ -223,6 +231,9 @@ impl App {
             rules,
             policy: Arc::new(crate::recommend::engine::Policy::new(&settings.recommend)),
             keys: Arc::new(keys),
+            tokens: Arc::new(crate::http::auth::CustomerTokens::new(
+                &settings.auth.customer_token_secret,
+            )),
             snapshot,
             webhooks: Arc::new(
                 crate::http::webhooks::WebhookState::new(&settings)

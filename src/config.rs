@@ -508,6 +508,9 @@ pub struct AuthSettings {
     /// Keys for the admin API; they may also call the storefront API.
     #[serde(deserialize_with = "list_or_csv")]
     pub admin_keys: Vec<String>,
+    /// Signs customer tokens. Set: a storefront-key request naming a customer must carry
+    /// a valid token for them. Empty: customers are taken at their word (the demo).
+    pub customer_token_secret: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -706,6 +709,17 @@ impl Settings {
                 "every key must be at least 16 visible ASCII characters",
             )?;
         }
+        check(
+            self.auth.customer_token_secret.is_empty()
+                || (self.auth.customer_token_secret.len() >= 32
+                    && self
+                        .auth
+                        .customer_token_secret
+                        .chars()
+                        .all(|c| c.is_ascii_graphic())),
+            "auth.customer_token_secret",
+            "must be at least 32 visible ASCII characters (or empty)",
+        )?;
         let d = &self.demo;
         if d.enabled {
             check(

@@ -1,6 +1,12 @@
 //! API keys in two scopes. Storefront keys call the storefront API (recommend, events);
 //! admin keys call the admin API and, being the stronger secret, the storefront API too.
 //! With no key configured at all, access is open (the demo default; start-up warns).
+//!
+//! A storefront key is publishable (it ships in browser JavaScript), so it proves
+//! nothing about who the visitor is. A customer is named on the storefront API only with
+//! a customer token the shop's backend signed: `base64url(customer_id|expiry)` `.`
+//! `base64url(HMAC-SHA256(auth.customer_token_secret, customer_id|expiry))`, unpadded
+//! ([`CustomerTokens`]).
 
 use std::sync::Arc;
 
@@ -8,6 +14,9 @@ use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::error::{ApiError, ErrorCode};
@@ -38,6 +47,23 @@ impl Caller {
             Caller::Open | Caller::Admin => true,
             Caller::Storefront => false,
         }
+    }
+}
+
+/// A handler's caller, as the key check recorded it; a route the check did not run on
+/// is treated as the least trusted caller.
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Caller>()
+            .copied()
+            .unwrap_or(Caller::Storefront))
     }
 }
 
@@ -109,6 +135,112 @@ impl Keys {
     }
 }
 
+/// The header that may carry a customer token (instead of the `customer_token` field).
+pub const CUSTOMER_TOKEN_HEADER: &str = "x-vitrine-customer-token";
+
+/// Longest token accepted (a 128-character id and its signature fit well within).
+const MAX_TOKEN_LEN: usize = 512;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Signed customer identity for the storefront API.
+pub struct CustomerTokens {
+    /// `None`: no secret configured, tokens are neither required nor checked.
+    mac: Option<Hmac<Sha256>>,
+}
+
+impl CustomerTokens {
+    pub fn new(secret: &str) -> Self {
+        Self {
+            mac: (!secret.is_empty()).then(|| {
+                <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+                    .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+            }),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.mac.is_some()
+    }
+
+    /// A token for `customer_id` valid until `expires` (Unix seconds); `None` without a
+    /// secret. What a shop's backend does (tests and examples sign with it).
+    pub fn sign(&self, customer_id: &str, expires: i64) -> Option<String> {
+        let mut mac = self.mac.clone()?;
+        let payload = format!("{customer_id}|{expires}");
+        mac.update(payload.as_bytes());
+        Some(format!(
+            "{}.{}",
+            B64.encode(payload.as_bytes()),
+            B64.encode(mac.finalize().into_bytes())
+        ))
+    }
+
+    /// Whether `token` names `customer_id` and is signed and unexpired at `now`.
+    pub fn verify(&self, token: &str, customer_id: &str, now: i64) -> bool {
+        let Some(mac) = &self.mac else {
+            return false;
+        };
+        if token.len() > MAX_TOKEN_LEN {
+            return false;
+        }
+        let Some((payload, signature)) = token.split_once('.') else {
+            return false;
+        };
+        let (Ok(payload), Ok(signature)) = (B64.decode(payload), B64.decode(signature)) else {
+            return false;
+        };
+        let mut mac = mac.clone();
+        mac.update(&payload);
+        // verify_slice compares in constant time.
+        if mac.verify_slice(&signature).is_err() {
+            return false;
+        }
+        let Ok(payload) = std::str::from_utf8(&payload) else {
+            return false;
+        };
+        let Some((id, expires)) = payload.rsplit_once('|') else {
+            return false;
+        };
+        id == customer_id && expires.parse::<i64>().is_ok_and(|e| e > now)
+    }
+
+    /// The check on a storefront request: a storefront-key caller naming a customer
+    /// must prove it with a token for that customer (from the request, else the
+    /// header), once a secret is configured. Admin keys and open access are trusted.
+    pub fn check(
+        &self,
+        caller: Caller,
+        customer_id: Option<&str>,
+        token: Option<&str>,
+        headers: &axum::http::HeaderMap,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        let Some(customer_id) = customer_id else {
+            return Ok(());
+        };
+        if !self.enabled() || caller.is_trusted() {
+            return Ok(());
+        }
+        let token = token.or_else(|| {
+            headers
+                .get(CUSTOMER_TOKEN_HEADER)
+                .and_then(|v| v.to_str().ok())
+        });
+        match token {
+            Some(t) if self.verify(t.trim(), customer_id, now) => Ok(()),
+            Some(_) => Err(ApiError::new(
+                ErrorCode::InvalidCustomerToken,
+                "the customer token is not valid for this customer, or has expired",
+            )),
+            None => Err(ApiError::new(
+                ErrorCode::InvalidCustomerToken,
+                "naming a customer with a storefront key needs a customer token signed by the shop",
+            )),
+        }
+    }
+}
+
 async fn require(
     keys: &Keys,
     scope: Scope,
@@ -148,6 +280,7 @@ mod tests {
         Keys::new(&AuthSettings {
             storefront_keys: vec!["sf-key-0123456789".into()],
             admin_keys: vec!["admin-key-0123456789".into()],
+            ..AuthSettings::default()
         })
     }
 
@@ -202,6 +335,29 @@ mod tests {
                 .code,
             ErrorCode::InvalidApiKey
         );
+    }
+
+    /// The README's test vector.
+    #[test]
+    fn customer_tokens_match_the_documented_vector_and_check_everything() {
+        let t = CustomerTokens::new("vitrine-docs-secret-0123456789abcdef");
+        let token = t.sign("c0000001", 1_893_456_000).unwrap();
+        assert_eq!(
+            token,
+            "YzAwMDAwMDF8MTg5MzQ1NjAwMA.y14KA9x5SyaTlqrATq5WbU0NX7PL7fYV8zwdJceErJE"
+        );
+        let now = 1_800_000_000;
+        assert!(t.verify(&token, "c0000001", now));
+        assert!(!t.verify(&token, "c0000002", now), "another customer");
+        assert!(!t.verify(&token, "c0000001", 1_893_456_000), "expired");
+        let other = CustomerTokens::new("another-secret-0123456789");
+        assert!(!other.verify(&token, "c0000001", now), "another secret");
+        let forged = format!("{}.{}", B64.encode("c0000001|9999999999"), &token[27..]);
+        assert!(!t.verify(&forged, "c0000001", now), "a changed expiry");
+        for garbage in ["", ".", "abc", "abc.def", "%%.%%", &"a".repeat(600)] {
+            assert!(!t.verify(garbage, "c0000001", now), "{garbage}");
+        }
+        assert!(!CustomerTokens::new("").verify(&token, "c0000001", now));
     }
 
     #[test]

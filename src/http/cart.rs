@@ -32,6 +32,8 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct CartRequest {
     customer_id: Option<String>,
+    /// Proves `customer_id` on a storefront key.
+    customer_token: Option<String>,
     session_id: Option<String>,
     cart: Vec<RawCartLine>,
     #[serde(default)]
@@ -134,9 +136,18 @@ fn parse_codes(raw: Vec<String>) -> Result<Vec<String>, ApiError> {
 
 async fn evaluate(
     State(state): State<AppState>,
+    caller: super::auth::Caller,
+    headers: axum::http::HeaderMap,
     JsonBody(raw): JsonBody<CartRequest>,
 ) -> Result<Json<Answer>, ApiError> {
     let started = Instant::now();
+    state.tokens.check(
+        caller,
+        raw.customer_id.as_deref(),
+        raw.customer_token.as_deref(),
+        &headers,
+        crate::domain::time::unix_now(),
+    )?;
     let (visitor, _) = parse_visitors(raw.customer_id.as_deref(), raw.session_id.as_deref())?;
     let cart = parse_cart(raw.cart)?;
     let page = parse_context(raw.context.unwrap_or_default())?;

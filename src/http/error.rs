@@ -37,6 +37,7 @@ pub enum ErrorCode {
     InvalidProduct,
     MissingApiKey,
     InvalidApiKey,
+    InvalidCustomerToken,
     WrongScope,
     NotFound,
     ProfileNotFound,
@@ -57,9 +58,10 @@ impl ErrorCode {
             | ErrorCode::MalformedPayload
             | ErrorCode::MalformedRequest => StatusCode::BAD_REQUEST,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::MissingApiKey | ErrorCode::InvalidApiKey | ErrorCode::InvalidSignature => {
-                StatusCode::UNAUTHORIZED
-            }
+            ErrorCode::MissingApiKey
+            | ErrorCode::InvalidApiKey
+            | ErrorCode::InvalidSignature
+            | ErrorCode::InvalidCustomerToken => StatusCode::UNAUTHORIZED,
             ErrorCode::WrongScope => StatusCode::FORBIDDEN,
             ErrorCode::NotFound
             | ErrorCode::ProfileNotFound
@@ -119,6 +121,7 @@ impl ErrorCode {
             ErrorCode::InvalidProduct => "invalid_product",
             ErrorCode::MissingApiKey => "missing_api_key",
             ErrorCode::InvalidApiKey => "invalid_api_key",
+            ErrorCode::InvalidCustomerToken => "invalid_customer_token",
             ErrorCode::WrongScope => "wrong_scope",
             ErrorCode::NotFound => "not_found",
             ErrorCode::ProfileNotFound => "profile_not_found",
@@ -267,7 +270,8 @@ pub async fn method_not_allowed() -> ApiError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 36] = [
+    const ALL: [ErrorCode; 37] = [
+        ErrorCode::InvalidCustomerToken,
         ErrorCode::MalformedRequest,
         ErrorCode::RequestTimeout,
         ErrorCode::InvalidRuleset,

@@ -51,12 +51,13 @@ struct EventError {
 
 async fn post_events(
     State(state): State<AppState>,
-    caller: Option<axum::Extension<Caller>>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Report>), ApiError> {
     // Only a trusted caller's purchases are orders (orders, spend, lifecycle); a
     // publishable key's still teach the models.
-    let trusted = caller.is_some_and(|c| c.0.is_trusted());
+    let trusted = caller.is_trusted();
     let items = match body {
         Value::Array(items) => items,
         single @ Value::Object(_) => vec![single],
@@ -77,6 +78,18 @@ async fn post_events(
         ));
     }
     let now = unix_now();
+    // Every event naming a customer must prove it (a storefront key with the token
+    // secret set); one that does not refuses the whole request, so nothing of it lands.
+    for item in &items {
+        let field = |name: &str| item.get(name).and_then(Value::as_str);
+        state.tokens.check(
+            caller,
+            field("customer_id"),
+            field("customer_token"),
+            &headers,
+            now,
+        )?;
+    }
     let mut results: Vec<EventResult> = Vec::with_capacity(items.len());
     let mut valid: Vec<Event> = Vec::with_capacity(items.len());
     let mut slots: Vec<usize> = Vec::with_capacity(items.len());

@@ -15,6 +15,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 
+use super::auth::Caller;
 use super::error::{ApiError, ErrorCode};
 use super::extract::{JsonBody, QueryParams};
 use super::observe::RequestId;
@@ -39,6 +40,8 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct RawRequest {
     pub customer_id: Option<String>,
+    /// Proves `customer_id` on a storefront key (see [`super::auth::CustomerTokens`]).
+    pub customer_token: Option<String>,
     pub session_id: Option<String>,
     pub placement: Option<String>,
     pub product_id: Option<String>,
@@ -75,6 +78,7 @@ pub struct RawContext {
 #[derive(Debug, Default, Deserialize)]
 pub struct GetParams {
     customer_id: Option<String>,
+    customer_token: Option<String>,
     session_id: Option<String>,
     placement: Option<String>,
     product_id: Option<String>,
@@ -126,6 +130,7 @@ impl GetParams {
         };
         Ok(RawRequest {
             customer_id: self.customer_id,
+            customer_token: self.customer_token,
             session_id: self.session_id,
             placement: self.placement,
             product_id: self.product_id,
@@ -402,20 +407,40 @@ pub fn parse_context(raw_context: RawContext) -> Result<Context, ApiError> {
 async fn recommend_get(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     headers: HeaderMap,
     QueryParams(params): QueryParams<GetParams>,
 ) -> Result<Response, ApiError> {
     let raw = params.into_raw()?;
+    check_customer(&state, caller, &raw, &headers)?;
     answer(&state, &headers, &request_id, raw).await
 }
 
 async fn recommend_post(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     headers: HeaderMap,
     JsonBody(raw): JsonBody<RawRequest>,
 ) -> Result<Response, ApiError> {
+    check_customer(&state, caller, &raw, &headers)?;
     answer(&state, &headers, &request_id, raw).await
+}
+
+/// A storefront key names a customer only with a token for them.
+fn check_customer(
+    state: &AppState,
+    caller: Caller,
+    raw: &RawRequest,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    state.tokens.check(
+        caller,
+        raw.customer_id.as_deref(),
+        raw.customer_token.as_deref(),
+        headers,
+        crate::domain::time::unix_now(),
+    )
 }
 
 #[derive(Serialize)]

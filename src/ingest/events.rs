@@ -18,6 +18,8 @@ pub struct RawEvent {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub customer_id: Option<String>,
+    /// Proves `customer_id` on a storefront key (checked by the HTTP layer).
+    pub customer_token: Option<String>,
     pub session_id: Option<String>,
     pub product_id: Option<String>,
     pub category: Option<String>,
