@@ -218,7 +218,25 @@ impl App {
         rules.spawn_follower(Duration::from_millis(settings.rules.sync_ms));
         let catalog = Arc::new(CatalogService::new(snapshot.clone(), catalog_store));
         catalog.start().await?;
-        catalog.spawn_follower(Duration::from_millis(settings.catalog.sync_ms));
+        // Weak: the follower must not keep the ruleset (and its store) alive.
+        let live = Arc::downgrade(&rules);
+        catalog.spawn_follower(Duration::from_millis(settings.catalog.sync_ms), move || {
+            let Some(live) = live.upgrade() else {
+                return crate::ingest::catalog::Restorable::default();
+            };
+            let ruleset = live.load();
+            crate::ingest::catalog::Restorable {
+                ruleset: (ruleset.version != crate::decide::ruleset::Ruleset::empty().version)
+                    .then(|| serde_json::to_vec(&ruleset.source).ok())
+                    .flatten()
+                    .map(|doc| (ruleset.version.clone(), doc)),
+                usage: live
+                    .usage()
+                    .iter()
+                    .map(|(id, (uses, spent))| (id.clone(), *uses, *spent))
+                    .collect(),
+            }
+        });
         // The follower's first look relearns what the log holds since the models'
         // training, in the background.
         learning.spawn(Duration::from_millis(settings.events.log_poll_ms));

@@ -7,20 +7,14 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::TestApp;
 use common::redis::RedisServer;
-use common::{TestApp, settings};
 use serde_json::{Value, json};
-use vitrine::config::StorageBackend;
 use vitrine::store::redis::RedisOptions;
 use vitrine::store::{CatalogStore, RedisStore};
 
 async fn replica(redis: &RedisServer) -> TestApp {
-    let mut s = settings();
-    s.storage.backend = StorageBackend::Redis;
-    s.redis.url = redis.url();
-    s.catalog.sync_ms = 100;
-    s.events.log_poll_ms = 100;
-    TestApp::spawn(s).await
+    TestApp::spawn(common::on_redis(redis)).await
 }
 
 async fn model_version(app: &TestApp, path: &str) -> (u16, Value) {

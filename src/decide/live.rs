@@ -130,8 +130,18 @@ impl LiveRules {
         } else {
             self.store.promotion_usage(&ids).await?
         };
-        self.usage
-            .store(Arc::new(ids.into_iter().zip(used).collect()));
+        // Usage only grows, so a lower reading is a store that lost its data (a reset):
+        // what this replica knew stays, and is written back by the restore.
+        let known = self.usage.load();
+        self.usage.store(Arc::new(
+            ids.into_iter()
+                .zip(used)
+                .map(|(id, (uses, spent))| {
+                    let (u, s) = known.get(&id).copied().unwrap_or_default();
+                    (id, (uses.max(u), spent.max(s)))
+                })
+                .collect(),
+        ));
         Ok(())
     }
 

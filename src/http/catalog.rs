@@ -37,6 +37,10 @@ fn change_error(e: CatalogChangeError) -> ApiError {
                 "the catalog store is unavailable; nothing was changed",
             )
         }
+        CatalogChangeError::StoreReset => ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "the catalog store is being restored after losing its data; nothing was changed",
+        ),
     }
 }
 

@@ -285,6 +285,7 @@ async fn bigcommerce_webhook(
 fn catalog_error(e: &CatalogChangeError) -> ApiError {
     match e {
         CatalogChangeError::Store(e) => store_unavailable(e),
+        CatalogChangeError::StoreReset => store_unavailable(e),
         other => ApiError::new(ErrorCode::MalformedPayload, other.to_string()),
     }
 }

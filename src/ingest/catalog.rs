@@ -11,8 +11,17 @@
 //! here, so this replica's next answer sees it at once. Every replica follows the
 //! store's catalog version ([`CatalogService::sync`], every `catalog.sync_ms`) and
 //! applies what others changed.
+//!
+//! A store that lost its data (Redis restarted empty, or from an older save) is a
+//! *reset*, never a deletion: the store's epoch is gone or another, or its catalog
+//! version moved backwards. Then a replica keeps serving what it holds and never reads
+//! the store's catalog as a change; one replica (the one whose compare-and-set on the
+//! epoch wins) writes back its catalog, the live ruleset, the promotion budgets it knew
+//! and the stored models, then sets a new epoch; the others take the restored store
+//! whole ([`CatalogService::recover`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -83,6 +92,45 @@ pub enum CatalogChangeError {
     Catalog(#[from] CatalogError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("the store lost its data (a reset); keeping this replica's catalog")]
+    StoreReset,
+}
+
+/// What a replica writes back to a store that was reset, besides its catalog and models.
+#[derive(Clone, Debug, Default)]
+pub struct Restorable {
+    /// The live ruleset: its version and document.
+    pub ruleset: Option<(String, Vec<u8>)>,
+    /// Budgeted promotions' usage as last seen: (id, uses, discount given).
+    pub usage: Vec<(String, u64, i64)>,
+}
+
+/// What [`CatalogService::recover`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// The store is the one this replica follows: nothing to do.
+    InStep,
+    /// Another replica is restoring it, or this one has nothing from the store to
+    /// restore with: keep serving and look again.
+    Waiting,
+    /// Another replica restored it: its catalog is read whole at the next sync.
+    Adopted,
+    /// This replica restored it.
+    Restored,
+}
+
+/// An epoch held by a replica restoring the store, for at most [`RESTORE_LEASE`].
+const CLAIM: &str = "restoring/";
+const RESTORE_LEASE: Duration = Duration::from_secs(60);
+
+/// Where this replica's catalog is in step with the store.
+struct InStep {
+    /// The store's catalog version this replica's catalog reflects.
+    seen: u64,
+    /// The store's epoch it was read under.
+    epoch: Option<String>,
+    /// A reset is being handled (logged and counted once).
+    resetting: bool,
 }
 
 fn text(field: &str, value: &str, max: usize) -> Result<(), CatalogChangeError> {
@@ -169,9 +217,10 @@ struct Touched {
 pub struct CatalogService {
     snapshot: Arc<ArcSwap<Snapshot>>,
     store: Arc<dyn CatalogStore>,
-    /// Held across every change and sync, so each starts from the last one's result;
-    /// holds the store version this replica's catalog reflects.
-    writer: tokio::sync::Mutex<u64>,
+    /// Held across every change and sync, so each starts from the last one's result.
+    writer: tokio::sync::Mutex<InStep>,
+    /// Whether the models serving were found in the store (written back after a reset).
+    models_stored: AtomicBool,
 }
 
 impl CatalogService {
@@ -185,31 +234,128 @@ impl CatalogService {
         Self {
             snapshot,
             store,
-            writer: tokio::sync::Mutex::new(0),
+            writer: tokio::sync::Mutex::new(InStep {
+                seen: 0,
+                epoch: None,
+                resetting: false,
+            }),
+            models_stored: AtomicBool::new(false),
         }
     }
 
     /// At start-up: seeds an empty store (version 0) with this replica's catalog (the
-    /// demo shop), or else takes the stored catalog.
+    /// demo shop), or else takes the stored catalog. Gives a store with a catalog an
+    /// epoch when it has none. Waits while another replica restores the store.
     pub async fn start(&self) -> Result<(), CatalogChangeError> {
-        if self.store.catalog_version().await? == 0 {
-            let current = self.snapshot.load_full();
-            let catalog = &current.catalog;
-            let ids: Vec<_> = catalog.live().collect();
-            for chunk in ids.chunks(WRITE_CHUNK) {
-                let change = CatalogChange {
-                    upserts: chunk.iter().map(|&i| catalog.record(i)).collect(),
-                    deletes: Vec::new(),
-                    stock: chunk
-                        .iter()
-                        .map(|&i| (catalog.product(i).id.to_string(), catalog.inventory(i)))
-                        .collect(),
-                };
-                self.store.write_catalog(&change).await?;
-            }
+        let mut epoch = self.store.epoch().await?;
+        let lease_end = tokio::time::Instant::now() + RESTORE_LEASE;
+        while epoch.as_deref().is_some_and(|e| e.starts_with(CLAIM))
+            && tokio::time::Instant::now() < lease_end
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            epoch = self.store.epoch().await?;
         }
+        if self.store.catalog_version().await? == 0 {
+            self.write_whole_catalog().await?;
+        }
+        if epoch.is_none() && self.store.catalog_version().await? > 0 {
+            self.store.swap_epoch(None, &new_epoch(), None).await?;
+        }
+        self.writer.lock().await.epoch = self.store.epoch().await?;
         self.sync().await?;
         self.sync_models().await.map(|_| ())
+    }
+
+    /// Writes every product of this replica's catalog, with its stock, to the store.
+    async fn write_whole_catalog(&self) -> Result<u64, CatalogChangeError> {
+        let current = self.snapshot.load_full();
+        let catalog = &current.catalog;
+        let ids: Vec<_> = catalog.live().collect();
+        let mut version = 0;
+        for chunk in ids.chunks(WRITE_CHUNK) {
+            let change = CatalogChange {
+                upserts: chunk.iter().map(|&i| catalog.record(i)).collect(),
+                deletes: Vec::new(),
+                stock: chunk
+                    .iter()
+                    .map(|&i| (catalog.product(i).id.to_string(), catalog.inventory(i)))
+                    .collect(),
+            };
+            version = self.store.write_catalog(&change).await?;
+        }
+        Ok(version)
+    }
+
+    /// Handles a store reset ([`CatalogChangeError::StoreReset`]): restores the store
+    /// from this replica when it wins the epoch's compare-and-set, takes the restored
+    /// store when another replica did, else waits. Never changes what this replica
+    /// serves.
+    pub async fn recover(&self, restorable: Restorable) -> Result<Recovery, CatalogChangeError> {
+        let mut st = self.writer.lock().await;
+        let epoch = self.store.epoch().await?;
+        let version = self.store.catalog_version().await?;
+        if epoch == st.epoch && version >= st.seen {
+            st.resetting = false;
+            return Ok(Recovery::InStep);
+        }
+        if !st.resetting {
+            st.resetting = true;
+            metrics::counter!("vitrine_store_resets_total").increment(1);
+            tracing::error!(
+                catalog_version = version,
+                in_step_with = st.seen,
+                "the store lost its data (reset): keeping this replica's catalog, ruleset and models, and writing them back"
+            );
+        }
+        match &epoch {
+            Some(e) if e.starts_with(CLAIM) => return Ok(Recovery::Waiting),
+            Some(_) if version > 0 => {
+                // Restored (or re-seeded) by another replica: take it whole.
+                st.epoch = epoch;
+                st.seen = 0;
+                st.resetting = false;
+                tracing::info!("the store was restored by another replica; following it");
+                return Ok(Recovery::Adopted);
+            }
+            Some(_) | None if st.seen == 0 => return Ok(Recovery::Waiting),
+            Some(_) | None => {}
+        }
+        let claim = format!("{CLAIM}{:016x}", rand::random::<u64>());
+        if !self
+            .store
+            .swap_epoch(epoch.as_deref(), &claim, Some(RESTORE_LEASE))
+            .await?
+        {
+            return Ok(Recovery::Waiting);
+        }
+        self.write_whole_catalog().await?;
+        if let Some((version, document)) = &restorable.ruleset {
+            self.store
+                .publish_ruleset(version, document, crate::domain::time::unix_now())
+                .await?;
+        }
+        self.store.restore_usage(&restorable.usage).await?;
+        if self.models_stored.load(Ordering::Acquire) {
+            let current = self.snapshot.load_full();
+            let bytes = crate::recommend::portable::encode(&current.models, &current.catalog)
+                .map_err(CatalogChangeError::Invalid)?;
+            self.store
+                .save_models(&current.models.version, &bytes)
+                .await?;
+        }
+        let fresh = new_epoch();
+        if !self.store.swap_epoch(Some(&claim), &fresh, None).await? {
+            // The lease ran out and another replica took over: it restores.
+            return Ok(Recovery::Waiting);
+        }
+        st.epoch = Some(fresh);
+        st.seen = self.store.catalog_version().await?;
+        st.resetting = false;
+        tracing::warn!(
+            catalog_version = st.seen,
+            "store restored from this replica: catalog, live ruleset, promotion budgets and models written back"
+        );
+        Ok(Recovery::Restored)
     }
 
     /// Takes the trained models stored by `vitrine train` when their version differs
@@ -219,6 +365,7 @@ impl CatalogService {
         let Some(version) = self.store.models_version().await? else {
             return Ok(false);
         };
+        self.models_stored.store(true, Ordering::Release);
         if self.snapshot.load().models.version == version {
             return Ok(false);
         }
@@ -243,26 +390,52 @@ impl CatalogService {
         Ok(true)
     }
 
-    /// Keeps following the store's catalog in the background.
-    pub fn spawn_follower(self: &Arc<Self>, every: Duration) {
-        crate::background::every(self, every, |service: Arc<Self>| async move {
-            if let Err(e) = service.sync().await {
-                tracing::warn!(error = %e, "catalog sync failed; retrying");
-            }
-            if let Err(e) = service.sync_models().await {
-                tracing::warn!(error = %e, "model sync failed; retrying");
+    /// Keeps following the store's catalog in the background; `restorable` says what
+    /// else to write back should the store be reset.
+    pub fn spawn_follower<R>(self: &Arc<Self>, every: Duration, restorable: R)
+    where
+        R: Fn() -> Restorable + Send + Sync + 'static,
+    {
+        let restorable = Arc::new(restorable);
+        crate::background::every(self, every, move |service: Arc<Self>| {
+            let restorable = restorable.clone();
+            async move {
+                match service.sync().await {
+                    Ok(_) => {}
+                    Err(CatalogChangeError::StoreReset) => {
+                        if let Err(e) = service.recover(restorable()).await {
+                            tracing::warn!(error = %e, "store restore failed; retrying");
+                        }
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "catalog sync failed; retrying"),
+                }
+                if let Err(e) = service.sync_models().await {
+                    tracing::warn!(error = %e, "model sync failed; retrying");
+                }
             }
         });
     }
 
     /// Applies what changed in the store since this replica last looked. True when
-    /// there was something.
+    /// there was something. A store that was reset is refused, never applied.
     pub async fn sync(&self) -> Result<bool, CatalogChangeError> {
-        let mut seen = self.writer.lock().await;
-        if self.store.catalog_version().await? == *seen {
+        let mut st = self.writer.lock().await;
+        if self.store.epoch().await? != st.epoch {
+            return Err(CatalogChangeError::StoreReset);
+        }
+        let version = self.store.catalog_version().await?;
+        if version == st.seen {
             return Ok(false);
         }
+        if version < st.seen {
+            return Err(CatalogChangeError::StoreReset);
+        }
         let (version, stored) = self.store.load_catalog().await?;
+        // A reset while reading leaves a smaller version or another epoch behind.
+        if version < st.seen || self.store.epoch().await? != st.epoch {
+            return Err(CatalogChangeError::StoreReset);
+        }
         let current = self.snapshot.load_full();
         let next =
             tokio::task::spawn_blocking(move || -> Result<Option<Snapshot>, CatalogChangeError> {
@@ -300,7 +473,7 @@ impl CatalogService {
         if let Some(next) = next {
             self.snapshot.store(Arc::new(next));
         }
-        *seen = version;
+        st.seen = version;
         Ok(true)
     }
 
@@ -410,7 +583,7 @@ impl CatalogService {
     pub async fn set_stock(&self, levels: &[(String, i64)]) -> Result<usize, CatalogChangeError> {
         self.catch_up_on(levels.iter().map(|(id, _)| id.as_str()))
             .await?;
-        let mut seen = self.writer.lock().await;
+        let mut st = self.writer.lock().await;
         let current = self.snapshot.load();
         let known: Vec<_> = levels
             .iter()
@@ -427,7 +600,7 @@ impl CatalogService {
         for (idx, _, level) in &known {
             current.catalog.set_inventory(*idx, *level);
         }
-        advance(&mut seen, version);
+        advance(&mut st.seen, version);
         Ok(known.len())
     }
 
@@ -477,7 +650,7 @@ impl CatalogService {
     where
         F: FnOnce(&mut CatalogEdit) -> Result<Touched, CatalogChangeError> + Send + 'static,
     {
-        let mut seen = self.writer.lock().await;
+        let mut st = self.writer.lock().await;
         let current = self.snapshot.load_full();
         let (next, change) = tokio::task::spawn_blocking(move || {
             let mut edit = current.catalog.edit();
@@ -506,9 +679,18 @@ impl CatalogService {
         .map_err(|e| CatalogChangeError::Invalid(format!("catalog task failed: {e}")))??;
         let version = self.store.write_catalog(&change).await?;
         self.snapshot.store(Arc::new(next));
-        advance(&mut seen, version);
+        advance(&mut st.seen, version);
         Ok(())
     }
+}
+
+/// A new store epoch: random, so no two replicas or resets share one.
+fn new_epoch() -> String {
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
 }
 
 /// After this replica's own write took the store to `version`: when no other write came

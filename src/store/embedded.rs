@@ -51,6 +51,9 @@ const PROMO_USAGE: TableDefinition<&str, (u64, i64)> = TableDefinition::new("pro
 const REDEEMED: TableDefinition<&str, i64> = TableDefinition::new("redeemed_orders");
 /// Sequence number -> MessagePack [`LogEntry`].
 const EVENT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("event_log");
+/// `epoch` -> the store's epoch and, after a unit separator, until when it holds (Unix
+/// milliseconds; empty: for good).
+const MARKERS: TableDefinition<&str, &str> = TableDefinition::new("markers");
 /// Profile key -> when the profile expires (Unix seconds).
 const PROFILE_EXPIRY: TableDefinition<&[u8], i64> = TableDefinition::new("profile_expiry");
 /// Profile key (16 bytes) + op id (8 bytes, big-endian) -> when the id may be forgotten.
@@ -133,6 +136,7 @@ impl EmbeddedStore {
         txn.open_table(REDEEMED).map_err(unavailable)?;
         txn.open_table(PROFILE_EXPIRY).map_err(unavailable)?;
         txn.open_table(APPLIED_OPS).map_err(unavailable)?;
+        txn.open_table(MARKERS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(Self {
             db: Arc::new(db),
@@ -364,8 +368,60 @@ impl EventLog for EmbeddedStore {
     }
 }
 
+/// The epoch in a `markers` row, when it still holds at `now_ms`.
+fn live_epoch(row: &str, now_ms: i64) -> Option<&str> {
+    let (value, until) = row.split_once('\x1f').unwrap_or((row, ""));
+    (until.is_empty() || until.parse::<i64>().is_ok_and(|u| u > now_ms)).then_some(value)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 #[async_trait]
 impl CatalogStore for EmbeddedStore {
+    async fn epoch(&self) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(MARKERS).map_err(unavailable)?;
+        Ok(table
+            .get("epoch")
+            .map_err(unavailable)?
+            .and_then(|v| live_epoch(v.value(), now_ms()).map(str::to_owned)))
+    }
+
+    async fn swap_epoch(
+        &self,
+        expected: Option<&str>,
+        value: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<bool, StoreError> {
+        let expected = expected.map(str::to_owned);
+        let row = match ttl {
+            Some(t) => format!("{value}\x1f{}", now_ms() + t.as_millis() as i64),
+            None => value.to_owned(),
+        };
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let swapped = {
+                let mut table = txn.open_table(MARKERS).map_err(unavailable)?;
+                let current = table
+                    .get("epoch")
+                    .map_err(unavailable)?
+                    .and_then(|v| live_epoch(v.value(), now_ms()).map(str::to_owned));
+                let matches = current == expected;
+                if matches {
+                    table.insert("epoch", row.as_str()).map_err(unavailable)?;
+                }
+                matches
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(swapped)
+        })
+        .await
+    }
+
     async fn catalog_version(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(unavailable)?;
         let meta = txn.open_table(META).map_err(unavailable)?;
@@ -497,6 +553,27 @@ impl CatalogStore for EmbeddedStore {
                     .map_or((0, 0), |v| v.value()))
             })
             .collect()
+    }
+
+    async fn restore_usage(&self, usage: &[(String, u64, i64)]) -> Result<(), StoreError> {
+        let usage = usage.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(PROMO_USAGE).map_err(unavailable)?;
+                for (id, uses, spent) in &usage {
+                    let (u, s) = table
+                        .get(id.as_str())
+                        .map_err(unavailable)?
+                        .map_or((0, 0), |v| v.value());
+                    table
+                        .insert(id.as_str(), (u.max(*uses), s.max(*spent)))
+                        .map_err(unavailable)?;
+                }
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
     }
 
     async fn redeem(

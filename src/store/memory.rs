@@ -50,6 +50,8 @@ struct StoredCatalog {
     /// Promotion -> (uses, spent); orders recorded.
     usage: FxHashMap<String, (u64, i64)>,
     redeemed_orders: std::collections::HashSet<String>,
+    /// The epoch, and until when it holds (`None`: for good).
+    epoch: Option<(String, Option<std::time::Instant>)>,
 }
 
 /// The event log: the last sequence number given, and the entries kept.
@@ -146,8 +148,41 @@ impl EventLog for MemoryStore {
     }
 }
 
+impl StoredCatalog {
+    fn live_epoch(&mut self) -> Option<&str> {
+        if self
+            .epoch
+            .as_ref()
+            .and_then(|(_, until)| *until)
+            .is_some_and(|until| until <= std::time::Instant::now())
+        {
+            self.epoch = None;
+        }
+        self.epoch.as_ref().map(|(v, _)| v.as_str())
+    }
+}
+
 #[async_trait]
 impl CatalogStore for MemoryStore {
+    async fn epoch(&self) -> Result<Option<String>, StoreError> {
+        let mut c = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        Ok(c.live_epoch().map(str::to_owned))
+    }
+
+    async fn swap_epoch(
+        &self,
+        expected: Option<&str>,
+        value: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        if c.live_epoch() != expected {
+            return Ok(false);
+        }
+        c.epoch = Some((value.to_owned(), ttl.map(|t| std::time::Instant::now() + t)));
+        Ok(true)
+    }
+
     async fn catalog_version(&self) -> Result<u64, StoreError> {
         Ok(self
             .catalog
@@ -206,6 +241,16 @@ impl CatalogStore for MemoryStore {
             .iter()
             .map(|id| c.usage.get(id).copied().unwrap_or_default())
             .collect())
+    }
+
+    async fn restore_usage(&self, usage: &[(String, u64, i64)]) -> Result<(), StoreError> {
+        let mut c = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        for (id, uses, spent) in usage {
+            let slot = c.usage.entry(id.clone()).or_default();
+            slot.0 = slot.0.max(*uses);
+            slot.1 = slot.1.max(*spent);
+        }
+        Ok(())
     }
 
     async fn redeem(

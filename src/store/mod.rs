@@ -208,6 +208,21 @@ pub trait EventLog: Send + Sync + 'static {
 /// moves a version counter on; replicas poll it and reload on a change.
 #[async_trait]
 pub trait CatalogStore: EventLog {
+    /// The store's epoch: a value a replica writes once into an empty store. A store
+    /// that lost its data (Redis restarted without persistence) has none, or another;
+    /// replicas compare it with the one they started on to tell a reset from a change.
+    async fn epoch(&self) -> Result<Option<String>, StoreError>;
+
+    /// Sets the epoch to `value` for `ttl` (`None`: for good) only when it is
+    /// `expected` now (`None`: there is none); true when this call set it. Replicas race
+    /// for it; one wins.
+    async fn swap_epoch(
+        &self,
+        expected: Option<&str>,
+        value: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<bool, StoreError>;
+
     async fn catalog_version(&self) -> Result<u64, StoreError>;
 
     /// Every stored product with its stock, and the version they were read at.
@@ -258,6 +273,10 @@ pub trait CatalogStore: EventLog {
 
     /// Each promotion's redemptions so far: (uses, discount given in minor units).
     async fn promotion_usage(&self, ids: &[String]) -> Result<Vec<(u64, i64)>, StoreError>;
+
+    /// Raises promotions' recorded usage to at least the given (uses, discount given):
+    /// what a replica knew of the budgets, written back after a store reset.
+    async fn restore_usage(&self, usage: &[(String, u64, i64)]) -> Result<(), StoreError>;
 
     /// Records one order's redemptions, atomically: all of them, or none when one would
     /// pass its limit (its index is returned). An order already recorded changes nothing.

@@ -128,9 +128,31 @@ end
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[2 + n * 4])
 return -2
 ";
+/// Raises each promotion's uses and spend to at least the given. KEYS: the usage hash;
+/// ARGV: id, uses, spent, per promotion.
+const RESTORE_USAGE: &str = r"
+for i = 1, #ARGV, 3 do
+  for j, part in ipairs({':uses', ':spent'}) do
+    local field = ARGV[i] .. part
+    local given = tonumber(ARGV[i + j])
+    if given > tonumber(redis.call('HGET', KEYS[1], field) or '0') then
+      redis.call('HSET', KEYS[1], field, ARGV[i + j])
+    end
+  end
+end
+return 1
+";
 /// How long an order's redemptions are remembered (a repeated commit within it changes
 /// nothing).
 const REDEEMED_TTL_S: u64 = 90 * 86_400;
+/// KEYS: the epoch; ARGV: the value expected ('' for none), the new value, its TTL in
+/// ms (0: none). Returns 1 when it was set.
+const SWAP_EPOCH: &str = r"
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2])
+else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+";
 /// KEYS: the document, the live pointer; ARGV: the version.
 const ACTIVATE_RULESET: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -255,6 +277,13 @@ impl RedisStore {
         let mut k = self.prefix.clone();
         k.extend_from_slice(b"{rules}:");
         k.extend_from_slice(part.as_bytes());
+        k
+    }
+
+    /// `{prefix}epoch`: see [`CatalogStore::epoch`].
+    fn epoch_key(&self) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"epoch");
         k
     }
 
@@ -406,6 +435,33 @@ impl RedisStore {
 
 #[async_trait]
 impl CatalogStore for RedisStore {
+    async fn epoch(&self) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(self.epoch_key())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    async fn swap_epoch(
+        &self,
+        expected: Option<&str>,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::Script::new(SWAP_EPOCH)
+            .key(self.epoch_key())
+            .arg(expected.unwrap_or(""))
+            .arg(value)
+            .arg(ttl.map_or(0, |t| t.as_millis().max(1) as u64))
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(|n| n == 1)
+            .map_err(|e| unavailable(&e))
+    }
+
     async fn catalog_version(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
         let v: Option<u64> = redis::cmd("GET")
@@ -521,6 +577,24 @@ impl CatalogStore for RedisStore {
             .chunks(2)
             .map(|v| (v[0].unwrap_or(0).max(0) as u64, v[1].unwrap_or(0)))
             .collect())
+    }
+
+    async fn restore_usage(&self, usage: &[(String, u64, i64)]) -> Result<(), StoreError> {
+        if usage.is_empty() {
+            return Ok(());
+        }
+        let restore = redis::Script::new(RESTORE_USAGE);
+        let mut script = restore.prepare_invoke();
+        script.key(self.promo_key("usage"));
+        for (id, uses, spent) in usage {
+            script.arg(id).arg(*uses).arg(*spent);
+        }
+        let mut conn = self.conn.clone();
+        script
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable(&e))
     }
 
     async fn redeem(

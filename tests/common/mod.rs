@@ -47,6 +47,18 @@ pub fn settings() -> Settings {
     s
 }
 
+/// The small demo shop on a Redis shared by replicas, each following the others'
+/// changes every 100 ms.
+pub fn on_redis(redis: &redis::RedisServer) -> Settings {
+    let mut s = settings();
+    s.storage.backend = vitrine::config::StorageBackend::Redis;
+    s.redis.url = redis.url();
+    s.catalog.sync_ms = 100;
+    s.rules.sync_ms = 100;
+    s.events.log_poll_ms = 100;
+    s
+}
+
 pub struct TestApp {
     pub base: String,
     pub port: u16,
