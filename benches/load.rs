@@ -8,7 +8,9 @@
 //! `LOAD_PLACEMENT` (product), `LOAD_REDIS` (1: start a private redis-server and use it
 //! as the store), `LOAD_L1_TTL_MS` (the L1 tier's TTL; 1 makes nearly every read go to
 //! the store), `LOAD_RULESET` (1: publish a ruleset of 200 promotions, 50 price lists
-//! and 100 merchandising rules before the run), `LOAD_CONTEXT` (appended to every URL, e.g. `&country=DE&device=mobile`).
+//! and 100 merchandising rules before the run), `LOAD_CONTEXT` (appended to every URL, e.g. `&country=DE&device=mobile`),
+//! `LOAD_OUTAGE` (`kill` or `pause`, with `LOAD_REDIS=1`: after the normal run, Redis is
+//! killed or frozen and the same load runs again; both are printed with their ratio).
 //! With `LOAD_SECONDS=0` it only measures start-up.
 //!
 //! The generator is deliberately minimal (raw HTTP/1.1 over tokio, one thread) so that
@@ -179,6 +181,90 @@ async fn connection(
     stats
 }
 
+/// One run's results.
+struct Summary {
+    hist: Histogram<u64>,
+    ok: u64,
+    other: u64,
+    seconds: u64,
+}
+
+impl Summary {
+    fn rate(&self) -> f64 {
+        (self.ok + self.other) as f64 / self.seconds as f64
+    }
+
+    fn p99_ms(&self) -> f64 {
+        self.hist.value_at_quantile(0.99) as f64 / 1000.0
+    }
+
+    fn print(&self, label: &str) {
+        let ms = |q: f64| self.hist.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "  {label}: {} requests, {:.0} req/s, non-200: {}",
+            self.ok + self.other,
+            self.rate(),
+            self.other
+        );
+        println!(
+            "  latency p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
+            ms(0.50),
+            ms(0.90),
+            ms(0.99),
+            ms(0.999),
+            self.hist.max() as f64 / 1000.0
+        );
+    }
+}
+
+/// Drives the server with `connections` keep-alive connections for `warmup` then
+/// `seconds` seconds, recording the latter.
+fn run(
+    port: u16,
+    requests: &std::sync::Arc<Vec<Vec<u8>>>,
+    connections: usize,
+    warmup: u64,
+    seconds: u64,
+) -> Summary {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let t0 = Instant::now();
+    let warmup_end = t0 + Duration::from_secs(warmup);
+    let end = warmup_end + Duration::from_secs(seconds);
+    let all = runtime.block_on(async {
+        let tasks: Vec<_> = (0..connections)
+            .map(|c| {
+                tokio::spawn(connection(
+                    port,
+                    requests.clone(),
+                    c as u64,
+                    warmup_end,
+                    end,
+                ))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("connection task"));
+        }
+        out
+    });
+    let mut summary = Summary {
+        hist: Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram"),
+        ok: 0,
+        other: 0,
+        seconds,
+    };
+    for s in &all {
+        summary.hist.add(&s.hist).ok();
+        summary.ok += s.ok;
+        summary.other += s.other;
+    }
+    summary
+}
+
 fn main() {
     let seconds: u64 = env_or("LOAD_SECONDS", 10);
     let warmup: u64 = env_or("LOAD_WARMUP_SECONDS", 2);
@@ -194,7 +280,7 @@ fn main() {
         .map(|a| a.port())
         .expect("free port");
     let store_dir = tempfile::tempdir().expect("store dir");
-    let redis = (env_or("LOAD_REDIS", 0u8) == 1).then(redis_server::RedisServer::start);
+    let mut redis = (env_or("LOAD_REDIS", 0u8) == 1).then(redis_server::RedisServer::start);
     let l1_ttl: u64 = env_or("LOAD_L1_TTL_MS", 500);
     let started = Instant::now();
     let mut server = Command::new(env!("CARGO_BIN_EXE_vitrine"))
@@ -264,57 +350,32 @@ fn main() {
             })
             .collect();
         let requests = std::sync::Arc::new(requests);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let t0 = Instant::now();
-        let warmup_end = t0 + Duration::from_secs(warmup);
-        let end = warmup_end + Duration::from_secs(seconds);
-        let all = runtime.block_on(async {
-            let tasks: Vec<_> = (0..connections)
-                .map(|c| {
-                    tokio::spawn(connection(
-                        port,
-                        requests.clone(),
-                        c as u64,
-                        warmup_end,
-                        end,
-                    ))
-                })
-                .collect();
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await.expect("connection task"));
-            }
-            out
-        });
-        let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram");
-        let (mut ok, mut other) = (0, 0);
-        for s in &all {
-            hist.add(&s.hist).ok();
-            ok += s.ok;
-            other += s.other;
-        }
-        let total = ok + other;
+        let store = if redis.is_some() { "redis" } else { "embedded" };
         println!(
-            "GET /v1/recommend placement={placement}: {connections} connections, {seconds} s (after {warmup} s warm-up); store {}, L1 TTL {l1_ttl} ms",
-            if redis.is_some() { "redis" } else { "embedded" }
+            "GET /v1/recommend placement={placement}: {connections} connections, {seconds} s (after {warmup} s warm-up); store {store}, L1 TTL {l1_ttl} ms"
         );
-        println!(
-            "  {total} requests, {:.0} req/s, non-200: {other}",
-            total as f64 / seconds as f64
-        );
-        println!(
-            "  latency p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
-            hist.value_at_quantile(0.50) as f64 / 1000.0,
-            hist.value_at_quantile(0.90) as f64 / 1000.0,
-            hist.value_at_quantile(0.99) as f64 / 1000.0,
-            hist.value_at_quantile(0.999) as f64 / 1000.0,
-            hist.max() as f64 / 1000.0
-        );
+        let normal = run(port, &requests, connections, warmup, seconds);
+        normal.print("normal");
         println!("  server RSS after load {:.0} MiB", rss_mib(server.id()));
         println!("  store reads {}", store_reads(port));
+        let outage: String = env_or("LOAD_OUTAGE", String::new());
+        if let Some(redis) = redis.as_mut().filter(|_| !outage.is_empty()) {
+            match outage.as_str() {
+                "pause" => redis.pause(),
+                _ => redis.kill(),
+            }
+            let down = run(port, &requests, connections, warmup, seconds);
+            down.print(&format!("redis {outage}"));
+            println!("  store reads {}", store_reads(port));
+            println!(
+                "  during the outage: {:.2} x the normal throughput, p99 {:.3} ms",
+                down.rate() / normal.rate(),
+                down.p99_ms()
+            );
+            if outage == "pause" {
+                redis.resume();
+            }
+        }
     }
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])

@@ -133,6 +133,11 @@ impl App {
         let metrics = metrics_handle();
         let hasher = Arc::new(key_hasher(&settings));
         let (base, catalog_store) = open_store(&settings).await?;
+        let base: Arc<dyn ProfileStore> = Arc::new(crate::store::Breaker::new(
+            base,
+            settings.storage.circuit_failures,
+            Duration::from_millis(settings.storage.circuit_open_ms),
+        ));
         let store: Arc<dyn ProfileStore> = Arc::new(Tiered::new(
             base,
             settings.cache.l1_capacity,

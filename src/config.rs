@@ -149,6 +149,11 @@ pub struct StorageSettings {
     pub path: PathBuf,
     /// A profile not written for this long is erased, on every backend.
     pub profile_ttl_s: u64,
+    /// Failed store calls in a row that open the circuit (calls then fail at once).
+    pub circuit_failures: u32,
+    /// How long the circuit stays open before the first probe (doubling, up to 5 s,
+    /// while the store stays down).
+    pub circuit_open_ms: u64,
 }
 
 impl Default for StorageSettings {
@@ -157,6 +162,8 @@ impl Default for StorageSettings {
             backend: StorageBackend::Embedded,
             path: PathBuf::from("data/vitrine.redb"),
             profile_ttl_s: 90 * 86_400,
+            circuit_failures: 5,
+            circuit_open_ms: 100,
         }
     }
 }
@@ -757,6 +764,16 @@ impl Settings {
             (1..=60_000).contains(&self.redis.timeout_ms),
             "redis.timeout_ms",
             "must be between 1 and 60000",
+        )?;
+        check(
+            (1..=1_000).contains(&self.storage.circuit_failures),
+            "storage.circuit_failures",
+            "must be between 1 and 1000",
+        )?;
+        check(
+            (10..=60_000).contains(&self.storage.circuit_open_ms),
+            "storage.circuit_open_ms",
+            "must be between 10 and 60000",
         )?;
         check(
             self.storage.profile_ttl_s >= 60,

@@ -11,21 +11,6 @@ use common::{TestApp, error_code, settings};
 use serde_json::{Value, json};
 use vitrine::config::StorageBackend;
 
-async fn poll_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn serving_survives_a_redis_outage_and_buffered_events_land_when_it_returns() {
     let mut server = RedisServer::start();
@@ -85,11 +70,11 @@ async fn serving_survives_a_redis_outage_and_buffered_events_land_when_it_return
     assert_eq!(error_code(r).await, (503, "store_unavailable".into()));
 
     server.restart();
-    poll_until("readyz", || async {
+    common::eventually("readyz", || async {
         app.get("/readyz").await.status() == 200
     })
     .await;
-    poll_until("buffered events in the profile", || async {
+    common::eventually("buffered events in the profile", || async {
         let r = app.get("/admin/v1/profiles/outage-customer").await;
         if r.status() != 200 {
             return false;

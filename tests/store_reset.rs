@@ -23,18 +23,6 @@ async fn get(app: &TestApp, path: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_empty_is_a_reset_and_one_replica_writes_everything_back() {
     let mut redis = RedisServer::start();
@@ -79,7 +67,7 @@ async fn redis_restarted_empty_is_a_reset_and_one_replica_writes_everything_back
             .await;
         assert_eq!(r.status(), 200);
     }
-    eventually("b follows the ruleset", || async {
+    common::eventually("b follows the ruleset", || async {
         get(&b, "/admin/v1/ruleset").await.1["version"] == version.as_str()
     })
     .await;
@@ -122,7 +110,7 @@ async fn redis_restarted_empty_is_a_reset_and_one_replica_writes_everything_back
 
     // The store holds the catalog, the live ruleset, the models and the budget again,
     // written once.
-    eventually("the store restored", || async {
+    common::eventually("the store restored", || async {
         redis
             .command(&["HLEN", "vitrine:catalog:products"])
             .is_some_and(|r| r.starts_with(":400"))
@@ -158,7 +146,7 @@ async fn redis_restarted_empty_is_a_reset_and_one_replica_writes_everything_back
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    eventually("a follows b's change", || async {
+    common::eventually("a follows b's change", || async {
         get(&a, "/admin/v1/products/p000124").await.1["title"] == "Renamed after the reset"
     })
     .await;

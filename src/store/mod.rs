@@ -11,6 +11,7 @@
 //! profile, so a repeat within the window is skipped however much happened between;
 //! the profile's own ring of recent ids is only the cheap first check.
 
+pub mod breaker;
 pub mod codec;
 pub mod embedded;
 pub mod key;
@@ -26,6 +27,7 @@ use crate::domain::Profile;
 use crate::domain::catalog::ProductRecord;
 use crate::domain::profile::ProfileOp;
 
+pub use breaker::Breaker;
 pub use embedded::EmbeddedStore;
 pub use key::{KeyHasher, ProfileKey};
 pub use memory::MemoryStore;

@@ -165,6 +165,23 @@ impl TestApp {
     }
 }
 
+/// Polls `check` until it holds, failing the test after 20 s: the one way tests wait
+/// for something that happens in the background.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A plain HTTP client for the tests (the process's TLS provider installed first, as the
 /// service does).
 pub fn client() -> reqwest::Client {
