@@ -6,7 +6,9 @@
 //!   merchandising over 30 candidates, and the 10 answered products' prices.
 //!
 //! Each against a shop's usual mix of promotions and against the worst case, where every
-//! promotion is live and open to the visitor so that dozens stack on one cart.
+//! promotion is live and open to the visitor so that dozens stack on one cart. Then the
+//! largest request against the largest rulesets `decide::limits` allows (two shapes):
+//! a 200-line cart with 20 codes, and a page re-ranking 500 candidates, all priced.
 //!
 //! Run: `cargo bench --bench decide` (`DECIDE_CALLS` sets the timed calls, 100,000).
 
@@ -35,7 +37,10 @@ struct Fixture<'c> {
     profile: &'c Profile,
     page: &'c PageContext,
     cart: &'c [(u32, u32)],
+    codes: &'c [String],
     candidates: &'c [Scored],
+    /// Products the page answers (and prices).
+    limit: usize,
 }
 
 impl Fixture<'_> {
@@ -59,7 +64,7 @@ impl Fixture<'_> {
 /// `/v1/cart/evaluate`'s decision.
 fn cart(f: &Fixture<'_>) -> usize {
     let ctx = f.context();
-    let eval = vitrine::decide::evaluate_cart(&f.rules, ctx, &[], &|_| Usage::default());
+    let eval = vitrine::decide::evaluate_cart(&f.rules, ctx, f.codes, &|_| Usage::default());
     eval.applied.len() + eval.rejected.len()
 }
 
@@ -74,7 +79,7 @@ fn page(f: &Fixture<'_>) -> usize {
         ctx: &ctx,
         book: &book,
         excluded: &[],
-        limit: 10,
+        limit: f.limit,
     };
     let (picked, effects) = merch::apply(&active, &page, f.candidates.to_vec(), Vec::new);
     let prices: i64 = picked
@@ -162,7 +167,9 @@ fn bench(c: &mut Criterion) {
             profile: &profile,
             page: &page_context,
             cart: &lines,
+            codes: &[],
             candidates: &candidates,
+            limit: 10,
         };
         let probe =
             vitrine::decide::evaluate_cart(&f.rules, f.context(), &[], &|_| Usage::default());
@@ -186,5 +193,100 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// The largest request against the largest rulesets the limits allow.
+fn at_limits(c: &mut Criterion) {
+    let shop = demo::generate(
+        &DemoSettings {
+            products: 100_000,
+            customers: 0,
+            events: 0,
+            ..DemoSettings::default()
+        },
+        1_700_000_000,
+    )
+    .expect("demo shop");
+    let catalog = &shop.catalog;
+    let profile = Profile {
+        segments: vec!["segment-1".into()],
+        orders_count: 2,
+        ..Profile::default()
+    };
+    let page_context = PageContext {
+        country: Some("GB".into()),
+        currency: Currency::parse("GBP").ok(),
+        channel: Some("web".into()),
+        device: Some("mobile".into()),
+        locale: None,
+        exit_intent: false,
+    };
+    let lines: Vec<(u32, u32)> = (0..200u32)
+        .map(|i| ((i * 499) % catalog.len() as u32, 1 + i % 3))
+        .collect();
+    // 20 codes: half of them known.
+    let codes: Vec<String> = (0..20)
+        .map(|k| {
+            if k % 2 == 0 {
+                format!("C{}X{k}", 1 + 33 * (k % 10))
+            } else {
+                format!("UNKNOWN{k}")
+            }
+        })
+        .collect();
+    let candidates: Vec<Scored> = (0..500u32)
+        .map(|i| Scored {
+            product: (i * 197) % catalog.len() as u32,
+            score: 1.0 - i as f32 / 600.0,
+            reason: Reason::MatchesSearch,
+        })
+        .collect();
+    let calls: usize = std::env::var("DECIDE_LIMIT_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    for shape in [ruleset_gen::AtLimits::Many, ruleset_gen::AtLimits::Heavy] {
+        let started = std::time::Instant::now();
+        let doc = ruleset_gen::at_limits(catalog, shape);
+        let rules = ruleset::compile(&doc).unwrap_or_else(|e| panic!("{shape:?}: {e:?}"));
+        let compiled = started.elapsed();
+        let f = Fixture {
+            catalog,
+            rules,
+            profile: &profile,
+            page: &page_context,
+            cart: &lines,
+            codes: &codes,
+            candidates: &candidates,
+            limit: 500,
+        };
+        let probe =
+            vitrine::decide::evaluate_cart(&f.rules, f.context(), f.codes, &|_| Usage::default());
+        let costs = vitrine::decide::limits::costs(&f.rules);
+        println!(
+            "at the limits ({shape:?}): cost {} (cart) and {} (page) of {}; {} promotions, {} price lists, {} merchandising rules, {} codes; built and compiled in {:.1} s; on the 200-line cart {} promotions apply",
+            costs.cart,
+            costs.page,
+            vitrine::decide::limits::MAX_COST,
+            f.rules.promotions.len(),
+            f.rules.price_lists.len(),
+            f.rules.merchandising.len(),
+            f.rules.codes.len(),
+            compiled.as_secs_f64(),
+            probe.applied.len()
+        );
+        for (what, run) in [("cart", cart as fn(&Fixture<'_>) -> usize), ("page", page)] {
+            let [p50, p99, p999, max] = tail(calls, || run(&f));
+            println!(
+                "  {what}: {calls} calls: p50 {p50:.1} µs, p99 {p99:.1} µs, p99.9 {p999:.1} µs, max {max:.1} µs"
+            );
+            let mut group = c.benchmark_group("decide at the limits");
+            group.sample_size(20);
+            group.bench_function(format!("{what} ({shape:?})"), |b| {
+                b.iter(|| black_box(run(&f)));
+            });
+            group.finish();
+        }
+    }
+}
+
+criterion_group!(benches, bench, at_limits);
 criterion_main!(benches);

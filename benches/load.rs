@@ -20,6 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "ruleset_gen.rs"]
+#[allow(dead_code)] // The load bench publishes only some of its rulesets.
 mod ruleset_gen;
 
 /// Publishes the large bench ruleset (200 promotions, 50 price lists, 100 merchandising

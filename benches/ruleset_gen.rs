@@ -143,3 +143,162 @@ pub fn large_ruleset(catalog: &Catalog, worst: bool) -> Value {
         "shipping": [{"id": "standard", "amount": gbp(499)}],
     })
 }
+
+fn true_leaf(i: usize) -> Value {
+    match i % 4 {
+        0 => json!({"eq": ["session.country", "GB"]}),
+        1 => json!({"gte": ["customer.orders_count", 0]}),
+        2 => json!({"ne": ["session.channel", "pos"]}),
+        _ => json!({"in_segment": "segment-1"}),
+    }
+}
+
+/// An expression of exactly `n` nodes, at most `depth` deep, whose every comparison
+/// holds for the bench visitor, so that nothing short-circuits: `and`s chained down to
+/// a flat `and` of the rest.
+fn true_tree(n: usize, depth: usize) -> Value {
+    if n <= 1 {
+        return true_leaf(0);
+    }
+    if depth <= 2 || n == 2 {
+        return json!({"and": (0..n - 1).map(true_leaf).collect::<Vec<_>>()});
+    }
+    json!({"and": [true_leaf(n), true_tree(n - 2, depth - 1)]})
+}
+
+/// Which of the limits a ruleset at the limits pushes.
+#[derive(Clone, Copy, Debug)]
+pub enum AtLimits {
+    /// Many promotions with one category list each, applying to a 200-line cart; many
+    /// merchandising rules with a category boost.
+    Many,
+    /// Few promotions with the largest expressions (64-node trees 8 deep, line
+    /// quantifiers over every line, 10,000-value lists), all exclusive (a run each);
+    /// merchandising rules with the largest actions.
+    Heavy,
+}
+
+/// The largest rulesets `vitrine::decide::limits` allows, in two shapes: 1,000,000
+/// price entries over 200 lists (adjustments naming 1,000 categories), guardrails for
+/// 100,000 products and 10,000 categories, 100,000 codes, and promotions and
+/// merchandising rules up to the worst-case cost (checked: it compiles).
+pub fn at_limits(catalog: &Catalog, shape: AtLimits) -> Value {
+    let n = catalog.len();
+    let product = |i: usize| catalog.product((i % n) as u32).id.to_string();
+    let handles: Vec<String> = catalog
+        .categories()
+        .iter()
+        .map(|c| c.handle.to_string())
+        .collect();
+    // 10,000 values: the catalog's categories first (so the list matches), then others.
+    let long_categories: Vec<String> = handles
+        .iter()
+        .cloned()
+        .chain((0..).map(|i| format!("other/category-{i}")))
+        .take(10_000)
+        .collect();
+    let long_ids: Vec<String> = (0..10_000).map(product).collect();
+    let (promotions, exclusive, target, condition, merch_rules, merch_action): (
+        usize,
+        usize,
+        Value,
+        Value,
+        usize,
+        Value,
+    ) = match shape {
+        // Counts sized so the cart and the search page cost just under
+        // `limits::MAX_COST` (the bench prints both).
+        AtLimits::Many => (
+            318,
+            0,
+            json!({"in": ["line.category", long_categories]}),
+            json!({"gte": ["cart.quantity", 1]}),
+            43,
+            json!({"boost": {"where": {"in": ["product.category", long_categories]}, "by_bps": 100}}),
+        ),
+        AtLimits::Heavy => (
+            10,
+            10,
+            json!({"and": [{"in": ["line.category", long_categories]},
+                           {"in": ["line.product_id", long_ids]},
+                           {"gte": ["line.quantity", 1]}, {"ne": ["line.product_id", "none"]}]}),
+            json!({"and": [{"all": {"in": ["line.category", long_categories]}},
+                           {"count": {"where": {"gte": ["line.quantity", 1]}, "gte": 1}},
+                           {"gte": ["cart.subtotal", gbp(100)]}]}),
+            22,
+            json!({"boost": {"where": {"and": [{"in": ["product.category", long_categories]},
+                                               {"in": ["product.id", long_ids]},
+                                               {"gte": ["product.price", gbp(0)]},
+                                               {"ne": ["product.id", "none"]},
+                                               {"eq": ["product.in_stock", true]},
+                                               {"ne": ["product.id", "none-2"]},
+                                               {"gte": ["product.price", gbp(1)]}]},
+                             "by_bps": 100}}),
+        ),
+    };
+    let promotions: Vec<Value> = (0..promotions)
+        .map(|i| {
+            let class = ["item", "order", "shipping"][i % 3];
+            let mut p = json!({
+                "id": format!("max-{i}"),
+                "title": format!("Promotion {i}"),
+                "class": class,
+                "priority": (i % 9) as i64,
+                "eligibility": true_tree(64, 8),
+                "condition": condition,
+                "value": if class == "shipping" { json!({"free_shipping": true}) } else { json!({"percent_bps": 100}) },
+                "combines_with": ["item", "order", "shipping"],
+            });
+            if class == "item" {
+                p["target"] = target.clone();
+            }
+            if i < exclusive {
+                p["exclusive"] = json!("class");
+            }
+            if i % 33 == 1 {
+                // 10 promotions of 10,000 codes each, 100,000 in all.
+                p["trigger"] = json!("code");
+                p["codes"] = json!((0..10_000).map(|k| format!("C{i}X{k}")).collect::<Vec<_>>());
+            }
+            p
+        })
+        .collect();
+    let price_lists: Vec<Value> = (0..200)
+        .map(|i| {
+            if i % 40 == 39 {
+                return json!({"id": format!("adj-{i}"), "kind": "adjustment", "currency": "GBP",
+                              "scope": true_tree(16, 4),
+                              "adjust": {"percent_off_bps": 300, "parent": format!("list-{}", i - 1),
+                                         "categories": long_categories[..1_000]}});
+            }
+            let kind = ["base", "sale", "segment"][i % 3];
+            json!({"id": format!("list-{i}"), "kind": kind,
+                   "currency": "GBP", "priority": (i % 3) as i64, "scope": true_tree(16, 4),
+                   "entries": (0..5_128).map(|k| {
+                       let p = catalog.product(((i * 5_128 + k) % n) as u32);
+                       json!({"product_id": &*p.id, "amount": p.price.amount * 9 / 10,
+                              "tiers": [{"min_qty": 10, "amount": p.price.amount * 8 / 10}]})
+                   }).collect::<Vec<_>>()})
+        })
+        .collect();
+    let merchandising: Vec<Value> = (0..merch_rules)
+        .map(|i| {
+            json!({"id": format!("merch-{i}"), "priority": (i % 4) as i64,
+                   "when": true_tree(64, 8), "action": merch_action})
+        })
+        .collect();
+    let guard_products: serde_json::Map<String, Value> = (0..100_000)
+        .map(|i| (product(i), json!({"min_margin_bps": 1_000})))
+        .collect();
+    let guard_categories: serde_json::Map<String, Value> = long_categories
+        .iter()
+        .map(|c| (c.clone(), json!(2_000)))
+        .collect();
+    json!({
+        "promotions": promotions,
+        "price_lists": price_lists,
+        "merchandising": merchandising,
+        "guardrails": {"min_margin_bps": 1_500, "products": guard_products, "categories": guard_categories},
+        "shipping": [{"id": "standard", "amount": gbp(499), "when": true_tree(64, 8)}],
+    })
+}

@@ -77,10 +77,6 @@ async fn redis_restarted_empty_is_a_reset_and_one_replica_writes_everything_back
     // Redis dies and comes back empty on the same port.
     redis.kill();
     redis.restart();
-    assert!(
-        redis.command(&["DBSIZE"]).unwrap().starts_with(":0"),
-        "restarted empty"
-    );
 
     // Throughout, both replicas keep every product and complete answers.
     let watch_until = Instant::now() + Duration::from_secs(3);

@@ -304,9 +304,47 @@ pub enum Lit {
     Int(i64),
     Money(Money),
     Str(Box<str>),
-    Strs(Box<[Box<str>]>),
+    Strs(StrSet),
     Ints(Box<[i64]>),
     Time(i64),
+}
+
+/// The values of an `in`/`nin` list, hashed: a lookup costs about the same however long
+/// the list. Category lists are matched through each category's precomputed ancestry
+/// ([`Category::ancestry`]): a few 128-bit integer lookups.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StrSet {
+    values: rustc_hash::FxHashSet<Box<str>>,
+    hashes: rustc_hash::FxHashSet<u128>,
+}
+
+impl StrSet {
+    pub fn new(values: Vec<Box<str>>) -> Self {
+        Self {
+            hashes: values
+                .iter()
+                .map(|v| crate::domain::catalog::name_hash(v))
+                .collect(),
+            values: values.into_iter().collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn contains(&self, s: &str) -> bool {
+        self.values.contains(s)
+    }
+
+    /// Whether the category, or one above it, is in the list (by handle or by path).
+    pub fn holds_category(&self, c: &Category) -> bool {
+        c.ancestry.iter().any(|(h, _)| self.hashes.contains(h))
+    }
 }
 
 /// A compiled expression.
@@ -520,18 +558,6 @@ impl Env<'_, '_> {
     }
 }
 
-/// `handle` is `under` or one of its sub-categories (by handle, `kitchen/cookware`, or
-/// path, `Kitchen > Cookware`).
-fn in_category(c: &Category, under: &str) -> bool {
-    let nested = |full: &str, sep: &str| {
-        full == under
-            || full
-                .strip_prefix(under)
-                .is_some_and(|rest| rest.starts_with(sep))
-    };
-    nested(&c.handle, "/") || nested(&c.path, " > ")
-}
-
 fn order<T: PartialOrd>(op: Op, a: &T, b: &T) -> Option<bool> {
     Some(match op {
         Op::Eq => a == b,
@@ -548,7 +574,7 @@ fn compare(val: &Val<'_>, op: Op, lit: &Lit) -> Option<bool> {
     match (val, lit) {
         (Val::Bool(a), Lit::Bool(b)) => order(op, a, b),
         (Val::Int(a), Lit::Int(b)) | (Val::Time(a), Lit::Time(b)) => order(op, a, b),
-        (Val::Int(a), Lit::Ints(set)) => Some(set.contains(a) == (op == Op::In)),
+        (Val::Int(a), Lit::Ints(set)) => Some(set.binary_search(a).is_ok() == (op == Op::In)),
         // Mixing currencies is neither true nor false.
         (Val::Money(a), Lit::Money(b)) if a.currency == b.currency => {
             order(op, &a.amount, &b.amount)
@@ -558,16 +584,14 @@ fn compare(val: &Val<'_>, op: Op, lit: &Lit) -> Option<bool> {
             Op::StartsWith => Some(a.starts_with(&**b)),
             _ => order(op, a, &&**b),
         },
-        (Val::Str(a), Lit::Strs(set)) => Some(set.iter().any(|s| **s == **a) == (op == Op::In)),
+        (Val::Str(a), Lit::Strs(set)) => Some(set.contains(a) == (op == Op::In)),
         (Val::Segments(list), Lit::Str(b)) => Some(list.iter().any(|s| **s == **b)),
         (Val::Tags(list), Lit::Str(b)) => Some(list.iter().any(|s| **s == **b)),
         (Val::Category(c), Lit::Str(b)) => {
-            let inside = in_category(c, b);
+            let inside = c.is_within(b);
             Some(if op == Op::Ne { !inside } else { inside })
         }
-        (Val::Category(c), Lit::Strs(set)) => {
-            Some(set.iter().any(|s| in_category(c, s)) == (op == Op::In))
-        }
+        (Val::Category(c), Lit::Strs(set)) => Some(set.holds_category(c) == (op == Op::In)),
         _ => None,
     }
 }
@@ -850,11 +874,13 @@ pub fn money(v: &Value) -> Option<Money> {
     Some(Money::new(amount, currency))
 }
 
-fn strings(v: &Value) -> Option<Box<[Box<str>]>> {
-    v.as_array()?
+fn strings(v: &Value) -> Option<StrSet> {
+    let list: Vec<Box<str>> = v
+        .as_array()?
         .iter()
         .map(|s| s.as_str().map(Box::from))
-        .collect()
+        .collect::<Option<_>>()?;
+    Some(StrSet::new(list))
 }
 
 fn literal_for(ty: Type, op: Op, v: &Value, path: &str, errors: &mut Errors) -> Option<Lit> {
@@ -880,8 +906,12 @@ fn literal_for(ty: Type, op: Op, v: &Value, path: &str, errors: &mut Errors) -> 
         (Type::Int, false) => v.as_i64().map(Lit::Int),
         (Type::Int, true) => v
             .as_array()
-            .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Box<[i64]>>>())
-            .map(Lit::Ints),
+            .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<i64>>>())
+            .map(|mut list| {
+                list.sort_unstable();
+                list.dedup();
+                Lit::Ints(list.into_boxed_slice())
+            }),
         (Type::Money, _) => money(v).map(Lit::Money),
         (Type::Time, _) => v
             .as_str()

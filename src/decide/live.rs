@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::expr::RuleError;
 use super::ruleset::{self, Ruleset};
@@ -34,6 +34,9 @@ pub struct LiveRules {
     store: Arc<dyn CatalogStore>,
     /// Serialises publishes and swaps from this replica.
     turn: tokio::sync::Mutex<()>,
+    /// A live version in the store that does not compile here, and why.
+    refused: ArcSwapOption<String>,
+    problem: ArcSwapOption<String>,
 }
 
 impl LiveRules {
@@ -43,6 +46,8 @@ impl LiveRules {
             usage: ArcSwap::default(),
             store,
             turn: tokio::sync::Mutex::new(()),
+            refused: ArcSwapOption::empty(),
+            problem: ArcSwapOption::empty(),
         }
     }
 
@@ -62,13 +67,27 @@ impl LiveRules {
         document: &serde_json::Value,
         now: i64,
     ) -> Result<Arc<Ruleset>, PublishError> {
-        let compiled = Arc::new(ruleset::compile(document).map_err(PublishError::Invalid)?);
+        let compiled = ruleset::compile(document).map_err(PublishError::Invalid)?;
+        self.publish_compiled(compiled, document, now).await
+    }
+
+    /// Stores a document compiled by the caller and makes it live.
+    pub async fn publish_compiled(
+        &self,
+        compiled: Ruleset,
+        document: &serde_json::Value,
+        now: i64,
+    ) -> Result<Arc<Ruleset>, PublishError> {
+        let compiled = Arc::new(compiled);
         let bytes = serde_json::to_vec(document).map_err(|e| StoreError::Codec(e.to_string()))?;
         let _turn = self.turn.lock().await;
         self.store
             .publish_ruleset(&compiled.version, &bytes, now)
             .await?;
         self.current.store(compiled.clone());
+        self.refused.store(None);
+        self.problem.store(None);
+        metrics::gauge!("vitrine_ruleset_unusable").set(0.0);
         tracing::info!(ruleset_version = %compiled.version, "ruleset published");
         Ok(compiled)
     }
@@ -98,17 +117,27 @@ impl LiveRules {
         Ok(compiled)
     }
 
+    /// A stored version, compiled off the async workers (a large one takes a while).
     async fn fetch(&self, version: &str) -> Result<Arc<Ruleset>, PublishError> {
         let bytes = self
             .store
             .load_ruleset(version)
             .await?
             .ok_or_else(|| PublishError::UnknownVersion(version.to_owned()))?;
-        let doc: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::Codec(e.to_string()))?;
-        ruleset::compile(&doc)
-            .map(Arc::new)
-            .map_err(PublishError::Invalid)
+        tokio::task::spawn_blocking(move || {
+            let doc: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Codec(e.to_string()))?;
+            ruleset::compile(&doc)
+                .map(Arc::new)
+                .map_err(PublishError::Invalid)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("ruleset task: {e}")))?
+    }
+
+    /// Why the live version in the store is not the one serving, when it is not.
+    pub fn problem(&self) -> Option<Arc<String>> {
+        self.problem.load_full()
     }
 
     /// Budgeted promotions' usage as of the last look.
@@ -151,19 +180,68 @@ impl LiveRules {
     }
 
     /// Takes the store's live version when it differs from this replica's; true when it
-    /// swapped.
+    /// swapped. A live version that does not compile here (stored by an older release,
+    /// past a limit this one sets) is not taken: the newest stored version that compiles
+    /// serves instead (at start-up; later, the one serving stays), and the problem is
+    /// reported (log, `vitrine_ruleset_unusable`, `/readyz`).
     pub async fn sync(&self) -> Result<bool, PublishError> {
         let Some(live) = self.store.live_ruleset().await? else {
             return Ok(false);
         };
-        if self.current.load().version == live {
+        let serving = self.current.load().version.clone();
+        if serving == live || self.refused.load().as_deref() == Some(&live) {
             return Ok(false);
         }
         let _turn = self.turn.lock().await;
-        let compiled = self.fetch(&live).await?;
-        self.current.store(compiled);
-        tracing::info!(ruleset_version = %live, "ruleset swapped in");
-        Ok(true)
+        match self.fetch(&live).await {
+            Ok(compiled) => {
+                self.current.store(compiled);
+                self.refused.store(None);
+                self.problem.store(None);
+                metrics::gauge!("vitrine_ruleset_unusable").set(0.0);
+                tracing::info!(ruleset_version = %live, "ruleset swapped in");
+                Ok(true)
+            }
+            Err(PublishError::Invalid(errors)) => {
+                let first = errors
+                    .first()
+                    .map_or_else(String::new, |e| format!("{}: {}", e.path, e.message));
+                let fallback = if serving == Ruleset::empty().version {
+                    self.newest_that_compiles(&live).await
+                } else {
+                    None
+                };
+                let serving = match fallback {
+                    Some(compiled) => {
+                        let version = compiled.version.clone();
+                        self.current.store(compiled);
+                        version
+                    }
+                    None => serving,
+                };
+                let problem = format!(
+                    "the live ruleset {live} does not compile here ({} problems, first {first}); serving {serving}",
+                    errors.len()
+                );
+                tracing::error!(ruleset_version = %live, serving = %serving, problems = errors.len(), first = %first, "live ruleset refused");
+                metrics::gauge!("vitrine_ruleset_unusable").set(1.0);
+                self.refused.store(Some(Arc::new(live)));
+                self.problem.store(Some(Arc::new(problem)));
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The newest stored version other than `except` that compiles here.
+    async fn newest_that_compiles(&self, except: &str) -> Option<Arc<Ruleset>> {
+        let versions = self.store.ruleset_versions().await.ok()?;
+        for (version, _) in versions.into_iter().filter(|(v, _)| v != except) {
+            if let Ok(compiled) = self.fetch(&version).await {
+                return Some(compiled);
+            }
+        }
+        None
     }
 
     /// Keeps following the store in the background.

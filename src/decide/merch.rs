@@ -321,12 +321,14 @@ pub fn apply(
         .collect();
     if !boosts.is_empty() {
         let mut counts = vec![0usize; boosts.len()];
-        for s in &mut candidates {
-            let facts = facts_of(s.product);
-            let env = Env::with_product(page.ctx, &facts);
-            for (k, (_, e, bps)) in boosts.iter().enumerate() {
-                if e.holds(env) {
-                    s.score *= 1.0 + *bps as f32 / 10_000.0;
+        let facts: Vec<ProductFacts<'_>> = candidates.iter().map(|s| facts_of(s.product)).collect();
+        // Rule by rule over every candidate: one rule's lists stay in cache while it runs
+        // (each candidate still takes the rules in order, so its score is the same).
+        for (k, (_, e, bps)) in boosts.iter().enumerate() {
+            let factor = 1.0 + *bps as f32 / 10_000.0;
+            for (s, f) in candidates.iter_mut().zip(&facts) {
+                if e.holds(Env::with_product(page.ctx, f)) {
+                    s.score *= factor;
                     counts[k] += 1;
                 }
             }

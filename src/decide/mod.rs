@@ -8,6 +8,7 @@
 
 pub mod content;
 pub mod expr;
+pub mod limits;
 pub mod live;
 pub mod merch;
 pub mod price;

@@ -18,7 +18,10 @@ use crate::domain::catalog::{Category, Product};
 /// The price lists that apply to this request (currency, window, scope), decided once per
 /// request.
 pub struct PriceBook<'r> {
-    active: Vec<&'r PriceList>,
+    /// By list index: whether the list applies to this request.
+    active: Vec<bool>,
+    /// The active adjustment lists (they price every product of their categories).
+    adjustments: Vec<&'r PriceList>,
     rules: &'r Ruleset,
     currency: crate::domain::Currency,
 }
@@ -81,16 +84,8 @@ pub fn floor(
         .map_or((None, None), |(p, m)| (*p, *m));
     let margin = margin_override
         .or_else(|| {
-            g.categories
-                .iter()
-                .find(|(c, _)| {
-                    *category.handle == **c
-                        || category
-                            .handle
-                            .strip_prefix(c.as_str())
-                            .is_some_and(|r| r.starts_with('/'))
-                })
-                .map(|(_, m)| *m)
+            // The nearest enclosing category with a margin.
+            super::ruleset::ancestors(&category.handle).find_map(|a| g.categories.get(a).copied())
         })
         .unwrap_or(g.min_margin_bps);
     let from_cost = product
@@ -112,17 +107,25 @@ pub fn floor(
 impl<'r> PriceBook<'r> {
     pub fn new(rules: &'r Ruleset, ctx: &Context<'_>) -> Self {
         let env = Env::of(ctx);
-        let active = rules
+        let active: Vec<bool> = rules
             .price_lists
             .iter()
-            .filter(|l| {
+            .map(|l| {
                 l.currency == ctx.session.currency
                     && l.window.contains(ctx.now)
                     && l.scope.holds(env)
             })
             .collect();
+        let adjustments = rules
+            .price_lists
+            .iter()
+            .zip(&active)
+            .filter(|(l, on)| **on && l.adjust.is_some())
+            .map(|(l, _)| l)
+            .collect();
         Self {
             active,
+            adjustments,
             rules,
             currency: ctx.session.currency,
         }
@@ -138,23 +141,11 @@ impl<'r> PriceBook<'r> {
         catalog: Option<i64>,
     ) -> Option<i64> {
         if let Some(adjust) = &list.adjust {
-            if !adjust.categories.is_empty()
-                && !adjust.categories.iter().any(|c| {
-                    *category.handle == **c
-                        || category
-                            .handle
-                            .strip_prefix(c.as_str())
-                            .is_some_and(|r| r.starts_with('/'))
-                })
-            {
+            if !adjust.categories.is_empty() && !adjust.categories.holds_category(category) {
                 return None;
             }
-            let parent = match &adjust.parent {
-                Some(id) => self
-                    .rules
-                    .price_lists
-                    .iter()
-                    .find(|p| p.id == *id)?
+            let parent = match adjust.parent_index {
+                Some(i) => self.rules.price_lists[i]
                     .entries
                     .get(&*product.id)?
                     .at(quantity),
@@ -188,7 +179,15 @@ impl<'r> PriceBook<'r> {
                 catalog: true,
             });
         }
-        for list in &self.active {
+        let listing = self
+            .rules
+            .listed
+            .get(&*product.id)
+            .into_iter()
+            .flatten()
+            .filter(|&&i| self.active[i as usize])
+            .map(|&i| &self.rules.price_lists[i as usize]);
+        for list in listing.chain(self.adjustments.iter().copied()) {
             if let Some(amount) = self.amount_in(list, product, category, quantity, catalog_amount)
             {
                 consider(Candidate {

@@ -198,11 +198,10 @@ fn prepare<'r>(
 ) -> Prepared<'r> {
     let code = match p.trigger {
         Trigger::Auto => Some(None),
-        Trigger::Code | Trigger::Offer => p
-            .codes
+        Trigger::Code | Trigger::Offer => codes
             .iter()
-            .find(|c| codes.contains(c))
-            .map(|c| Some(c.as_str())),
+            .find_map(|c| p.codes.binary_search(c).ok())
+            .map(|i| Some(p.codes[i].as_str())),
     };
     let used = usage(&p.id);
     let consented = match p.requires_consent {
@@ -791,7 +790,7 @@ fn report(
     let product_id = |i: usize| ctx.lines[i].item.product.id.to_string();
     let unknown_codes = codes
         .iter()
-        .filter(|c| !rules.promotions.iter().any(|p| p.codes.contains(c)))
+        .filter(|c| rules.codes.binary_search(c).is_err())
         .cloned()
         .collect();
     let lines: Vec<LineResult> = ctx

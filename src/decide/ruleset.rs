@@ -8,13 +8,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::expr::{self, Errors, Expr, RuleError, Scope};
+use super::limits::{self, MAX_MERCH_RULES, MAX_PRICE_LISTS, MAX_PROMOTIONS};
 use crate::domain::{Currency, Money};
-
-/// Caps that keep one evaluation bounded.
-pub const MAX_PRICE_LISTS: usize = 1_000;
-pub const MAX_PROMOTIONS: usize = 2_000;
-pub const MAX_ENTRIES: usize = 1_000_000;
-pub const MAX_MERCH_RULES: usize = 1_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,9 +75,16 @@ impl PriceEntry {
 pub struct Adjust {
     /// The list whose price is adjusted; `None`: the catalog price.
     pub parent: Option<String>,
+    /// Where `parent` is in the ruleset's price lists (resolved when compiled).
+    pub parent_index: Option<usize>,
     pub percent_off_bps: i64,
-    /// Only products in these categories (and below); empty: all.
-    pub categories: Vec<String>,
+    /// Only products in these categories (and below, by handle or path); empty: all.
+    pub categories: super::expr::StrSet,
+}
+
+/// The category handle and its ancestors, nearest first (`a/b/c`, `a/b`, `a`).
+pub fn ancestors(handle: &str) -> impl Iterator<Item = &str> {
+    std::iter::once(handle).chain(handle.rmatch_indices('/').map(move |(i, _)| &handle[..i]))
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -210,7 +212,7 @@ pub struct Guardrails {
     /// Product id -> (minimum price, margin override).
     pub products: rustc_hash::FxHashMap<String, (Option<Money>, Option<i64>)>,
     /// Category handle -> margin override (the nearest enclosing category wins).
-    pub categories: Vec<(String, i64)>,
+    pub categories: rustc_hash::FxHashMap<String, i64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -235,6 +237,11 @@ pub struct Ruleset {
     /// By priority (high first), then id.
     pub merchandising: Vec<super::merch::MerchRule>,
     pub content: super::content::Content,
+    /// Every promotion's codes, sorted (is a code sent known at all).
+    pub codes: Vec<String>,
+    /// For each product with an entry in some price list, those lists (indices into
+    /// `price_lists`): a price looks at the lists that name the product, not at all.
+    pub listed: rustc_hash::FxHashMap<Box<str>, smallvec::SmallVec<[u32; 4]>>,
 }
 
 impl Ruleset {
@@ -249,6 +256,8 @@ impl Ruleset {
             shipping: Vec::new(),
             merchandising: Vec::new(),
             content: super::content::Content::default(),
+            codes: Vec::new(),
+            listed: rustc_hash::FxHashMap::default(),
         }
     }
 }
@@ -553,12 +562,18 @@ fn compile_price_list(raw: RawPriceList, path: &str, errors: &mut Errors) -> Opt
     }
     let adjust = raw.adjust.map(|a| Adjust {
         parent: a.parent,
+        parent_index: None,
         percent_off_bps: bps(
             a.percent_off_bps,
             &format!("{path}.adjust.percent_off_bps"),
             errors,
         ),
-        categories: a.categories,
+        categories: super::expr::StrSet::new(
+            a.categories
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
+        ),
     });
     match (raw.kind, &adjust, entries.is_empty()) {
         (PriceKind::Adjustment, Some(_), true) => {}
@@ -751,7 +766,12 @@ fn compile_promotion(raw: RawPromotion, path: &str, errors: &mut Errors) -> Opti
         description: raw.description,
         class: raw.class,
         trigger: raw.trigger,
-        codes: raw.codes.iter().map(|c| c.to_ascii_uppercase()).collect(),
+        // Sorted, so a code sent is found by binary search however many there are.
+        codes: {
+            let mut codes: Vec<String> = raw.codes.iter().map(|c| c.to_ascii_uppercase()).collect();
+            codes.sort_unstable();
+            codes
+        },
         value,
         max_discount,
         priority: raw.priority,
@@ -788,7 +808,7 @@ fn compile_guardrails(raw: &RawGuardrails, path: &str, errors: &mut Errors) -> G
             (id.clone(), (min_price, m))
         })
         .collect();
-    let mut categories: Vec<(String, i64)> = raw
+    let categories: rustc_hash::FxHashMap<String, i64> = raw
         .categories
         .iter()
         .map(|(c, m)| {
@@ -798,8 +818,6 @@ fn compile_guardrails(raw: &RawGuardrails, path: &str, errors: &mut Errors) -> G
             )
         })
         .collect();
-    // Longest handle first: the nearest enclosing category wins.
-    categories.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
     Guardrails {
         min_margin_bps: margin(
             raw.min_margin_bps,
@@ -817,17 +835,38 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
     let Some(raw) = parse::<RawDocument>(doc, "$", &mut errors) else {
         return Err(errors.0);
     };
-    if raw.price_lists.len() > MAX_PRICE_LISTS {
-        errors.push(
+    // Arrays past their caps are refused before anything in them is compiled.
+    let counts = [
+        (
+            raw.price_lists.len(),
+            MAX_PRICE_LISTS,
             "$.price_lists",
-            format!("at most {MAX_PRICE_LISTS} price lists"),
-        );
-    }
-    if raw.promotions.len() > MAX_PROMOTIONS {
-        errors.push(
+            "price lists",
+        ),
+        (
+            raw.promotions.len(),
+            MAX_PROMOTIONS,
             "$.promotions",
-            format!("at most {MAX_PROMOTIONS} promotions"),
-        );
+            "promotions",
+        ),
+        (
+            raw.merchandising.len(),
+            MAX_MERCH_RULES,
+            "$.merchandising",
+            "merchandising rules",
+        ),
+        (
+            raw.shipping.len(),
+            limits::MAX_SHIPPING_RATES,
+            "$.shipping",
+            "shipping rates",
+        ),
+    ];
+    for (n, max, path, what) in counts {
+        limits::cap(n, max, path, what, &mut errors);
+    }
+    if !errors.0.is_empty() {
+        return Err(errors.0);
     }
     let mut price_lists = Vec::new();
     for (i, v) in raw.price_lists.iter().enumerate() {
@@ -837,12 +876,6 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
         {
             price_lists.push(l);
         }
-    }
-    if price_lists.iter().map(|l| l.entries.len()).sum::<usize>() > MAX_ENTRIES {
-        errors.push(
-            "$.price_lists",
-            format!("at most {MAX_ENTRIES} entries in all"),
-        );
     }
     let mut promotions = Vec::new();
     for (i, v) in raw.promotions.iter().enumerate() {
@@ -879,12 +912,6 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
             }
         }
     }
-    if raw.merchandising.len() > MAX_MERCH_RULES {
-        errors.push(
-            "$.merchandising",
-            format!("at most {MAX_MERCH_RULES} rules"),
-        );
-    }
     let mut merchandising = Vec::new();
     for (i, v) in raw.merchandising.iter().enumerate() {
         let path = format!("$.merchandising[{i}]");
@@ -914,63 +941,93 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
         "$.promotions",
         &mut errors,
     );
+    let by_id: rustc_hash::FxHashMap<&str, usize> = price_lists
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.id.as_str(), i))
+        .collect();
+    let mut parents = Vec::new();
     for (i, l) in price_lists.iter().enumerate() {
-        if let Some(parent) = l.adjust.as_ref().and_then(|a| a.parent.as_deref())
-            && !price_lists
-                .iter()
-                .any(|p| p.id == parent && p.adjust.is_none() && p.currency == l.currency)
-        {
-            errors.push(
-                &format!("$.price_lists[{i}].adjust.parent"),
-                format!("no price list {parent:?} with entries in {}", l.currency),
-            );
+        if let Some(parent) = l.adjust.as_ref().and_then(|a| a.parent.as_deref()) {
+            match by_id.get(parent).copied().filter(|&p| {
+                price_lists[p].adjust.is_none() && price_lists[p].currency == l.currency
+            }) {
+                Some(p) => parents.push((i, p)),
+                None => errors.push(
+                    &format!("$.price_lists[{i}].adjust.parent"),
+                    format!("no price list {parent:?} with entries in {}", l.currency),
+                ),
+            }
         }
     }
-    let mut seen_codes: Vec<&str> = Vec::new();
+    drop(by_id);
+    for (i, p) in parents {
+        if let Some(a) = price_lists[i].adjust.as_mut() {
+            a.parent_index = Some(p);
+        }
+    }
+    let mut seen_codes = rustc_hash::FxHashSet::default();
     for (i, p) in promotions.iter().enumerate() {
         for c in &p.codes {
-            if seen_codes.contains(&c.as_str()) {
+            if !seen_codes.insert(c.as_str()) {
                 errors.push(
                     &format!("$.promotions[{i}].codes"),
                     format!("code {c:?} is used twice"),
                 );
             }
-            seen_codes.push(c);
         }
     }
+    let mut codes: Vec<String> = seen_codes.into_iter().map(str::to_owned).collect();
+    codes.sort_unstable();
     if !errors.0.is_empty() {
         return Err(errors.0);
     }
-    promotions.sort_by(|a, b| {
-        a.class
-            .cmp(&b.class)
-            .then(b.priority.cmp(&a.priority))
-            .then(a.id.cmp(&b.id))
-    });
-    merchandising.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
-    let canonical = serde_json::to_vec(doc).unwrap_or_default();
-    let version = format!(
-        "rs-{:012x}",
-        xxhash_rust::xxh3::xxh3_64(&canonical) & 0xffff_ffff_ffff
-    );
-    Ok(Ruleset {
-        version,
-        source: doc.clone(),
+    let mut listed: rustc_hash::FxHashMap<Box<str>, smallvec::SmallVec<[u32; 4]>> =
+        rustc_hash::FxHashMap::default();
+    for (i, l) in price_lists.iter().enumerate() {
+        for id in l.entries.keys() {
+            listed.entry(id.as_str().into()).or_default().push(i as u32);
+        }
+    }
+    let mut rules = Ruleset {
+        version: String::new(),
+        source: serde_json::Value::Null,
         price_lists,
         promotions,
         guardrails,
         shipping,
         merchandising,
         content,
-    })
+        codes,
+        listed,
+    };
+    limits::check(&rules, &mut errors);
+    if !errors.0.is_empty() {
+        return Err(errors.0);
+    }
+    rules.promotions.sort_by(|a, b| {
+        a.class
+            .cmp(&b.class)
+            .then(b.priority.cmp(&a.priority))
+            .then(a.id.cmp(&b.id))
+    });
+    rules
+        .merchandising
+        .sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+    let canonical = serde_json::to_vec(doc).unwrap_or_default();
+    rules.version = format!(
+        "rs-{:012x}",
+        xxhash_rust::xxh3::xxh3_64(&canonical) & 0xffff_ffff_ffff
+    );
+    rules.source = doc.clone();
+    Ok(rules)
 }
 
 fn unique<'a>(ids: impl Iterator<Item = &'a str>, path: &str, errors: &mut Errors) {
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen = rustc_hash::FxHashSet::default();
     for id in ids {
-        if seen.contains(&id) {
+        if !seen.insert(id) {
             errors.push(path, format!("id {id:?} is used twice"));
         }
-        seen.push(id);
     }
 }

@@ -35,6 +35,44 @@ pub struct Category {
     pub handle: Box<str>,
     /// Human path, e.g. `Kitchen > Cookware`.
     pub path: Box<str>,
+    /// The handle and the path of this category and of each one above it, each with its
+    /// 128-bit hash: a rule naming categories matches this one when any of these is
+    /// named, found by integer lookups rather than string scans, however long the rule's
+    /// list (128 bits: two names never share a hash in practice).
+    pub ancestry: Box<[(u128, Box<str>)]>,
+}
+
+impl Category {
+    pub fn new(handle: &str, path: &str) -> Self {
+        let prefixes = |full: &str, sep: &str| -> Vec<String> {
+            full.match_indices(sep)
+                .map(|(i, _)| full[..i].to_owned())
+                .chain(std::iter::once(full.to_owned()))
+                .collect()
+        };
+        let mut ancestry: Vec<(u128, Box<str>)> = prefixes(handle, "/")
+            .into_iter()
+            .chain(prefixes(path, " > "))
+            .map(|s| (name_hash(&s), s.into_boxed_str()))
+            .collect();
+        ancestry.sort();
+        ancestry.dedup();
+        Self {
+            handle: handle.into(),
+            path: path.into(),
+            ancestry: ancestry.into_boxed_slice(),
+        }
+    }
+
+    /// Whether `name` (a handle or a path) is this category or one above it.
+    pub fn is_within(&self, name: &str) -> bool {
+        self.ancestry.iter().any(|(_, a)| **a == *name)
+    }
+}
+
+/// The hash categories are looked up by (see [`Category::ancestry`]).
+pub fn name_hash(name: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(name.as_bytes())
 }
 
 /// A product as the catalog store keeps it (stock is kept apart): what replicas share.
@@ -302,10 +340,7 @@ impl CatalogEdit {
             return CategoryId::try_from(i).map_err(|_| CatalogError::TooLarge);
         }
         let id = CategoryId::try_from(self.categories.len()).map_err(|_| CatalogError::TooLarge)?;
-        self.categories.push(Category {
-            handle: handle.into(),
-            path: key.into(),
-        });
+        self.categories.push(Category::new(&handle, key));
         Ok(id)
     }
 
@@ -417,10 +452,7 @@ mod tests {
     }
 
     fn catalog() -> Catalog {
-        let cats = vec![Category {
-            handle: "kitchen/cookware".into(),
-            path: "Kitchen > Cookware".into(),
-        }];
+        let cats = vec![Category::new("kitchen/cookware", "Kitchen > Cookware")];
         Catalog::new(
             cats,
             vec![
@@ -484,10 +516,7 @@ mod tests {
     #[test]
     fn duplicate_ids_are_refused() {
         let r = Catalog::new(
-            vec![Category {
-                handle: "x".into(),
-                path: "X".into(),
-            }],
+            vec![Category::new("x", "X")],
             vec![product("a", "A", 0), product("a", "B", 0)],
         );
         assert!(matches!(r, Err(CatalogError::DuplicateProduct(_))));

@@ -266,10 +266,7 @@ pub(crate) fn single_category_catalog(
             }
         })
         .collect();
-    let categories = vec![Category {
-        handle: category.into(),
-        path: category.into(),
-    }];
+    let categories = vec![Category::new(category, category)];
     crate::domain::Catalog::new(categories, products).map_err(|e| EvalError::Setup(e.to_string()))
 }
 

@@ -55,7 +55,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-fn is_json(value: Option<&axum::http::HeaderValue>) -> bool {
+pub(crate) fn is_json(value: Option<&axum::http::HeaderValue>) -> bool {
     let Some(Ok(v)) = value.map(|v| v.to_str()) else {
         return false;
     };

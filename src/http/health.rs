@@ -29,7 +29,13 @@ async fn livez() -> Json<serde_json::Value> {
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let backend = state.store.backend();
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => Ok(Json(json!({"status": "ready", "store": backend}))),
+        Ok(Ok(())) => Ok(Json(match state.rules.problem() {
+            // Serving, on an older ruleset: ready, with the problem for the operator.
+            Some(problem) => {
+                json!({"status": "ready", "store": backend, "ruleset": {"problem": *problem}})
+            }
+            None => json!({"status": "ready", "store": backend}),
+        })),
         Ok(Err(e)) => Err(ApiError::new(
             ErrorCode::NotReady,
             format!("store {backend}: {e}"),

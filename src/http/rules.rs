@@ -9,7 +9,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ErrorCode};
-use super::extract::JsonBody;
 use crate::app::AppState;
 use crate::decide::live::{LiveRules, PublishError};
 use crate::domain::time::format_rfc3339;
@@ -56,22 +55,56 @@ fn publish_error(e: PublishError) -> ApiError {
     }
 }
 
+/// A ruleset document parsed and compiled off the async workers: a large document takes
+/// a while, and the service's other requests (and `/livez`) must not wait for it.
+async fn compiled(
+    headers: &axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> Result<
+    (
+        Value,
+        Result<crate::decide::Ruleset, Vec<crate::decide::expr::RuleError>>,
+    ),
+    ApiError,
+> {
+    if !super::extract::is_json(headers.get(axum::http::header::CONTENT_TYPE)) {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "expected Content-Type: application/json",
+        ));
+    }
+    tokio::task::spawn_blocking(move || {
+        let document: Value = super::extract::parse_json(&body)?;
+        let compiled = LiveRules::validate(&document);
+        Ok((document, compiled))
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?
+}
+
 /// A dry run: 200 either way, with `valid` and every problem.
-async fn validate(JsonBody(document): JsonBody<Value>) -> Json<Value> {
-    Json(match LiveRules::validate(&document) {
+async fn validate(
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (_, compiled) = compiled(&headers, body).await?;
+    Ok(Json(match compiled {
         Ok(r) => json!({"valid": true, "version": r.version, "errors": []}),
         Err(errors) => json!({"valid": false, "errors": errors}),
-    })
+    }))
 }
 
 async fn publish(
     State(state): State<AppState>,
-    JsonBody(document): JsonBody<Value>,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let now = unix_now();
+    let (document, compiled) = compiled(&headers, body).await?;
+    let compiled = compiled.map_err(|e| publish_error(PublishError::Invalid(e)))?;
     let rules = state
         .rules
-        .publish(&document, now)
+        .publish_compiled(compiled, &document, now)
         .await
         .map_err(publish_error)?;
     Ok(Json(

@@ -656,10 +656,10 @@ fn categories() -> (Vec<Category>, Vec<CategoryMeta>) {
     let mut meta = Vec::new();
     for (d, (dept, subs)) in DEPARTMENTS.iter().enumerate() {
         for (s, (sub, nouns, price)) in subs.iter().enumerate() {
-            cats.push(Category {
-                handle: format!("{}/{}", slug(dept), slug(sub)).into(),
-                path: format!("{dept} > {sub}").into(),
-            });
+            cats.push(Category::new(
+                &format!("{}/{}", slug(dept), slug(sub)),
+                &format!("{dept} > {sub}"),
+            ));
             meta.push(CategoryMeta {
                 nouns,
                 price: *price,
