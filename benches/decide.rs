@@ -109,8 +109,9 @@ fn tail(calls: usize, mut run: impl FnMut() -> usize) -> [f64; 4] {
     [at(0.5), at(0.99), at(0.999), at(1.0)]
 }
 
-fn bench(c: &mut Criterion) {
-    let shop = demo::generate(
+/// The 100,000-product demo catalog every case runs on.
+fn shop() -> demo::DemoShop {
+    demo::generate(
         &DemoSettings {
             products: 100_000,
             customers: 0,
@@ -119,7 +120,23 @@ fn bench(c: &mut Criterion) {
         },
         1_700_000_000,
     )
-    .expect("demo shop");
+    .expect("demo shop")
+}
+
+/// A mobile visitor in Great Britain on the web, paying in pounds.
+fn page_context() -> PageContext {
+    PageContext {
+        country: Some("GB".into()),
+        currency: Currency::parse("GBP").ok(),
+        channel: Some("web".into()),
+        device: Some("mobile".into()),
+        locale: None,
+        exit_intent: false,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let shop = shop();
     let catalog = &shop.catalog;
     let mut profile = Profile {
         segments: vec!["segment-1".into(), "segment-3".into()],
@@ -131,14 +148,7 @@ fn bench(c: &mut Criterion) {
         ..Profile::default()
     };
     profile.consent.marketing = true;
-    let page_context = PageContext {
-        country: Some("GB".into()),
-        currency: Currency::parse("GBP").ok(),
-        channel: Some("web".into()),
-        device: Some("mobile".into()),
-        locale: None,
-        exit_intent: false,
-    };
+    let page_context = page_context();
     // 20 lines: some on price lists, quantity tiers reached on a few.
     let lines: Vec<(u32, u32)> = (0..20u32)
         .map(|i| {
@@ -195,30 +205,14 @@ fn bench(c: &mut Criterion) {
 
 /// The largest request against the largest rulesets the limits allow.
 fn at_limits(c: &mut Criterion) {
-    let shop = demo::generate(
-        &DemoSettings {
-            products: 100_000,
-            customers: 0,
-            events: 0,
-            ..DemoSettings::default()
-        },
-        1_700_000_000,
-    )
-    .expect("demo shop");
+    let shop = shop();
     let catalog = &shop.catalog;
     let profile = Profile {
         segments: vec!["segment-1".into()],
         orders_count: 2,
         ..Profile::default()
     };
-    let page_context = PageContext {
-        country: Some("GB".into()),
-        currency: Currency::parse("GBP").ok(),
-        channel: Some("web".into()),
-        device: Some("mobile".into()),
-        locale: None,
-        exit_intent: false,
-    };
+    let page_context = page_context();
     let lines: Vec<(u32, u32)> = (0..200u32)
         .map(|i| ((i * 499) % catalog.len() as u32, 1 + i % 3))
         .collect();
