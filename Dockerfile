@@ -15,11 +15,16 @@ RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin vitri
 WORKDIR /app
 COPY --from=build /src/target/release/vitrine /usr/local/bin/vitrine
 COPY config ./config
+# The one place the service writes (the embedded store and the journal of buffered
+# events): owned by its user, and a volume, so it outlives the container.
+RUN mkdir -p /app/data && chown 10001:10001 /app/data
+VOLUME /app/data
 USER vitrine
 # Listen on all interfaces inside the container; everything else is set with
 # VITRINE__SECTION__KEY environment variables (see config/base.toml).
 ENV VITRINE__SERVER__ADDR=0.0.0.0:8080 \
     VITRINE__LOG__FORMAT=json \
+    VITRINE__STORAGE__PATH=/app/data/vitrine.redb \
     VITRINE_CONFIG_DIR=/app/config
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \

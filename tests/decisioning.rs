@@ -866,3 +866,46 @@ async fn budgets_count_down_with_committed_orders_once_per_order() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// "Once per customer" holds under concurrent checkouts: the customer's uses are counted
+/// in the store in the same atomic step as the budget, not read from the profile.
+#[tokio::test]
+async fn simultaneous_checkouts_of_one_customer_use_a_once_per_customer_promotion_once() {
+    let app = shop().await;
+    publish(
+        &app,
+        &json!({"guardrails": {"min_margin_bps": 1000},
+                "promotions": [{"id": "welcome", "title": "Welcome: 20% off", "class": "order",
+                                "value": {"percent_bps": 2000},
+                                "budget": {"per_customer_uses": 1}}]}),
+    )
+    .await;
+    let checkouts: Vec<_> = (0..8)
+        .map(|i| {
+            let client = app.client.clone();
+            let url = app.url("/v1/cart/evaluate");
+            tokio::spawn(async move {
+                let body = json!({"customer_id": "dana", "cart": cart(&[("pan", 1)]),
+                                  "order_id": format!("dana-{i}")});
+                let r = client.post(url).json(&body).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.json::<Value>().await.unwrap()
+            })
+        })
+        .collect();
+    let mut discounted = 0;
+    for c in checkouts {
+        let e = c.await.unwrap();
+        assert_eq!(e["commit"], "recorded", "{e}");
+        if applied(&e) == vec![("welcome".to_owned(), 800)] {
+            discounted += 1;
+        } else {
+            assert_eq!(
+                rejected(&e, "welcome").as_deref(),
+                Some("budget_exhausted"),
+                "{e}"
+            );
+        }
+    }
+    assert_eq!(discounted, 1, "one of eight simultaneous checkouts gets it");
+}

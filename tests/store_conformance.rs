@@ -312,6 +312,7 @@ async fn budget_conformance(store: Arc<dyn CatalogStore>) {
             amount,
             max_uses,
             max_spend,
+            per_customer: None,
         };
     let both = [r("a", 500, Some(2), None), r("b", 300, None, Some(500))];
     assert_eq!(store.redeem("o1", &both).await.unwrap(), Redeemed::Recorded);
@@ -343,6 +344,35 @@ async fn budget_conformance(store: Arc<dyn CatalogStore>) {
     assert_eq!(
         store.promotion_usage(&ids).await.unwrap(),
         vec![(2, 1000), (1, 300)]
+    );
+
+    // Once per customer, counted in the same step: many checkouts of one customer at
+    // once, exactly one is recorded; another customer still may.
+    let once = |customer: &str| Redemption {
+        promotion: "welcome".into(),
+        amount: 100,
+        max_uses: None,
+        max_spend: None,
+        per_customer: Some((customer.into(), 1)),
+    };
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            let r = once("c0ffee");
+            tokio::spawn(async move { store.redeem(&format!("w{i}"), &[r]).await.unwrap() })
+        })
+        .collect();
+    let mut recorded = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Redeemed::Recorded => recorded += 1,
+            other => assert_eq!(other, Redeemed::OverLimit(0)),
+        }
+    }
+    assert_eq!(recorded, 1);
+    assert_eq!(
+        store.redeem("w-other", &[once("beef")]).await.unwrap(),
+        Redeemed::Recorded
     );
 }
 

@@ -236,6 +236,9 @@ async fn evaluate(
                             amount: a.amount.amount,
                             max_uses: p.budget.max_uses,
                             max_spend: p.budget.max_spend.map(|m| m.amount),
+                            // Counted in the store with the rest, so two checkouts of one
+                            // customer at once cannot both pass the limit.
+                            per_customer: p.budget.per_customer_uses.map(|m| (key.to_hex(), m)),
                         }
                     })
                 })

@@ -47,6 +47,8 @@ const RULESET_ORDER: TableDefinition<u64, &str> = TableDefinition::new("ruleset_
 const RULESET_LIVE: TableDefinition<&str, &str> = TableDefinition::new("ruleset_live");
 /// Promotion -> (uses, discount given).
 const PROMO_USAGE: TableDefinition<&str, (u64, i64)> = TableDefinition::new("promotion_usage");
+/// Promotion and customer (profile key in hex) -> that customer's uses.
+const PROMO_CUSTOMERS: TableDefinition<&str, u64> = TableDefinition::new("promotion_customers");
 /// Orders whose redemptions are recorded -> when.
 const REDEEMED: TableDefinition<&str, i64> = TableDefinition::new("redeemed_orders");
 /// Sequence number -> MessagePack [`LogEntry`].
@@ -137,6 +139,7 @@ impl EmbeddedStore {
         txn.open_table(PROFILE_EXPIRY).map_err(unavailable)?;
         txn.open_table(APPLIED_OPS).map_err(unavailable)?;
         txn.open_table(MARKERS).map_err(unavailable)?;
+        txn.open_table(PROMO_CUSTOMERS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(Self {
             db: Arc::new(db),
@@ -586,6 +589,7 @@ impl CatalogStore for EmbeddedStore {
             let txn = db.begin_write().map_err(unavailable)?;
             let outcome = {
                 let mut usage = txn.open_table(PROMO_USAGE).map_err(unavailable)?;
+                let mut customers = txn.open_table(PROMO_CUSTOMERS).map_err(unavailable)?;
                 let mut orders = txn.open_table(REDEEMED).map_err(unavailable)?;
                 if orders.get(order.as_str()).map_err(unavailable)?.is_some() {
                     super::Redeemed::AlreadyRecorded
@@ -597,19 +601,30 @@ impl CatalogStore for EmbeddedStore {
                             .get(r.promotion.as_str())
                             .map_err(unavailable)?
                             .map_or((0, 0), |v| v.value());
-                        if !super::fits(r, uses, spent) {
+                        let field = r.customer_field();
+                        let customer = match &field {
+                            Some(f) => customers
+                                .get(f.as_str())
+                                .map_err(unavailable)?
+                                .map_or(0, |v| v.value()),
+                            None => 0,
+                        };
+                        if !super::fits(r, uses, spent, customer) {
                             over = Some(i);
                             break;
                         }
-                        now.push((uses, spent));
+                        now.push((uses, spent, field.map(|f| (f, customer))));
                     }
                     match over {
                         Some(i) => super::Redeemed::OverLimit(i),
                         None => {
-                            for (r, (uses, spent)) in redemptions.iter().zip(now) {
+                            for (r, (uses, spent, customer)) in redemptions.iter().zip(now) {
                                 usage
                                     .insert(r.promotion.as_str(), (uses + 1, spent + r.amount))
                                     .map_err(unavailable)?;
+                                if let Some((f, n)) = customer {
+                                    customers.insert(f.as_str(), n + 1).map_err(unavailable)?;
+                                }
                             }
                             orders
                                 .insert(order.as_str(), unix_now())

@@ -21,6 +21,11 @@ impl ProfileKey {
         &self.0
     }
 
+    /// The key in hex, where a store names a profile in a value (never the raw id).
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// A 64-bit id derived from the key, used to mark a merged session in a profile.
     pub fn short_id(&self) -> u64 {
         u64::from_le_bytes(self.0[..8].try_into().unwrap_or([0; 8]))

@@ -49,6 +49,8 @@ struct StoredCatalog {
     live_ruleset: Option<String>,
     /// Promotion -> (uses, spent); orders recorded.
     usage: FxHashMap<String, (u64, i64)>,
+    /// Promotion and customer -> uses.
+    customer_uses: FxHashMap<String, u64>,
     redeemed_orders: std::collections::HashSet<String>,
     /// The epoch, and until when it holds (`None`: for good).
     epoch: Option<(String, Option<std::time::Instant>)>,
@@ -264,7 +266,11 @@ impl CatalogStore for MemoryStore {
         }
         for (i, r) in redemptions.iter().enumerate() {
             let (uses, spent) = c.usage.get(&r.promotion).copied().unwrap_or_default();
-            if !super::fits(r, uses, spent) {
+            let customer = r
+                .customer_field()
+                .and_then(|f| c.customer_uses.get(&f).copied())
+                .unwrap_or(0);
+            if !super::fits(r, uses, spent, customer) {
                 return Ok(super::Redeemed::OverLimit(i));
             }
         }
@@ -272,6 +278,9 @@ impl CatalogStore for MemoryStore {
             let slot = c.usage.entry(r.promotion.clone()).or_default();
             slot.0 += 1;
             slot.1 += r.amount;
+            if let Some(f) = r.customer_field() {
+                *c.customer_uses.entry(f).or_default() += 1;
+            }
         }
         c.redeemed_orders.insert(order.to_owned());
         Ok(super::Redeemed::Recorded)

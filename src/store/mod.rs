@@ -321,6 +321,18 @@ pub struct Redemption {
     pub amount: i64,
     pub max_uses: Option<u64>,
     pub max_spend: Option<i64>,
+    /// The customer's uses, counted and checked in the same step: (the profile key in
+    /// hex, never a raw id; uses allowed).
+    pub per_customer: Option<(String, u64)>,
+}
+
+impl Redemption {
+    /// The key a customer's uses of this promotion are counted under.
+    pub fn customer_field(&self) -> Option<String> {
+        self.per_customer
+            .as_ref()
+            .map(|(customer, _)| format!("{}\x1f{customer}", self.promotion))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -332,9 +344,13 @@ pub enum Redeemed {
     OverLimit(usize),
 }
 
-/// Whether `r` fits beside `(uses, spent)`.
-pub(crate) fn fits(r: &Redemption, uses: u64, spent: i64) -> bool {
-    r.max_uses.is_none_or(|m| uses < m) && r.max_spend.is_none_or(|m| spent + r.amount <= m)
+/// Whether `r` fits beside `(uses, spent)` and the customer's `customer_uses`.
+pub(crate) fn fits(r: &Redemption, uses: u64, spent: i64, customer_uses: u64) -> bool {
+    r.max_uses.is_none_or(|m| uses < m)
+        && r.max_spend.is_none_or(|m| spent + r.amount <= m)
+        && r.per_customer
+            .as_ref()
+            .is_none_or(|(_, m)| customer_uses < *m)
 }
 
 /// Ruleset versions kept for rollback.

@@ -104,28 +104,36 @@ end
 return 1
 ";
 /// Records one order's redemptions if every one fits its limits. KEYS: the usage hash
-/// (`<id>:uses`, `<id>:spent`), the order's marker; ARGV: the count, then per redemption
-/// id, amount, max uses, max spend (-1: none), then the marker's TTL in seconds. Returns
-/// -2 recorded, -1 already recorded, else the index over its limit.
+/// (`<id>:uses`, `<id>:spent`), the order's marker, the customers' uses hash; ARGV: the
+/// count, then per redemption id, amount, max uses, max spend (-1: none), the customer's
+/// field ('' for none), max uses per customer (-1: none), then the marker's TTL in
+/// seconds. Returns -2 recorded, -1 already recorded, else the index over its limit.
 const REDEEM: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 local n = tonumber(ARGV[1])
 for i = 0, n - 1 do
-  local id = ARGV[2 + i * 4]
-  local amount = tonumber(ARGV[3 + i * 4])
-  local max_uses = tonumber(ARGV[4 + i * 4])
-  local max_spend = tonumber(ARGV[5 + i * 4])
+  local id = ARGV[2 + i * 6]
+  local amount = tonumber(ARGV[3 + i * 6])
+  local max_uses = tonumber(ARGV[4 + i * 6])
+  local max_spend = tonumber(ARGV[5 + i * 6])
+  local customer = ARGV[6 + i * 6]
+  local max_customer = tonumber(ARGV[7 + i * 6])
   local uses = tonumber(redis.call('HGET', KEYS[1], id .. ':uses') or '0')
   local spent = tonumber(redis.call('HGET', KEYS[1], id .. ':spent') or '0')
   if (max_uses >= 0 and uses >= max_uses) or (max_spend >= 0 and spent + amount > max_spend) then
     return i
   end
+  if customer ~= '' and max_customer >= 0
+    and tonumber(redis.call('HGET', KEYS[3], customer) or '0') >= max_customer then
+    return i
+  end
 end
 for i = 0, n - 1 do
-  redis.call('HINCRBY', KEYS[1], ARGV[2 + i * 4] .. ':uses', 1)
-  redis.call('HINCRBY', KEYS[1], ARGV[2 + i * 4] .. ':spent', ARGV[3 + i * 4])
+  redis.call('HINCRBY', KEYS[1], ARGV[2 + i * 6] .. ':uses', 1)
+  redis.call('HINCRBY', KEYS[1], ARGV[2 + i * 6] .. ':spent', ARGV[3 + i * 6])
+  if ARGV[6 + i * 6] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[6 + i * 6], 1) end
 end
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[2 + n * 4])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2 + n * 6])
 return -2
 ";
 /// Raises each promotion's uses and spend to at least the given. KEYS: the usage hash;
@@ -607,16 +615,17 @@ impl CatalogStore for RedisStore {
         script
             .key(self.promo_key("usage"))
             .key(self.promo_key(&format!("order:{order}")))
+            .key(self.promo_key("customers"))
             .arg(redemptions.len());
+        let count = |m: u64| i64::try_from(m).unwrap_or(i64::MAX);
         for r in redemptions {
             script
                 .arg(&r.promotion)
                 .arg(r.amount)
-                .arg(
-                    r.max_uses
-                        .map_or(-1, |m| i64::try_from(m).unwrap_or(i64::MAX)),
-                )
-                .arg(r.max_spend.unwrap_or(-1));
+                .arg(r.max_uses.map_or(-1, count))
+                .arg(r.max_spend.unwrap_or(-1))
+                .arg(r.customer_field().unwrap_or_default())
+                .arg(r.per_customer.as_ref().map_or(-1, |(_, m)| count(*m)));
         }
         script.arg(REDEEMED_TTL_S);
         let mut conn = self.conn.clone();
