@@ -183,8 +183,12 @@ fn bench(c: &mut Criterion) {
         };
         let probe =
             vitrine::decide::evaluate_cart(&f.rules, f.context(), &[], &|_| Usage::default());
+        let costs = vitrine::decide::limits::costs(&f.rules);
         println!(
-            "{name}: {} promotions, {} price lists, {} merchandising rules; on the 20-line cart {} promotions apply, {} are refused with a reason",
+            "{name}: cost {} (cart) and {} (page) of {}; {} promotions, {} price lists, {} merchandising rules; on the 20-line cart {} promotions apply, {} are refused with a reason",
+            costs.cart,
+            costs.page,
+            vitrine::decide::limits::MAX_COST,
             f.rules.promotions.len(),
             f.rules.price_lists.len(),
             f.rules.merchandising.len(),
@@ -220,7 +224,7 @@ fn at_limits(c: &mut Criterion) {
     let codes: Vec<String> = (0..20)
         .map(|k| {
             if k % 2 == 0 {
-                format!("C{}X{k}", 1 + 33 * (k % 10))
+                format!("C{}X{k}", 1 + 26 * (k % 10))
             } else {
                 format!("UNKNOWN{k}")
             }

@@ -10,7 +10,10 @@
 //! the store), `LOAD_RULESET` (1: publish a ruleset of 200 promotions, 50 price lists
 //! and 100 merchandising rules before the run), `LOAD_CONTEXT` (appended to every URL, e.g. `&country=DE&device=mobile`),
 //! `LOAD_OUTAGE` (`kill` or `pause`, with `LOAD_REDIS=1`: after the normal run, Redis is
-//! killed or frozen and the same load runs again; both are printed with their ratio).
+//! killed or frozen and the same load runs again; both are printed with their ratio),
+//! `LOAD_STALL` (1: publish the largest ruleset the limits allow, then drive 8
+//! connections of `POST /v1/cart/evaluate` with 200 lines and 20 codes while a probe
+//! times `GET /livez` every 20 ms).
 //! With `LOAD_SECONDS=0` it only measures start-up.
 //!
 //! The generator is deliberately minimal (raw HTTP/1.1 over tokio, one thread) so that
@@ -23,11 +26,9 @@ use std::time::{Duration, Instant};
 #[allow(dead_code)] // The load bench publishes only some of its rulesets.
 mod ruleset_gen;
 
-/// Publishes the large bench ruleset (200 promotions, 50 price lists, 100 merchandising
-/// rules) built on the same demo catalog the server generated.
-fn publish_ruleset(port: u16, products: usize, customers: usize, events: usize) {
-    use std::io::{Read, Write};
-    let shop = vitrine::ingest::demo::generate(
+/// The demo catalog the server generated (same settings, same seed).
+fn demo_catalog(products: usize, customers: usize, events: usize) -> vitrine::domain::Catalog {
+    vitrine::ingest::demo::generate(
         &vitrine::config::DemoSettings {
             products,
             customers,
@@ -36,10 +37,16 @@ fn publish_ruleset(port: u16, products: usize, customers: usize, events: usize) 
         },
         vitrine::recommend::model::unix_now(),
     )
-    .expect("demo shop");
-    let body = serde_json::to_vec(&ruleset_gen::large_ruleset(&shop.catalog, false)).expect("json");
+    .expect("demo shop")
+    .catalog
+}
+
+/// Publishes a ruleset document through the admin API.
+fn publish_ruleset(port: u16, document: &serde_json::Value) {
+    use std::io::{Read, Write};
+    let body = serde_json::to_vec(document).expect("json");
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_write_timeout(Some(Duration::from_secs(30)))
+    s.set_write_timeout(Some(Duration::from_secs(120)))
         .expect("timeout");
     write!(
         s,
@@ -55,7 +62,8 @@ fn publish_ruleset(port: u16, products: usize, customers: usize, events: usize) 
         "publish failed: {answer}"
     );
     println!(
-        "ruleset published: {}",
+        "ruleset published ({} MB): {}",
+        body.len() / 1_000_000,
         answer.lines().last().unwrap_or_default()
     );
 }
@@ -266,6 +274,101 @@ fn run(
     summary
 }
 
+/// Eight connections of the heaviest cart evaluation against the largest ruleset the
+/// limits allow, and `/livez` timed every 20 ms meanwhile.
+fn stall(port: u16, products: usize, customers: usize, events: usize, seconds: u64, warmup: u64) {
+    let catalog = demo_catalog(products, customers, events);
+    publish_ruleset(
+        port,
+        &ruleset_gen::at_limits(&catalog, ruleset_gen::AtLimits::Many),
+    );
+    let lines: Vec<serde_json::Value> = (0..200u32)
+        .map(|i| {
+            let p = catalog.product((i * 499) % catalog.len() as u32);
+            serde_json::json!({"product_id": &*p.id, "quantity": 1 + i % 3})
+        })
+        .collect();
+    let codes: Vec<String> = (0..20)
+        .map(|k| {
+            if k % 2 == 0 {
+                format!("C{}X{k}", 1 + 26 * (k % 10))
+            } else {
+                format!("UNKNOWN{k}")
+            }
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "session_id": "stall", "cart": lines, "codes": codes,
+        "context": {"country": "GB", "currency": "GBP", "channel": "web"}
+    }))
+    .expect("json");
+    let mut request = format!(
+        "POST /v1/cart/evaluate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let requests = std::sync::Arc::new(vec![request]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let warmup_end = Instant::now() + Duration::from_secs(warmup);
+    let end = warmup_end + Duration::from_secs(seconds.max(1));
+    let (carts, livez) = runtime.block_on(async {
+        let carts: Vec<_> = (0..8)
+            .map(|c| tokio::spawn(connection(port, requests.clone(), c, warmup_end, end)))
+            .collect();
+        let probe = tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let mut stream = TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect");
+            let mut buf = Vec::new();
+            while Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let t = Instant::now();
+                stream
+                    .write_all(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    .await
+                    .expect("write");
+                read_response(&mut stream, &mut buf).await.expect("read");
+                if t >= warmup_end {
+                    hist.record(t.elapsed().as_micros().max(1) as u64).ok();
+                }
+            }
+            hist
+        });
+        let mut all = Vec::new();
+        for c in carts {
+            all.push(c.await.expect("connection"));
+        }
+        (all, probe.await.expect("probe"))
+    });
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram");
+    let (mut ok, mut other) = (0, 0);
+    for c in &carts {
+        hist.add(&c.hist).ok();
+        ok += c.ok;
+        other += c.other;
+    }
+    let summary = Summary {
+        hist,
+        ok,
+        other,
+        seconds: seconds.max(1),
+    };
+    summary.print("POST /v1/cart/evaluate, 200 lines, 20 codes, largest ruleset, 8 connections");
+    let ms = |q: f64| livez.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "  GET /livez meanwhile: {} probes, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        livez.len(),
+        ms(0.5),
+        ms(0.99),
+        livez.max() as f64 / 1000.0
+    );
+}
+
 fn main() {
     let seconds: u64 = env_or("LOAD_SECONDS", 10);
     let warmup: u64 = env_or("LOAD_WARMUP_SECONDS", 2);
@@ -297,6 +400,8 @@ fn main() {
             store_dir.path().join("vitrine.redb"),
         )
         .env("VITRINE__CACHE__L1_TTL_MS", l1_ttl.to_string())
+        // The largest ruleset the limits allow is a large document.
+        .env("VITRINE__RULES__BODY_LIMIT_BYTES", "268435456")
         .env(
             "VITRINE__STORAGE__BACKEND",
             if redis.is_some() { "redis" } else { "embedded" },
@@ -325,7 +430,8 @@ fn main() {
     }
     let startup = started.elapsed();
     if env_or("LOAD_RULESET", 0u8) == 1 {
-        publish_ruleset(port, products, customers, events);
+        let catalog = demo_catalog(products, customers, events);
+        publish_ruleset(port, &ruleset_gen::large_ruleset(&catalog, false));
     }
     println!(
         "start-up: {:.2} s with {products} products, {customers} customers, {events} events; RSS {:.0} MiB",
@@ -333,7 +439,9 @@ fn main() {
         rss_mib(server.id())
     );
 
-    if seconds > 0 {
+    if env_or("LOAD_STALL", 0u8) == 1 {
+        stall(port, products, customers, events, seconds, warmup);
+    } else if seconds > 0 {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let requests: Vec<Vec<u8>> = (0..20_000)
             .map(|_| {

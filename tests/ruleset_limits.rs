@@ -99,7 +99,7 @@ async fn rulesets_past_a_limit_are_refused_naming_the_path_and_the_limit() {
     let problems = refused(&app, &json!({"promotions": heavy})).await;
     assert_eq!(problems[0].0, "$");
     assert!(
-        problems[0].1.contains("a cart evaluation costs") && problems[0].1.contains("250000"),
+        problems[0].1.contains("a cart evaluation costs") && problems[0].1.contains("200000"),
         "{problems:?}"
     );
 

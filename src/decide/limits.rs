@@ -58,7 +58,7 @@ pub const LIST_WEIGHT: u64 = 2;
 /// What computing one promotion's discount on the largest cart costs, per run.
 pub const OUTCOME_WEIGHT: u64 = 13;
 /// The evaluation cost one request may have, worst case.
-pub const MAX_COST: u64 = 250_000;
+pub const MAX_COST: u64 = 200_000;
 
 /// Depth, nodes and cost (with line quantifiers at [`LINES`] lines) of an expression.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -224,16 +224,14 @@ pub fn check(rules: &Ruleset, errors: &mut Errors) -> Costs {
         let scope = check_expr(&l.scope, &format!("$.price_lists[{i}].scope"), errors);
         cart += scope;
         page += scope;
-        entries += l.entries.len();
-        if let Some(tiers) = l.entries.values().map(|e| e.tiers.len()).max() {
-            cap(
-                tiers,
-                MAX_TIERS,
-                &format!("$.price_lists[{i}].entries"),
-                "tiers in one entry",
-                errors,
-            );
-        }
+        entries += l.entry_count;
+        cap(
+            l.max_tiers,
+            MAX_TIERS,
+            &format!("$.price_lists[{i}].entries"),
+            "tiers in one entry",
+            errors,
+        );
         if let Some(a) = &l.adjust {
             cap(
                 a.categories.len(),

@@ -11,7 +11,7 @@
 //! it is above the price. The margin floor is applied last.
 
 use super::expr::{Context, Env};
-use super::ruleset::{PriceKind, PriceList, Ruleset};
+use super::ruleset::{PriceEntry, PriceKind, PriceList, Ruleset};
 use crate::domain::Money;
 use crate::domain::catalog::{Category, Product};
 
@@ -131,29 +131,28 @@ impl<'r> PriceBook<'r> {
         }
     }
 
-    /// The amount `list` gives `product` at `quantity`, if it prices it.
-    fn amount_in(
-        &self,
+    /// The amount an adjustment list gives a product at `quantity`, if it prices it
+    /// (`entries`: the product's entries in every list).
+    fn adjusted(
         list: &PriceList,
-        product: &Product,
+        entries: &[(u32, PriceEntry)],
         category: &Category,
         quantity: u32,
         catalog: Option<i64>,
     ) -> Option<i64> {
-        if let Some(adjust) = &list.adjust {
-            if !adjust.categories.is_empty() && !adjust.categories.holds_category(category) {
-                return None;
-            }
-            let parent = match adjust.parent_index {
-                Some(i) => self.rules.price_lists[i]
-                    .entries
-                    .get(&*product.id)?
-                    .at(quantity),
-                None => catalog?,
-            };
-            return Some(parent - round_bps(parent, adjust.percent_off_bps));
+        let adjust = list.adjust.as_ref()?;
+        if !adjust.categories.is_empty() && !adjust.categories.holds_category(category) {
+            return None;
         }
-        list.entries.get(&*product.id).map(|e| e.at(quantity))
+        let parent = match adjust.parent_index {
+            Some(i) => entries
+                .iter()
+                .find(|(l, _)| *l as usize == i)?
+                .1
+                .at(quantity),
+            None => catalog?,
+        };
+        Some(parent - round_bps(parent, adjust.percent_off_bps))
     }
 
     /// This visitor's unit price for `quantity` of `product`.
@@ -179,25 +178,27 @@ impl<'r> PriceBook<'r> {
                 catalog: true,
             });
         }
-        let listing = self
+        let entries: &[(u32, PriceEntry)] = self
             .rules
-            .listed
+            .prices
             .get(&*product.id)
-            .into_iter()
-            .flatten()
-            .filter(|&&i| self.active[i as usize])
-            .map(|&i| &self.rules.price_lists[i as usize]);
-        for list in listing.chain(self.adjustments.iter().copied()) {
-            if let Some(amount) = self.amount_in(list, product, category, quantity, catalog_amount)
-            {
-                consider(Candidate {
-                    priority: list.priority,
-                    kind: list.kind,
-                    amount,
-                    id: &list.id,
-                    catalog: false,
-                });
-            }
+            .map_or(&[], |e| e.as_slice());
+        let lists = &self.rules.price_lists;
+        let listed = entries
+            .iter()
+            .filter(|(i, _)| self.active[*i as usize])
+            .map(|(i, e)| (&lists[*i as usize], e.at(quantity)));
+        let adjusted = self.adjustments.iter().filter_map(|l| {
+            Self::adjusted(l, entries, category, quantity, catalog_amount).map(|a| (*l, a))
+        });
+        for (list, amount) in listed.chain(adjusted) {
+            consider(Candidate {
+                priority: list.priority,
+                kind: list.kind,
+                amount,
+                id: &list.id,
+                catalog: false,
+            });
         }
         let floor = floor(self.rules, product, category, currency);
         let Some(best) = best else {

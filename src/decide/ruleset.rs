@@ -95,7 +95,10 @@ pub struct PriceList {
     pub priority: i64,
     pub scope: Expr,
     pub window: Window,
-    pub entries: rustc_hash::FxHashMap<String, PriceEntry>,
+    /// Its entries (they live in [`Ruleset::prices`], by product), and the most quantity
+    /// tiers one of them has.
+    pub entry_count: usize,
+    pub max_tiers: usize,
     pub adjust: Option<Adjust>,
 }
 
@@ -239,9 +242,9 @@ pub struct Ruleset {
     pub content: super::content::Content,
     /// Every promotion's codes, sorted (is a code sent known at all).
     pub codes: Vec<String>,
-    /// For each product with an entry in some price list, those lists (indices into
-    /// `price_lists`): a price looks at the lists that name the product, not at all.
-    pub listed: rustc_hash::FxHashMap<Box<str>, smallvec::SmallVec<[u32; 4]>>,
+    /// Every price list's entries, by product: a price looks up its product once and
+    /// sees the lists that name it, not every list.
+    pub prices: Prices,
 }
 
 impl Ruleset {
@@ -257,7 +260,7 @@ impl Ruleset {
             merchandising: Vec::new(),
             content: super::content::Content::default(),
             codes: Vec::new(),
-            listed: rustc_hash::FxHashMap::default(),
+            prices: Prices::default(),
         }
     }
 }
@@ -517,7 +520,14 @@ fn bps(v: i64, path: &str, errors: &mut Errors) -> i64 {
     v.clamp(0, 10_000)
 }
 
-fn compile_price_list(raw: RawPriceList, path: &str, errors: &mut Errors) -> Option<PriceList> {
+/// Prices by product: for each product, (price list index, its entry there).
+pub type Prices = rustc_hash::FxHashMap<Box<str>, smallvec::SmallVec<[(u32, PriceEntry); 2]>>;
+
+fn compile_price_list(
+    raw: RawPriceList,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<(PriceList, rustc_hash::FxHashMap<String, PriceEntry>)> {
     check_id(&raw.id, &format!("{path}.id"), errors);
     let currency = match Currency::parse(&raw.currency) {
         Ok(c) => c,
@@ -583,7 +593,7 @@ fn compile_price_list(raw: RawPriceList, path: &str, errors: &mut Errors) -> Opt
         (_, Some(_), _) => errors.push(&format!("{path}.adjust"), "only adjustment lists adjust"),
         (_, None, _) => {}
     }
-    Some(PriceList {
+    let list = PriceList {
         scope: expression(
             raw.scope.as_ref(),
             Scope::Context,
@@ -595,9 +605,11 @@ fn compile_price_list(raw: RawPriceList, path: &str, errors: &mut Errors) -> Opt
         kind: raw.kind,
         currency,
         priority: raw.priority,
-        entries,
+        entry_count: entries.len(),
+        max_tiers: entries.values().map(|e| e.tiers.len()).max().unwrap_or(0),
         adjust,
-    })
+    };
+    Some((list, entries))
 }
 
 fn clock(s: &str) -> Option<u32> {
@@ -869,12 +881,14 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
         return Err(errors.0);
     }
     let mut price_lists = Vec::new();
+    let mut list_entries = Vec::new();
     for (i, v) in raw.price_lists.iter().enumerate() {
         let path = format!("$.price_lists[{i}]");
-        if let Some(l) = parse::<RawPriceList>(v, &path, &mut errors)
+        if let Some((l, entries)) = parse::<RawPriceList>(v, &path, &mut errors)
             .and_then(|r| compile_price_list(r, &path, &mut errors))
         {
             price_lists.push(l);
+            list_entries.push(entries);
         }
     }
     let mut promotions = Vec::new();
@@ -982,11 +996,13 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
     if !errors.0.is_empty() {
         return Err(errors.0);
     }
-    let mut listed: rustc_hash::FxHashMap<Box<str>, smallvec::SmallVec<[u32; 4]>> =
-        rustc_hash::FxHashMap::default();
-    for (i, l) in price_lists.iter().enumerate() {
-        for id in l.entries.keys() {
-            listed.entry(id.as_str().into()).or_default().push(i as u32);
+    let mut prices = Prices::default();
+    for (i, entries) in list_entries.into_iter().enumerate() {
+        for (id, entry) in entries {
+            prices
+                .entry(id.into_boxed_str())
+                .or_default()
+                .push((i as u32, entry));
         }
     }
     let mut rules = Ruleset {
@@ -999,7 +1015,7 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
         merchandising,
         content,
         codes,
-        listed,
+        prices,
     };
     limits::check(&rules, &mut errors);
     if !errors.0.is_empty() {
