@@ -220,16 +220,7 @@ fn at_limits(c: &mut Criterion) {
     let lines: Vec<(u32, u32)> = (0..200u32)
         .map(|i| ((i * 499) % catalog.len() as u32, 1 + i % 3))
         .collect();
-    // 20 codes: half of them known.
-    let codes: Vec<String> = (0..20)
-        .map(|k| {
-            if k % 2 == 0 {
-                format!("C{}X{k}", 1 + 26 * (k % 10))
-            } else {
-                format!("UNKNOWN{k}")
-            }
-        })
-        .collect();
+    let codes = ruleset_gen::request_codes();
     let candidates: Vec<Scored> = (0..500u32)
         .map(|i| Scored {
             product: (i * 197) % catalog.len() as u32,

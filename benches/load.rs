@@ -288,15 +288,7 @@ fn stall(port: u16, products: usize, customers: usize, events: usize, seconds: u
             serde_json::json!({"product_id": &*p.id, "quantity": 1 + i % 3})
         })
         .collect();
-    let codes: Vec<String> = (0..20)
-        .map(|k| {
-            if k % 2 == 0 {
-                format!("C{}X{k}", 1 + 26 * (k % 10))
-            } else {
-                format!("UNKNOWN{k}")
-            }
-        })
-        .collect();
+    let codes = ruleset_gen::request_codes();
     let body = serde_json::to_vec(&serde_json::json!({
         "session_id": "stall", "cart": lines, "codes": codes,
         "context": {"country": "GB", "currency": "GBP", "channel": "web"}

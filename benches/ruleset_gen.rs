@@ -304,3 +304,17 @@ pub fn at_limits(catalog: &Catalog, shape: AtLimits) -> Value {
         "shipping": [{"id": "standard", "amount": gbp(499), "when": true_tree(64, 8)}],
     })
 }
+
+/// The 20 codes a request at the limits sends: half of them codes of [`at_limits`]'
+/// promotions, half unknown.
+pub fn request_codes() -> Vec<String> {
+    (0..20)
+        .map(|k| {
+            if k % 2 == 0 {
+                format!("C{}X{k}", 1 + 26 * (k % 10))
+            } else {
+                format!("UNKNOWN{k}")
+            }
+        })
+        .collect()
+}
