@@ -307,36 +307,46 @@ fn stall(port: u16, products: usize, customers: usize, events: usize, seconds: u
         .expect("runtime");
     let warmup_end = Instant::now() + Duration::from_secs(warmup);
     let end = warmup_end + Duration::from_secs(seconds.max(1));
-    let (carts, livez) = runtime.block_on(async {
+    // The probe has a thread of its own, so that reading the carts' answers never
+    // delays it.
+    let probe = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async move {
+                let mut hist =
+                    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+                let mut stream = TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .expect("connect");
+                let mut buf = Vec::new();
+                while Instant::now() < end {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let t = Instant::now();
+                    stream
+                        .write_all(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                        .await
+                        .expect("write");
+                    read_response(&mut stream, &mut buf).await.expect("read");
+                    if t >= warmup_end {
+                        hist.record(t.elapsed().as_micros().max(1) as u64).ok();
+                    }
+                }
+                hist
+            })
+    });
+    let carts = runtime.block_on(async {
         let carts: Vec<_> = (0..8)
             .map(|c| tokio::spawn(connection(port, requests.clone(), c, warmup_end, end)))
             .collect();
-        let probe = tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
-            let mut stream = TcpStream::connect(("127.0.0.1", port))
-                .await
-                .expect("connect");
-            let mut buf = Vec::new();
-            while Instant::now() < end {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let t = Instant::now();
-                stream
-                    .write_all(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                    .await
-                    .expect("write");
-                read_response(&mut stream, &mut buf).await.expect("read");
-                if t >= warmup_end {
-                    hist.record(t.elapsed().as_micros().max(1) as u64).ok();
-                }
-            }
-            hist
-        });
         let mut all = Vec::new();
         for c in carts {
             all.push(c.await.expect("connection"));
         }
-        (all, probe.await.expect("probe"))
+        all
     });
+    let livez = probe.join().expect("probe");
     let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram");
     let (mut ok, mut other) = (0, 0);
     for c in &carts {

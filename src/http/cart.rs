@@ -134,6 +134,16 @@ fn parse_codes(raw: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(codes)
 }
 
+/// Runs a cart evaluation (milliseconds on a large cart and ruleset) with the worker
+/// handed over to the runtime meanwhile, so `/livez` and other requests are not queued
+/// behind it. A single-threaded runtime (tests) runs it in place.
+fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 async fn evaluate(
     State(state): State<AppState>,
     caller: super::auth::Caller,
@@ -216,8 +226,9 @@ async fn evaluate(
                 .map_or(0, |p| u64::from(p.promotion_uses(id))),
         }
     };
-    let mut evaluation =
-        crate::decide::evaluate_cart(&rules, ctx.clone(), &codes, &|id| usage_of(&exhausted, id));
+    let mut evaluation = off_the_workers(|| {
+        crate::decide::evaluate_cart(&rules, ctx.clone(), &codes, &|id| usage_of(&exhausted, id))
+    });
     let mut commit = None;
     if let Some(order) = raw.order_id.as_deref() {
         crate::domain::ids::check_id(order)
@@ -273,8 +284,10 @@ async fn evaluate(
                 }
                 crate::store::Redeemed::OverLimit(i) => {
                     exhausted.push(redemptions[i].promotion.clone());
-                    evaluation = crate::decide::evaluate_cart(&rules, ctx.clone(), &codes, &|id| {
-                        usage_of(&exhausted, id)
+                    evaluation = off_the_workers(|| {
+                        crate::decide::evaluate_cart(&rules, ctx.clone(), &codes, &|id| {
+                            usage_of(&exhausted, id)
+                        })
                     });
                 }
             }
