@@ -13,7 +13,9 @@
 //! killed or frozen and the same load runs again; both are printed with their ratio),
 //! `LOAD_STALL` (1: publish the largest ruleset the limits allow, then drive 8
 //! connections of `POST /v1/cart/evaluate` with 200 lines and 20 codes while a probe
-//! times `GET /livez` every 20 ms).
+//! times `GET /livez` every 20 ms), `LOAD_GROWTH` (1: profiles expire after 60 s; for
+//! `LOAD_SECONDS`, every request is a view by a new session, and the embedded store's
+//! file size is printed every 30 s).
 //! With `LOAD_SECONDS=0` it only measures start-up.
 //!
 //! The generator is deliberately minimal (raw HTTP/1.1 over tokio, one thread) so that
@@ -196,6 +198,19 @@ struct Summary {
     ok: u64,
     other: u64,
     seconds: u64,
+    /// The server's CPU time (user and system) over the measured part, in seconds.
+    cpu: Option<f64>,
+}
+
+/// A process's CPU time so far (user and system), in seconds, from `/proc`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses): utime is the 14th field
+    // of the line, stime the 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 impl Summary {
@@ -209,8 +224,17 @@ impl Summary {
 
     fn print(&self, label: &str) {
         let ms = |q: f64| self.hist.value_at_quantile(q) as f64 / 1000.0;
+        let per_request = self
+            .cpu
+            .map(|cpu| {
+                format!(
+                    ", server CPU {:.1} µs a request",
+                    cpu * 1e6 / (self.ok + self.other).max(1) as f64
+                )
+            })
+            .unwrap_or_default();
         println!(
-            "  {label}: {} requests, {:.0} req/s, non-200: {}",
+            "  {label}: {} requests, {:.0} req/s, non-200: {}{per_request}",
             self.ok + self.other,
             self.rate(),
             self.other
@@ -230,6 +254,7 @@ impl Summary {
 /// `seconds` seconds, recording the latter.
 fn run(
     port: u16,
+    server: u32,
     requests: &std::sync::Arc<Vec<Vec<u8>>>,
     connections: usize,
     warmup: u64,
@@ -242,6 +267,14 @@ fn run(
     let t0 = Instant::now();
     let warmup_end = t0 + Duration::from_secs(warmup);
     let end = warmup_end + Duration::from_secs(seconds);
+    // The server's CPU time over the measured part, read from another thread at its
+    // start and end.
+    let cpu = std::thread::spawn(move || {
+        std::thread::sleep(warmup_end.saturating_duration_since(Instant::now()));
+        let before = cpu_seconds(server)?;
+        std::thread::sleep(end.saturating_duration_since(Instant::now()));
+        Some(cpu_seconds(server)? - before)
+    });
     let all = runtime.block_on(async {
         let tasks: Vec<_> = (0..connections)
             .map(|c| {
@@ -265,6 +298,7 @@ fn run(
         ok: 0,
         other: 0,
         seconds,
+        cpu: cpu.join().ok().flatten(),
     };
     for s in &all {
         summary.hist.add(&s.hist).ok();
@@ -272,6 +306,64 @@ fn run(
         summary.other += s.other;
     }
     summary
+}
+
+/// A new session's view per request, over 8 connections, for `seconds`; the embedded
+/// store's file size every 30 s.
+fn growth(port: u16, seconds: u64, file: &std::path::Path) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let start = Instant::now();
+    let end = start + Duration::from_secs(seconds);
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    runtime.block_on(async {
+        let workers: Vec<_> = (0..8u64)
+            .map(|c| {
+                let sent = sent.clone();
+                tokio::spawn(async move {
+                    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+                    let mut buf = Vec::new();
+                    let mut n = 0u64;
+                    while Instant::now() < end {
+                        n += 1;
+                        let body = format!(
+                            "{{\"event_id\":\"g{c}-{n}\",\"type\":\"view\",\"session_id\":\"growth-{c}-{n}\",\"product_id\":\"p{:06}\"}}",
+                            1 + (n * 7 + c) % 1000
+                        );
+                        let req = format!(
+                            "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        stream.write_all(req.as_bytes()).await.expect("write");
+                        read_response(&mut stream, &mut buf).await.expect("read");
+                        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let report = tokio::spawn({
+            let sent = sent.clone();
+            let file = file.to_owned();
+            async move {
+                println!("  seconds  new sessions  file (MiB)");
+                while Instant::now() < end {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    println!(
+                        "  {:7}  {:12}  {:10.2}",
+                        start.elapsed().as_secs(),
+                        sent.load(std::sync::atomic::Ordering::Relaxed),
+                        std::fs::metadata(&file).map_or(0, |m| m.len()) as f64 / 1048576.0
+                    );
+                }
+            }
+        });
+        for w in workers {
+            w.await.expect("worker");
+        }
+        report.await.expect("report");
+    });
 }
 
 /// Eight connections of the heaviest cart evaluation against the largest ruleset the
@@ -359,6 +451,7 @@ fn stall(port: u16, products: usize, customers: usize, events: usize, seconds: u
         ok,
         other,
         seconds: seconds.max(1),
+        cpu: None,
     };
     summary.print("POST /v1/cart/evaluate, 200 lines, 20 codes, largest ruleset, 8 connections");
     let ms = |q: f64| livez.value_at_quantile(q) as f64 / 1000.0;
@@ -404,6 +497,15 @@ fn main() {
         .env("VITRINE__CACHE__L1_TTL_MS", l1_ttl.to_string())
         // The largest ruleset the limits allow is a large document.
         .env("VITRINE__RULES__BODY_LIMIT_BYTES", "268435456")
+        .envs(
+            (env_or("LOAD_GROWTH", 0u8) == 1)
+                .then_some([
+                    ("VITRINE__STORAGE__PROFILE_TTL_S", "60"),
+                    ("VITRINE__EVENTS__MAX_AGE_S", "60"),
+                ])
+                .into_iter()
+                .flatten(),
+        )
         .env(
             "VITRINE__STORAGE__BACKEND",
             if redis.is_some() { "redis" } else { "embedded" },
@@ -441,7 +543,9 @@ fn main() {
         rss_mib(server.id())
     );
 
-    if env_or("LOAD_STALL", 0u8) == 1 {
+    if env_or("LOAD_GROWTH", 0u8) == 1 {
+        growth(port, seconds, &store_dir.path().join("vitrine.redb"));
+    } else if env_or("LOAD_STALL", 0u8) == 1 {
         stall(port, products, customers, events, seconds, warmup);
     } else if seconds > 0 {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
@@ -465,7 +569,7 @@ fn main() {
         println!(
             "GET /v1/recommend placement={placement}: {connections} connections, {seconds} s (after {warmup} s warm-up); store {store}, L1 TTL {l1_ttl} ms"
         );
-        let normal = run(port, &requests, connections, warmup, seconds);
+        let normal = run(port, server.id(), &requests, connections, warmup, seconds);
         normal.print("normal");
         println!("  server RSS after load {:.0} MiB", rss_mib(server.id()));
         println!("  store reads {}", store_reads(port));
@@ -475,7 +579,7 @@ fn main() {
                 "pause" => redis.pause(),
                 _ => redis.kill(),
             }
-            let down = run(port, &requests, connections, warmup, seconds);
+            let down = run(port, server.id(), &requests, connections, warmup, seconds);
             down.print(&format!("redis {outage}"));
             println!("  store reads {}", store_reads(port));
             println!(

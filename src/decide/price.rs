@@ -78,14 +78,23 @@ pub fn floor(
     currency: crate::domain::Currency,
 ) -> Option<i64> {
     let g = &rules.guardrails;
-    let (min_price, margin_override) = g
-        .products
-        .get(&*product.id)
-        .map_or((None, None), |(p, m)| (*p, *m));
+    // (Empty maps are skipped: no hashing on the path of a shop without guardrails.)
+    let (min_price, margin_override) = if g.products.is_empty() {
+        (None, None)
+    } else {
+        g.products
+            .get(&*product.id)
+            .map_or((None, None), |(p, m)| (*p, *m))
+    };
     let margin = margin_override
         .or_else(|| {
             // The nearest enclosing category with a margin.
-            super::ruleset::ancestors(&category.handle).find_map(|a| g.categories.get(a).copied())
+            (!g.categories.is_empty())
+                .then(|| {
+                    super::ruleset::ancestors(&category.handle)
+                        .find_map(|a| g.categories.get(a).copied())
+                })
+                .flatten()
         })
         .unwrap_or(g.min_margin_bps);
     let from_cost = product
@@ -178,11 +187,14 @@ impl<'r> PriceBook<'r> {
                 catalog: true,
             });
         }
-        let entries: &[(u32, PriceEntry)] = self
-            .rules
-            .prices
-            .get(&*product.id)
-            .map_or(&[], |e| e.as_slice());
+        let entries: &[(u32, PriceEntry)] = if self.rules.prices.is_empty() {
+            &[]
+        } else {
+            self.rules
+                .prices
+                .get(&*product.id)
+                .map_or(&[], |e| e.as_slice())
+        };
         let lists = &self.rules.price_lists;
         let listed = entries
             .iter()

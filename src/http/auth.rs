@@ -256,14 +256,6 @@ async fn require(
     Ok(next.run(req).await)
 }
 
-pub async fn storefront(
-    State(keys): State<Arc<Keys>>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    require(&keys, Scope::Storefront, req, next).await
-}
-
 pub async fn admin(
     State(keys): State<Arc<Keys>>,
     req: Request,

@@ -207,8 +207,7 @@ impl IntoResponse for ApiError {
 /// The last word on every answer: an error that does not come from [`ApiError`] (a
 /// rejection inside a library, say) is rewritten into the error shape, so clients
 /// never see a plain-text error body.
-pub async fn error_shape(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let response = next.run(req).await;
+pub fn error_shape(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;

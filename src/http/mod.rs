@@ -47,9 +47,14 @@ pub fn router(state: &AppState, include_ops: bool) -> Router {
     let storefront = recommend::router()
         .merge(events::router())
         .merge(cart::router())
-        .route_layer(from_fn_with_state(state.permits.clone(), observe::shed));
-    let storefront = read_body(state, limit, storefront)
-        .route_layer(from_fn_with_state(state.keys.clone(), auth::storefront));
+        .route_layer(from_fn_with_state(
+            std::sync::Arc::new(guard::Storefront {
+                keys: state.keys.clone(),
+                limits: guard::BodyLimits::new(limit, &state.settings.server),
+                permits: state.permits.clone(),
+            }),
+            guard::storefront,
+        ));
     let admin = read_body(state, limit, admin::router().merge(catalog::router()))
         .merge(rules::router(state))
         .route_layer(from_fn_with_state(state.keys.clone(), auth::admin));
@@ -80,7 +85,7 @@ fn finish(router: Router<AppState>, state: &AppState) -> Router {
         router
     };
     router
-        .layer(from_fn(error::error_shape))
+        .layer(tower::util::MapResponseLayer::new(error::error_shape))
         .layer(from_fn(observe::observe))
         .layer(CatchPanicLayer::custom(|_| {
             use axum::response::IntoResponse;

@@ -105,13 +105,16 @@ fn status_label(status: u16) -> &'static str {
 pub async fn shed(State(permits): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
     match permits.try_acquire() {
         Ok(_permit) => next.run(req).await,
-        Err(_) => {
-            metrics::counter!("vitrine_http_shed_total").increment(1);
-            ApiError::new(
-                ErrorCode::Overloaded,
-                "too many requests in flight; retry shortly",
-            )
-            .into_response()
-        }
+        Err(_) => overloaded(),
     }
+}
+
+/// The answer to a request shed for want of a permit (counted).
+pub fn overloaded() -> Response {
+    metrics::counter!("vitrine_http_shed_total").increment(1);
+    ApiError::new(
+        ErrorCode::Overloaded,
+        "too many requests in flight; retry shortly",
+    )
+    .into_response()
 }
