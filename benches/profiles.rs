@@ -127,6 +127,7 @@ fn main() {
             })
             .collect();
         let batches: Vec<Vec<Event>> = events.chunks(500).map(<[Event]>::to_vec).collect();
+        let memory_before = used_memory(port);
         let started = Instant::now();
         let mut queue = batches.into_iter();
         let mut running = Vec::new();
@@ -155,6 +156,37 @@ fn main() {
             .expect("get")
             .expect("profile");
         println!("  a sampled profile after ingestion: {} views, {} orders", sample.recently_viewed.len(), sample.orders_count);
+        // What the ingested profiles take in Redis, with the op ids each remembers for the
+        // idempotency window (a sorted set beside the profile).
+        let ops_bytes = {
+            let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}/0"))
+                .expect("client")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect");
+            let key = {
+                let mut k = b"bench:p:".to_vec();
+                k.extend_from_slice(
+                    hasher
+                        .key(&VisitorKey::Customer(VisitorId::parse("c1").expect("id")))
+                        .as_bytes(),
+                );
+                k.extend_from_slice(b":o");
+                k
+            };
+            let n: i64 = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or(0);
+            n
+        };
+        println!(
+            "  Redis memory after ingestion: {:.0} bytes per customer ({} events each), of which the sampled customer's op ids take {ops_bytes} bytes",
+            (used_memory(port) - memory_before) as f64 / customers as f64,
+            events_n / customers
+        );
 
         // The event log: the same events appended to the stream in batches of 1,000 (what
         // the log writer sends), its memory, then read back and learned (what a replica

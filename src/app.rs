@@ -110,7 +110,7 @@ struct Data {
 }
 
 /// How often expired profiles and op ids are swept (embedded and memory stores).
-const SWEEP_EVERY: Duration = Duration::from_secs(2);
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// The secret used when `privacy.id_hash_secret` is empty. Fine for a demo; a
 /// deployment sets its own, or anyone with the code can recompute key hashes.

@@ -62,7 +62,9 @@ const PROFILE_EXPIRY: TableDefinition<&[u8], i64> = TableDefinition::new("profil
 const APPLIED_OPS: TableDefinition<&[u8], i64> = TableDefinition::new("applied_ops");
 
 /// Entries of each expiring table one sweep looks at.
-const SWEEP_SLICE: usize = 5_000;
+const SWEEP_SLICE: usize = 20_000;
+/// How long one sweep may run (slice after slice) before it yields to the next tick.
+const SWEEP_BUDGET: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn op_key(key: &ProfileKey, id: u64) -> [u8; 24] {
     let mut k = [0u8; 24];
@@ -930,6 +932,20 @@ impl ProfileStore for EmbeddedStore {
     }
 
     async fn sweep(&self) -> Result<u64, StoreError> {
-        self.sweep_at(unix_now()).await
+        // Slices until both tables have been walked through once, or the budget is spent:
+        // a sweep keeps up with any rate of new visitors the store itself keeps up with.
+        let started = std::time::Instant::now();
+        let now = unix_now();
+        let mut erased = 0;
+        loop {
+            erased += self.sweep_at(now).await?;
+            let wrapped = {
+                let from = self.sweep_from.lock().unwrap_or_else(|e| e.into_inner());
+                from.0.is_empty() && from.1.is_empty()
+            };
+            if wrapped || started.elapsed() > SWEEP_BUDGET {
+                return Ok(erased);
+            }
+        }
     }
 }
