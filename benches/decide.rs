@@ -64,7 +64,8 @@ impl Fixture<'_> {
 /// `/v1/cart/evaluate`'s decision.
 fn cart(f: &Fixture<'_>) -> usize {
     let ctx = f.context();
-    let eval = vitrine::decide::evaluate_cart(&f.rules, ctx, f.codes, &|_| Usage::default());
+    let eval = vitrine::decide::evaluate_cart(&f.rules, ctx, f.codes, &|_| Usage::default())
+        .expect("priced");
     eval.applied.len() + eval.rejected.len()
 }
 
@@ -182,7 +183,8 @@ fn bench(c: &mut Criterion) {
             limit: 10,
         };
         let probe =
-            vitrine::decide::evaluate_cart(&f.rules, f.context(), &[], &|_| Usage::default());
+            vitrine::decide::evaluate_cart(&f.rules, f.context(), &[], &|_| Usage::default())
+                .expect("priced");
         let costs = vitrine::decide::limits::costs(&f.rules);
         println!(
             "{name}: cost {} (cart) and {} (page) of {}; {} promotions, {} price lists, {} merchandising rules; on the 20-line cart {} promotions apply, {} are refused with a reason",
@@ -248,7 +250,8 @@ fn at_limits(c: &mut Criterion) {
             limit: 500,
         };
         let probe =
-            vitrine::decide::evaluate_cart(&f.rules, f.context(), f.codes, &|_| Usage::default());
+            vitrine::decide::evaluate_cart(&f.rules, f.context(), f.codes, &|_| Usage::default())
+                .expect("priced");
         let costs = vitrine::decide::limits::costs(&f.rules);
         println!(
             "at the limits ({shape:?}): cost {} (cart) and {} (page) of {}; {} promotions, {} price lists, {} merchandising rules, {} codes; built and compiled in {:.1} s; on the 200-line cart {} promotions apply",

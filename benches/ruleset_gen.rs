@@ -100,7 +100,7 @@ pub fn large_ruleset(catalog: &Catalog, worst: bool) -> Value {
             let kind = ["segment", "contract", "sale", "adjustment", "base"][i % 5];
             let scope = match kind {
                 "segment" => json!({"in_segment": format!("segment-{}", i % 7)}),
-                "contract" => json!({"eq": ["customer.account_id", format!("account-{}", i % 4)]}),
+                "contract" => json!({"eq": ["customer.company_id", format!("account-{}", i % 4)]}),
                 "adjustment" => json!({"eq": ["customer.loyalty_tier", "gold"]}),
                 _ => json!(true),
             };

@@ -186,8 +186,11 @@ proptest! {
         }
         let line_discounts: i64 = eval.lines.iter().map(|l| l.discount.amount).sum();
         prop_assert_eq!(line_discounts, goods);
-        prop_assert_eq!(eval.discount.amount, goods + eval.shipping.discount.amount);
-        prop_assert_eq!(eval.total.amount, eval.subtotal.amount - goods + eval.shipping.total.amount);
+        // The documented formulas: discount is the goods' discounts; total = subtotal -
+        // discount + shipping.total; shipping.total = shipping.amount - shipping.discount.
+        prop_assert_eq!(eval.discount.amount, goods);
+        prop_assert_eq!(eval.total.amount, eval.subtotal.amount - eval.discount.amount + eval.shipping.total.amount);
+        prop_assert_eq!(eval.shipping.total.amount, eval.shipping.amount.amount - eval.shipping.discount.amount);
         prop_assert!(eval.shipping.total.amount >= 0);
 
         // The same inputs, the same decision.

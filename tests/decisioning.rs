@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::rules::{cart, evaluate, publish};
 use common::{TestApp, error_code, settings};
 use serde_json::{Value, json};
 use vitrine::domain::profile::ProfileOp;
@@ -39,37 +40,6 @@ async fn shop() -> TestApp {
 
 async fn get_json(app: &TestApp, path: &str) -> Value {
     app.get(path).await.json().await.unwrap()
-}
-
-async fn publish(app: &TestApp, doc: &Value) -> String {
-    let r = app
-        .client
-        .put(app.url("/admin/v1/ruleset"))
-        .json(doc)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    body["version"].as_str().unwrap().to_owned()
-}
-
-async fn evaluate(app: &TestApp, body: Value) -> Value {
-    let r = app.post_json("/v1/cart/evaluate", &body).await;
-    let status = r.status();
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-fn cart(lines: &[(&str, u32)]) -> Value {
-    Value::Array(
-        lines
-            .iter()
-            .map(|(p, q)| json!({"product_id": p, "quantity": q}))
-            .collect(),
-    )
 }
 
 fn applied(eval: &Value) -> Vec<(String, i64)> {
@@ -352,7 +322,7 @@ async fn one_companys_buyers_get_its_contract_price() {
         &app,
         &json!({"price_lists": [
             {"id": "acme-contract", "kind": "contract", "currency": "GBP",
-             "scope": {"eq": ["customer.account_id", "acme"]},
+             "scope": {"eq": ["customer.company_id", "acme"]},
              "entries": [{"product_id": "pan", "amount": 3200}]},
             {"id": "spring-sale", "kind": "sale", "currency": "GBP",
              "entries": [{"product_id": "pan", "amount": 3600}]}

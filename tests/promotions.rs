@@ -74,6 +74,7 @@ fn decide(
     );
     let codes: Vec<String> = codes.iter().map(|c| (*c).to_owned()).collect();
     vitrine::decide::evaluate_cart(&rules, ctx, &codes, &|_| usage)
+        .expect("priced in the cart's currency")
 }
 
 fn applied(e: &Evaluation) -> Vec<(&str, i64)> {

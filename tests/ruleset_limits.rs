@@ -5,36 +5,9 @@
 mod common;
 
 use common::redis::RedisServer;
+use common::rules::{put_ruleset as publish, refused};
 use common::{TestApp, error_code, settings};
 use serde_json::{Value, json};
-
-async fn publish(app: &TestApp, doc: &Value) -> reqwest::Response {
-    app.client
-        .put(app.url("/admin/v1/ruleset"))
-        .json(doc)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// The problems of a refused ruleset: (path, message).
-async fn refused(app: &TestApp, doc: &Value) -> Vec<(String, String)> {
-    let r = publish(app, doc).await;
-    assert_eq!(r.status(), 422);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "invalid_ruleset");
-    body["error"]["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["path"].as_str().unwrap().to_owned(),
-                e["message"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
 
 fn promotion(i: usize, target: &Value) -> Value {
     json!({"id": format!("p-{i}"), "title": "Ten off", "class": "item",

@@ -73,7 +73,7 @@ pub enum Type {
 pub enum Attr {
     CustomerSegments,
     CustomerLoyaltyTier,
-    CustomerAccountId,
+    CustomerCompanyId,
     CustomerOrdersCount,
     CustomerDaysSinceLastOrder,
     CustomerLifetimeSpend,
@@ -106,7 +106,7 @@ pub enum Attr {
 }
 
 /// Every attribute: its name, type and the scope it needs.
-const ATTRS: [(&str, Attr, Type, Scope); 32] = [
+const ATTRS: [(&str, Attr, Type, Scope); 33] = [
     (
         "customer.segments",
         Attr::CustomerSegments,
@@ -120,8 +120,15 @@ const ATTRS: [(&str, Attr, Type, Scope); 32] = [
         Scope::Context,
     ),
     (
+        "customer.company_id",
+        Attr::CustomerCompanyId,
+        Type::Str,
+        Scope::Context,
+    ),
+    // The earlier name of `customer.company_id`, still read in stored rulesets.
+    (
         "customer.account_id",
-        Attr::CustomerAccountId,
+        Attr::CustomerCompanyId,
         Type::Str,
         Scope::Context,
     ),
@@ -341,7 +348,7 @@ impl StrSet {
         self.values.contains(s)
     }
 
-    /// Whether the category, or one above it, is in the list (by handle or by path).
+    /// Whether the category, or one above it, is in the list (of handles).
     pub fn holds_category(&self, c: &Category) -> bool {
         c.ancestry.iter().any(|(h, _)| self.hashes.contains(h))
     }
@@ -381,7 +388,7 @@ pub enum Expr {
 pub struct Customer<'a> {
     pub segments: &'a [String],
     pub loyalty_tier: Option<&'a str>,
-    pub account_id: Option<&'a str>,
+    pub company_id: Option<&'a str>,
     pub orders_count: i64,
     pub days_since_last_order: Option<i64>,
     pub lifetime_spend: Option<Money>,
@@ -416,9 +423,15 @@ pub struct Line<'a> {
 }
 
 impl Line<'_> {
+    /// Price x quantity. Prices are at most [`Money::MAX_AMOUNT`] and quantities 100,000,
+    /// so this cannot overflow; a price stored before that bound saturates rather than
+    /// wraps.
     pub fn total(&self) -> Money {
         Money::new(
-            self.item.price.amount * i64::from(self.quantity),
+            self.item
+                .price
+                .amount
+                .saturating_mul(i64::from(self.quantity)),
             self.item.price.currency,
         )
     }
@@ -461,11 +474,18 @@ impl<'a> Context<'a> {
         }
     }
 
-    pub fn subtotal(&self) -> Money {
-        Money::new(
-            self.lines.iter().map(|l| l.total().amount).sum::<i64>() - self.discount,
-            self.session.currency,
-        )
+    /// The cart's subtotal in the request's currency; unknown when a line is priced in
+    /// another (money of two currencies is never added).
+    pub fn subtotal(&self) -> Option<Money> {
+        let currency = self.session.currency;
+        let mut sum: i64 = 0;
+        for l in &self.lines {
+            if l.item.price.currency != currency {
+                return None;
+            }
+            sum = sum.checked_add(l.total().amount)?;
+        }
+        Some(Money::new(sum - self.discount, currency))
     }
 }
 
@@ -524,7 +544,7 @@ impl Env<'_, '_> {
         Some(match attr {
             Attr::CustomerSegments => Val::Segments(customer()?.segments),
             Attr::CustomerLoyaltyTier => Val::Str(customer()?.loyalty_tier?),
-            Attr::CustomerAccountId => Val::Str(customer()?.account_id?),
+            Attr::CustomerCompanyId => Val::Str(customer()?.company_id?),
             Attr::CustomerOrdersCount => Val::Int(customer()?.orders_count),
             Attr::CustomerDaysSinceLastOrder => Val::Int(customer()?.days_since_last_order?),
             Attr::CustomerLifetimeSpend => Val::Money(customer()?.lifetime_spend?),
@@ -535,7 +555,7 @@ impl Env<'_, '_> {
             Attr::SessionPlacement => Val::Str(c.session.placement?.as_str()),
             Attr::SessionExitIntent => Val::Bool(c.session.exit_intent),
             Attr::SessionFirstVisit => Val::Bool(c.session.first_visit),
-            Attr::CartSubtotal => Val::Money(c.subtotal()),
+            Attr::CartSubtotal => Val::Money(c.subtotal()?),
             Attr::CartQuantity => Val::Int(c.lines.iter().map(|l| i64::from(l.quantity)).sum()),
             Attr::CartLines => Val::Int(c.lines.len() as i64),
             Attr::ConsentPersonalization => Val::Bool(c.personalization),
@@ -783,7 +803,12 @@ fn compile_op(key: &str, arg: &Value, scope: Scope, path: &str, errors: &mut Err
         _ => {}
     }
     let Some(op) = OPS.iter().find(|(n, _)| *n == key).map(|(_, op)| *op) else {
-        errors.push(path, format!("unknown operator {key:?}"));
+        let hint = if matches!(key, "true" | "false") {
+            format!(": write the JSON value {key}, not an object")
+        } else {
+            String::new()
+        };
+        errors.push(path, format!("unknown operator {key:?}{hint}"));
         return Expr::Const(false);
     };
     let Some([name, literal]) = arg.as_array().map(Vec::as_slice) else {
@@ -883,6 +908,31 @@ fn strings(v: &Value) -> Option<StrSet> {
     Some(StrSet::new(list))
 }
 
+/// The handle a rule's category name stands for; a name with no letter or digit can
+/// match nothing and is refused.
+pub fn category_name(name: &str, path: &str, errors: &mut Errors) -> Option<String> {
+    let handle = crate::domain::catalog::category_handle(name);
+    if handle.is_empty() {
+        errors.push(
+            path,
+            format!("{name:?} names no category (a handle like \"kitchen/cookware\" or a path like \"Kitchen > Cookware\")"),
+        );
+        return None;
+    }
+    Some(handle)
+}
+
+/// Category names (handles or paths) as a set of handles.
+pub fn category_set(names: &[&str], path: &str, errors: &mut Errors) -> StrSet {
+    StrSet::new(
+        names
+            .iter()
+            .filter_map(|n| category_name(n, path, errors))
+            .map(String::into_boxed_str)
+            .collect(),
+    )
+}
+
 fn literal_for(ty: Type, op: Op, v: &Value, path: &str, errors: &mut Errors) -> Option<Lit> {
     use Op::{Contains, Eq, Gt, Gte, In, Lt, Lte, Ne, Nin, StartsWith};
     let allowed = match ty {
@@ -917,8 +967,17 @@ fn literal_for(ty: Type, op: Op, v: &Value, path: &str, errors: &mut Errors) -> 
             .as_str()
             .and_then(crate::domain::time::parse_rfc3339)
             .map(Lit::Time),
-        (Type::Str | Type::List | Type::Category, false) => v.as_str().map(|s| Lit::Str(s.into())),
-        (Type::Str | Type::List | Type::Category, true) => strings(v).map(Lit::Strs),
+        (Type::Str | Type::List, false) => v.as_str().map(|s| Lit::Str(s.into())),
+        (Type::Str | Type::List, true) => strings(v).map(Lit::Strs),
+        // Categories by handle or path, compared by their one handle.
+        (Type::Category, false) => v
+            .as_str()
+            .and_then(|s| category_name(s, path, errors))
+            .map(|h| Lit::Str(h.into())),
+        (Type::Category, true) => v.as_array().and_then(|list| {
+            let names: Option<Vec<&str>> = list.iter().map(Value::as_str).collect();
+            names.map(|names| Lit::Strs(category_set(&names, path, errors)))
+        }),
     };
     if lit.is_none() {
         let expected = match (ty, set) {

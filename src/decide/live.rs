@@ -98,13 +98,18 @@ impl LiveRules {
         let target = match version {
             Some(v) => v.to_owned(),
             None => {
+                // The version published just before the live one (versions are listed
+                // newest first): repeated rollbacks walk back, one version each.
                 let live = self.store.live_ruleset().await?;
-                self.store
-                    .ruleset_versions()
-                    .await?
+                let versions = self.store.ruleset_versions().await?;
+                let next = match versions.iter().position(|(v, _)| Some(v) == live.as_ref()) {
+                    Some(i) => i + 1,
+                    None => 0,
+                };
+                versions
                     .into_iter()
+                    .nth(next)
                     .map(|(v, _)| v)
-                    .find(|v| Some(v) != live.as_ref())
                     .ok_or(PublishError::NoPrevious)?
             }
         };

@@ -21,14 +21,14 @@ use expr::{Context, Customer, Line, ProductFacts};
 use price::{PriceBook, Priced};
 use promo::{Evaluation, Usage};
 
-use crate::domain::{Catalog, ProductIdx, Profile};
+use crate::domain::{Catalog, Currency, ProductIdx, Profile};
 
 /// The customer facts rules read from a profile (at `now`, Unix seconds).
 pub fn customer(profile: &Profile, now: i64) -> Customer<'_> {
     Customer {
         segments: &profile.segments,
         loyalty_tier: profile.loyalty_tier.as_deref(),
-        account_id: profile.company_id.as_deref(),
+        company_id: profile.company_id.as_deref(),
         orders_count: i64::from(profile.orders_count),
         days_since_last_order: profile.last_order_at.map(|t| (now - t).max(0) / 86_400),
         lifetime_spend: profile.total_spent,
@@ -62,15 +62,46 @@ pub fn price_lines<'r>(rules: &'r Ruleset, ctx: &mut Context<'_>) -> (PriceBook<
     (book, priced)
 }
 
-/// The whole checkout decision for a cart: prices, then promotions, then totals.
+/// A cart line this request cannot price in its currency: money of two currencies is
+/// never added, nor relabelled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unpriced {
+    pub product_id: String,
+    /// The currency its price is in.
+    pub currency: Currency,
+}
+
+/// The first priced line whose price is not in the request's currency.
+pub fn unpriced(ctx: &Context<'_>, priced: &[Priced]) -> Option<Unpriced> {
+    ctx.lines
+        .iter()
+        .zip(priced)
+        .find(|(_, p)| p.unit.currency != ctx.session.currency)
+        .map(|(l, p)| Unpriced {
+            product_id: l.item.product.id.to_string(),
+            currency: p.unit.currency,
+        })
+}
+
+/// The whole checkout decision for a cart: prices, then promotions, then totals; refused
+/// when a line has no price in the request's currency.
 pub fn evaluate_cart(
     rules: &Ruleset,
     mut ctx: Context<'_>,
     codes: &[String],
     usage: &dyn Fn(&str) -> Usage,
-) -> Evaluation {
+) -> Result<Evaluation, Unpriced> {
     let (_, priced) = price_lines(rules, &mut ctx);
-    promo::evaluate(rules, &ctx, &priced, codes, usage)
+    if let Some(u) = unpriced(&ctx, &priced) {
+        return Err(u);
+    }
+    Ok(promo::evaluate(rules, &ctx, &priced, codes, usage))
+}
+
+/// Whether the shop sells in `currency`: a product or a price list is priced in it.
+pub fn sells_in(catalog: &Catalog, rules: &Ruleset, currency: Currency) -> bool {
+    catalog.currencies().contains(&currency)
+        || rules.price_lists.iter().any(|l| l.currency == currency)
 }
 
 /// A cart line of `quantity` units of a catalog product.

@@ -143,6 +143,7 @@ impl<'r> PriceBook<'r> {
     /// The amount an adjustment list gives a product at `quantity`, if it prices it
     /// (`entries`: the product's entries in every list).
     fn adjusted(
+        &self,
         list: &PriceList,
         entries: &[(u32, PriceEntry)],
         category: &Category,
@@ -154,6 +155,9 @@ impl<'r> PriceBook<'r> {
             return None;
         }
         let parent = match adjust.parent_index {
+            // Only a parent this visitor could pay (its window and scope hold): an
+            // adjustment never reaches a price its parent does not offer.
+            Some(i) if !self.active[i] => return None,
             Some(i) => entries
                 .iter()
                 .find(|(l, _)| *l as usize == i)?
@@ -201,7 +205,8 @@ impl<'r> PriceBook<'r> {
             .filter(|(i, _)| self.active[*i as usize])
             .map(|(i, e)| (&lists[*i as usize], e.at(quantity)));
         let adjusted = self.adjustments.iter().filter_map(|l| {
-            Self::adjusted(l, entries, category, quantity, catalog_amount).map(|a| (*l, a))
+            self.adjusted(l, entries, category, quantity, catalog_amount)
+                .map(|a| (*l, a))
         });
         for (list, amount) in listed.chain(adjusted) {
             consider(Candidate {

@@ -469,9 +469,12 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(
 
 fn money(raw: &RawMoney, path: &str, errors: &mut Errors) -> Option<Money> {
     match Currency::parse(&raw.currency) {
-        Ok(c) if raw.amount >= 0 => Some(Money::new(raw.amount, c)),
+        Ok(c) if Money::in_range(raw.amount) => Some(Money::new(raw.amount, c)),
         Ok(_) => {
-            errors.push(&format!("{path}.amount"), "must not be negative");
+            errors.push(
+                &format!("{path}.amount"),
+                format!("must be 0 to {} minor units", Money::MAX_AMOUNT),
+            );
             None
         }
         Err(e) => {
@@ -539,8 +542,11 @@ fn compile_price_list(
     let mut entries = rustc_hash::FxHashMap::default();
     for (i, e) in raw.entries.into_iter().enumerate() {
         let at = format!("{path}.entries[{i}]");
-        if e.amount < 0 || e.tiers.iter().any(|t| t.amount < 0) {
-            errors.push(&at, "amounts must not be negative");
+        if !Money::in_range(e.amount) || e.tiers.iter().any(|t| !Money::in_range(t.amount)) {
+            errors.push(
+                &at,
+                format!("amounts must be 0 to {} minor units", Money::MAX_AMOUNT),
+            );
         }
         let mut tiers: Vec<Tier> = e
             .tiers
@@ -578,12 +584,10 @@ fn compile_price_list(
             &format!("{path}.adjust.percent_off_bps"),
             errors,
         ),
-        categories: super::expr::StrSet::new(
-            a.categories
-                .into_iter()
-                .map(String::into_boxed_str)
-                .collect(),
-        ),
+        categories: {
+            let names: Vec<&str> = a.categories.iter().map(String::as_str).collect();
+            super::expr::category_set(&names, &format!("{path}.adjust.categories"), errors)
+        },
     });
     match (raw.kind, &adjust, entries.is_empty()) {
         (PriceKind::Adjustment, Some(_), true) => {}
@@ -820,16 +824,24 @@ fn compile_guardrails(raw: &RawGuardrails, path: &str, errors: &mut Errors) -> G
             (id.clone(), (min_price, m))
         })
         .collect();
-    let categories: rustc_hash::FxHashMap<String, i64> = raw
-        .categories
-        .iter()
-        .map(|(c, m)| {
-            (
-                c.clone(),
-                margin(*m, &format!("{path}.categories.{c}"), errors),
-            )
-        })
-        .collect();
+    // By handle, whichever way each is written; two names of one category are refused
+    // (which margin would hold is not for the order of keys to decide).
+    let mut categories: rustc_hash::FxHashMap<String, i64> = rustc_hash::FxHashMap::default();
+    let mut named: rustc_hash::FxHashMap<String, &str> = rustc_hash::FxHashMap::default();
+    for (c, m) in &raw.categories {
+        let at = format!("{path}.categories.{c}");
+        let m = margin(*m, &at, errors);
+        let Some(handle) = super::expr::category_name(c, &at, errors) else {
+            continue;
+        };
+        if let Some(first) = named.insert(handle.clone(), c) {
+            errors.push(
+                &at,
+                format!("names the same category as {first:?} ({handle})"),
+            );
+        }
+        categories.insert(handle, m);
+    }
     Guardrails {
         min_margin_bps: margin(
             raw.min_margin_bps,

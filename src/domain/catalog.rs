@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::money::Money;
+use super::money::{Currency, Money};
 
 pub type ProductIdx = u32;
 pub type CategoryId = u16;
@@ -35,28 +35,37 @@ pub struct Category {
     pub handle: Box<str>,
     /// Human path, e.g. `Kitchen > Cookware`.
     pub path: Box<str>,
-    /// The handle and the path of this category and of each one above it, each with its
-    /// 128-bit hash: a rule naming categories matches this one when any of these is
-    /// named, found by integer lookups rather than string scans, however long the rule's
-    /// list (128 bits: two names never share a hash in practice).
+    /// The handle of this category and of each one above it (`a/b/c`, `a/b`, `a`), each
+    /// with its 128-bit hash: a rule naming categories (by handle, made canonical by
+    /// [`category_handle`] when compiled) matches this one when any of these is named,
+    /// found by integer lookups rather than string scans, however long the rule's list
+    /// (128 bits: two names never share a hash in practice).
     pub ancestry: Box<[(u128, Box<str>)]>,
 }
 
 impl Category {
-    pub fn new(handle: &str, path: &str) -> Self {
-        let prefixes = |full: &str, sep: &str| -> Vec<String> {
-            full.match_indices(sep)
-                .map(|(i, _)| full[..i].to_owned())
-                .chain(std::iter::once(full.to_owned()))
-                .collect()
+    /// A category named by `name`, a handle (`kitchen/cookware`) or a path
+    /// (`Kitchen > Cookware`); its handle is [`category_handle`] of the name.
+    pub fn named(name: &str) -> Self {
+        let handle = category_handle(name);
+        let path = if name.contains('>') {
+            name.split('>')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join(" > ")
+        } else {
+            name.trim().to_owned()
         };
-        let mut ancestry: Vec<(u128, Box<str>)> = prefixes(handle, "/")
-            .into_iter()
-            .chain(prefixes(path, " > "))
-            .map(|s| (name_hash(&s), s.into_boxed_str()))
+        Self::new(&handle, &path)
+    }
+
+    pub fn new(handle: &str, path: &str) -> Self {
+        let mut ancestry: Vec<(u128, Box<str>)> = std::iter::once(handle)
+            .chain(handle.match_indices('/').map(|(i, _)| &handle[..i]))
+            .map(|s| (name_hash(s), s.into()))
             .collect();
         ancestry.sort();
-        ancestry.dedup();
         Self {
             handle: handle.into(),
             path: path.into(),
@@ -64,10 +73,24 @@ impl Category {
         }
     }
 
-    /// Whether `name` (a handle or a path) is this category or one above it.
-    pub fn is_within(&self, name: &str) -> bool {
-        self.ancestry.iter().any(|(_, a)| **a == *name)
+    /// Whether the category with handle `handle` is this one or one above it.
+    pub fn is_within(&self, handle: &str) -> bool {
+        self.ancestry.iter().any(|(_, a)| **a == *handle)
     }
+}
+
+/// The handle a category name stands for: a path's levels (`Kitchen > Cookware`) or a
+/// handle's (`kitchen/cookware`, `Kitchen`, `Tea Ware`), each made a slug, joined by
+/// `/`. Every place a category is named (catalog, imports, rules, queries) goes through
+/// it, so one category has one handle whichever way it is written. Empty when the name
+/// has no letter or digit.
+pub fn category_handle(name: &str) -> String {
+    let sep = if name.contains('>') { '>' } else { '/' };
+    name.split(sep)
+        .map(slug)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The hash categories are looked up by (see [`Category::ancestry`]).
@@ -102,6 +125,8 @@ pub enum CatalogError {
     DuplicateProduct(String),
     #[error("product {0:?} names category {1}, which does not exist")]
     UnknownCategory(String, CategoryId),
+    #[error("category {0:?} has no letter or digit to name it by")]
+    UnnamedCategory(String),
     #[error("too many products or categories for the index type")]
     TooLarge,
 }
@@ -117,9 +142,16 @@ pub struct Catalog {
     category_by_key: FxHashMap<Box<str>, CategoryId>,
     by_category: Vec<Vec<ProductIdx>>,
     tokens: FxHashMap<Box<str>, Vec<ProductIdx>>,
+    /// The currencies live products are priced in.
+    currencies: Vec<Currency>,
 }
 
 impl Catalog {
+    /// The currencies the catalog's live products are priced in.
+    pub fn currencies(&self) -> &[Currency] {
+        &self.currencies
+    }
+
     pub fn new(categories: Vec<Category>, products: Vec<NewProduct>) -> Result<Self, CatalogError> {
         let deleted = vec![false; products.len()];
         Self::with_deleted(categories, products, deleted)
@@ -139,7 +171,6 @@ impl Catalog {
         for (i, c) in categories.iter().enumerate() {
             let id = CategoryId::try_from(i).map_err(|_| CatalogError::TooLarge)?;
             category_by_key.insert(c.handle.clone(), id);
-            category_by_key.insert(c.path.clone(), id);
         }
         let mut by_id = FxHashMap::default();
         by_id.reserve(products.len());
@@ -147,6 +178,7 @@ impl Catalog {
         let mut tokens: FxHashMap<Box<str>, Vec<ProductIdx>> = FxHashMap::default();
         let mut list = Vec::with_capacity(products.len());
         let mut inventory = Vec::with_capacity(products.len());
+        let mut currencies: Vec<Currency> = Vec::new();
         for (
             i,
             NewProduct {
@@ -179,10 +211,15 @@ impl Catalog {
                     entry.push(idx);
                 }
             }
+            if !currencies.contains(&product.price.currency) {
+                currencies.push(product.price.currency);
+            }
             list.push(product);
             inventory.push(AtomicI64::new(stock));
         }
+        currencies.sort_unstable();
         Ok(Self {
+            currencies,
             products: list,
             deleted,
             inventory,
@@ -279,9 +316,15 @@ impl Catalog {
         &self.categories
     }
 
-    /// Finds a category by its handle or its full path.
+    /// Finds a category by its handle or its path (see [`category_handle`]).
     pub fn category(&self, key: &str) -> Option<CategoryId> {
-        self.category_by_key.get(key).copied()
+        match self.category_by_key.get(key) {
+            Some(&c) => Some(c),
+            None => self
+                .category_by_key
+                .get(category_handle(key).as_str())
+                .copied(),
+        }
     }
 
     pub fn category_members(&self, id: CategoryId) -> &[ProductIdx] {
@@ -321,26 +364,21 @@ pub struct CatalogEdit {
 }
 
 impl CatalogEdit {
-    /// The id of the category with this handle or path, created when new. A path
-    /// `A > B` gets the handle `a/b`.
+    /// The id of the category with this handle or path, created when new. Its handle is
+    /// [`category_handle`] of the name (`Kitchen > Cookware` and `kitchen/cookware` are
+    /// one category, `Kitchen` is `kitchen`).
     pub fn category(&mut self, key: &str) -> Result<CategoryId, CatalogError> {
-        let handle: String = if key.contains('>') {
-            key.split('>')
-                .map(|part| slug(part.trim()))
-                .collect::<Vec<_>>()
-                .join("/")
-        } else {
-            key.to_owned()
-        };
-        if let Some(i) = self
-            .categories
-            .iter()
-            .position(|c| *c.handle == handle || &*c.path == key)
-        {
+        let handle = category_handle(key);
+        if handle.is_empty() {
+            return Err(CatalogError::UnnamedCategory(
+                key.chars().take(64).collect(),
+            ));
+        }
+        if let Some(i) = self.categories.iter().position(|c| *c.handle == handle) {
             return CategoryId::try_from(i).map_err(|_| CatalogError::TooLarge);
         }
         let id = CategoryId::try_from(self.categories.len()).map_err(|_| CatalogError::TooLarge)?;
-        self.categories.push(Category::new(&handle, key));
+        self.categories.push(Category::named(key));
         Ok(id)
     }
 
@@ -432,7 +470,6 @@ pub fn search_tokens(text: &str) -> impl Iterator<Item = String> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Currency;
 
     fn product(id: &str, title: &str, category: CategoryId) -> NewProduct {
         NewProduct {

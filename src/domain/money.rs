@@ -79,8 +79,19 @@ pub struct Money {
 }
 
 impl Money {
+    /// The largest amount a price, cost, discount, shipping rate or order total may
+    /// have (10^11 minor units: a billion pounds). With cart quantities up to
+    /// 100,000 and 200 lines, no sum of them can overflow an `i64`: every amount taken
+    /// in is checked against it.
+    pub const MAX_AMOUNT: i64 = 100_000_000_000;
+
     pub const fn new(amount: i64, currency: Currency) -> Self {
         Self { amount, currency }
+    }
+
+    /// Whether `amount` is one Vitrine takes: `0..=MAX_AMOUNT`.
+    pub const fn in_range(amount: i64) -> bool {
+        amount >= 0 && amount <= Self::MAX_AMOUNT
     }
 
     /// Parses a decimal string as platforms send prices (`"49.00"`, `"1299.5"`, `"7"`)
@@ -119,7 +130,8 @@ impl Money {
         let amount = whole
             .checked_mul(scale)
             .and_then(|w| w.checked_add(frac_value))
-            .ok_or_else(|| InvalidAmount(text.into()))?;
+            .filter(|&a| a <= Self::MAX_AMOUNT)
+            .ok_or_else(|| InvalidAmount(text.chars().take(32).collect()))?;
         Ok(Self::new(if negative { -amount } else { amount }, currency))
     }
 }
@@ -157,6 +169,10 @@ mod tests {
         assert_eq!(Money::parse_decimal("1.234", kwd).unwrap().amount, 1234);
         assert_eq!(Money::parse_decimal("59.9900", gbp).unwrap().amount, 5999);
         assert_eq!(Money::parse_decimal("1500.00", jpy).unwrap().amount, 1500);
+        assert_eq!(
+            Money::parse_decimal("1000000000", gbp).unwrap().amount,
+            Money::MAX_AMOUNT
+        );
         for bad in [
             "1.9901",
             "",
@@ -166,6 +182,7 @@ mod tests {
             "1.2.3",
             ".5",
             "99999999999999999999",
+            "1000000001",
         ] {
             assert!(Money::parse_decimal(bad, gbp).is_err(), "{bad}");
         }

@@ -266,7 +266,7 @@ pub(crate) fn single_category_catalog(
             }
         })
         .collect();
-    let categories = vec![Category::new(category, category)];
+    let categories = vec![Category::named(category)];
     crate::domain::Catalog::new(categories, products).map_err(|e| EvalError::Setup(e.to_string()))
 }
 

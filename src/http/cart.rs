@@ -114,6 +114,47 @@ pub fn cart_lines<'a>(catalog: &'a Catalog, cart: &[CartItem]) -> Result<Vec<Lin
         .collect()
 }
 
+/// The request's currency is one the shop sells in, when the request names one.
+pub fn check_currency(
+    page: &PageContext,
+    catalog: &Catalog,
+    rules: &crate::decide::Ruleset,
+) -> Result<(), ApiError> {
+    match page.currency {
+        Some(c) if !crate::decide::sells_in(catalog, rules, c) => Err(ApiError::new(
+            ErrorCode::UnsupportedCurrency,
+            format!("the shop does not sell in {c}: no product or price list is priced in it"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A cart line with no price in the request's currency: `unsupported_currency` when the
+/// request named the currency, else `mixed_currency` (the lines are in several).
+pub fn unpriced_error(
+    page: &PageContext,
+    u: &crate::decide::Unpriced,
+    currency: Currency,
+) -> ApiError {
+    if page.currency.is_some() {
+        ApiError::new(
+            ErrorCode::UnsupportedCurrency,
+            format!(
+                "product {:?} has no price in {currency} for this visitor (its price is in {})",
+                u.product_id, u.currency
+            ),
+        )
+    } else {
+        ApiError::new(
+            ErrorCode::MixedCurrency,
+            format!(
+                "the cart is priced in {currency} and product {:?} in {}: name context.currency to price every line in one",
+                u.product_id, u.currency
+            ),
+        )
+    }
+}
+
 fn parse_codes(raw: Vec<String>) -> Result<Vec<String>, ApiError> {
     if raw.len() > MAX_CODES {
         return Err(ApiError::new(ErrorCode::InvalidCodes, "at most 20 codes"));
@@ -175,6 +216,7 @@ async fn evaluate(
         };
     let rules = state.rules.load();
     let snapshot = state.snapshot.load();
+    check_currency(&page, &snapshot.catalog, &rules)?;
     let lines = cart_lines(&snapshot.catalog, &cart)?;
     let ctx = decision_context(
         &snapshot.catalog,
@@ -228,7 +270,8 @@ async fn evaluate(
     };
     let mut evaluation = off_the_workers(|| {
         crate::decide::evaluate_cart(&rules, ctx.clone(), &codes, &|id| usage_of(&exhausted, id))
-    });
+    })
+    .map_err(|u| unpriced_error(&page, &u, currency))?;
     let mut commit = None;
     if let Some(order) = raw.order_id.as_deref() {
         crate::domain::ids::check_id(order)
@@ -288,7 +331,8 @@ async fn evaluate(
                         crate::decide::evaluate_cart(&rules, ctx.clone(), &codes, &|id| {
                             usage_of(&exhausted, id)
                         })
-                    });
+                    })
+                    .map_err(|u| unpriced_error(&page, &u, currency))?;
                 }
             }
         }

@@ -26,6 +26,10 @@ pub enum ErrorCode {
     MissingProductId,
     MissingCategory,
     MissingQuery,
+    InvalidCategory,
+    InvalidQuery,
+    UnsupportedCurrency,
+    MixedCurrency,
     InvalidLimit,
     InvalidCart,
     InvalidCandidates,
@@ -77,6 +81,10 @@ impl ErrorCode {
             | ErrorCode::MissingProductId
             | ErrorCode::MissingCategory
             | ErrorCode::MissingQuery
+            | ErrorCode::InvalidCategory
+            | ErrorCode::InvalidQuery
+            | ErrorCode::UnsupportedCurrency
+            | ErrorCode::MixedCurrency
             | ErrorCode::InvalidLimit
             | ErrorCode::InvalidCart
             | ErrorCode::InvalidCandidates
@@ -110,6 +118,10 @@ impl ErrorCode {
             ErrorCode::MissingProductId => "missing_product_id",
             ErrorCode::MissingCategory => "missing_category",
             ErrorCode::MissingQuery => "missing_query",
+            ErrorCode::InvalidCategory => "invalid_category",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::UnsupportedCurrency => "unsupported_currency",
+            ErrorCode::MixedCurrency => "mixed_currency",
             ErrorCode::InvalidLimit => "invalid_limit",
             ErrorCode::InvalidCart => "invalid_cart",
             ErrorCode::InvalidCandidates => "invalid_candidates",

@@ -187,7 +187,10 @@ async fn post_events(
 fn rejection_message(r: Rejection) -> &'static str {
     match r {
         Rejection::InvalidEvent => "the event does not have the documented shape",
-        Rejection::MissingEventId => "event_id is required: 1 to 128 characters, no whitespace",
+        Rejection::MissingEventId => "event_id is required",
+        Rejection::InvalidEventId => {
+            "event_id is 1 to 128 characters, without whitespace or control characters"
+        }
         Rejection::InvalidEventType => {
             "type must be one of view, search, add_to_cart, remove_from_cart, checkout, purchase, impression, click"
         }
@@ -196,7 +199,8 @@ fn rejection_message(r: Rejection) -> &'static str {
             "ids are 1 to 128 characters, without whitespace or control characters"
         }
         Rejection::MissingProductId => "this event type needs product_id",
-        Rejection::MissingQuery => "search events need a query of 1 to 256 characters",
+        Rejection::MissingQuery => "search events need a query",
+        Rejection::InvalidQuery => "a query is 1 to 256 characters, without control characters",
         Rejection::InvalidQuantity => "quantity must be between 1 and 100000",
         Rejection::InvalidPrice => {
             "price is {amount: integer minor units >= 0, currency: ISO 4217}"

@@ -272,16 +272,16 @@ impl RawRequest {
             && (c.is_empty() || c.chars().count() > 256 || c.chars().any(char::is_control))
         {
             return Err(ApiError::new(
-                ErrorCode::MissingCategory,
-                "category must be 1 to 256 characters",
+                ErrorCode::InvalidCategory,
+                "category is 1 to 256 characters, without control characters",
             ));
         }
         let query = match self.query {
             Some(q) if q.trim().is_empty() => None,
             Some(q) if q.chars().count() > MAX_QUERY_CHARS || q.chars().any(char::is_control) => {
                 return Err(ApiError::new(
-                    ErrorCode::MissingQuery,
-                    "query must be 1 to 256 characters",
+                    ErrorCode::InvalidQuery,
+                    "query is 1 to 256 characters, without control characters",
                 ));
             }
             other => other,
@@ -554,7 +554,15 @@ pub async fn answer(
         lines,
         crate::recommend::model::unix_now(),
     );
+    super::cart::check_currency(&request.context, catalog, &rules)?;
     let (book, priced) = crate::decide::price_lines(&rules, &mut ctx);
+    if let Some(u) = crate::decide::unpriced(&ctx, &priced) {
+        return Err(super::cart::unpriced_error(
+            &request.context,
+            &u,
+            ctx.session.currency,
+        ));
+    }
     let merch = crate::decide::merch::active(&rules.merchandising, request.placement, &ctx);
     let mut query = recommend::Query {
         policy: &state.policy,
@@ -651,21 +659,24 @@ pub async fn answer(
                 .map_or(0, |p| u64::from(p.promotion_uses(id))),
         }
     });
+    // A product with no price in the request's currency cannot be sold in it: it is
+    // not recommended.
     let items = scored
         .iter()
-        .map(|s| {
+        .filter_map(|s| {
             let p = catalog.product(s.product);
             let price = book.price(p, &catalog.categories()[usize::from(p.category)], 1);
-            Item {
-                product_id: &p.id,
-                title: &p.title,
-                url: &p.url,
-                image_url: &p.image_url,
-                price: price.unit,
-                compare_at_price: price.compare_at,
-                score: (s.score * 10_000.0).round() / 10_000.0,
-                reason: s.reason,
-            }
+            (price.unit.currency == ctx.session.currency).then_some((s, p, price))
+        })
+        .map(|(s, p, price)| Item {
+            product_id: &p.id,
+            title: &p.title,
+            url: &p.url,
+            image_url: &p.image_url,
+            price: price.unit,
+            compare_at_price: price.compare_at,
+            score: (s.score * 10_000.0).round() / 10_000.0,
+            reason: s.reason,
         })
         .collect();
     let body = Answer {

@@ -143,9 +143,10 @@ fn text(field: &str, value: &str, max: usize) -> Result<(), CatalogChangeError> 
 }
 
 fn money(field: &str, m: MoneyInput) -> Result<Money, CatalogChangeError> {
-    if m.amount < 0 {
+    if !Money::in_range(m.amount) {
         return Err(CatalogChangeError::Invalid(format!(
-            "{field}.amount must not be negative"
+            "{field}.amount must be 0 to {} minor units",
+            Money::MAX_AMOUNT
         )));
     }
     Ok(Money::new(m.amount, m.currency))
@@ -178,6 +179,11 @@ impl ProductInput {
         check_id(&self.id).map_err(|e| CatalogChangeError::Invalid(format!("id {e}")))?;
         text("title", &self.title, 512)?;
         text("category", &self.category, 256)?;
+        if crate::domain::catalog::category_handle(&self.category).is_empty() {
+            return Err(CatalogChangeError::Invalid(
+                "category has no letter or digit to name it by".into(),
+            ));
+        }
         for (field, v) in [
             ("handle", &self.handle),
             ("url", &self.url),

@@ -85,11 +85,15 @@ pub struct RawConsent {
 pub enum Rejection {
     InvalidEvent,
     MissingEventId,
+    /// An event id that is not 1 to 128 characters without whitespace.
+    InvalidEventId,
     InvalidEventType,
     MissingVisitorId,
     InvalidId,
     MissingProductId,
     MissingQuery,
+    /// A query over 256 characters or with control characters.
+    InvalidQuery,
     InvalidQuantity,
     InvalidPrice,
     InvalidTimestamp,
@@ -101,11 +105,13 @@ impl Rejection {
         match self {
             Rejection::InvalidEvent => "invalid_event",
             Rejection::MissingEventId => "missing_event_id",
+            Rejection::InvalidEventId => "invalid_event_id",
             Rejection::InvalidEventType => "invalid_event_type",
             Rejection::MissingVisitorId => "missing_visitor_id",
             Rejection::InvalidId => "invalid_id",
             Rejection::MissingProductId => "missing_product_id",
             Rejection::MissingQuery => "missing_query",
+            Rejection::InvalidQuery => "invalid_query",
             Rejection::InvalidQuantity => "invalid_quantity",
             Rejection::InvalidPrice => "invalid_price",
             Rejection::InvalidTimestamp => "invalid_timestamp",
@@ -152,7 +158,7 @@ impl RawEvent {
     /// than five minutes in the future are refused.
     pub fn validate(self, now: i64, max_age_s: i64) -> Result<Event, Rejection> {
         let event_id = self.event_id.ok_or(Rejection::MissingEventId)?;
-        check_id(&event_id).map_err(|_| Rejection::MissingEventId)?;
+        check_id(&event_id).map_err(|_| Rejection::InvalidEventId)?;
         let behaviour: Behaviour = self
             .kind
             .as_deref()
@@ -187,7 +193,7 @@ impl RawEvent {
         if let Some(q) = &query
             && (q.chars().count() > 256 || q.chars().any(char::is_control))
         {
-            return Err(Rejection::MissingQuery);
+            return Err(Rejection::InvalidQuery);
         }
         if behaviour == Behaviour::Search && query.is_none() {
             return Err(Rejection::MissingQuery);

@@ -474,8 +474,11 @@ fn order_ops(
     let key = customer_key(&target.hasher, &o.customer_id)?;
     let currency =
         Currency::parse(&o.total.currency).map_err(|e| format!("total.currency: {e}"))?;
-    if o.total.amount < 0 {
-        return Err("total.amount must not be negative".into());
+    if !Money::in_range(o.total.amount) {
+        return Err(format!(
+            "total.amount must be 0 to {} minor units",
+            Money::MAX_AMOUNT
+        ));
     }
     let total = Money::new(o.total.amount, currency);
     // The same op ids as the platform webhooks use for this order id, so an order

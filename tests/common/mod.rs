@@ -3,6 +3,7 @@
 
 pub mod process;
 pub mod redis;
+pub mod rules;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
