@@ -70,6 +70,10 @@ pub struct ImportArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub rows: RowArgs,
+    /// The currency of a Shopify product export's prices (the export does not say);
+    /// else `shopify.shop_currency`; with neither, such a file is refused.
+    #[arg(long, value_name = "ISO 4217")]
+    pub currency: Option<String>,
     #[command(flatten)]
     pub config: ConfigArgs,
 }

@@ -73,17 +73,26 @@ impl Default for CatalogSettings {
 pub struct ShopifySettings {
     /// The app's client secret, which signs webhooks. Empty: `/webhooks/shopify` is off.
     pub webhook_secret: String,
-    /// The shop's currency: product payloads carry prices without one.
+    /// The shop's currency: product payloads carry prices without one. Required with
+    /// `webhook_secret`; no default, so a shop's prices are never read in a currency
+    /// nobody stated.
     pub shop_currency: String,
     /// Largest webhook body accepted (orders with many lines are large).
     pub body_limit_bytes: usize,
+}
+
+impl ShopifySettings {
+    /// The shop's currency, when stated.
+    pub fn currency(&self) -> Option<crate::domain::Currency> {
+        crate::domain::Currency::parse(self.shop_currency.trim()).ok()
+    }
 }
 
 impl Default for ShopifySettings {
     fn default() -> Self {
         Self {
             webhook_secret: String::new(),
-            shop_currency: "USD".into(),
+            shop_currency: String::new(),
             body_limit_bytes: 1024 * 1024,
         }
     }
@@ -811,9 +820,15 @@ impl Settings {
             "must be at least 60",
         )?;
         check(
-            crate::domain::Currency::parse(&self.shopify.shop_currency).is_ok(),
+            self.shopify.shop_currency.is_empty()
+                || crate::domain::Currency::parse(&self.shopify.shop_currency).is_ok(),
             "shopify.shop_currency",
             "must be a three-letter ISO 4217 code",
+        )?;
+        check(
+            self.shopify.webhook_secret.is_empty() || !self.shopify.shop_currency.is_empty(),
+            "shopify.shop_currency",
+            "is required with shopify.webhook_secret: Shopify's product payloads carry prices without a currency",
         )?;
         check(
             (1024..=64 * 1024 * 1024).contains(&self.shopify.body_limit_bytes),

@@ -119,8 +119,12 @@ fn import_file(args: &ImportArgs) -> ExitCode {
             profiles,
             catalog,
             hasher: vitrine::app::key_hasher(&settings),
-            shop_currency: vitrine::domain::Currency::parse(&settings.shopify.shop_currency)
-                .map_err(|e| e.to_string())?,
+            shop_currency: match args.currency.as_deref() {
+                Some(c) => Some(
+                    vitrine::domain::Currency::parse(c).map_err(|e| format!("--currency: {e}"))?,
+                ),
+                None => settings.shopify.currency(),
+            },
             now: vitrine::recommend::model::unix_now(),
             log_keep: settings.events.log_keep,
         };

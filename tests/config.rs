@@ -93,3 +93,23 @@ fn short_api_keys_are_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn shopify_webhooks_need_the_shops_currency() {
+    Jail::expect_with(|jail| {
+        // Prices arrive without a currency: none is assumed.
+        jail.set_env(
+            "VITRINE__SHOPIFY__WEBHOOK_SECRET",
+            "shopify-secret-0123456789",
+        );
+        let err = Settings::load(Path::new("nowhere"), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("shopify.shop_currency"), "{err}");
+        jail.set_env("VITRINE__SHOPIFY__SHOP_CURRENCY", "GBP");
+        let s = Settings::load(Path::new("nowhere"), &Overrides::default()).unwrap();
+        assert_eq!(
+            s.shopify.currency().map(|c| c.to_string()).as_deref(),
+            Some("GBP")
+        );
+        Ok(())
+    });
+}

@@ -3,23 +3,13 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
-use common::{TestApp, settings};
+use common::{TestApp, import, settings};
 use serde_json::{Value, json};
 use vitrine::config::StorageBackend;
-
-fn import(redis: &RedisServer, kind: &str, file: &str, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vitrine"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["import", kind, &format!("tests/fixtures/import/{file}")])
-        .args(["--redis", &redis.url()])
-        .args(extra)
-        .output()
-        .expect("vitrine runs")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -93,7 +83,20 @@ async fn products_load_with_bad_lines_reported_reach_a_running_app_and_reload_as
     assert_eq!(p["price"]["amount"], 1250);
     assert_eq!(p["tags"], json!(["linen", "set"]));
 
+    // A Shopify export does not say its currency: refused until it is stated.
     let out = import(&redis, "products", "shopify_products.csv", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("give --currency"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = import(
+        &redis,
+        "products",
+        "shopify_products.csv",
+        &["--currency", "USD"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("2 applied, 0 unchanged, 1 skipped (not active), 0 bad"),
@@ -124,7 +127,12 @@ async fn customers_orders_and_events_build_profiles_once() {
         ("products", "products.ndjson"),
         ("products", "shopify_products.csv"),
     ] {
-        import(&redis, kind, file, &["--max-errors", "9"]);
+        import(
+            &redis,
+            kind,
+            file,
+            &["--max-errors", "9", "--currency", "USD"],
+        );
     }
     let runs = [
         (
@@ -183,15 +191,9 @@ async fn customers_orders_and_events_build_profiles_once() {
     assert_eq!(c2["recently_viewed"], json!(["imp-4", "imp-1"]));
     assert_eq!(c2["cart"], json!([{"product_id": "imp-4", "quantity": 2}]));
 
-    // Shopify's export: the buyer by email (any case), the refunded order not counted.
-    let jane = app.profile("jane.doe@example.com").await.unwrap();
-    assert_eq!(jane["orders_count"], 1);
-    assert_eq!(
-        jane["total_spent"],
-        json!({"amount": 13000, "currency": "USD"})
-    );
-    let bought = common::purchased_ids(&jane);
-    assert!(bought.contains(&"ocean-blue-shirt") && bought.contains(&"classic-leather-jacket"));
+    // Shopify's export names the buyer by email: never an id the API reads a profile by
+    // (tests/identities.rs follows it into the customer's profile).
+    assert!(app.profile("jane.doe@example.com").await.is_none());
 
     // Every file again: nothing changes.
     for (kind, file, _) in runs {

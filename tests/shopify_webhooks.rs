@@ -2,14 +2,11 @@
 
 mod common;
 
-use base64::Engine;
+use common::shopify::{SECRET, deliver, send, sign};
 use common::{TestApp, error_code, settings};
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use vitrine::domain::{VisitorId, VisitorKey};
 
-const SECRET: &str = "shopify-app-secret-for-tests";
 const CUSTOMER: &str = "115310627314723954";
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -20,42 +17,11 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-fn sign(body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
 async fn app() -> TestApp {
     let mut s = settings();
     s.shopify.webhook_secret = SECRET.into();
+    s.shopify.shop_currency = "USD".into();
     TestApp::spawn(s).await
-}
-
-async fn deliver(
-    app: &TestApp,
-    topic: &str,
-    id: &str,
-    body: &[u8],
-    signature: &str,
-) -> reqwest::Response {
-    app.client
-        .post(app.url("/webhooks/shopify"))
-        .header("content-type", "application/json")
-        .header("x-shopify-topic", topic)
-        .header("x-shopify-webhook-id", id)
-        .header("x-shopify-hmac-sha256", signature)
-        .header("x-shopify-shop-domain", "example.myshopify.com")
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn send(app: &TestApp, topic: &str, id: &str, body: &[u8]) -> (u16, Value) {
-    let r = deliver(app, topic, id, body, &sign(body)).await;
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
 }
 
 #[tokio::test]
@@ -335,6 +301,7 @@ async fn an_inventory_level_landing_on_another_replica_still_finds_its_product()
     let replica = || {
         let mut s = settings();
         s.shopify.webhook_secret = SECRET.into();
+        s.shopify.shop_currency = "USD".into();
         s.storage.backend = vitrine::config::StorageBackend::Redis;
         s.redis.url = redis.url();
         s.catalog.sync_ms = 100;

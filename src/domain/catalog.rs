@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 use super::money::{Currency, Money};
 
 pub type ProductIdx = u32;
+
+/// The stock level recorded for a product whose platform does not track its inventory
+/// (always available); the admin API shows it as `"inventory": null,
+/// "inventory_tracked": false`.
+pub const UNTRACKED_STOCK: i64 = i32::MAX as i64;
 pub type CategoryId = u16;
 
 #[derive(Clone, Debug)]
@@ -144,6 +149,8 @@ pub struct Catalog {
     tokens: FxHashMap<Box<str>, Vec<ProductIdx>>,
     /// The currencies live products are priced in.
     currencies: Vec<Currency>,
+    /// Live products by handle (the first, when two share one).
+    by_handle: FxHashMap<Box<str>, ProductIdx>,
 }
 
 impl Catalog {
@@ -179,6 +186,7 @@ impl Catalog {
         let mut list = Vec::with_capacity(products.len());
         let mut inventory = Vec::with_capacity(products.len());
         let mut currencies: Vec<Currency> = Vec::new();
+        let mut by_handle: FxHashMap<Box<str>, ProductIdx> = FxHashMap::default();
         for (
             i,
             NewProduct {
@@ -202,6 +210,9 @@ impl Catalog {
                 inventory.push(AtomicI64::new(stock));
                 continue;
             }
+            if !product.handle.is_empty() {
+                by_handle.entry(product.handle.clone()).or_insert(idx);
+            }
             members.push(idx);
             let words = search_tokens(&product.title)
                 .chain(product.tags.iter().flat_map(|t| search_tokens(t)));
@@ -220,6 +231,7 @@ impl Catalog {
         currencies.sort_unstable();
         Ok(Self {
             currencies,
+            by_handle,
             products: list,
             deleted,
             inventory,
@@ -252,11 +264,14 @@ impl Catalog {
     }
 
     /// The index of a live (not deleted) product.
+    /// The live product with this id, else the one with this handle (a platform's
+    /// exports and storefronts may name a product by its handle: an alias of its id).
     pub fn lookup(&self, id: &str) -> Option<ProductIdx> {
         self.by_id
             .get(id)
             .copied()
             .filter(|&i| !self.deleted[i as usize])
+            .or_else(|| self.by_handle.get(id).copied())
     }
 
     /// Sellable: live and with stock.

@@ -112,7 +112,18 @@ pub struct Profile {
     /// lines add to the spend; an order counted whole (webhook, import) is not added to.
     #[serde(default, with = "packed")]
     pub orders_by_lines: Vec<u32>,
+    /// Set on a record that only names another profile: the keyed hash of an alias (a
+    /// customer's email) points at the keyed hash of the customer's platform id.
+    #[serde(default)]
+    pub alias_of: Option<[u8; 16]>,
+    /// The keyed hashes of this customer's aliases (at most [`MAX_ALIASES`]), erased
+    /// with the profile.
+    #[serde(default)]
+    pub aliases: Vec<[u8; 16]>,
 }
+
+/// Aliases one customer keeps (emails they have had).
+pub const MAX_ALIASES: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContentShown {
@@ -305,6 +316,14 @@ pub enum ProfileOp {
     },
     /// Folds an anonymous session's profile into this one; `id` names the session.
     Absorb { id: u64, from: Box<Profile> },
+    /// Folds another record of this customer (orders imported under their email
+    /// before the platform linked it to them) into this one: its history, and its
+    /// orders when none of them is counted here already; `id` names the record.
+    Fold { id: u64, from: Box<Profile> },
+    /// This record is an alias of the profile with key `of` (it holds nothing else).
+    AliasOf { id: u64, at: i64, of: [u8; 16] },
+    /// `alias` is the key of another name of this customer (erased with them).
+    AddAlias { id: u64, at: i64, alias: [u8; 16] },
 }
 
 impl ProfileOp {
@@ -318,7 +337,10 @@ impl ProfileOp {
             | ProfileOp::Attributes { id, .. }
             | ProfileOp::ContentImpression { id, .. }
             | ProfileOp::PromotionsUsed { id, .. }
-            | ProfileOp::Absorb { id, .. } => *id,
+            | ProfileOp::Absorb { id, .. }
+            | ProfileOp::Fold { id, .. }
+            | ProfileOp::AliasOf { id, .. }
+            | ProfileOp::AddAlias { id, .. } => *id,
         }
     }
 }
@@ -487,6 +509,26 @@ impl Profile {
                 }
             }
             ProfileOp::Absorb { from, .. } => self.absorb(from),
+            ProfileOp::Fold { from, .. } => {
+                self.absorb(from);
+                self.fold_orders(from);
+                // Its ops count as applied here: delivered again, they change nothing.
+                for &f in &from.applied {
+                    if !self.applied.contains(&f) {
+                        push_ring(&mut self.applied, f, APPLIED_WINDOW);
+                    }
+                }
+            }
+            ProfileOp::AliasOf { at, of, .. } => {
+                self.touch(*at);
+                self.alias_of = Some(*of);
+            }
+            ProfileOp::AddAlias { at, alias, .. } => {
+                self.touch(*at);
+                self.aliases.retain(|a| a != alias);
+                self.aliases.insert(0, *alias);
+                self.aliases.truncate(MAX_ALIASES);
+            }
         }
         true
     }
@@ -705,6 +747,38 @@ impl Profile {
         }
         for p in from.purchased.iter().rev() {
             self.record_purchase(&p.product_id, p.count, p.last_at);
+        }
+    }
+
+    /// Another record's orders, counted once: added whole when none of them is counted
+    /// here (the usual case: an order reaches a customer by one way only before their
+    /// records are linked). When some are, only per-order amounts could tell what the
+    /// others add, and a profile keeps none: the aggregates stay as they are rather
+    /// than be guessed.
+    fn fold_orders(&mut self, from: &Profile) {
+        if from.orders_seen.is_empty()
+            || from
+                .orders_seen
+                .iter()
+                .any(|o| self.orders_seen.contains(o))
+        {
+            return;
+        }
+        for &o in &from.orders_seen {
+            push_ring(&mut self.orders_seen, o, MAX_ORDERS_SEEN);
+        }
+        for &o in &from.orders_cancelled {
+            push_ring(&mut self.orders_cancelled, o, MAX_ORDERS_SEEN);
+        }
+        self.orders_count = self.orders_count.saturating_add(from.orders_count);
+        if let Some(t) = from.first_order_at {
+            self.first_order_at = Some(self.first_order_at.map_or(t, |f| f.min(t)));
+        }
+        if let Some(t) = from.last_order_at {
+            self.last_order_at = Some(self.last_order_at.map_or(t, |l| l.max(t)));
+        }
+        if let Some(spent) = from.total_spent {
+            self.add_spend(spent);
         }
     }
 
@@ -1024,6 +1098,39 @@ mod tests {
             "monthly orders: {clv:?}"
         );
         assert_eq!(p.average_order_value(), Some(gbp(3_000)));
+    }
+
+    #[test]
+    fn a_folded_record_brings_its_orders_once_and_never_guesses_an_overlap() {
+        let mut by_email = Profile::default();
+        by_email.apply(&order(1, 7, 3_000));
+        by_email.apply(&order(2, 8, 1_000));
+        let mut customer = Profile::default();
+        customer.apply(&order(3, 9, 500));
+        let fold = |from: &Profile| ProfileOp::Fold {
+            id: 42,
+            from: Box::new(from.clone()),
+        };
+        assert!(customer.apply(&fold(&by_email)));
+        assert_eq!(customer.orders_count, 3);
+        assert_eq!(customer.total_spent, Some(gbp(4_500)));
+        // Delivered again, the folded record's own ops change nothing.
+        assert!(!customer.apply(&order(1, 7, 3_000)));
+        assert!(!customer.apply(&fold(&by_email)));
+        assert_eq!(customer.orders_count, 3);
+
+        // A record sharing an order with the customer: its orders are left as counted.
+        let mut shared = Profile::default();
+        shared.apply(&order(4, 9, 500));
+        shared.apply(&order(5, 10, 700));
+        let mut other = Profile::default();
+        other.apply(&order(6, 9, 500));
+        other.apply(&ProfileOp::Fold {
+            id: 43,
+            from: Box::new(shared),
+        });
+        assert_eq!(other.orders_count, 1);
+        assert_eq!(other.total_spent, Some(gbp(500)));
     }
 
     #[test]

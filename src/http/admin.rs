@@ -96,9 +96,8 @@ async fn erase(
     PathId(customer_id): PathId,
 ) -> Result<StatusCode, ApiError> {
     let key = customer_key(&state, &customer_id)?;
-    let existed = state
-        .store
-        .delete(&key)
+    // The profile and every alias of it (an email's keyed hash).
+    let existed = crate::ingest::identity::erase(state.store.as_ref(), &key)
         .await
         .map_err(|e| store_error(&e))?;
     tracing::info!(existed, "profile erased");

@@ -7,6 +7,8 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use crate::domain::catalog::UNTRACKED_STOCK;
+
 use super::error::{ApiError, ErrorCode};
 use super::extract::{JsonBody, PathId};
 use crate::app::AppState;
@@ -88,7 +90,9 @@ async fn read(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<
         "tags": p.tags,
         "price": p.price,
         "cost": p.cost,
-        "inventory": catalog.inventory(idx),
+        // Untracked stock is not a number of units.
+        "inventory": Some(catalog.inventory(idx)).filter(|&l| l != UNTRACKED_STOCK),
+        "inventory_tracked": catalog.inventory(idx) != UNTRACKED_STOCK,
         "in_stock": catalog.in_stock(idx),
     })))
 }

@@ -190,8 +190,8 @@ async fn shopify_webhook(
         count("shopify", &topic, "duplicate");
         return Ok((StatusCode::OK, Json(json!({"status": "duplicate"}))));
     }
-    let currency = Currency::parse(&state.settings.shopify.shop_currency)
-        .map_err(|e| ApiError::internal(&e))?;
+    // Checked at start-up: set whenever webhooks are.
+    let currency = state.settings.shopify.currency().unwrap_or(Currency::XXX);
     let action = shopify::interpret(
         &topic,
         &webhook_id,
@@ -327,8 +327,26 @@ async fn apply_profile(
 
 async fn apply(state: &AppState, action: Action) -> Result<&'static str, ApiError> {
     match action {
-        Action::Customer { customer_id, ops } => {
-            apply_profile(state, visitor(VisitorKey::Customer, &customer_id)?, &ops).await
+        Action::Customer {
+            customer_id,
+            ops,
+            email,
+        } => {
+            let customer = visitor(VisitorKey::Customer, &customer_id)?;
+            // The email first: what was imported under it is the customer's before this
+            // delivery's own ops (an order in both counts once).
+            if let Some(email) = email {
+                crate::ingest::identity::link_email(
+                    state.store.as_ref(),
+                    &state.hasher,
+                    state.hasher.key(&customer),
+                    &email,
+                    crate::domain::time::unix_now(),
+                )
+                .await
+                .map_err(|e| store_unavailable(&e))?;
+            }
+            apply_profile(state, customer, &ops).await
         }
         Action::Session { session_id, ops } => {
             apply_profile(state, visitor(VisitorKey::Session, &session_id)?, &ops).await
@@ -388,15 +406,20 @@ async fn apply(state: &AppState, action: Action) -> Result<&'static str, ApiErro
             remove_product(state, &product_id).await?;
             Ok("applied")
         }
-        Action::Erase { customer_id } => {
+        Action::Erase { customer_id, email } => {
             let key = state
                 .hasher
                 .key(&visitor(VisitorKey::Customer, &customer_id)?);
-            state
-                .store
-                .delete(&key)
+            crate::ingest::identity::erase(state.store.as_ref(), &key)
                 .await
                 .map_err(|e| store_unavailable(&e))?;
+            if let Some(email) = email {
+                state
+                    .store
+                    .delete(&state.hasher.email_key(&email))
+                    .await
+                    .map_err(|e| store_unavailable(&e))?;
+            }
             Ok("erased")
         }
         Action::EraseAll => {

@@ -22,9 +22,7 @@ use crate::store::KeyHasher;
 use super::catalog::{MoneyInput, ProductInput};
 use super::shopify::Action;
 
-/// Stock recorded for products whose inventory BigCommerce does not track: always
-/// available.
-pub const UNTRACKED_STOCK: i64 = i32::MAX as i64;
+use crate::domain::catalog::UNTRACKED_STOCK;
 
 /// Ids are numbers for orders, customers and products, and UUID strings for carts.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -300,6 +298,7 @@ impl Client {
                 }];
                 Ok(match cart.customer_id.filter(|c| *c > 0) {
                     Some(customer) => Action::Customer {
+                        email: None,
                         customer_id: customer.to_string(),
                         ops,
                     },
@@ -331,6 +330,7 @@ impl Client {
                     .into_iter()
                     .collect();
                 Ok(Action::Customer {
+                    email: None,
                     customer_id: c.id.to_string(),
                     ops: vec![
                         ProfileOp::Attributes {
@@ -349,7 +349,10 @@ impl Client {
                     ],
                 })
             }
-            Fetch::CustomerDeleted(id) => Ok(Action::Erase { customer_id: id }),
+            Fetch::CustomerDeleted(id) => Ok(Action::Erase {
+                customer_id: id,
+                email: None,
+            }),
             Fetch::Product(id) => self.product(&id).await,
             Fetch::ProductDeleted(id) => Ok(Action::RemoveProduct { product_id: id }),
             Fetch::Ignore => Ok(Action::Ignore),
@@ -404,6 +407,7 @@ impl Client {
             },
         };
         Ok(Action::Customer {
+            email: None,
             customer_id: customer,
             ops: vec![op],
         })

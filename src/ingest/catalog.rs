@@ -488,6 +488,18 @@ impl CatalogService {
         self.rebuild(move |edit| {
             let mut touched = Touched::default();
             for input in inputs {
+                // A product keyed by its handle (as a platform's export keys it, having
+                // no other id) that this input names by its platform id: one product,
+                // under the platform id from now on.
+                if let Some(handle) = input.handle.as_deref().filter(|h| *h != input.id)
+                    && edit.get_mut(&input.id).is_none()
+                    && edit
+                        .get_mut(handle)
+                        .is_some_and(|p| &*p.product.handle == handle)
+                {
+                    edit.delete(handle);
+                    touched.deleted.push(handle.to_owned());
+                }
                 edit.upsert_record(&input.record(), input.inventory)?;
                 touched.upserted.push(input.id);
             }

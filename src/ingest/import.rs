@@ -82,6 +82,10 @@ pub struct OrderRow {
     /// `cancelled` (or `refunded`) takes a counted order back.
     #[serde(default)]
     pub status: Option<String>,
+    /// A buyer named by email (a Shopify order export), not by customer id: the order
+    /// lands in the profile of the customer the email is linked to.
+    #[serde(skip)]
+    pub buyer_email: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,8 +167,9 @@ pub struct Target {
     pub profiles: Arc<dyn ProfileStore>,
     pub catalog: Arc<dyn CatalogStore>,
     pub hasher: KeyHasher,
-    /// Currency of Shopify's exports (prices come without one).
-    pub shop_currency: Currency,
+    /// Currency of Shopify's product exports (prices come without one); with none
+    /// stated, such a file is refused.
+    pub shop_currency: Option<Currency>,
     pub now: i64,
     /// Entries the event log keeps (`events.log_keep`).
     pub log_keep: u64,
@@ -225,7 +230,7 @@ fn open_rows(
     kind: Kind,
     path: &Path,
     format: Format,
-    shop_currency: Currency,
+    shop_currency: Option<Currency>,
     read: Arc<AtomicU64>,
 ) -> Result<Rows, ImportError> {
     let file = std::fs::File::open(path).map_err(|source| ImportError::File {
@@ -259,7 +264,7 @@ pub fn interactions(
     use crate::domain::profile::Behaviour;
     use crate::domain::{Interaction, InteractionKind};
     let hash = |s: &str| xxhash_rust::xxh3::xxh3_64(s.as_bytes());
-    let rows = open_rows(Kind::Events, path, format, Currency::XXX, Arc::default())?;
+    let rows = open_rows(Kind::Events, path, format, None, Arc::default())?;
     let mut out = Vec::new();
     let mut report = Report::default();
     for (line, row) in rows {
@@ -334,12 +339,25 @@ async fn write_products(
     report: &mut Report,
 ) -> Result<(), ImportError> {
     let (_, stored) = store.load_catalog().await?;
+    // A row keyed by its handle (a Shopify export has no other id) updates the product
+    // that already has that handle under its platform id: one product either way.
+    let by_handle: HashMap<String, String> = stored
+        .iter()
+        .filter(|(r, _)| r.handle != r.id)
+        .map(|(r, _)| (r.handle.clone(), r.id.clone()))
+        .collect();
     let stored: HashMap<String, _> = stored
         .into_iter()
         .map(|(r, l)| (r.id.clone(), (r, l)))
         .collect();
     let mut latest: HashMap<String, ProductInput> = HashMap::new();
-    for (_, input) in rows {
+    for (_, mut input) in rows {
+        if input.handle.as_deref() == Some(input.id.as_str())
+            && !stored.contains_key(&input.id)
+            && let Some(id) = by_handle.get(&input.id)
+        {
+            input.id.clone_from(id);
+        }
         latest.insert(input.id.clone(), input);
     }
     let mut change = CatalogChange::default();
@@ -394,10 +412,21 @@ async fn apply(
                 Ok(entry) => batch.push(entry),
                 Err(message) => report.bad.push(Bad { line, message }),
             },
-            Row::Order(o) => match order_ops(target, catalog, &o, report) {
-                Ok(entry) => batch.push(entry),
-                Err(message) => report.bad.push(Bad { line, message }),
-            },
+            Row::Order(o) => {
+                let key = match &o.buyer_email {
+                    Some(email) => {
+                        Ok(
+                            super::identity::buyer(target.profiles.as_ref(), &target.hasher, email)
+                                .await?,
+                        )
+                    }
+                    None => customer_key(&target.hasher, &o.customer_id),
+                };
+                match key.and_then(|key| order_ops(target, catalog, &o, key, report)) {
+                    Ok(entry) => batch.push(entry),
+                    Err(message) => report.bad.push(Bad { line, message }),
+                }
+            }
             Row::Product(_) | Row::Skip(_) => {}
         }
     }
@@ -466,12 +495,12 @@ fn order_ops(
     target: &Target,
     catalog: &Catalog,
     o: &OrderRow,
+    key: ProfileKey,
     report: &mut Report,
 ) -> Result<(ProfileKey, Vec<ProfileOp>), String> {
     if o.order_id.trim().is_empty() {
         return Err("order_id is empty".into());
     }
-    let key = customer_key(&target.hasher, &o.customer_id)?;
     let currency =
         Currency::parse(&o.total.currency).map_err(|e| format!("total.currency: {e}"))?;
     if !Money::in_range(o.total.amount) {
@@ -579,7 +608,7 @@ impl Record {
 fn csv_rows(
     kind: Kind,
     reader: impl Read + Send + 'static,
-    shop_currency: Currency,
+    shop_currency: Option<Currency>,
 ) -> Result<Rows, ImportError> {
     let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
     let headers: Vec<String> = csv
@@ -610,9 +639,16 @@ fn csv_rows(
         .map_err(|e| (line, format!("unreadable CSV row: {e}")))
     });
     Ok(match kind {
-        Kind::Products if shopify_products => Box::new(grouped(records, "Handle", move |rows| {
-            shopify_product(rows, shop_currency)
-        })),
+        Kind::Products if shopify_products => {
+            let currency = shop_currency.ok_or_else(|| {
+                ImportError::Csv(
+                    "a Shopify product export does not say its currency: give --currency (or set shopify.shop_currency)".into(),
+                )
+            })?;
+            Box::new(grouped(records, "Handle", move |rows| {
+                shopify_product(rows, currency)
+            }))
+        }
         Kind::Orders if shopify_orders => Box::new(grouped(records, "Name", shopify_order)),
         Kind::Orders => Box::new(grouped(records, "order_id", plain_order)),
         Kind::Products => Box::new(single(records, plain_product)),
@@ -774,6 +810,7 @@ fn plain_order(rows: &[Record]) -> Result<Row, String> {
         },
         lines,
         status: first.get("status").map(str::to_owned),
+        buyer_email: None,
     }))
 }
 
@@ -855,7 +892,7 @@ fn shopify_product(rows: &[Record], currency: Currency) -> Result<Row, String> {
             .max(0);
     }
     if tracked.is_empty() {
-        stock = super::bigcommerce::UNTRACKED_STOCK;
+        stock = crate::domain::catalog::UNTRACKED_STOCK;
     }
     let category = first
         .get("Type")
@@ -882,9 +919,10 @@ fn shopify_product(rows: &[Record], currency: Currency) -> Result<Row, String> {
 }
 
 /// Shopify's order export: one row per line item, grouped by `Name` (`#1001`); the
-/// first row carries the order's fields. The export names the buyer only by email, so
-/// the email is the customer id (it goes through the keyed hash like every id; the
-/// address itself is never stored). Line items are matched to catalog products by SKU
+/// first row carries the order's fields. The export names the buyer only by email: the
+/// order goes to the customer the email is linked to (by a customer or order webhook),
+/// else to a profile under the email's keyed hash, folded into the customer's once a
+/// webhook links them (the address itself is never stored). Line items are matched to catalog products by SKU
 /// or by the handle of their name.
 fn shopify_order(rows: &[Record]) -> Result<Row, String> {
     let first = &rows[0];
@@ -928,7 +966,8 @@ fn shopify_order(rows: &[Record]) -> Result<Row, String> {
     }
     Ok(Row::Order(OrderRow {
         order_id: first.get("Id").unwrap_or(first.need("Name")?).to_owned(),
-        customer_id: email.to_ascii_lowercase(),
+        customer_id: String::new(),
+        buyer_email: Some(email.to_owned()),
         created_at: TimeValue::Text(first.need("Created at")?.to_owned()),
         total: RawMoney {
             amount: total.amount,

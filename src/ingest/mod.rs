@@ -6,6 +6,7 @@ pub mod buffer;
 pub mod catalog;
 pub mod demo;
 pub mod events;
+pub mod identity;
 pub mod import;
 pub mod journal;
 pub mod log;

@@ -34,6 +34,8 @@ impl ShopifyId {
 #[derive(Debug, Deserialize)]
 pub struct Order {
     pub id: ShopifyId,
+    #[serde(default)]
+    pub email: Option<String>,
     pub created_at: Option<String>,
     pub currency: String,
     pub total_price: String,
@@ -45,6 +47,8 @@ pub struct Order {
 #[derive(Debug, Deserialize)]
 pub struct CustomerRef {
     pub id: ShopifyId,
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +68,9 @@ pub struct Cart {
 #[derive(Debug, Deserialize)]
 pub struct Customer {
     pub id: ShopifyId,
+    /// Only to link the customer's email (keyed hash) to their id; never stored.
+    #[serde(default)]
+    pub email: Option<String>,
     /// Comma-separated, as Shopify sends them.
     #[serde(default)]
     pub tags: String,
@@ -95,6 +102,21 @@ pub struct Variant {
     pub price: String,
     pub inventory_item_id: Option<u64>,
     pub inventory_quantity: Option<i64>,
+    /// `"shopify"` (or another service) when the variant's stock is tracked, `null`
+    /// when it is not; absent from payloads that do not say (then counted as tracked).
+    #[serde(default, deserialize_with = "present")]
+    pub inventory_management: Option<Option<String>>,
+}
+
+impl Variant {
+    fn untracked(&self) -> bool {
+        matches!(self.inventory_management, Some(None))
+    }
+}
+
+/// A field that is there (perhaps `null`), as against one that is absent.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +142,9 @@ pub enum Action {
     Customer {
         customer_id: String,
         ops: Vec<ProfileOp>,
+        /// The customer's email, when the payload names it: linked to the id as an
+        /// alias (keyed hash), so orders an export names by email land here too.
+        email: Option<String>,
     },
     Session {
         session_id: String,
@@ -138,6 +163,8 @@ pub enum Action {
     },
     Erase {
         customer_id: String,
+        /// Erased too: the alias record under the email's keyed hash.
+        email: Option<String>,
     },
     EraseAll,
     /// Acknowledged; the merchant answers it with the profile export.
@@ -200,7 +227,13 @@ pub fn interpret(
                 .filter_map(|l| Some((l.product_id.as_ref()?.as_string(), l.quantity, None)))
                 .collect();
             // Created and paid describe one order: the same op id, applied once.
+            let email = order
+                .customer
+                .as_ref()
+                .and_then(|c| c.email.clone())
+                .or(order.email.clone());
             Ok(Action::Customer {
+                email,
                 customer_id: customer,
                 ops: vec![ProfileOp::Order {
                     id: hasher.id64(b'O', &order_id),
@@ -221,6 +254,7 @@ pub fn interpret(
                 return Ok(Action::Ignore);
             };
             Ok(Action::Customer {
+                email: None,
                 customer_id: customer,
                 ops: vec![ProfileOp::CancelOrder {
                     id: hasher.id64(b'C', &order_id),
@@ -270,6 +304,7 @@ pub fn interpret(
                 .map(|s| s == "subscribed")
                 .or(c.accepts_marketing);
             Ok(Action::Customer {
+                email: c.email,
                 ops: vec![
                     ProfileOp::Attributes {
                         id: hasher.id64(b'A', webhook_id),
@@ -296,12 +331,17 @@ pub fn interpret(
                 .ok_or_else(|| bad(topic, "a product without variants"))?;
             let price = Money::parse_decimal(&first.price, shop_currency)
                 .map_err(|e| bad(topic, e.to_string()))?;
-            let stock: i64 = p
-                .variants
-                .iter()
-                .filter_map(|v| v.inventory_quantity)
-                .map(|q| q.max(0))
-                .sum();
+            // Tracked variants' quantities; with none tracked, always available.
+            let stock: i64 = if p.variants.iter().all(Variant::untracked) {
+                crate::domain::catalog::UNTRACKED_STOCK
+            } else {
+                p.variants
+                    .iter()
+                    .filter(|v| !v.untracked())
+                    .filter_map(|v| v.inventory_quantity)
+                    .map(|q| q.max(0))
+                    .sum()
+            };
             let archived = p.status.as_deref().is_some_and(|s| s != "active");
             let input = ProductInput {
                 id: p.id.as_string(),
@@ -348,6 +388,7 @@ pub fn interpret(
             let r: RedactRequest = parse(topic, body)?;
             Ok(Action::Erase {
                 customer_id: r.customer.id.as_string(),
+                email: r.customer.email,
             })
         }
         "shop/redact" => Ok(Action::EraseAll),

@@ -62,6 +62,13 @@ impl KeyHasher {
 
     /// Hashes any external id (event ids, webhook ids, order ids) to 64 bits, keyed so
     /// that they cannot be reversed either.
+    /// The key an email names (trimmed, lower case): an alias of a customer's key, in a
+    /// namespace of its own so no customer id can collide with it. The address itself
+    /// is never stored.
+    pub fn email_key(&self, email: &str) -> ProfileKey {
+        self.hash(b'e', email.trim().to_lowercase().as_bytes())
+    }
+
     pub fn id64(&self, namespace: u8, id: &str) -> u64 {
         let k = self.hash(namespace, id.as_bytes());
         u64::from_le_bytes(k.0[..8].try_into().unwrap_or([0; 8]))

@@ -4,6 +4,7 @@
 pub mod process;
 pub mod redis;
 pub mod rules;
+pub mod shopify;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -332,4 +333,20 @@ pub async fn livez_on(c: &mut tokio::net::TcpStream) {
     let n = c.read(&mut buf).await.expect("answer read");
     let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// Runs `vitrine import KIND tests/fixtures/import/FILE` against this Redis.
+pub fn import(
+    redis: &redis::RedisServer,
+    kind: &str,
+    file: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["import", kind, &format!("tests/fixtures/import/{file}")])
+        .args(["--redis", &redis.url()])
+        .args(extra)
+        .output()
+        .expect("vitrine runs")
 }
