@@ -150,6 +150,22 @@ impl LiveRules {
         self.usage.load_full()
     }
 
+    /// Counts redemptions this replica just recorded (promotion, discount) into its
+    /// view of the budgets at once, rather than at the next look: what it knows is
+    /// never less than what it did, and a store reset right after loses nothing.
+    pub fn note_redeemed(&self, redeemed: &[(String, i64)]) {
+        // Read-copy-update: two checkouts noting at once both count.
+        self.usage.rcu(|current| {
+            let mut usage = rustc_hash::FxHashMap::clone(current);
+            for (id, amount) in redeemed {
+                let (uses, spent) = usage.entry(id.clone()).or_default();
+                *uses += 1;
+                *spent = spent.saturating_add(*amount);
+            }
+            usage
+        });
+    }
+
     /// Reads the budgeted promotions' usage from the store.
     pub async fn refresh_usage(&self) -> Result<(), PublishError> {
         let rules = self.load();

@@ -305,6 +305,12 @@ async fn evaluate(
                 .map_err(|e| store_error(&e))?
             {
                 crate::store::Redeemed::Recorded => {
+                    state.rules.note_redeemed(
+                        &redemptions
+                            .iter()
+                            .map(|r| (r.promotion.clone(), r.amount))
+                            .collect::<Vec<_>>(),
+                    );
                     let ids: Vec<String> = redemptions.into_iter().map(|r| r.promotion).collect();
                     if !ids.is_empty() {
                         let op = crate::domain::profile::ProfileOp::PromotionsUsed {

@@ -316,7 +316,10 @@ impl CatalogService {
         match &epoch {
             Some(e) if e.starts_with(CLAIM) => return Ok(Recovery::Waiting),
             Some(_) if version > 0 => {
-                // Restored (or re-seeded) by another replica: take it whole.
+                // Restored (or re-seeded) by another replica: take it whole, and add what
+                // this replica knew of the budgets' uses (kept as the larger of the two:
+                // the restorer may have known less).
+                self.store.restore_usage(&restorable.usage).await?;
                 st.epoch = epoch;
                 st.seen = 0;
                 st.resetting = false;
