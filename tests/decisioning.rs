@@ -27,14 +27,7 @@ async fn shop() -> TestApp {
         {"id": "tea", "title": "Tea", "category": "Pantry > Tea", "price": gbp(1000), "cost": gbp(300), "inventory": 100},
         {"id": "bare", "title": "No cost known", "category": "Pantry > Tea", "price": gbp(2000), "inventory": 100}
     ]);
-    let r = app
-        .client
-        .put(app.url("/admin/v1/products"))
-        .json(&products)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    common::put_products(&app, &products).await;
     app
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::rules::{cart, evaluate, publish};
-use common::{TestApp, error_code, settings};
+use common::{TestApp, error_code, put_products, settings};
 use serde_json::{Value, json};
 
 fn gbp(amount: i64) -> Value {
@@ -28,18 +28,6 @@ async fn shop_with(products: Value, doc: &Value) -> TestApp {
     let app = shop(products).await;
     publish(&app, doc).await;
     app
-}
-
-async fn put_products(app: &TestApp, products: &Value) {
-    let r = app
-        .client
-        .put(app.url("/admin/v1/products"))
-        .json(products)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    assert_eq!(status, 200, "{}", r.text().await.unwrap());
 }
 
 /// The problems of a refused ruleset, each as "path: message".

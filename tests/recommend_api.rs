@@ -361,11 +361,14 @@ async fn the_same_request_gets_the_same_recommendations() {
 }
 
 #[tokio::test]
-async fn unknown_products_and_categories_fall_back_to_trending() {
+async fn unknown_products_and_queries_fall_back_to_trending_and_unknown_categories_are_refused() {
     let app = TestApp::spawn(settings()).await;
+    let r = app
+        .get("/v1/recommend?session_id=s-9&placement=category&category=no/such")
+        .await;
+    assert_eq!(error_code(r).await, (422, "unknown_category".into()));
     for path in [
         "/v1/recommend?session_id=s-9&placement=product&product_id=not-in-catalog",
-        "/v1/recommend?session_id=s-9&placement=category&category=no/such",
         "/v1/recommend?session_id=s-9&placement=search&query=zzzzzz",
     ] {
         let body: Value = app.get(path).await.json().await.unwrap();
@@ -570,9 +573,9 @@ async fn blend_weights_are_settings_and_zero_turns_a_source_off() {
         !got.is_empty() && !got.contains(&"bought_together".to_owned()),
         "{got:?}"
     );
-    assert_eq!(
-        reasons(app.get(home).await.json().await.unwrap()),
-        Vec::<String>::new(),
-        "nothing left for an anonymous visitor"
-    );
+    // Every ranked source off for an anonymous visitor: the shop's newest in-stock
+    // products, never an empty answer.
+    let got = reasons(app.get(home).await.json().await.unwrap());
+    assert_eq!(got.len(), 10, "{got:?}");
+    assert!(got.iter().all(|r| r == "new_arrival"), "{got:?}");
 }

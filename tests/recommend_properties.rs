@@ -75,7 +75,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
-    fn filters_hold_the_cap_holds_and_answers_repeat(
+    fn filters_hold_answers_are_full_the_cap_only_orders_and_answers_repeat(
         placement in placement(),
         in_view in 0usize..600,
         cart in prop::collection::vec(0usize..600, 0..6),
@@ -121,20 +121,64 @@ proptest! {
         let answer = recommend(&shop.models, catalog, &query, Some(&visitor));
         prop_assert!(answer.len() <= limit);
 
-        let mut per_category = std::collections::HashMap::new();
-        for s in &answer {
-            let p = s.product as usize;
-            prop_assert!(!out_of_stock.contains(&p), "out of stock: {}", p);
-            prop_assert!(p != in_view, "the product in view");
-            prop_assert!(candidate_ids.is_empty() || candidates.contains(&p), "not a candidate: {}", p);
-            prop_assert!(!cart.contains(&p), "in the cart: {}", p);
-            let c = catalog.product(s.product).category;
-            let repeatable = policy.repeatable(catalog, c);
-            prop_assert!(repeatable || !bought.contains(&p), "bought before, not repeatable: {}", p);
-            *per_category.entry(c).or_insert(0usize) += 1;
+        // What the filters allow: in stock, not in view, not in the cart, not bought
+        // before in a category people do not buy again.
+        let allowed = |p: usize| {
+            let c = catalog.product(p as ProductIdx).category;
+            !out_of_stock.contains(&p)
+                && p != in_view
+                && !cart.contains(&p)
+                && (policy.repeatable(catalog, c) || !bought.contains(&p))
+        };
+        if rerank && !candidate_ids.is_empty() {
+            // The storefront's list: every candidate answered (up to the limit), what the
+            // filters would remove last.
+            let mut distinct: Vec<usize> = Vec::new();
+            for &c in &candidates {
+                if !distinct.contains(&c) {
+                    distinct.push(c);
+                }
+            }
+            prop_assert_eq!(answer.len(), distinct.len().min(limit));
+            for s in &answer {
+                prop_assert!(candidates.contains(&(s.product as usize)), "not a candidate: {}", s.product);
+            }
+            let kept: Vec<bool> = answer.iter().map(|s| allowed(s.product as usize)).collect();
+            prop_assert!(kept.windows(2).all(|w| w[0] || !w[1]), "filtered candidates come last: {:?}", kept);
+        } else {
+            for s in &answer {
+                let p = s.product as usize;
+                prop_assert!(!out_of_stock.contains(&p), "out of stock: {}", p);
+                prop_assert!(p != in_view, "the product in view");
+                prop_assert!(!cart.contains(&p), "in the cart: {}", p);
+                prop_assert!(allowed(p), "bought before, not repeatable: {}", p);
+            }
+            // Full: as many as the limit while eligible products are left (on a category
+            // page, the page's).
+            let page = catalog.categories_within(&category);
+            let eligible = (0..catalog.len())
+                .filter(|&p| allowed(p))
+                .filter(|&p| {
+                    placement != Placement::Category
+                        || page.contains(&catalog.product(p as ProductIdx).category)
+                })
+                .count();
+            prop_assert_eq!(answer.len(), eligible.min(limit), "a short answer");
         }
+        // The diversity cap is a preference: the answer is the picks within the cap, then
+        // what it held back (each of a category already at the cap above it).
         if cap > 0 {
-            prop_assert!(per_category.values().all(|&n| n <= cap), "{:?}", per_category);
+            let mut seen: std::collections::HashMap<u16, usize> = Default::default();
+            let mut over = false;
+            for s in answer.iter().filter(|s| allowed(s.product as usize)) {
+                let c = catalog.product(s.product).category;
+                let n = seen.entry(c).or_insert(0);
+                if over || *n >= cap {
+                    over = true;
+                    prop_assert!(*n >= cap, "an item under the cap after the held-back ones: {:?}", answer);
+                }
+                *n += 1;
+            }
         }
         let ids: Vec<ProductIdx> = answer.iter().map(|s| s.product).collect();
         prop_assert!(ids.iter().collect::<std::collections::HashSet<_>>().len() == ids.len(), "no duplicates");

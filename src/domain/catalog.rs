@@ -342,6 +342,22 @@ impl Catalog {
         }
     }
 
+    /// The categories a name (handle or path) covers: the one it names and every one
+    /// below it (`kitchen` covers `kitchen/cookware`), whether or not the name is itself a
+    /// category products are filed under. Empty: the name covers no category.
+    pub fn categories_within(&self, name: &str) -> Vec<CategoryId> {
+        let handle = category_handle(name);
+        if handle.is_empty() {
+            return Vec::new();
+        }
+        self.categories
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_within(&handle))
+            .filter_map(|(i, _)| CategoryId::try_from(i).ok())
+            .collect()
+    }
+
     pub fn category_members(&self, id: CategoryId) -> &[ProductIdx] {
         self.by_category
             .get(usize::from(id))

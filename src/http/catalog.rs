@@ -16,13 +16,19 @@ use crate::ingest::catalog::{CatalogChangeError, ProductInput, ProductPatch};
 
 pub const MAX_BATCH: usize = 1_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The body a batch of [`MAX_BATCH`] products may take (8 MiB: 8 KiB a product, well
+/// over a typical one's half kilobyte).
+pub const BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    let routes = Router::new()
         .route("/admin/v1/products", put(upsert))
         .route(
             "/admin/v1/products/{id}",
             get(read).patch(patch).delete(delete),
         )
+        .route_layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
+    super::read_body(state, BODY_LIMIT, routes)
 }
 
 fn change_error(e: CatalogChangeError) -> ApiError {

@@ -27,6 +27,7 @@ pub enum ErrorCode {
     MissingCategory,
     MissingQuery,
     InvalidCategory,
+    UnknownCategory,
     InvalidQuery,
     UnsupportedCurrency,
     MixedCurrency,
@@ -82,6 +83,7 @@ impl ErrorCode {
             | ErrorCode::MissingCategory
             | ErrorCode::MissingQuery
             | ErrorCode::InvalidCategory
+            | ErrorCode::UnknownCategory
             | ErrorCode::InvalidQuery
             | ErrorCode::UnsupportedCurrency
             | ErrorCode::MixedCurrency
@@ -119,6 +121,7 @@ impl ErrorCode {
             ErrorCode::MissingCategory => "missing_category",
             ErrorCode::MissingQuery => "missing_query",
             ErrorCode::InvalidCategory => "invalid_category",
+            ErrorCode::UnknownCategory => "unknown_category",
             ErrorCode::InvalidQuery => "invalid_query",
             ErrorCode::UnsupportedCurrency => "unsupported_currency",
             ErrorCode::MixedCurrency => "mixed_currency",

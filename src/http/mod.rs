@@ -55,7 +55,8 @@ pub fn router(state: &AppState, include_ops: bool) -> Router {
             }),
             guard::storefront,
         ));
-    let admin = read_body(state, limit, admin::router().merge(catalog::router()))
+    let admin = read_body(state, limit, admin::router())
+        .merge(catalog::router(state))
         .merge(rules::router(state))
         .route_layer(from_fn_with_state(state.keys.clone(), auth::admin));
     let hooks = webhooks::router(state);

@@ -533,6 +533,18 @@ pub async fn answer(
 
     let snapshot = state.snapshot.load();
     let catalog = &snapshot.catalog;
+    // A category page names a category the shop has (or a department above some).
+    if let (Placement::Category, Some(name), true) = (
+        request.placement,
+        request.category.as_deref(),
+        request.candidates.is_empty(),
+    ) && catalog.categories_within(name).is_empty()
+    {
+        return Err(ApiError::new(
+            ErrorCode::UnknownCategory,
+            format!("no category {name:?} in the catalog (by handle or path)"),
+        ));
+    }
     // One ruleset version for the whole answer: prices, offers, merchandising.
     let rules = state.rules.load();
     let lines = request

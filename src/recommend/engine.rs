@@ -363,7 +363,7 @@ const W_CANDIDATE_TREND: f32 = 0.05;
 /// Re-ranks the storefront's candidates for this visitor: the storefront's own order
 /// (its relevance) plus what the visitor's history says of each candidate (the same
 /// history sources as elsewhere) and a little trend. Only candidates are answered, and
-/// the filters hold as everywhere.
+/// every candidate is: what the filters would remove elsewhere comes last.
 fn rerank(
     models: &Models,
     catalog: &Catalog,
@@ -432,7 +432,23 @@ fn rerank(
         }
         picked.offer(catalog, s.product, s.score, s.reason);
     }
-    picked.out
+    let mut out = picked.finish(query.limit);
+    // The list is the storefront's: what the filters would remove elsewhere (out of
+    // stock, bought before, in the cart) is demoted to the end, in the storefront's
+    // order, never dropped.
+    let mut floor = out.last().map_or(0.0, |s| s.score);
+    for &p in candidates.iter().filter(|&&p| !allowed(p)) {
+        if out.len() >= query.limit {
+            break;
+        }
+        floor *= 0.5;
+        out.push(Scored {
+            product: p,
+            score: floor,
+            reason: fallback,
+        });
+    }
+    out
 }
 
 /// Recommends up to `query.limit` products. `profile` is `None` for anonymous visitors
@@ -470,6 +486,10 @@ pub fn recommend(
     }
     // Enough trending candidates to fill the list even after filters remove some.
     let fill = query.limit * 2 + cart.len() + 4;
+    let page_categories: Vec<u16> = match (query.placement, query.category) {
+        (Placement::Category, Some(name)) => catalog.categories_within(name),
+        _ => Vec::new(),
+    };
     let mut pool = Pool {
         items: Vec::with_capacity(4 * fill + 128),
     };
@@ -530,7 +550,8 @@ pub fn recommend(
             }
         }
         Placement::Category => {
-            if let Some(c) = query.category.and_then(|c| catalog.category(c)) {
+            // A category page, or a department's: the category and every one below it.
+            for &c in &page_categories {
                 // Within a category page the category's own trend is the main signal.
                 pool.trend(
                     models,
@@ -642,25 +663,82 @@ pub fn recommend(
     }
 
     // Heavy filtering (much out of stock, a diversity cap) can still leave the list
-    // short: walk further down the global trend.
-    if picked.out.len() < query.limit && b.trending > 0.0 {
+    // short: walk further down the global trend (on a category page, the page's own).
+    if picked.out.len() < query.limit && b.trending > 0.0 && page_categories.is_empty() {
         let floor = picked.out.last().map_or(b.trending, |s| s.score);
         for &p in models.trending.global().iter().skip(fill) {
             if picked.out.len() >= query.limit {
                 break;
             }
-            if allowed(p) && !picked.out.iter().any(|s| s.product == p) {
+            if allowed(p) && !picked.has(p) {
                 let score = floor.min(models.trend_score(p) * b.trending);
                 picked.offer(catalog, p, score, Reason::Trending);
             }
         }
     }
-    picked.out
+    // Still short (a shop with no history yet, a page whose products have none): the
+    // page's in-stock products, else the shop's, newest first. Never an empty answer
+    // while something can be sold.
+    if picked.out.len() + picked.held.len() < query.limit {
+        from_catalog(
+            &mut picked,
+            catalog,
+            &page_categories,
+            query.limit,
+            &allowed,
+        );
+    }
+    picked.finish(query.limit)
 }
 
-/// The answer as it is picked, best first, holding the diversity cap.
+/// Products looked at, at most, when topping an answer up from the catalog.
+const CATALOG_FILL_SCAN: usize = 10_000;
+
+/// Tops `picked` up with in-stock products of `categories` (all categories when empty),
+/// newest first (the catalog's latest additions have the highest indexes).
+fn from_catalog(
+    picked: &mut Picked,
+    catalog: &Catalog,
+    categories: &[u16],
+    limit: usize,
+    allowed: &dyn Fn(ProductIdx) -> bool,
+) {
+    let floor = picked.out.last().map_or(0.01, |s| s.score.min(0.01));
+    let offer = |p: ProductIdx, picked: &mut Picked| {
+        if allowed(p) && !picked.has(p) {
+            picked.offer(catalog, p, floor, Reason::NewArrival);
+        }
+        picked.out.len() + picked.held.len() >= limit
+    };
+    if categories.is_empty() {
+        let newest = (0..catalog.len() as ProductIdx)
+            .rev()
+            .take(CATALOG_FILL_SCAN);
+        for p in newest {
+            if offer(p, picked) {
+                return;
+            }
+        }
+    } else {
+        let members = categories
+            .iter()
+            .flat_map(|&c| catalog.category_members(c).iter().rev())
+            .take(CATALOG_FILL_SCAN);
+        for &p in members {
+            if offer(p, picked) {
+                return;
+            }
+        }
+    }
+}
+
+/// The answer as it is picked, best first, holding the diversity cap. The cap is a
+/// preference: what it holds back comes after everything else, so an answer is never
+/// shorter than the limit while products are left (see [`Picked::finish`]).
 struct Picked {
     out: Vec<Scored>,
+    /// Over the cap of their category, best first.
+    held: Vec<Scored>,
     /// (category, products picked of it)
     per_category: Vec<(u16, usize)>,
     cap: usize,
@@ -670,25 +748,53 @@ impl Picked {
     fn new(cap: usize) -> Self {
         Self {
             out: Vec::new(),
+            held: Vec::new(),
             per_category: Vec::new(),
             cap,
         }
     }
 
-    /// Takes the product unless its category is already at the cap.
+    /// Takes the product, or holds it back when its category is already at the cap.
     fn offer(&mut self, catalog: &Catalog, product: ProductIdx, score: f32, reason: Reason) {
+        let s = Scored {
+            product,
+            score,
+            reason,
+        };
         if self.cap > 0 {
             let c = catalog.product(product).category;
             match self.per_category.iter_mut().find(|(k, _)| *k == c) {
-                Some((_, n)) if *n >= self.cap => return,
+                Some((_, n)) if *n >= self.cap => {
+                    self.held.push(s);
+                    return;
+                }
                 Some((_, n)) => *n += 1,
                 None => self.per_category.push((c, 1)),
             }
         }
-        self.out.push(Scored {
-            product,
-            score,
-            reason,
-        });
+        self.out.push(s);
+    }
+
+    fn has(&self, product: ProductIdx) -> bool {
+        self.out
+            .iter()
+            .chain(&self.held)
+            .any(|s| s.product == product)
+    }
+
+    /// The answer: the picks, then what the cap held back (pushed down, never left
+    /// out), up to `limit`; scores stay non-increasing down the list.
+    fn finish(mut self, limit: usize) -> Vec<Scored> {
+        let mut floor = self.out.last().map_or(f32::INFINITY, |s| s.score);
+        for mut s in self.held {
+            if self.out.len() >= limit {
+                break;
+            }
+            s.score = s.score.min(floor);
+            floor = s.score;
+            self.out.push(s);
+        }
+        self.out.truncate(limit);
+        self.out
     }
 }

@@ -350,3 +350,16 @@ pub fn import(
         .output()
         .expect("vitrine runs")
 }
+
+/// `PUT /admin/v1/products`, which must be applied.
+pub async fn put_products(app: &TestApp, products: &serde_json::Value) {
+    let r = app
+        .client
+        .put(app.url("/admin/v1/products"))
+        .json(products)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert_eq!(status, 200, "{}", r.text().await.unwrap());
+}
