@@ -114,6 +114,12 @@ pub struct EvalArgs {
     /// test split: for tuning.
     #[arg(long)]
     pub validation: bool,
+    /// Turns the diversity cap off for this run (reported); by default the evaluation
+    /// runs exactly what the server would.
+    #[arg(long)]
+    pub no_diversity: bool,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 #[derive(Debug, Args)]

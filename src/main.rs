@@ -288,16 +288,26 @@ fn train(args: &TrainArgs) -> ExitCode {
 /// `vitrine eval`: prints the report (a table, or one JSON object); exit 2 when the data
 /// cannot be read.
 fn evaluate(args: &EvalArgs) -> ExitCode {
-    let runtime = match runtime() {
-        Ok(r) => r,
+    // The served configuration: what the server would run with these settings.
+    let (settings, runtime) = match batch(&args.config) {
+        Ok(s) => s,
         Err(code) => return code,
+    };
+    let setup = vitrine::eval::Setup {
+        recommend: settings.recommend,
+        diversity: !args.no_diversity,
     };
     let dataset = match args.dataset {
         EvalDataset::Diginetica => vitrine::eval::Dataset::Diginetica,
         EvalDataset::Beauty => vitrine::eval::Dataset::Beauty,
         EvalDataset::Tafeng => vitrine::eval::Dataset::Tafeng,
     };
-    match runtime.block_on(vitrine::eval::run(dataset, &args.data, args.validation)) {
+    match runtime.block_on(vitrine::eval::run(
+        dataset,
+        &args.data,
+        args.validation,
+        &setup,
+    )) {
         Ok(report) => {
             match args.format {
                 EvalFormat::Table => print!("{}", vitrine::eval::table(&report)),

@@ -17,9 +17,14 @@ fn gz(path: &Path, text: &str) {
 }
 
 fn eval(dataset: &str, dir: &Path) -> Value {
+    eval_with(dataset, dir, &[])
+}
+
+fn eval_with(dataset: &str, dir: &Path, extra: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_vitrine"))
         .args(["eval", "--dataset", dataset, "--format", "json", "--data"])
         .arg(dir)
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -91,6 +96,24 @@ fn diginetica_sessions_are_learnt_and_the_report_is_reproducible() {
         report,
         "seeded and reproducible"
     );
+    // It ran what the server runs, and says so; a protocol switch is explicit and
+    // reported.
+    assert_eq!(
+        report["settings"]["max_per_category"]["home"], 3,
+        "{}",
+        report["settings"]
+    );
+    assert_eq!(report["settings"]["neighbors"], 200);
+    let off = eval_with("diginetica", dir.path(), &["--no-diversity"]);
+    assert_eq!(off["settings"]["max_per_category"], "off (--no-diversity)");
+    let mut tuned = tempfile::NamedTempFile::new().unwrap();
+    writeln!(tuned, "[recommend]\nneighbors = 7").unwrap();
+    let tuned = eval_with(
+        "diginetica",
+        dir.path(),
+        &["--config", tuned.path().to_str().unwrap()],
+    );
+    assert_eq!(tuned["settings"]["neighbors"], 7, "--config is read");
 }
 
 /// Item x is always bought with item x + 50; customers rebuy their own staples.

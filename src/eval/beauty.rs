@@ -12,7 +12,6 @@ use std::path::Path;
 
 use super::metrics::{Metrics, rank_of};
 use super::{EvalError, Harness, MethodResult, most_popular, single_category_catalog};
-use crate::config::RecommendSettings;
 use crate::domain::{Interaction, InteractionKind, Placement, ProductIdx};
 use crate::ingest::events::RawEvent;
 use crate::recommend::Models;
@@ -51,7 +50,11 @@ fn sequences(path: &Path) -> Result<(Vec<Vec<u32>>, u32), EvalError> {
     Ok((out, items))
 }
 
-pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodResult>), EvalError> {
+pub async fn evaluate(
+    dir: &Path,
+    validation: bool,
+    setup: &super::Setup,
+) -> Result<(u64, Vec<MethodResult>), EvalError> {
     let (users, items) = sequences(&dir.join("Beauty.txt.gz"))?;
     // Item `n` (1-based) is product index `n - 1`, id `n`.
     let catalog = single_category_catalog(items, 1, "beauty")?;
@@ -73,11 +76,11 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
             });
         }
     }
-    let models = Models::train(&catalog, &interactions, &RecommendSettings::default());
+    let models = Models::train(&catalog, &interactions, &setup.recommend);
     let (_, popular) = most_popular(items, interactions.iter().map(|i| i.product), 300);
     drop(interactions);
 
-    let harness = Harness::new(&models, &catalog, Vec::new());
+    let harness = Harness::new(&models, &catalog, Vec::new(), setup);
     let (mut engine, mut pop) = (Metrics::default(), Metrics::default());
     for (u, seq) in users.iter().enumerate() {
         let history = &seq[..seq.len() - held_out];

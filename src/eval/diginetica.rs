@@ -12,7 +12,6 @@ use super::{
     EvalError, Harness, MethodResult, field, fill_up, gz_rows, most_popular,
     single_category_catalog,
 };
-use crate::config::RecommendSettings;
 use crate::domain::{Interaction, InteractionKind, Placement};
 use crate::ingest::events::RawEvent;
 use crate::recommend::Models;
@@ -67,7 +66,11 @@ fn interactions(train: &Sessions) -> Vec<Interaction> {
 /// `validation`: the last tenth of the training sessions (chronological) stand in for
 /// the test sessions, and the model sees only the rest; tuning happens there, never on
 /// the test sessions.
-pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodResult>), EvalError> {
+pub async fn evaluate(
+    dir: &Path,
+    validation: bool,
+    setup: &super::Setup,
+) -> Result<(u64, Vec<MethodResult>), EvalError> {
     let mut train = sessions(&dir.join("train_sessions.csv.gz"))?;
     let test = if validation {
         train.split_off(train.len() - train.len() / 10)
@@ -84,12 +87,12 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
     // Item `n` (1-based in the files) is product index `n - 1`, id `n`.
     let catalog = single_category_catalog(items, 1, "all")?;
     let interactions = interactions(&train);
-    let models = Models::train(&catalog, &interactions, &RecommendSettings::default());
+    let models = Models::train(&catalog, &interactions, &setup.recommend);
     // Popularity: clicks in training, most first.
     let (_, popular) = most_popular(items, interactions.iter().map(|i| i.product), 20);
     drop(interactions);
 
-    let harness = Harness::new(&models, &catalog, Vec::new());
+    let harness = Harness::new(&models, &catalog, Vec::new(), setup);
     let (mut engine, mut pop, mut spop) =
         (Metrics::default(), Metrics::default(), Metrics::default());
     for (s, seq) in test.iter().enumerate() {

@@ -47,6 +47,9 @@ pub struct MethodResult {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub dataset: &'static str,
+    /// What ran: the served recommend settings (config/base.toml, `--config`, the
+    /// environment), and any protocol switch, by name.
+    pub settings: serde_json::Value,
     pub cases: u64,
     pub results: Vec<MethodResult>,
     /// Seconds for the whole run (training, feeding, ranking).
@@ -71,14 +74,48 @@ pub enum EvalError {
 }
 
 /// Runs the dataset's protocol on the files in `dir`.
-pub async fn run(dataset: Dataset, dir: &Path, validation: bool) -> Result<Report, EvalError> {
+/// The configuration an evaluation runs: the server's own, unless a protocol switch
+/// says otherwise (and the report says so).
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub recommend: crate::config::RecommendSettings,
+    /// The diversity cap as served (`true`), or off (`--no-diversity`).
+    pub diversity: bool,
+}
+
+impl Setup {
+    /// The served settings, the switches, as the report states them.
+    fn describe(&self) -> serde_json::Value {
+        let r = &self.recommend;
+        serde_json::json!({
+            "source": "served configuration (config/base.toml, --config, VITRINE__ environment)",
+            "max_per_category": if self.diversity {
+                serde_json::to_value(r.max_per_category).unwrap_or_default()
+            } else {
+                serde_json::json!("off (--no-diversity)")
+            },
+            "neighbors": r.neighbors,
+            "trending_half_life_hours": r.trending_half_life_hours,
+            "repeatable_categories": r.repeatable_categories,
+            "blend": serde_json::to_value(r.blend).unwrap_or_default(),
+        })
+    }
+}
+
+pub async fn run(
+    dataset: Dataset,
+    dir: &Path,
+    validation: bool,
+    setup: &Setup,
+) -> Result<Report, EvalError> {
     let started = std::time::Instant::now();
     let (cases, results) = match dataset {
-        Dataset::Diginetica => diginetica::evaluate(dir, validation).await?,
-        Dataset::Beauty => beauty::evaluate(dir, validation).await?,
-        Dataset::Tafeng => tafeng::evaluate(dir, validation).await?,
+        Dataset::Diginetica => diginetica::evaluate(dir, validation, setup).await?,
+        Dataset::Beauty => beauty::evaluate(dir, validation, setup).await?,
+        Dataset::Tafeng => tafeng::evaluate(dir, validation, setup).await?,
     };
     Ok(Report {
+        settings: setup.describe(),
         dataset: dataset.name(),
         cases,
         results,
@@ -135,21 +172,23 @@ pub(crate) struct Harness<'a> {
 }
 
 impl<'a> Harness<'a> {
-    /// The datasets carry no categories the engine can use, so the diversity cap is off;
-    /// `repeatable` names the category handles bought again.
+    /// The served policy (`setup`), with `repeatable` (the dataset's category handles
+    /// bought again) added to the configured ones.
     pub(crate) fn new(
         models: &'a crate::recommend::Models,
         catalog: &'a crate::domain::Catalog,
         repeatable: Vec<String>,
+        setup: &Setup,
     ) -> Self {
+        let mut policy = crate::recommend::engine::Policy::new(&setup.recommend);
+        policy.repeatable.extend(repeatable);
+        if !setup.diversity {
+            policy.max_per_category = crate::config::MaxPerCategory::OFF;
+        }
         Self {
             models,
             catalog,
-            policy: crate::recommend::engine::Policy {
-                repeatable,
-                max_per_category: crate::config::MaxPerCategory::OFF,
-                ..Default::default()
-            },
+            policy,
             store: crate::store::MemoryStore::new(),
             hasher: crate::store::KeyHasher::new(b"eval"),
         }
@@ -279,9 +318,17 @@ pub fn table(report: &Report) -> String {
         .collect();
     names.sort();
     names.dedup();
+    let s = &report.settings;
     let mut out = format!(
-        "{}: {} cases, {:.1} s\n{:<28}",
-        report.dataset, report.cases, report.seconds, "method"
+        "{}: {} cases, {:.1} s\nsettings: {}; max_per_category {}; neighbors {}; trending_half_life_hours {} (all of them: --format json)\n{:<28}",
+        report.dataset,
+        report.cases,
+        report.seconds,
+        s["source"].as_str().unwrap_or(""),
+        s["max_per_category"],
+        s["neighbors"],
+        s["trending_half_life_hours"],
+        "method"
     );
     for n in &names {
         out.push_str(&format!("{n:>12}"));

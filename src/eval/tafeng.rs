@@ -19,7 +19,6 @@ use super::{
     EvalError, Harness, MethodResult, field, fill_up, gz_rows, most_popular,
     single_category_catalog,
 };
-use crate::config::RecommendSettings;
 use crate::domain::{Interaction, InteractionKind, Placement};
 use crate::ingest::events::RawEvent;
 use crate::recommend::Models;
@@ -64,7 +63,11 @@ fn target_index(baskets: &[Vec<u32>], validation: bool) -> usize {
     baskets.len() - 1 - usize::from(validation)
 }
 
-pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodResult>), EvalError> {
+pub async fn evaluate(
+    dir: &Path,
+    validation: bool,
+    setup: &super::Setup,
+) -> Result<(u64, Vec<MethodResult>), EvalError> {
     let (customers, items) = customers(&dir.join("baskets.csv.gz"))?;
     let catalog = single_category_catalog(items, 0, "grocery")?;
 
@@ -88,12 +91,12 @@ pub async fn evaluate(dir: &Path, validation: bool) -> Result<(u64, Vec<MethodRe
             }
         }
     }
-    let models = Models::train(&catalog, &interactions, &RecommendSettings::default());
+    let models = Models::train(&catalog, &interactions, &setup.recommend);
     let (counts, popular) = most_popular(items, interactions.iter().map(|i| i.product), 40);
     drop(interactions);
 
     // Groceries are bought again.
-    let harness = Harness::new(&models, &catalog, vec!["grocery".into()]);
+    let harness = Harness::new(&models, &catalog, vec!["grocery".into()], setup);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
     let (mut engine, mut g_top, mut gp_top) =
         (Metrics::default(), Metrics::default(), Metrics::default());
