@@ -490,6 +490,13 @@ pub fn recommend(
         (Placement::Category, Some(name)) => catalog.categories_within(name),
         _ => Vec::new(),
     };
+    // A category page answers what it is about: its own products, whatever source
+    // brings them (the visitor's history, the global trend).
+    let allowed = |p: ProductIdx| {
+        allowed(p)
+            && (page_categories.is_empty()
+                || page_categories.contains(&catalog.product(p).category))
+    };
     let mut pool = Pool {
         items: Vec::with_capacity(4 * fill + 128),
     };
