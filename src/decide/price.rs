@@ -64,8 +64,9 @@ impl Candidate<'_> {
     }
 }
 
-fn round_bps(amount: i64, bps: i64) -> i64 {
-    // Half away from zero, in integer minor units.
+/// `amount` x `bps` / 10,000, rounded half up, in integer minor units (prices and
+/// promotions round alike).
+pub(super) fn round_bps(amount: i64, bps: i64) -> i64 {
     (i128::from(amount) * i128::from(bps) + 5_000).div_euclid(10_000) as i64
 }
 

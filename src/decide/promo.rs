@@ -13,7 +13,7 @@ use serde::Serialize;
 use smallvec::SmallVec;
 
 use super::expr::{Context, Env};
-use super::price::Priced;
+use super::price::{Priced, round_bps};
 use super::ruleset::{Benefit, Class, Consent, Exclusive, Promotion, Ruleset, Trigger};
 use crate::domain::Money;
 
@@ -162,10 +162,6 @@ fn allocate_into(total: i64, weights: &[i64], parts: &mut [i64]) {
             parts[i] += 1;
         }
     }
-}
-
-fn round_bps(amount: i64, bps: i64) -> i64 {
-    (i128::from(amount) * i128::from(bps) + 5_000).div_euclid(10_000) as i64
 }
 
 const CLASSES: [Class; 3] = [Class::Item, Class::Order, Class::Shipping];

@@ -268,10 +268,14 @@ async fn evaluate(
                 .map_or(0, |p| u64::from(p.promotion_uses(id))),
         }
     };
-    let mut evaluation = off_the_workers(|| {
-        crate::decide::evaluate_cart(&rules, ctx.clone(), &codes, &|id| usage_of(&exhausted, id))
-    })
-    .map_err(|u| unpriced_error(&page, &u, currency))?;
+    // The decision with these promotions counted as exhausted (the store refused them).
+    let decide = |exhausted: &[String]| {
+        off_the_workers(|| {
+            crate::decide::evaluate_cart(&rules, ctx.clone(), &codes, &|id| usage_of(exhausted, id))
+        })
+        .map_err(|u| unpriced_error(&page, &u, currency))
+    };
+    let mut evaluation = decide(&exhausted)?;
     let mut commit = None;
     if let Some(order) = raw.order_id.as_deref() {
         crate::domain::ids::check_id(order)
@@ -333,12 +337,7 @@ async fn evaluate(
                 }
                 crate::store::Redeemed::OverLimit(i) => {
                     exhausted.push(redemptions[i].promotion.clone());
-                    evaluation = off_the_workers(|| {
-                        crate::decide::evaluate_cart(&rules, ctx.clone(), &codes, &|id| {
-                            usage_of(&exhausted, id)
-                        })
-                    })
-                    .map_err(|u| unpriced_error(&page, &u, currency))?;
+                    evaluation = decide(&exhausted)?;
                 }
             }
         }

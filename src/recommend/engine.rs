@@ -425,7 +425,10 @@ fn rerank(
         }
     }
     scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
-    let mut picked = Picked::new(query.policy.max_per_category.of(query.placement));
+    let mut picked = Picked::new(
+        query.policy.max_per_category.of(query.placement),
+        query.limit,
+    );
     for s in scored {
         if picked.out.len() >= query.limit {
             break;
@@ -659,7 +662,10 @@ pub fn recommend(
     if let Some(profile) = profile {
         rotate(&mut ranked, profile, catalog);
     }
-    let mut picked = Picked::new(query.policy.max_per_category.of(query.placement));
+    let mut picked = Picked::new(
+        query.policy.max_per_category.of(query.placement),
+        query.limit,
+    );
     for c in ranked {
         if picked.out.len() >= query.limit {
             break;
@@ -744,20 +750,23 @@ fn from_catalog(
 /// shorter than the limit while products are left (see [`Picked::finish`]).
 struct Picked {
     out: Vec<Scored>,
-    /// Over the cap of their category, best first.
+    /// Over the cap of their category, best first; no more than an answer can take
+    /// (a held product's category only gains picks, so one left out would be held again).
     held: Vec<Scored>,
     /// (category, products picked of it)
     per_category: Vec<(u16, usize)>,
     cap: usize,
+    limit: usize,
 }
 
 impl Picked {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, limit: usize) -> Self {
         Self {
             out: Vec::new(),
             held: Vec::new(),
             per_category: Vec::new(),
             cap,
+            limit,
         }
     }
 
@@ -772,7 +781,9 @@ impl Picked {
             let c = catalog.product(product).category;
             match self.per_category.iter_mut().find(|(k, _)| *k == c) {
                 Some((_, n)) if *n >= self.cap => {
-                    self.held.push(s);
+                    if self.held.len() < self.limit {
+                        self.held.push(s);
+                    }
                     return;
                 }
                 Some((_, n)) => *n += 1,
