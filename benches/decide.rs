@@ -136,6 +136,26 @@ fn page_context() -> PageContext {
     }
 }
 
+/// `n` products spread over the catalog (every `stride`-th), scored down from 1 by
+/// `1/spread` a place, as a recommender hands them to merchandising.
+fn candidates(catalog: &Catalog, n: u32, stride: u32, spread: f32, reason: Reason) -> Vec<Scored> {
+    (0..n)
+        .map(|i| Scored {
+            product: (i * stride) % catalog.len() as u32,
+            score: 1.0 - i as f32 / spread,
+            reason,
+        })
+        .collect()
+}
+
+/// Calls timed for the tail figures: `var` when set, else `default`.
+fn calls(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn bench(c: &mut Criterion) {
     let shop = shop();
     let catalog = &shop.catalog;
@@ -159,17 +179,8 @@ fn bench(c: &mut Criterion) {
             )
         })
         .collect();
-    let candidates: Vec<Scored> = (0..30u32)
-        .map(|i| Scored {
-            product: (i * 3_331) % catalog.len() as u32,
-            score: 1.0 - i as f32 / 40.0,
-            reason: Reason::Trending,
-        })
-        .collect();
-    let calls: usize = std::env::var("DECIDE_CALLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let candidates = candidates(catalog, 30, 3_331, 40.0, Reason::Trending);
+    let calls = calls("DECIDE_CALLS", 100_000);
     for (name, worst) in [("usual mix", false), ("worst case", true)] {
         let rules = ruleset::compile(&ruleset_gen::large_ruleset(catalog, worst)).expect("valid");
         let f = Fixture {
@@ -223,17 +234,8 @@ fn at_limits(c: &mut Criterion) {
         .map(|i| ((i * 499) % catalog.len() as u32, 1 + i % 3))
         .collect();
     let codes = ruleset_gen::request_codes();
-    let candidates: Vec<Scored> = (0..500u32)
-        .map(|i| Scored {
-            product: (i * 197) % catalog.len() as u32,
-            score: 1.0 - i as f32 / 600.0,
-            reason: Reason::MatchesSearch,
-        })
-        .collect();
-    let calls: usize = std::env::var("DECIDE_LIMIT_CALLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    let candidates = candidates(catalog, 500, 197, 600.0, Reason::MatchesSearch);
+    let calls = calls("DECIDE_LIMIT_CALLS", 300);
     for shape in [ruleset_gen::AtLimits::Many, ruleset_gen::AtLimits::Heavy] {
         let started = std::time::Instant::now();
         let doc = ruleset_gen::at_limits(catalog, shape);
