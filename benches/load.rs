@@ -16,7 +16,10 @@
 //! times `GET /livez` every 20 ms), `LOAD_GROWTH` (1: profiles expire after 60 s; for
 //! `LOAD_SECONDS`, every request is a view by a new session, and the embedded store's
 //! file size is printed every 30 s).
-//! With `LOAD_SECONDS=0` it only measures start-up.
+//! With `LOAD_SECONDS=0` it only measures start-up. `LOAD_BARE` (1, the default): after
+//! the normal run, the same load against a bare handler in a process of its own (axum on
+//! a multi-threaded runtime, answering every request with one of Vitrine's own answers,
+//! byte for byte, from memory), and the ratios of Vitrine to it.
 //!
 //! The generator is deliberately minimal (raw HTTP/1.1 over tokio, one thread) so that
 //! it costs the server's two cores as little as possible.
@@ -464,7 +467,87 @@ fn stall(port: u16, products: usize, customers: usize, events: usize, seconds: u
     );
 }
 
+/// The bare reference: serves `body` (a file) as JSON on every path of `port` until
+/// killed. Run as this bench's own executable with `LOAD_BARE_SERVE=port:file`.
+fn bare_serve(spec: &str) {
+    let (port, file) = spec.split_once(':').expect("port:file");
+    let body = bytes::Bytes::from(std::fs::read(file).expect("bare body"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let app = axum::Router::new().fallback(move || {
+            let body = body.clone();
+            async move { ([("content-type", "application/json")], body) }
+        });
+        let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+            .await
+            .expect("bind");
+        axum::serve(listener, app).await.expect("serve");
+    });
+}
+
+/// The same load against the bare reference answering `body`; Vitrine's ratios to it.
+fn against_bare(
+    normal: &Summary,
+    body: &[u8],
+    requests: &std::sync::Arc<Vec<Vec<u8>>>,
+    connections: usize,
+    warmup: u64,
+    seconds: u64,
+) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let file = tempfile::NamedTempFile::new().expect("body file");
+    std::fs::write(file.path(), body).expect("write body");
+    let mut bare = Command::new(std::env::current_exe().expect("this bench"))
+        .env("LOAD_BARE_SERVE", format!("{port}:{}", file.path().display()))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the bare handler");
+    let url = format!("http://127.0.0.1:{port}/livez");
+    while !vitrine::cli::healthcheck(&url) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reference = run(port, bare.id(), requests, connections, warmup, seconds);
+    reference.print(&format!("bare handler ({} byte answer)", body.len()));
+    let cpu = |s: &Summary| s.cpu.map(|c| c / (s.ok + s.other).max(1) as f64);
+    println!(
+        "  Vitrine to the bare handler: {:.2} x the throughput, {:.2} x the p99 latency{}",
+        normal.rate() / reference.rate(),
+        normal.p99_ms() / reference.p99_ms(),
+        match (cpu(normal), cpu(&reference)) {
+            (Some(v), Some(b)) => format!(", {:.2} x the server CPU a request", v / b),
+            _ => String::new(),
+        }
+    );
+    let _ = bare.kill();
+    let _ = bare.wait();
+}
+
+/// One of the server's answers to `request`, its body only.
+fn answer_body(port: u16, request: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let head = String::from_utf8_lossy(request).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read");
+    let start = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |i| i + 4);
+    response.split_off(start)
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("LOAD_BARE_SERVE") {
+        bare_serve(&spec);
+        return;
+    }
     let seconds: u64 = env_or("LOAD_SECONDS", 10);
     let warmup: u64 = env_or("LOAD_WARMUP_SECONDS", 2);
     let connections: usize = env_or("LOAD_CONNECTIONS", 32);
@@ -573,6 +656,10 @@ fn main() {
         normal.print("normal");
         println!("  server RSS after load {:.0} MiB", rss_mib(server.id()));
         println!("  store reads {}", store_reads(port));
+        if env_or("LOAD_BARE", 1u8) == 1 {
+            let body = answer_body(port, &requests[0]);
+            against_bare(&normal, &body, &requests, connections, warmup, seconds);
+        }
         let outage: String = env_or("LOAD_OUTAGE", String::new());
         if let Some(redis) = redis.as_mut().filter(|_| !outage.is_empty()) {
             match outage.as_str() {
