@@ -504,7 +504,10 @@ fn against_bare(
     let file = tempfile::NamedTempFile::new().expect("body file");
     std::fs::write(file.path(), body).expect("write body");
     let mut bare = Command::new(std::env::current_exe().expect("this bench"))
-        .env("LOAD_BARE_SERVE", format!("{port}:{}", file.path().display()))
+        .env(
+            "LOAD_BARE_SERVE",
+            format!("{port}:{}", file.path().display()),
+        )
         .stdout(Stdio::null())
         .spawn()
         .expect("start the bare handler");
@@ -532,7 +535,8 @@ fn against_bare(
 fn answer_body(port: u16, request: &[u8]) -> Vec<u8> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let head = String::from_utf8_lossy(request).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+    let head =
+        String::from_utf8_lossy(request).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
     stream.write_all(head.as_bytes()).expect("send");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).expect("read");
