@@ -418,6 +418,72 @@ type Stores = (Arc<dyn ProfileStore>, Arc<dyn CatalogStore>);
 
 /// The configured backend, as the profile store and the catalog store (one backend
 /// holds both).
+/// What `vitrine train` did.
+pub struct Trained {
+    pub version: String,
+    pub interactions: usize,
+    pub products: usize,
+    /// The rows read (an events file's, with its bad rows; or the log's).
+    pub report: crate::ingest::import::Report,
+    /// Time spent reading the history.
+    pub read: Duration,
+    /// Size of the stored models.
+    pub bytes: usize,
+}
+
+/// Trains the models on the stored catalog from `events` (a file and its format) or,
+/// without one, from the store's event log, and stores them: running replicas swap
+/// them in.
+pub async fn train(
+    settings: &Settings,
+    events: Option<(&std::path::Path, crate::ingest::import::Format)>,
+) -> Result<Trained, String> {
+    use crate::ingest::import;
+    let started = std::time::Instant::now();
+    let (_, store) = open_store(settings).await.map_err(|e| e.to_string())?;
+    let catalog = import::load_catalog(store.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    // The models learn live from the log entries after `cursor`: with a file, what the
+    // log gains from now on.
+    let (interactions, report, cursor) = match events {
+        Some((file, format)) => {
+            let cursor = store.log_end().await.map_err(|e| e.to_string())?;
+            let (interactions, report) = import::interactions(file, format, &catalog, unix_now())
+                .map_err(|e| e.to_string())?;
+            (interactions, report, cursor)
+        }
+        None => {
+            let (interactions, cursor, unknown) =
+                crate::ingest::log::history(store.as_ref(), &catalog)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let report = import::Report {
+                rows: interactions.len() as u64 + unknown,
+                unknown_products: unknown,
+                ..import::Report::default()
+            };
+            (interactions, report, cursor)
+        }
+    };
+    let read = started.elapsed();
+    let mut models = Models::train(&catalog, &interactions, &settings.recommend);
+    models.log_cursor = cursor;
+    let bytes = crate::recommend::portable::encode(&models, &catalog)?;
+    store
+        .save_models(&models.version, &bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Trained {
+        version: models.version.clone(),
+        interactions: interactions.len(),
+        products: catalog.len(),
+        report,
+        read,
+        bytes: bytes.len(),
+    })
+}
+
 pub async fn open_store(settings: &Settings) -> Result<Stores, StartError> {
     fn both<S: ProfileStore + CatalogStore>(store: S) -> Stores {
         let store = Arc::new(store);

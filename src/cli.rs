@@ -118,6 +118,14 @@ pub struct EvalArgs {
     /// runs exactly what the server would.
     #[arg(long)]
     pub no_diversity: bool,
+    /// Replay the test cases through the running server at URL as well (Diginetica),
+    /// and report served beside evaluated. The server runs on the store these settings
+    /// name (Redis), with no catalog of its own (`demo.enabled = false`).
+    #[arg(long, value_name = "URL")]
+    pub via_http: Option<String>,
+    /// Only the first N test sessions (both figures on the same cases).
+    #[arg(long, value_name = "N")]
+    pub sessions: Option<usize>,
     #[command(flatten)]
     pub config: ConfigArgs,
 }

@@ -205,56 +205,19 @@ fn train(args: &TrainArgs) -> ExitCode {
         Err(code) => return code,
     };
     let started = std::time::Instant::now();
-    let result = runtime.block_on(async {
-        let (_, store) = vitrine::app::open_store(&settings)
-            .await
-            .map_err(|e| e.to_string())?;
-        let catalog = import::load_catalog(store.as_ref())
-            .await
-            .map_err(|e| e.to_string())?;
-        let now = vitrine::recommend::model::unix_now();
-        // The models learn live from the log entries after `cursor`: with a file, what
-        // the log gains from now on.
-        let (interactions, report, cursor) = match &args.events {
-            Some(file) => {
-                let cursor = store.log_end().await.map_err(|e| e.to_string())?;
-                let (interactions, report) =
-                    import::interactions(file, import_format(args.rows.format), &catalog, now)
-                        .map_err(|e| e.to_string())?;
-                (interactions, report, cursor)
-            }
-            None => {
-                let (interactions, cursor, unknown) =
-                    vitrine::ingest::log::history(store.as_ref(), &catalog)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                let report = import::Report {
-                    rows: interactions.len() as u64 + unknown,
-                    unknown_products: unknown,
-                    ..import::Report::default()
-                };
-                (interactions, report, cursor)
-            }
-        };
-        let read = started.elapsed();
-        let mut models =
-            vitrine::recommend::Models::train(&catalog, &interactions, &settings.recommend);
-        models.log_cursor = cursor;
-        let bytes = vitrine::recommend::portable::encode(&models, &catalog)?;
-        store
-            .save_models(&models.version, &bytes)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((
-            models.version.clone(),
-            interactions.len(),
-            catalog.len(),
-            report,
-            read,
-            bytes.len(),
-        ))
-    });
-    let (version, n, products, report, read, size) = match result {
+    let events = args
+        .events
+        .as_deref()
+        .map(|f| (f, import_format(args.rows.format)));
+    let result = runtime.block_on(vitrine::app::train(&settings, events));
+    let vitrine::app::Trained {
+        version,
+        interactions: n,
+        products,
+        report,
+        read,
+        bytes: size,
+    } = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vitrine train: {e}");
@@ -293,9 +256,18 @@ fn evaluate(args: &EvalArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let via_http = args
+        .via_http
+        .clone()
+        .map(|url| vitrine::eval::served::ViaHttp {
+            url,
+            settings: settings.clone(),
+        });
     let setup = vitrine::eval::Setup {
         recommend: settings.recommend,
         diversity: !args.no_diversity,
+        via_http,
+        sessions: args.sessions,
     };
     let dataset = match args.dataset {
         EvalDataset::Diginetica => vitrine::eval::Dataset::Diginetica,

@@ -1,12 +1,18 @@
 //! `vitrine eval` on small datasets written by the test in each dataset's format, with a
 //! pattern the serving engine must learn (the real datasets are measured in
-//! docs/quality.md): the JSON report's shape, the figures, and that a run is
-//! reproducible.
+//! docs/quality.md): the JSON report's shape, the figures, that a run is reproducible,
+//! the repeat and new targets reported apart beside S-POP and item-kNN, and that the same
+//! cases replayed through a running server (`--via-http`) score what the evaluation
+//! scores.
+
+mod common;
 
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
+use common::TestApp;
+use common::redis::RedisServer;
 use serde_json::Value;
 
 fn gz(path: &Path, text: &str) {
@@ -45,6 +51,10 @@ fn method<'a>(report: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|r| r["method"] == name)
         .unwrap_or_else(|| panic!("no {name} in {report}"))
+}
+
+fn metric(report: &Value, name: &str, key: &str) -> f64 {
+    method(report, name)[key].as_f64().unwrap()
 }
 
 fn all_metrics_are_fractions(report: &Value) {
@@ -177,4 +187,115 @@ fn a_missing_dataset_is_exit_2_naming_the_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("baskets.csv.gz"));
+}
+
+/// Sessions over 60 items that step on (`i`, `i + 1`, `i + 3`) and often go back to
+/// an item seen earlier in the session: repeat and new targets both.
+fn dataset(dir: &Path) {
+    let session = |s: u32| {
+        let a = 1 + (s * 7) % 55;
+        match s % 3 {
+            0 => vec![a, a + 1, a, a + 3],
+            1 => vec![a, a + 1, a + 3, a + 1],
+            _ => vec![a, a + 1, a + 3, a + 4],
+        }
+    };
+    let csv = |range: std::ops::Range<u32>| {
+        let mut out = String::from("session_id,position,item_id\n");
+        for s in range {
+            for (pos, item) in session(s).iter().enumerate() {
+                out.push_str(&format!("{},{pos},{item}\n", s + 1));
+            }
+        }
+        out
+    };
+    gz(&dir.join("train_sessions.csv.gz"), &csv(0..600));
+    gz(&dir.join("test_sessions.csv.gz"), &csv(600..700));
+}
+
+#[test]
+fn every_eval_reports_repeat_and_new_targets_beside_s_pop_and_item_knn() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path());
+    let report = eval("diginetica", dir.path());
+    assert_eq!(report["cases"], 300);
+    for m in ["vitrine", "s-pop", "item-knn"] {
+        let (repeat, new) = (
+            metric(&report, &format!("{m} · repeat"), "share"),
+            metric(&report, &format!("{m} · new"), "share"),
+        );
+        // One target in each session whose number is 0 or 1 mod 3 is a repeat: 34 + 33
+        // of the 300 cases.
+        assert!((repeat - 67.0 / 300.0).abs() < 1e-9, "{m}: {repeat}");
+        assert!((repeat + new - 1.0).abs() < 1e-9);
+        // The whole is the share-weighted mean of its parts.
+        for key in ["hr@20", "mrr@20"] {
+            let whole = metric(&report, m, key);
+            let parts = repeat * metric(&report, &format!("{m} · repeat"), key)
+                + new * metric(&report, &format!("{m} · new"), key);
+            assert!((whole - parts).abs() < 1e-9, "{m} {key}");
+        }
+    }
+    // S-POP answers the session's own items: every repeat is a hit, no new one is.
+    assert_eq!(metric(&report, "s-pop · repeat", "hr@20"), 1.0);
+    // The engine remembers repeats as S-POP does and finds new targets as item-kNN.
+    assert_eq!(metric(&report, "vitrine · repeat", "hr@20"), 1.0);
+    assert!(
+        metric(&report, "vitrine · new", "hr@20") >= metric(&report, "item-knn · new", "hr@20")
+    );
+    assert!(
+        report["settings"]["via_http"].is_null(),
+        "{}",
+        report["settings"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_scores_what_the_evaluation_scores_case_for_case() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(common::empty_shop_on_redis(&redis)).await;
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path());
+    let url = app.base.clone();
+    let redis_url = redis.url();
+    let report = tokio::task::spawn_blocking(move || {
+        eval_with(
+            "diginetica",
+            dir.path(),
+            &["--via-http", &url, "--redis", &redis_url],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(report["settings"]["via_http"], app.base.as_str());
+    let gap = method(&report, "via http - in process");
+    for key in ["hr@10", "hr@20", "mrr@20", "ndcg@10"] {
+        let d = gap[key].as_f64().unwrap();
+        assert!(d.abs() < 0.005, "{key}: served - evaluated = {d}");
+    }
+    assert_eq!(gap["degraded"], 0.0);
+    assert_eq!(
+        metric(&report, "vitrine via http", "hr@20"),
+        metric(&report, "vitrine", "hr@20")
+    );
+    // Through the server indeed: its views and answers.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let count = |line: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(line))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(count("vitrine_events_total{type=\"view\",result=\"valid\"}") >= 300.0);
+    assert!(
+        count("vitrine_http_requests_total{route=\"/v1/recommend\",method=\"GET\",status=\"200\"}")
+            >= 300.0,
+        "{metrics}"
+    );
+    assert!(
+        count(
+            "vitrine_http_requests_total{route=\"/admin/v1/products\",method=\"PUT\",status=\"200\"}"
+        ) >= 1.0
+    );
 }

@@ -579,3 +579,45 @@ async fn blend_weights_are_settings_and_zero_turns_a_source_off() {
     assert_eq!(got.len(), 10, "{got:?}");
     assert!(got.iter().all(|r| r == "new_arrival"), "{got:?}");
 }
+
+/// A session remembers how often it viewed each product: one viewed three times comes
+/// back before two viewed once since (recency alone would put it last).
+#[tokio::test]
+async fn products_viewed_again_and_again_come_back_first() {
+    let app = TestApp::spawn(settings()).await;
+    let ids: Vec<String> = {
+        let snap = app.state.snapshot.load();
+        (0..snap.catalog.len() as u32)
+            .filter(|&i| snap.catalog.in_stock(i))
+            .take(3)
+            .map(|i| snap.catalog.product(i).id.to_string())
+            .collect()
+    };
+    let views: Vec<Value> = [&ids[0], &ids[0], &ids[0], &ids[1], &ids[2]]
+        .iter()
+        .enumerate()
+        .map(|(n, p)| json!({"event_id": format!("rv{n}"), "type": "view", "session_id": "again", "product_id": p}))
+        .collect();
+    let r = app.post_json("/v1/events", &json!(views)).await;
+    assert_eq!(r.status(), 202);
+    let answer: Value = app
+        .get("/v1/recommend?placement=home&session_id=again&limit=20")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let again: Vec<&str> = answer["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["reason"] == "recently_viewed")
+        .filter_map(|r| r["product_id"].as_str())
+        .collect();
+    assert_eq!(again.first(), Some(&ids[0].as_str()), "{answer}");
+    let key = app.state.hasher.key(&vitrine::domain::VisitorKey::Session(
+        vitrine::domain::VisitorId::parse("again").unwrap(),
+    ));
+    let profile = app.state.store.get(&key).await.unwrap().unwrap();
+    assert_eq!(profile.views().next(), Some((ids[2].as_str(), 1)));
+    assert!(profile.views().any(|v| v == (ids[0].as_str(), 3)));
+}

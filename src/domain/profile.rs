@@ -120,6 +120,10 @@ pub struct Profile {
     /// with the profile.
     #[serde(default)]
     pub aliases: Vec<[u8; 16]>,
+    /// How often each product of `recently_viewed` was viewed, in the same order (a
+    /// profile written before counts were kept: one view each).
+    #[serde(default)]
+    pub view_counts: Vec<u16>,
 }
 
 /// Aliases one customer keeps (emails they have had).
@@ -360,6 +364,30 @@ fn push_ring(ring: &mut Vec<u32>, id: u32, max: usize) {
 }
 
 impl Profile {
+    /// The recently viewed products, most recent first, with how often each was viewed.
+    pub fn views(&self) -> impl Iterator<Item = (&str, u16)> {
+        self.recently_viewed
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.as_str(), self.view_counts.get(i).copied().unwrap_or(1)))
+    }
+
+    /// `times` more views of `product`: it becomes the most recent, with its count.
+    fn note_views(&mut self, product: &str, times: u16) {
+        self.view_counts.resize(self.recently_viewed.len(), 1);
+        let before = match self.recently_viewed.iter().position(|p| p == product) {
+            Some(i) => {
+                self.recently_viewed.remove(i);
+                self.view_counts.remove(i)
+            }
+            None => 0,
+        };
+        self.recently_viewed.insert(0, product.to_owned());
+        self.view_counts.insert(0, before.saturating_add(times));
+        self.recently_viewed.truncate(MAX_RECENTLY_VIEWED);
+        self.view_counts.truncate(MAX_RECENTLY_VIEWED);
+    }
+
     /// Applies one op; false when it was already applied (nothing changes then).
     pub fn apply(&mut self, op: &ProfileOp) -> bool {
         let id = op.id();
@@ -563,7 +591,7 @@ impl Profile {
         match behaviour {
             Behaviour::View | Behaviour::Click => {
                 if let Some(p) = product {
-                    push_front_unique(&mut self.recently_viewed, p, MAX_RECENTLY_VIEWED);
+                    self.note_views(p, 1);
                 }
             }
             Behaviour::Search => {
@@ -716,6 +744,7 @@ impl Profile {
         self.shown.clear();
         self.affinities.clear();
         self.recently_viewed.clear();
+        self.view_counts.clear();
         self.recent_searches.clear();
         self.cart.clear();
         self.purchased.clear();
@@ -729,8 +758,8 @@ impl Profile {
         if !self.consent.personalization {
             return;
         }
-        for p in from.recently_viewed.iter().rev() {
-            push_front_unique(&mut self.recently_viewed, p, MAX_RECENTLY_VIEWED);
+        for (p, times) in from.views().collect::<Vec<_>>().into_iter().rev() {
+            self.note_views(p, times);
         }
         for q in from.recent_searches.iter().rev() {
             push_front_unique(&mut self.recent_searches, q, MAX_RECENT_SEARCHES);
@@ -940,8 +969,45 @@ mod tests {
             p.apply(&event(i, Behaviour::View, &format!("p{i}")));
         }
         assert_eq!(p.recently_viewed.len(), MAX_RECENTLY_VIEWED);
+        assert_eq!(p.view_counts.len(), MAX_RECENTLY_VIEWED);
         assert_eq!(p.recently_viewed[0], "p999");
         assert_eq!(p.applied.len(), APPLIED_WINDOW);
+    }
+
+    #[test]
+    fn views_are_counted_per_product_and_folded_in_with_their_counts() {
+        let mut p = Profile::default();
+        for (id, product) in ["a", "b", "a", "c", "a"].iter().enumerate() {
+            p.apply(&event(id as u64 + 1, Behaviour::View, product));
+        }
+        let views: Vec<(&str, u16)> = p.views().collect();
+        assert_eq!(views, vec![("a", 3), ("c", 1), ("b", 1)]);
+        // A profile written before counts were kept: one view each, then counted on.
+        let mut old = Profile {
+            recently_viewed: vec!["x".into(), "y".into()],
+            ..Profile::default()
+        };
+        assert_eq!(old.views().collect::<Vec<_>>(), vec![("x", 1), ("y", 1)]);
+        old.apply(&event(9, Behaviour::View, "y"));
+        assert_eq!(old.views().collect::<Vec<_>>(), vec![("y", 2), ("x", 1)]);
+        // A session folded into a customer brings its counts along.
+        old.apply(&ProfileOp::Fold {
+            id: 10,
+            from: Box::new(p),
+        });
+        assert_eq!(
+            old.views().collect::<Vec<_>>(),
+            vec![("a", 3), ("c", 1), ("b", 1), ("y", 2), ("x", 1)]
+        );
+        assert_eq!(old.view_counts.len(), old.recently_viewed.len());
+        // Withdrawn consent forgets the counts with the views.
+        old.apply(&ProfileOp::Consent {
+            id: 11,
+            at: 2_000,
+            personalization: Some(false),
+            marketing: None,
+        });
+        assert!(old.view_counts.is_empty());
     }
 
     #[test]

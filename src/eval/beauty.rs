@@ -11,7 +11,7 @@ use std::io::BufRead;
 use std::path::Path;
 
 use super::metrics::{Metrics, rank_of};
-use super::{EvalError, Harness, MethodResult, most_popular, single_category_catalog};
+use super::{EvalError, Harness, MethodResult, most_popular, product_id, single_category_catalog};
 use crate::domain::{Interaction, InteractionKind, Placement, ProductIdx};
 use crate::ingest::events::RawEvent;
 use crate::recommend::Models;
@@ -92,12 +92,12 @@ pub async fn evaluate(
                 event_id: Some(format!("{u}-{pos}")),
                 kind: Some("view".into()),
                 customer_id: Some(format!("customer-{u}")),
-                product_id: Some(item.to_string()),
+                product_id: Some(product_id(item)),
                 timestamp: Some(NOW - (history.len() - pos) as i64 * DAY),
                 ..RawEvent::default()
             })
             .collect();
-        let Some(profile) = harness.feed(raws, NOW).await? else {
+        let Some(profile) = harness.recall(raws, NOW).await? else {
             continue;
         };
         let seen: Vec<ProductIdx> = history.iter().map(|&i| i - 1).collect();

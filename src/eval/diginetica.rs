@@ -7,9 +7,10 @@
 
 use std::path::Path;
 
+use super::baselines::{self, ItemKnn};
 use super::metrics::{Metrics, rank_of};
 use super::{
-    EvalError, Harness, MethodResult, field, fill_up, gz_rows, most_popular,
+    EvalError, Harness, MethodResult, Split, field, gz_rows, most_popular, product_id,
     single_category_catalog,
 };
 use crate::domain::{Interaction, InteractionKind, Placement};
@@ -18,8 +19,12 @@ use crate::recommend::Models;
 
 const KS: [usize; 2] = [10, 20];
 const KEEP: [&str; 4] = ["hr@20", "mrr@20", "hr@10", "ndcg@10"];
-/// Training sessions are spaced an hour apart, ending at `NOW`.
+/// Sessions start `GAP` seconds apart (the data carries no times; the real test week
+/// had a session every 38 s), views a second apart; training ends at `NOW` and the test
+/// sessions follow it on the same clock, so the trend decays through both as it would
+/// on a server.
 const NOW: i64 = 1_700_000_000;
+const GAP: i64 = 30;
 
 type Sessions = Vec<Vec<u32>>;
 
@@ -46,7 +51,7 @@ fn interactions(train: &Sessions) -> Vec<Interaction> {
         .iter()
         .enumerate()
         .flat_map(|(s, items)| {
-            let start = NOW - (n - s as i64) * 3_600;
+            let start = NOW - (n - s as i64) * GAP;
             items
                 .iter()
                 .enumerate()
@@ -56,7 +61,7 @@ fn interactions(train: &Sessions) -> Vec<Interaction> {
                     order: None,
                     product: item - 1,
                     kind: InteractionKind::View,
-                    ts: start + pos as i64 * 30,
+                    ts: start + pos as i64,
                     audience: Default::default(),
                 })
         })
@@ -72,11 +77,14 @@ pub async fn evaluate(
     setup: &super::Setup,
 ) -> Result<(u64, Vec<MethodResult>), EvalError> {
     let mut train = sessions(&dir.join("train_sessions.csv.gz"))?;
-    let test = if validation {
+    let mut test = if validation {
         train.split_off(train.len() - train.len() / 10)
     } else {
         sessions(&dir.join("test_sessions.csv.gz"))?
     };
+    if let Some(n) = setup.sessions {
+        test.truncate(n);
+    }
     let items = train
         .iter()
         .chain(&test)
@@ -92,51 +100,136 @@ pub async fn evaluate(
     let (_, popular) = most_popular(items, interactions.iter().map(|i| i.product), 20);
     drop(interactions);
 
+    // Item-kNN over whole prefixes, on the training sessions as product indexes.
+    let indexed: Sessions = train
+        .iter()
+        .map(|s| s.iter().map(|&i| i - 1).collect())
+        .collect();
+    let knn = ItemKnn::train(items, indexed.iter().map(Vec::as_slice), 100);
+    drop(indexed);
+
+    // The served side: the same catalog, history and cases through a running server,
+    // on a clock shifted so the test sessions end now (a server takes events of the
+    // last days only; decay depends on time differences alone).
+    let shift = crate::domain::time::unix_now() - 600 - test.len() as i64 * GAP - NOW;
+    let client = match &setup.via_http {
+        Some(via) => Some(prepare_server(via, items, &train, shift).await?),
+        None => None,
+    };
+    let mut served = Split::default();
+
     let harness = Harness::new(&models, &catalog, Vec::new(), setup);
-    let (mut engine, mut pop, mut spop) =
-        (Metrics::default(), Metrics::default(), Metrics::default());
+    let (mut engine, mut pop, mut spop, mut item_knn) = (
+        Split::default(),
+        Metrics::default(),
+        Split::default(),
+        Split::default(),
+    );
     for (s, seq) in test.iter().enumerate() {
-        let mut counts: Vec<(u32, u32)> = Vec::new();
+        let seq: Vec<u32> = seq.iter().map(|&i| i - 1).collect();
         for i in 0..seq.len() - 1 {
-            let item = seq[i];
             // The view goes through the events path, as a storefront would send it.
+            let at = NOW + s as i64 * GAP + i as i64;
             let raw = RawEvent {
                 event_id: Some(format!("{s}-{i}")),
                 kind: Some("view".into()),
                 session_id: Some(format!("test-{s}")),
-                product_id: Some(item.to_string()),
-                timestamp: Some(NOW + i as i64),
+                product_id: Some(product_id(seq[i] + 1)),
+                timestamp: Some(at),
                 ..RawEvent::default()
             };
-            let profile = harness.feed(vec![raw], NOW + 3_600).await?;
+            let profile = harness.feed(vec![raw], at).await?;
             let answer = harness.answer(Placement::Home, &[], 20, profile.as_deref());
-            let target = seq[i + 1] - 1;
-            engine.single(rank_of(&answer, target), &KS);
+            let (prefix, target) = (&seq[..=i], seq[i + 1]);
+            let repeat = prefix.contains(&target);
+            engine.single(rank_of(&answer, target), &KS, repeat);
             pop.single(rank_of(&popular, target), &KS);
-
-            // S-POP: the session's own items by count (latest first on ties), then
-            // global popularity.
-            match counts.iter_mut().find(|(p, _)| *p == item - 1) {
-                Some(c) => c.1 += 1,
-                None => counts.insert(0, (item - 1, 1)),
+            spop.single(
+                rank_of(&baselines::spop(prefix, 20, &popular), target),
+                &KS,
+                repeat,
+            );
+            item_knn.single(
+                rank_of(&knn.rank(prefix, 20, &popular), target),
+                &KS,
+                repeat,
+            );
+            if let Some(client) = &client {
+                let session = format!("test-{s}");
+                let product = product_id(seq[i] + 1);
+                client
+                    .view(&session, &format!("{s}-{i}"), &product, at + shift)
+                    .await?;
+                let (ids, _) = client.home(&session, 20).await?;
+                let answer: Vec<u32> = ids
+                    .iter()
+                    .filter_map(|id| id.parse::<u32>().ok()?.checked_sub(1))
+                    .collect();
+                served.single(rank_of(&answer, target), &KS, repeat);
             }
-            let mut own = counts.clone();
-            own.sort_by_key(|c| std::cmp::Reverse(c.1));
-            let mut answer: Vec<u32> = own.iter().map(|c| c.0).collect();
-            fill_up(&mut answer, &popular, 20);
-            spop.single(rank_of(&answer, target), &KS);
         }
     }
-    let result = |method: &str, m: &Metrics| MethodResult {
-        method: method.into(),
-        metrics: m.means(&KEEP),
-    };
-    Ok((
-        engine.cases(),
-        vec![
-            result("vitrine", &engine),
-            result("popularity", &pop),
-            result("s-pop", &spop),
-        ],
-    ))
+    let mut results = engine.results("vitrine", &KEEP);
+    if let Some(client) = &client {
+        results.extend(served.results("vitrine via http", &KEEP));
+        let (a, b) = (served.all.means(&KEEP), engine.all.means(&KEEP));
+        let mut gap: std::collections::BTreeMap<String, f64> =
+            a.iter().map(|(k, v)| (k.clone(), v - b[k])).collect();
+        gap.insert(
+            "degraded".into(),
+            client.degraded.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        );
+        results.push(MethodResult {
+            method: "via http - in process".into(),
+            metrics: gap,
+        });
+    }
+    results.push(MethodResult {
+        method: "popularity".into(),
+        metrics: pop.means(&KEEP),
+    });
+    results.extend(spop.results("s-pop", &KEEP));
+    results.extend(item_knn.results("item-knn", &KEEP));
+    Ok((engine.cases(), results))
+}
+
+/// Puts the catalog and the trained models on the server `via` names, as a shop would:
+/// products through the admin API, the history as an events file trained on as
+/// `vitrine train --events FILE` does. Returns a client once the server answers with
+/// the new models.
+async fn prepare_server(
+    via: &super::served::ViaHttp,
+    items: u32,
+    train: &Sessions,
+    shift: i64,
+) -> Result<super::served::Client, EvalError> {
+    use std::io::Write;
+    let client = super::served::Client::new(via)?;
+    client.put_products(items, "all").await?;
+    let setup = |e: std::io::Error| EvalError::Setup(format!("events file: {e}"));
+    let mut file = tempfile::NamedTempFile::new().map_err(setup)?;
+    {
+        let mut out = std::io::BufWriter::new(file.as_file_mut());
+        for (n, i) in interactions(train).iter().enumerate() {
+            writeln!(
+                out,
+                r#"{{"event_id":"{}-t{n}","type":"view","session_id":"{}-train-{}","product_id":"{}","timestamp":{}}}"#,
+                client.run,
+                client.run,
+                i.session,
+                product_id(i.product + 1),
+                i.ts + shift
+            )
+            .map_err(setup)?;
+        }
+        out.flush().map_err(setup)?;
+    }
+    let trained = crate::app::train(
+        &via.settings,
+        Some((file.path(), crate::ingest::import::Format::Ndjson)),
+    )
+    .await
+    .map_err(|e| EvalError::Setup(format!("via http: train: {e}")))?;
+    client.wait_for_models(&trained.version).await?;
+    Ok(client)
 }

@@ -7,9 +7,11 @@
 //! answer is [`crate::recommend::engine::recommend`] for the placement that matches the
 //! task. The simple baselines are computed here, from the same training data.
 
+pub mod baselines;
 pub mod beauty;
 pub mod diginetica;
 pub mod metrics;
+pub mod served;
 pub mod tafeng;
 
 use std::io::BufRead;
@@ -42,6 +44,53 @@ pub struct MethodResult {
     pub method: String,
     #[serde(flatten)]
     pub metrics: std::collections::BTreeMap<String, f64>,
+}
+
+/// One method's cases, all of them and apart by whether the target was something the
+/// visitor had already had (repeat) or not (new).
+#[derive(Default)]
+pub(crate) struct Split {
+    all: Metrics,
+    repeat: Metrics,
+    new: Metrics,
+}
+
+impl Split {
+    pub(crate) fn single(&mut self, rank: Option<usize>, ks: &[usize], repeat: bool) {
+        self.all.single(rank, ks);
+        let part = if repeat {
+            &mut self.repeat
+        } else {
+            &mut self.new
+        };
+        part.single(rank, ks);
+    }
+
+    pub(crate) fn cases(&self) -> u64 {
+        self.all.cases()
+    }
+
+    /// `method` over all cases, then over repeat and new targets, each of these with
+    /// its share of the cases.
+    pub(crate) fn results(&self, method: &str, keep: &[&str]) -> Vec<MethodResult> {
+        let all = self.all.cases().max(1) as f64;
+        let part = |suffix: &str, m: &Metrics| {
+            let mut metrics = m.means(keep);
+            metrics.insert("share".into(), m.cases() as f64 / all);
+            MethodResult {
+                method: format!("{method} {suffix}"),
+                metrics,
+            }
+        };
+        vec![
+            MethodResult {
+                method: method.into(),
+                metrics: self.all.means(keep),
+            },
+            part("· repeat", &self.repeat),
+            part("· new", &self.new),
+        ]
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +130,10 @@ pub struct Setup {
     pub recommend: crate::config::RecommendSettings,
     /// The diversity cap as served (`true`), or off (`--no-diversity`).
     pub diversity: bool,
+    /// Replay the cases through a running server as well (`--via-http`).
+    pub via_http: Option<served::ViaHttp>,
+    /// Only the first this many test sessions (`--sessions`; Diginetica).
+    pub sessions: Option<usize>,
 }
 
 impl Setup {
@@ -98,6 +151,8 @@ impl Setup {
             "trending_half_life_hours": r.trending_half_life_hours,
             "repeatable_categories": r.repeatable_categories,
             "blend": serde_json::to_value(r.blend).unwrap_or_default(),
+            "via_http": self.via_http.as_ref().map(|v| v.url.clone()),
+            "sessions": self.sessions,
         })
     }
 }
@@ -109,6 +164,11 @@ pub async fn run(
     setup: &Setup,
 ) -> Result<Report, EvalError> {
     let started = std::time::Instant::now();
+    if dataset != Dataset::Diginetica && (setup.via_http.is_some() || setup.sessions.is_some()) {
+        return Err(EvalError::Setup(
+            "--via-http and --sessions are for the diginetica protocol".into(),
+        ));
+    }
     let (cases, results) = match dataset {
         Dataset::Diginetica => diginetica::evaluate(dir, validation, setup).await?,
         Dataset::Beauty => beauty::evaluate(dir, validation, setup).await?,
@@ -194,12 +254,32 @@ impl<'a> Harness<'a> {
         }
     }
 
-    /// Sends one visitor's events as a storefront would (validated at `now`, any age)
-    /// and returns that visitor's profile afterwards; `None` when there were none.
+    /// Sends one visitor's new events as a storefront would (validated at `now`, any
+    /// age), learns them as the server does, and returns that visitor's profile
+    /// afterwards; `None` when there were none.
     pub(crate) async fn feed(
         &self,
         raws: Vec<crate::ingest::events::RawEvent>,
         now: i64,
+    ) -> Result<Option<std::sync::Arc<crate::domain::Profile>>, EvalError> {
+        self.send(raws, now, true).await
+    }
+
+    /// Builds a visitor's profile from history the models were trained on (what an
+    /// import gives the server): the profile only, nothing learned twice.
+    pub(crate) async fn recall(
+        &self,
+        raws: Vec<crate::ingest::events::RawEvent>,
+        now: i64,
+    ) -> Result<Option<std::sync::Arc<crate::domain::Profile>>, EvalError> {
+        self.send(raws, now, false).await
+    }
+
+    async fn send(
+        &self,
+        raws: Vec<crate::ingest::events::RawEvent>,
+        now: i64,
+        learn: bool,
     ) -> Result<Option<std::sync::Arc<crate::domain::Profile>>, EvalError> {
         use crate::store::ProfileStore;
         let mut events = Vec::with_capacity(raws.len());
@@ -214,9 +294,15 @@ impl<'a> Harness<'a> {
         };
         let key = self.hasher.key(&first.visitor);
         let setup = |e: crate::store::StoreError| EvalError::Setup(e.to_string());
-        crate::ingest::events::ingest(&self.store, &self.hasher, self.catalog, &events)
-            .await
-            .map_err(setup)?;
+        // As the server does: the events go into the profile, and what they teach
+        // (the live trend, new co-purchases) into the models.
+        let batch = crate::ingest::events::Prepared::new(&self.hasher, self.catalog, &events, 0);
+        let fresh = batch.apply(&self.store).await.map_err(setup)?;
+        for entry in batch.lessons(&fresh).iter().filter(|_| learn) {
+            if let Some(i) = crate::ingest::log::interaction(self.catalog, entry) {
+                self.models.learn(&i);
+            }
+        }
         self.store.get(&key).await.map_err(setup)
     }
 
@@ -275,6 +361,13 @@ pub(crate) fn fill_up(answer: &mut Vec<u32>, fill: &[u32], n: usize) {
     }
 }
 
+/// The id of the dataset's item `n`: zero-padded, so that the order of ids (a store's)
+/// is the order of the numbers (the evaluation's product indexes), and ties between
+/// products break alike in and out of process.
+pub(crate) fn product_id(n: u32) -> String {
+    format!("{n:06}")
+}
+
 /// A catalog of `count` products with ids `first_id`, `first_id + 1`, ... (product
 /// index `i` has id `first_id + i`), all in one category and in stock: the datasets
 /// carry no catalog.
@@ -288,7 +381,7 @@ pub(crate) fn single_category_catalog(
     let price = Money::new(100, Currency::XXX);
     let products = (0..count)
         .map(|i| {
-            let id = (first_id + i).to_string();
+            let id = product_id(first_id + i);
             NewProduct {
                 product: Product {
                     title: format!("item {id}").into(),

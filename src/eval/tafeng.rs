@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 
 use super::metrics::{Metrics, rank_of};
 use super::{
-    EvalError, Harness, MethodResult, field, fill_up, gz_rows, most_popular,
+    EvalError, Harness, MethodResult, field, fill_up, gz_rows, most_popular, product_id,
     single_category_catalog,
 };
 use crate::domain::{Interaction, InteractionKind, Placement};
@@ -111,14 +111,14 @@ pub async fn evaluate(
                     event_id: Some(format!("{c}-{b}-{item}")),
                     kind: Some("purchase".into()),
                     customer_id: Some(format!("customer-{c}")),
-                    product_id: Some(item.to_string()),
+                    product_id: Some(product_id(item)),
                     order_id: Some(format!("{c}-{b}")),
                     timestamp: Some(NOW - (target - b) as i64 * DAY),
                     ..RawEvent::default()
                 });
             }
         }
-        let Some(profile) = harness.feed(raws, NOW).await? else {
+        let Some(profile) = harness.recall(raws, NOW).await? else {
             continue;
         };
         let basket = &baskets[target];
@@ -154,7 +154,7 @@ pub async fn evaluate(
                 .iter()
                 .filter(|&&p| p != hidden)
                 .map(|p| CartItem {
-                    product_id: p.to_string(),
+                    product_id: product_id(*p),
                     quantity: 1,
                 })
                 .collect();

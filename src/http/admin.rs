@@ -83,6 +83,7 @@ async fn export(
         "clv_12m": profile.clv_12m(now),
         "category_affinities": profile.affinities,
         "recently_viewed": profile.recently_viewed,
+        "view_counts": profile.views().map(|(_, n)| n).collect::<Vec<_>>(),
         "recent_searches": profile.recent_searches,
         "cart": profile.cart,
         "purchased": profile.purchased,

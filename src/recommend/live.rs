@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use rustc_hash::FxHashMap;
 
@@ -30,10 +31,13 @@ const MAX_SEGMENT_TRENDING: usize = 2_000;
 const MAX_SEGMENTS: usize = 512;
 
 /// Trend weight added per product since training, with the `TOP` products kept ranked
-/// on every event so a request only copies them.
+/// on every event so a request only copies them. Weights are kept as of the live
+/// model's epoch (an event at `t` adds `w * 2^((t - epoch) / half_life)`), so one
+/// factor decays them all to any later time and the ranking never changes with the
+/// clock, only with events.
 struct Board {
-    scores: FxHashMap<ProductIdx, f32>,
-    top: Vec<(ProductIdx, f32)>,
+    scores: FxHashMap<ProductIdx, f64>,
+    top: Vec<(ProductIdx, f64)>,
     cap: usize,
 }
 
@@ -46,9 +50,9 @@ impl Board {
         }
     }
 
-    fn add(&mut self, product: ProductIdx, weight: f32) {
+    fn add(&mut self, product: ProductIdx, weight: f64) {
         if self.scores.len() >= self.cap && !self.scores.contains_key(&product) {
-            return;
+            self.prune();
         }
         let w = {
             let slot = self.scores.entry(product).or_default();
@@ -68,7 +72,37 @@ impl Board {
         }
         top.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     }
+
+    /// Makes room: the weaker half goes (what decayed most, or never took off), so a
+    /// long-running server keeps learning new products.
+    fn prune(&mut self) {
+        let mut weights: Vec<f64> = self.scores.values().copied().collect();
+        let mid = weights.len() / 2;
+        let (_, median, _) = weights.select_nth_unstable_by(mid, f64::total_cmp);
+        let median = *median;
+        self.scores.retain(|_, w| *w > median);
+        self.top.retain(|(_, w)| *w > median);
+    }
+
+    /// Multiplies every weight by `factor` (a new epoch), dropping what became
+    /// negligible.
+    fn rescale(&mut self, factor: f64) {
+        self.scores.retain(|_, w| {
+            *w *= factor;
+            *w > NEGLIGIBLE
+        });
+        self.top.retain_mut(|(_, w)| {
+            *w *= factor;
+            *w > NEGLIGIBLE
+        });
+    }
 }
+
+/// A weight below this (a view some 20 half-lives ago) is dropped at a new epoch.
+const NEGLIGIBLE: f64 = 1e-6;
+/// Half-lives the clock may run ahead of the epoch before weights are rescaled (keeps
+/// `2^((t - epoch) / half_life)` far from overflow).
+const EPOCH_SPAN: f64 = 32.0;
 
 impl Default for Board {
     fn default() -> Self {
@@ -78,6 +112,8 @@ impl Default for Board {
 
 #[derive(Default)]
 struct Inner {
+    /// The time the trend weights are kept as of (Unix seconds).
+    epoch: i64,
     orders: FxHashMap<u64, Vec<ProductIdx>>,
     order_queue: VecDeque<u64>,
     /// Product -> (other product, times bought together since training).
@@ -90,12 +126,28 @@ struct Inner {
 
 const TOP: usize = 50;
 
-#[derive(Default)]
 pub struct Live {
     inner: RwLock<Inner>,
     /// Set once any trend was added: until then reads skip the lock (the common case
     /// right after a training, and on every read path that asks per product).
-    any_trend: std::sync::atomic::AtomicBool,
+    any_trend: AtomicBool,
+    /// The trend's half-life, as in training (seconds).
+    half_life_s: f64,
+    /// The live models' time: the training's end, then the newest event learned. Trend
+    /// decays with event time, not with the wall clock, so every replica that learned
+    /// the same events holds the same trend, and a replay scores as it did.
+    clock: AtomicI64,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self::new(0, 72.0 * 3600.0)
+    }
+}
+
+/// `2^(-age / half_life)`: what a weight keeps after `age` seconds.
+pub fn decay(age_s: i64, half_life_s: f64) -> f64 {
+    (-(age_s as f64) / half_life_s).exp2()
 }
 
 fn bump(list: &mut Vec<(ProductIdx, f32)>, p: ProductIdx) {
@@ -107,6 +159,20 @@ fn bump(list: &mut Vec<(ProductIdx, f32)>, p: ProductIdx) {
 }
 
 impl Live {
+    /// Empty live models for a training that ended at `trained_at`, with the trend's
+    /// half-life.
+    pub fn new(trained_at: i64, half_life_s: f64) -> Self {
+        Self {
+            inner: RwLock::new(Inner {
+                epoch: trained_at,
+                ..Inner::default()
+            }),
+            any_trend: AtomicBool::new(false),
+            half_life_s: half_life_s.max(1.0),
+            clock: AtomicI64::new(trained_at),
+        }
+    }
+
     /// One product bought in an order.
     pub fn purchase(&self, order: u64, product: ProductIdx) {
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
@@ -136,12 +202,22 @@ impl Live {
         }
     }
 
-    /// Any event's contribution to the trend, globally and in its audience's segments.
-    pub fn trend(&self, product: ProductIdx, kind: InteractionKind, audience: Audience) {
-        let weight = super::trending::kind_weight(kind) as f32;
+    /// Any event's contribution to the trend at its time `at`, globally and in its
+    /// audience's segments.
+    pub fn trend(&self, product: ProductIdx, kind: InteractionKind, audience: Audience, at: i64) {
+        let clock = self.clock.fetch_max(at, Ordering::Relaxed).max(at);
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        self.any_trend
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.any_trend.store(true, Ordering::Relaxed);
+        if (clock - g.epoch) as f64 > EPOCH_SPAN * self.half_life_s {
+            let factor = decay(clock - g.epoch, self.half_life_s);
+            g.epoch = clock;
+            g.trend.rescale(factor);
+            g.segments.retain(|_, b| {
+                b.rescale(factor);
+                !b.scores.is_empty()
+            });
+        }
+        let weight = super::trending::kind_weight(kind) / decay(at - g.epoch, self.half_life_s);
         g.trend.add(product, weight);
         for s in audience.segments() {
             if g.segments.len() >= MAX_SEGMENTS && !g.segments.contains_key(&s) {
@@ -154,16 +230,27 @@ impl Live {
         }
     }
 
-    /// The products (at most 50) with the most trend added in `segment` since
-    /// training, best first, with the weight added.
+    /// The live models' time: the training's end, or the newest event learned since.
+    pub fn clock(&self) -> i64 {
+        self.clock.load(Ordering::Relaxed)
+    }
+
+    /// What a weight kept as of `epoch` is worth now.
+    fn now_factor(&self, epoch: i64) -> f64 {
+        decay(self.clock() - epoch, self.half_life_s)
+    }
+
+    /// The products (at most 50) with the most trend in `segment` since training, best
+    /// first, with their weight decayed to now.
     pub fn segment_trending(&self, segment: Segment) -> Vec<(ProductIdx, f32)> {
-        if !self.any_trend.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.any_trend.load(Ordering::Relaxed) {
             return Vec::new();
         }
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        g.segments
-            .get(&segment)
-            .map_or_else(Vec::new, |b| b.top.clone())
+        let f = self.now_factor(g.epoch);
+        g.segments.get(&segment).map_or_else(Vec::new, |b| {
+            b.top.iter().map(|&(p, w)| (p, (w * f) as f32)).collect()
+        })
     }
 
     /// Live co-purchase counts with `product`, and occurrences of each product.
@@ -182,22 +269,31 @@ impl Live {
         g.occurrences.get(&product).copied().unwrap_or(0.0)
     }
 
-    /// Trend weight added to `product` since training.
+    /// Trend weight added to `product` since training, decayed to now.
     pub fn trend_of(&self, product: ProductIdx) -> f32 {
-        if !self.any_trend.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.any_trend.load(Ordering::Relaxed) {
             return 0.0;
         }
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        g.trend.scores.get(&product).copied().unwrap_or(0.0)
+        g.trend
+            .scores
+            .get(&product)
+            .map_or(0.0, |w| (w * self.now_factor(g.epoch)) as f32)
     }
 
-    /// The products (at most 50) with the most trend added since training, best first.
+    /// The products (at most 50) with the most trend added since training, best first,
+    /// with their weight decayed to now.
     pub fn trending(&self) -> Vec<(ProductIdx, f32)> {
-        if !self.any_trend.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.any_trend.load(Ordering::Relaxed) {
             return Vec::new();
         }
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        g.trend.top.clone()
+        let f = self.now_factor(g.epoch);
+        g.trend
+            .top
+            .iter()
+            .map(|&(p, w)| (p, (w * f) as f32))
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -230,20 +326,53 @@ mod tests {
     #[test]
     fn trend_adds_event_weights_and_ranks() {
         let live = Live::default();
-        live.trend(5, InteractionKind::View, Audience::default());
-        live.trend(6, InteractionKind::Purchase, Audience::default());
-        live.trend(5, InteractionKind::View, Audience::default());
+        live.trend(5, InteractionKind::View, Audience::default(), 0);
+        live.trend(6, InteractionKind::Purchase, Audience::default(), 0);
+        live.trend(5, InteractionKind::View, Audience::default(), 0);
         assert_eq!(live.trending()[0].0, 6);
         assert_eq!(live.trending().len(), 2);
         for p in 100..200 {
-            live.trend(p, InteractionKind::View, Audience::default());
+            live.trend(p, InteractionKind::View, Audience::default(), 0);
         }
-        live.trend(150, InteractionKind::Purchase, Audience::default());
+        live.trend(150, InteractionKind::Purchase, Audience::default(), 0);
         let top = live.trending();
         assert_eq!(top.len(), TOP);
         assert_eq!(top[0].0, 150, "5 + 1");
         assert_eq!(top[1].0, 6);
         assert_eq!(live.trend_of(5), 2.0);
+    }
+
+    #[test]
+    fn trend_decays_with_event_time_and_new_products_still_get_in() {
+        let hour = 3600;
+        let live = Live::new(0, hour as f64);
+        live.trend(1, InteractionKind::Purchase, Audience::default(), 0);
+        // Two half-lives later: the purchase is worth a quarter, and a view now counts
+        // whole.
+        live.trend(2, InteractionKind::View, Audience::default(), 2 * hour);
+        assert_eq!(live.clock(), 2 * hour);
+        assert!(
+            (live.trend_of(1) - 1.25).abs() < 1e-4,
+            "{}",
+            live.trend_of(1)
+        );
+        assert!((live.trend_of(2) - 1.0).abs() < 1e-6);
+        // A late event does not move the clock back, and counts decayed.
+        live.trend(2, InteractionKind::View, Audience::default(), hour);
+        assert!((live.trend_of(2) - 1.5).abs() < 1e-4);
+        assert_eq!(live.trending()[0].0, 2);
+        // Far past the epoch span: rescaled, same values.
+        live.trend(3, InteractionKind::View, Audience::default(), 40 * hour);
+        assert!((live.trend_of(3) - 1.0).abs() < 1e-6);
+        assert!(live.trend_of(1) < 1e-6, "negligible by now");
+        // A full board makes room for newcomers.
+        let live = Live::new(0, hour as f64);
+        for p in 0..MAX_TRENDING as u32 + 10 {
+            live.trend(p, InteractionKind::View, Audience::default(), i64::from(p));
+        }
+        assert!(live.trend_of(MAX_TRENDING as u32 + 9) > 0.99);
+        let g = live.inner.read().unwrap();
+        assert!(g.trend.scores.len() <= MAX_TRENDING);
     }
 
     #[test]
@@ -253,8 +382,8 @@ mod tests {
             country: crate::domain::Country::parse("DE").ok(),
             device: Some(crate::domain::Device::Mobile),
         };
-        live.trend(1, InteractionKind::View, de);
-        live.trend(2, InteractionKind::Purchase, Audience::default());
+        live.trend(1, InteractionKind::View, de, 0);
+        live.trend(2, InteractionKind::Purchase, Audience::default(), 0);
         assert_eq!(live.trending()[0].0, 2);
         let in_de = live.segment_trending(Segment::Country(de.country.unwrap()));
         assert_eq!(in_de, vec![(1, 1.0)]);

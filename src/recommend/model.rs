@@ -63,7 +63,7 @@ impl Models {
             sessions,
             audience,
             log_cursor: String::new(),
-            live: super::live::Live::default(),
+            live: super::live::Live::new(now, half_life),
         }
     }
 
@@ -77,9 +77,18 @@ impl Models {
 }
 
 impl Models {
-    /// A product's trend: trained, plus what events added since.
+    /// What the trained trend keeps at the live models' time.
+    fn trained_share(&self) -> f32 {
+        let (trained_at, half_life_s) = self.trending.clock();
+        super::live::decay(self.live.clock() - trained_at, half_life_s) as f32
+    }
+
+    /// A product's trend now: the trained score and what events added since, both
+    /// decayed to the newest event, in the trained model's units and at most 1 (the
+    /// best product at training).
     pub fn trend_score(&self, p: ProductIdx) -> f32 {
-        self.trending.score(p) + self.trending.normalise(self.live.trend_of(p))
+        let trained = self.trending.score(p) * self.trained_share();
+        (trained + self.trending.normalise(self.live.trend_of(p))).min(1.0)
     }
 
     /// Bought-together neighbours of `p`: trained, plus pairs bought since (summed).
@@ -109,7 +118,7 @@ impl Models {
         {
             self.live.purchase(order, i.product);
         }
-        self.live.trend(i.product, i.kind, i.audience);
+        self.live.trend(i.product, i.kind, i.audience, i.ts);
     }
 
     /// What is trending in `segment`, trained and live, best first, scored so the best
@@ -124,7 +133,9 @@ impl Models {
         if live.is_empty() {
             return Cow::Borrowed(&trained.top);
         }
-        let mut list = trained.top.clone();
+        let share = self.trained_share();
+        let mut list: Vec<(ProductIdx, f32)> =
+            trained.top.iter().map(|&(p, s)| (p, s * share)).collect();
         for (p, w) in live {
             let s = (f64::from(w) / trained.unit) as f32;
             match list.iter_mut().find(|(q, _)| *q == p) {

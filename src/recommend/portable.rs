@@ -40,6 +40,12 @@ struct PortableModels {
     audience: Vec<PortableSegment>,
     #[serde(default)]
     log_cursor: String,
+    /// The time the trend is as of and its half-life (0: models written before either
+    /// was kept; they count from when they are read).
+    #[serde(default)]
+    trend_at: i64,
+    #[serde(default)]
+    trend_half_life_s: f64,
 }
 
 fn export(n: &Neighbors) -> PortableNeighbors {
@@ -80,6 +86,8 @@ pub fn encode(models: &Models, catalog: &Catalog) -> Result<Vec<u8>, String> {
             .map(|(s, t)| (s, t.top.clone(), t.unit))
             .collect(),
         log_cursor: models.log_cursor.clone(),
+        trend_at: models.trending.clock().0,
+        trend_half_life_s: models.trending.clock().1,
     };
     let mut out = vec![FORMAT];
     rmp_serde::encode::write(&mut out, &portable).map_err(|e| e.to_string())?;
@@ -128,9 +136,21 @@ pub fn decode(bytes: &[u8], catalog: &Catalog) -> Result<Models, String> {
         .iter()
         .map(|s| s.iter().filter_map(|&i| local(i)).collect())
         .collect();
+    let clock = (
+        if p.trend_at > 0 {
+            p.trend_at
+        } else {
+            crate::domain::time::unix_now()
+        },
+        if p.trend_half_life_s > 0.0 {
+            p.trend_half_life_s
+        } else {
+            72.0 * 3600.0
+        },
+    );
     Ok(Models {
         version: p.version,
-        trending: Trending::from_scores(catalog, trend, p.trend_unit),
+        trending: Trending::from_scores(catalog, trend, p.trend_unit, clock),
         bought: neighbors(&p.bought),
         viewed: neighbors(&p.viewed),
         sessions: SessionIndex::from_sessions(n, sessions, SESSIONS_PER_ITEM),
@@ -150,7 +170,7 @@ pub fn decode(bytes: &[u8], catalog: &Catalog) -> Result<Models, String> {
                 .collect(),
         ),
         log_cursor: p.log_cursor,
-        live: super::live::Live::default(),
+        live: super::live::Live::new(clock.0, clock.1),
     })
 }
 

@@ -16,6 +16,10 @@ pub struct Trending {
     unit: f64,
     global: Vec<ProductIdx>,
     by_category: Vec<Vec<ProductIdx>>,
+    /// The time the scores are as of (the newest event trained on), and their
+    /// half-life: live trend decays on the same clock.
+    trained_at: i64,
+    half_life_s: f64,
 }
 
 pub fn kind_weight(kind: InteractionKind) -> f64 {
@@ -45,12 +49,18 @@ impl Trending {
             .iter()
             .map(|&s| if max > 0.0 { (s / max) as f32 } else { 0.0 })
             .collect();
-        Self::from_scores(catalog, score, max.max(1.0))
+        Self::from_scores(catalog, score, max.max(1.0), (now, half_life_s))
     }
 
     /// Rebuilds the rankings from per-product scores (index = the catalog's product
-    /// index) and the raw score that normalises to 1.
-    pub fn from_scores(catalog: &Catalog, score: Vec<f32>, unit: f64) -> Self {
+    /// index), the raw score that normalises to 1, and the time they are as of with
+    /// their half-life.
+    pub fn from_scores(
+        catalog: &Catalog,
+        score: Vec<f32>,
+        unit: f64,
+        (trained_at, half_life_s): (i64, f64),
+    ) -> Self {
         let rank = |list: &mut Vec<ProductIdx>| {
             list.sort_unstable_by(|&a, &b| {
                 score[b as usize]
@@ -73,7 +83,14 @@ impl Trending {
             unit,
             global,
             by_category,
+            trained_at,
+            half_life_s,
         }
+    }
+
+    /// The time the scores are as of, and their half-life (seconds).
+    pub fn clock(&self) -> (i64, f64) {
+        (self.trained_at, self.half_life_s)
     }
 
     /// Whether the product existed when the model was trained.

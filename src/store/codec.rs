@@ -56,9 +56,10 @@ mod tests {
         let bytes = encode(&p).unwrap();
         assert_eq!(decode(&bytes).unwrap(), p);
         // 40 applied ids and 5 orders (each counted line by line), 4 bytes each, plus
-        // 2-byte headers, and no cancelled order.
+        // 2-byte headers, and no cancelled order; a view count per recently viewed
+        // product, one byte each.
         assert_eq!(p.applied.len(), 40);
-        let rings = 40 * 4 + 2 + 5 * 4 + 2 + 5 * 4 + 2 + 2;
+        let rings = 40 * 4 + 2 + 5 * 4 + 2 + 5 * 4 + 2 + 2 + 30 + 1;
         assert!(
             bytes.len() < 30 * 8 + 5 * 16 + 3 * 10 + rings + 60,
             "{}",

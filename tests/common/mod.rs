@@ -61,6 +61,14 @@ pub fn on_redis(redis: &redis::RedisServer) -> Settings {
     s
 }
 
+/// A shop with no products and no history yet, on a Redis shared with the commands
+/// (`vitrine train`, `vitrine eval --via-http`).
+pub fn empty_shop_on_redis(redis: &redis::RedisServer) -> Settings {
+    let mut s = on_redis(redis);
+    s.demo.enabled = false;
+    s
+}
+
 pub struct TestApp {
     pub base: String,
     pub port: u16,
