@@ -157,6 +157,13 @@ fn tafeng_baskets_complete_and_repeat() {
                 .as_f64()
                 .unwrap()
     );
+    // Basket items bought before and the others, apart; shares are of the baskets.
+    for m in ["vitrine (next basket)", "gp-topfreq", "item-knn"] {
+        let repeat = method(&report, &format!("{m} · repeat"));
+        let share = repeat["share"].as_f64().unwrap();
+        assert!(share > 0.0 && share <= 1.0, "{repeat}");
+        assert!(method(&report, &format!("{m} · new"))["recall@10"].is_f64());
+    }
 }
 
 /// Customers buy along a chain; the item after their last is the target.
@@ -175,6 +182,8 @@ fn beauty_sequences_are_learnt_and_history_is_excluded() {
     all_metrics_are_fractions(&report);
     let engine = method(&report, "vitrine");
     assert!(engine["hr@10"].as_f64().unwrap() > 0.8, "{engine}");
+    // The chain is what item-kNN learns too.
+    assert!(method(&report, "item-knn")["hr@10"].as_f64().unwrap() > 0.5);
 }
 
 #[test]

@@ -10,6 +10,7 @@
 use std::io::BufRead;
 use std::path::Path;
 
+use super::baselines::ItemKnn;
 use super::metrics::{Metrics, rank_of};
 use super::{EvalError, Harness, MethodResult, most_popular, product_id, single_category_catalog};
 use crate::domain::{Interaction, InteractionKind, Placement, ProductIdx};
@@ -79,9 +80,16 @@ pub async fn evaluate(
     let models = Models::train(&catalog, &interactions, &setup.recommend);
     let (_, popular) = most_popular(items, interactions.iter().map(|i| i.product), 300);
     drop(interactions);
+    // Item-kNN over each customer's whole history (what the protocol lets it see).
+    let histories: Vec<Vec<u32>> = users
+        .iter()
+        .map(|seq| seq[..seq.len() - held_out].iter().map(|&i| i - 1).collect())
+        .collect();
+    let knn = ItemKnn::train(items, histories.iter().map(Vec::as_slice), 100);
 
     let harness = Harness::new(&models, &catalog, Vec::new(), setup);
-    let (mut engine, mut pop) = (Metrics::default(), Metrics::default());
+    let (mut engine, mut pop, mut item_knn) =
+        (Metrics::default(), Metrics::default(), Metrics::default());
     for (u, seq) in users.iter().enumerate() {
         let history = &seq[..seq.len() - held_out];
         let target = seq[seq.len() - held_out] - 1;
@@ -121,6 +129,13 @@ pub async fn evaluate(
             .take(20)
             .collect();
         pop.single(rank_of(&baseline, target), &KS);
+        let knn_answer: Vec<u32> = knn
+            .rank(&seen, 20 + seen.len().min(80), &popular)
+            .into_iter()
+            .filter(|p| !seen.contains(p))
+            .take(20)
+            .collect();
+        item_knn.single(rank_of(&knn_answer, target), &KS);
     }
     let result = |method: &str, m: &Metrics| MethodResult {
         method: method.into(),
@@ -128,6 +143,10 @@ pub async fn evaluate(
     };
     Ok((
         engine.cases(),
-        vec![result("vitrine", &engine), result("popularity", &pop)],
+        vec![
+            result("vitrine", &engine),
+            result("popularity", &pop),
+            result("item-knn", &item_knn),
+        ],
     ))
 }

@@ -412,8 +412,14 @@ pub fn table(report: &Report) -> String {
     names.sort();
     names.dedup();
     let s = &report.settings;
+    let width = 2 + report
+        .results
+        .iter()
+        .map(|r| r.method.chars().count())
+        .max()
+        .unwrap_or(0);
     let mut out = format!(
-        "{}: {} cases, {:.1} s\nsettings: {}; max_per_category {}; neighbors {}; trending_half_life_hours {} (all of them: --format json)\n{:<28}",
+        "{}: {} cases, {:.1} s\nsettings: {}; max_per_category {}; neighbors {}; trending_half_life_hours {} (all of them: --format json)\n{:<width$}",
         report.dataset,
         report.cases,
         report.seconds,
@@ -428,7 +434,7 @@ pub fn table(report: &Report) -> String {
     }
     out.push('\n');
     for r in &report.results {
-        out.push_str(&format!("{:<28}", r.method));
+        out.push_str(&format!("{:<width$}", r.method));
         for n in &names {
             match r.metrics.get(*n) {
                 Some(v) => out.push_str(&format!("{v:>12.4}")),

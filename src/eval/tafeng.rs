@@ -14,6 +14,7 @@ use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 
+use super::baselines::ItemKnn;
 use super::metrics::{Metrics, rank_of};
 use super::{
     EvalError, Harness, MethodResult, field, fill_up, gz_rows, most_popular, product_id,
@@ -94,12 +95,25 @@ pub async fn evaluate(
     let models = Models::train(&catalog, &interactions, &setup.recommend);
     let (counts, popular) = most_popular(items, interactions.iter().map(|i| i.product), 40);
     drop(interactions);
+    // Item-kNN: items of one basket are neighbours.
+    let knn = ItemKnn::train(
+        items,
+        customers
+            .iter()
+            .flat_map(|baskets| &baskets[..target_index(baskets, validation)])
+            .map(Vec::as_slice),
+        100,
+    );
 
     // Groceries are bought again.
     let harness = Harness::new(&models, &catalog, vec!["grocery".into()], setup);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
-    let (mut engine, mut g_top, mut gp_top) =
-        (Metrics::default(), Metrics::default(), Metrics::default());
+    let (mut engine, mut g_top, mut gp_top, mut item_knn) = (
+        BasketSplit::default(),
+        Metrics::default(),
+        BasketSplit::default(),
+        BasketSplit::default(),
+    );
     let (mut fbt, mut fbt_pop) = (Metrics::default(), Metrics::default());
     for (c, baskets) in customers.iter().enumerate() {
         let target = target_index(baskets, validation);
@@ -123,9 +137,11 @@ pub async fn evaluate(
         };
         let basket = &baskets[target];
 
+        let bought: Vec<u32> = baskets[..target].iter().flatten().copied().collect();
         let answer = harness.answer(Placement::Home, &[], 10, Some(&profile));
-        engine.set(&answer, basket, &[10]);
+        engine.set(&answer, basket, &bought);
         g_top.set(&popular[..10], basket, &[10]);
+        item_knn.set(&knn.rank(&bought, 10, &popular), basket, &bought);
 
         // GP-TopFreq: the customer's own most frequent items, then global popularity.
         // (item, times bought): most often first, ties by global popularity.
@@ -145,7 +161,7 @@ pub async fn evaluate(
         });
         let mut answer: Vec<u32> = own.iter().map(|e| e.0).take(10).collect();
         fill_up(&mut answer, &popular, 10);
-        gp_top.set(&answer, basket, &[10]);
+        gp_top.set(&answer, basket, &bought);
 
         // Basket completion.
         if basket.len() >= 2 {
@@ -173,6 +189,17 @@ pub async fn evaluate(
         method: method.into(),
         metrics: m.means(&["recall@10", "ndcg@10"]),
     };
+    let split_result = |method: &str, m: &BasketSplit| {
+        let all = m.all.cases().max(1) as f64;
+        let mut out = vec![basket_result(method, &m.all)];
+        for (part, metrics) in [("· repeat", &m.repeat), ("· new", &m.new)] {
+            let mut r = basket_result(&format!("{method} {part}"), metrics);
+            r.metrics
+                .insert("share".into(), metrics.cases() as f64 / all);
+            out.push(r);
+        }
+        out
+    };
     let fbt_result = |method: &str, m: &Metrics| MethodResult {
         method: method.into(),
         metrics: m
@@ -181,14 +208,34 @@ pub async fn evaluate(
             .map(|(k, v)| (format!("fbt_{k}"), v))
             .collect(),
     };
-    Ok((
-        engine.cases(),
-        vec![
-            basket_result("vitrine (next basket)", &engine),
-            basket_result("g-topfreq", &g_top),
-            basket_result("gp-topfreq", &gp_top),
-            fbt_result("vitrine (cart: fbt)", &fbt),
-            fbt_result("popularity (fbt)", &fbt_pop),
-        ],
-    ))
+    let mut results = split_result("vitrine (next basket)", &engine);
+    results.push(basket_result("g-topfreq", &g_top));
+    results.extend(split_result("gp-topfreq", &gp_top));
+    results.extend(split_result("item-knn", &item_knn));
+    results.push(fbt_result("vitrine (cart: fbt)", &fbt));
+    results.push(fbt_result("popularity (fbt)", &fbt_pop));
+    Ok((engine.all.cases(), results))
+}
+
+/// Next-basket figures over whole baskets, and over each basket's items bought before
+/// (repeat) and the others (new), each over the baskets that have such items; `share`
+/// is the part of the baskets that do.
+#[derive(Default)]
+struct BasketSplit {
+    all: Metrics,
+    repeat: Metrics,
+    new: Metrics,
+}
+
+impl BasketSplit {
+    fn set(&mut self, answer: &[u32], basket: &[u32], bought: &[u32]) {
+        self.all.set(answer, basket, &[10]);
+        let (repeat, new): (Vec<u32>, Vec<u32>) =
+            basket.iter().copied().partition(|p| bought.contains(p));
+        for (part, items) in [(&mut self.repeat, repeat), (&mut self.new, new)] {
+            if !items.is_empty() {
+                part.set(answer, &items, &[10]);
+            }
+        }
+    }
 }
