@@ -416,8 +416,6 @@ pub fn key_hasher(settings: &Settings) -> KeyHasher {
 
 type Stores = (Arc<dyn ProfileStore>, Arc<dyn CatalogStore>);
 
-/// The configured backend, as the profile store and the catalog store (one backend
-/// holds both).
 /// What `vitrine train` did.
 pub struct Trained {
     pub version: String,
@@ -484,6 +482,8 @@ pub async fn train(
     })
 }
 
+/// The configured backend, as the profile store and the catalog store (one backend
+/// holds both).
 pub async fn open_store(settings: &Settings) -> Result<Stores, StartError> {
     fn both<S: ProfileStore + CatalogStore>(store: S) -> Stores {
         let store = Arc::new(store);

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::TestApp;
@@ -96,22 +95,15 @@ async fn twenty_thousand_cases_score_alike_at_the_end_and_at_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("history.ndjson");
     std::fs::write(&file, lines).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vitrine"))
-        .args(["train", "--events"])
-        .arg(&file)
-        .args(["--redis", &redis.url()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let version = String::from_utf8_lossy(&out.stdout)
-        .split(':')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (code, stdout, stderr) = common::vitrine(&[
+        "train",
+        "--events",
+        file.to_str().unwrap(),
+        "--redis",
+        &redis.url(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let version = stdout.split(':').next().unwrap().to_owned();
     let waiting = Instant::now();
     while home(&app, "warm-up").await["model_version"] != version.as_str() {
         assert!(waiting.elapsed() < Duration::from_secs(10));

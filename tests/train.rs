@@ -99,19 +99,6 @@ async fn trained_models_reach_every_replica_without_a_failed_request() {
     );
 }
 
-fn vitrine(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vitrine"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Waits until `app` answers `path` with `want` (product, reason), on models of
 /// `version` when given; returns that item's score.
 async fn wait_for(app: &TestApp, path: &str, want: (&str, &str), version: Option<&str>) -> Value {
@@ -155,10 +142,10 @@ async fn without_a_file_train_learns_the_stored_event_log() {
     }
     std::fs::write(&file, lines).unwrap();
     let file = file.to_str().unwrap();
-    let (code, _, stderr) = vitrine(&["import", "events", file, "--redis", &redis.url()]);
+    let (code, _, stderr) = common::vitrine(&["import", "events", file, "--redis", &redis.url()]);
     assert_eq!(code, Some(0), "{stderr}");
 
-    let (code, stdout, stderr) = vitrine(&["train", "--redis", &redis.url()]);
+    let (code, stdout, stderr) = common::vitrine(&["train", "--redis", &redis.url()]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.contains("trained on 40 interactions from 40 event log entries (0 bad, 0 about"),

@@ -365,7 +365,7 @@ fn push_ring(ring: &mut Vec<u32>, id: u32, max: usize) {
 
 impl Profile {
     /// The recently viewed products, most recent first, with how often each was viewed.
-    pub fn views(&self) -> impl Iterator<Item = (&str, u16)> {
+    pub fn views(&self) -> impl DoubleEndedIterator<Item = (&str, u16)> {
         self.recently_viewed
             .iter()
             .enumerate()
@@ -758,7 +758,7 @@ impl Profile {
         if !self.consent.personalization {
             return;
         }
-        for (p, times) in from.views().collect::<Vec<_>>().into_iter().rev() {
+        for (p, times) in from.views().rev() {
             self.note_views(p, times);
         }
         for q in from.recent_searches.iter().rev() {

@@ -47,7 +47,8 @@ pub struct MethodResult {
 }
 
 /// One method's cases, all of them and apart by whether the target was something the
-/// visitor had already had (repeat) or not (new).
+/// visitor had already had (repeat) or not (new); for a basket, its items bought
+/// before and the others, each part over the baskets that hold such items.
 #[derive(Default)]
 pub(crate) struct Split {
     all: Metrics,
@@ -64,6 +65,19 @@ impl Split {
             &mut self.new
         };
         part.single(rank, ks);
+    }
+
+    /// One basket case: Recall@10 and NDCG@10 over the whole `basket`, and over its
+    /// items in `bought` and the others.
+    pub(crate) fn set(&mut self, answer: &[u32], basket: &[u32], bought: &[u32]) {
+        self.all.set(answer, basket, &[10]);
+        let (repeat, new): (Vec<u32>, Vec<u32>) =
+            basket.iter().copied().partition(|p| bought.contains(p));
+        for (part, items) in [(&mut self.repeat, repeat), (&mut self.new, new)] {
+            if !items.is_empty() {
+                part.set(answer, &items, &[10]);
+            }
+        }
     }
 
     pub(crate) fn cases(&self) -> u64 {

@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use super::baselines::ItemKnn;
 use super::metrics::{Metrics, rank_of};
 use super::{
-    EvalError, Harness, MethodResult, field, fill_up, gz_rows, most_popular, product_id,
+    EvalError, Harness, MethodResult, Split, field, fill_up, gz_rows, most_popular, product_id,
     single_category_catalog,
 };
 use crate::domain::{Interaction, InteractionKind, Placement};
@@ -109,10 +109,10 @@ pub async fn evaluate(
     let harness = Harness::new(&models, &catalog, vec!["grocery".into()], setup);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
     let (mut engine, mut g_top, mut gp_top, mut item_knn) = (
-        BasketSplit::default(),
+        Split::default(),
         Metrics::default(),
-        BasketSplit::default(),
-        BasketSplit::default(),
+        Split::default(),
+        Split::default(),
     );
     let (mut fbt, mut fbt_pop) = (Metrics::default(), Metrics::default());
     for (c, baskets) in customers.iter().enumerate() {
@@ -185,20 +185,10 @@ pub async fn evaluate(
             fbt_pop.single(rank_of(&pop, hidden), &[10, 20]);
         }
     }
+    const BASKET: [&str; 2] = ["recall@10", "ndcg@10"];
     let basket_result = |method: &str, m: &Metrics| MethodResult {
         method: method.into(),
-        metrics: m.means(&["recall@10", "ndcg@10"]),
-    };
-    let split_result = |method: &str, m: &BasketSplit| {
-        let all = m.all.cases().max(1) as f64;
-        let mut out = vec![basket_result(method, &m.all)];
-        for (part, metrics) in [("· repeat", &m.repeat), ("· new", &m.new)] {
-            let mut r = basket_result(&format!("{method} {part}"), metrics);
-            r.metrics
-                .insert("share".into(), metrics.cases() as f64 / all);
-            out.push(r);
-        }
-        out
+        metrics: m.means(&BASKET),
     };
     let fbt_result = |method: &str, m: &Metrics| MethodResult {
         method: method.into(),
@@ -208,34 +198,11 @@ pub async fn evaluate(
             .map(|(k, v)| (format!("fbt_{k}"), v))
             .collect(),
     };
-    let mut results = split_result("vitrine (next basket)", &engine);
+    let mut results = engine.results("vitrine (next basket)", &BASKET);
     results.push(basket_result("g-topfreq", &g_top));
-    results.extend(split_result("gp-topfreq", &gp_top));
-    results.extend(split_result("item-knn", &item_knn));
+    results.extend(gp_top.results("gp-topfreq", &BASKET));
+    results.extend(item_knn.results("item-knn", &BASKET));
     results.push(fbt_result("vitrine (cart: fbt)", &fbt));
     results.push(fbt_result("popularity (fbt)", &fbt_pop));
-    Ok((engine.all.cases(), results))
-}
-
-/// Next-basket figures over whole baskets, and over each basket's items bought before
-/// (repeat) and the others (new), each over the baskets that have such items; `share`
-/// is the part of the baskets that do.
-#[derive(Default)]
-struct BasketSplit {
-    all: Metrics,
-    repeat: Metrics,
-    new: Metrics,
-}
-
-impl BasketSplit {
-    fn set(&mut self, answer: &[u32], basket: &[u32], bought: &[u32]) {
-        self.all.set(answer, basket, &[10]);
-        let (repeat, new): (Vec<u32>, Vec<u32>) =
-            basket.iter().copied().partition(|p| bought.contains(p));
-        for (part, items) in [(&mut self.repeat, repeat), (&mut self.new, new)] {
-            if !items.is_empty() {
-                part.set(answer, &items, &[10]);
-            }
-        }
-    }
+    Ok((engine.cases(), results))
 }

@@ -5,7 +5,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::trending::kind_weight;
+use super::trending::{decay, kind_weight};
 use crate::domain::{Interaction, ProductIdx, Segment};
 
 /// Products kept ranked per segment.
@@ -30,7 +30,7 @@ impl AudienceTrend {
     pub fn train(interactions: &[Interaction], half_life_s: f64, now: i64) -> Self {
         let mut raw: FxHashMap<Segment, FxHashMap<ProductIdx, f64>> = FxHashMap::default();
         for i in interactions {
-            let w = kind_weight(i.kind) * (-((now - i.ts).max(0) as f64) / half_life_s).exp2();
+            let w = kind_weight(i.kind) * decay((now - i.ts).max(0), half_life_s);
             for s in i.audience.segments() {
                 if raw.len() >= MAX_SEGMENTS && !raw.contains_key(&s) {
                     continue;

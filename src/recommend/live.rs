@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use rustc_hash::FxHashMap;
 
+use super::trending::{decay, kind_weight};
 use crate::domain::{Audience, InteractionKind, ProductIdx, Segment};
 
 /// Orders remembered for pairing (a purchase of an order older than this pairs with
@@ -139,17 +140,6 @@ pub struct Live {
     clock: AtomicI64,
 }
 
-impl Default for Live {
-    fn default() -> Self {
-        Self::new(0, 72.0 * 3600.0)
-    }
-}
-
-/// `2^(-age / half_life)`: what a weight keeps after `age` seconds.
-pub fn decay(age_s: i64, half_life_s: f64) -> f64 {
-    (-(age_s as f64) / half_life_s).exp2()
-}
-
 fn bump(list: &mut Vec<(ProductIdx, f32)>, p: ProductIdx) {
     if let Some(e) = list.iter_mut().find(|(q, _)| *q == p) {
         e.1 += 1.0;
@@ -217,7 +207,7 @@ impl Live {
                 !b.scores.is_empty()
             });
         }
-        let weight = super::trending::kind_weight(kind) / decay(at - g.epoch, self.half_life_s);
+        let weight = kind_weight(kind) / decay(at - g.epoch, self.half_life_s);
         g.trend.add(product, weight);
         for s in audience.segments() {
             if g.segments.len() >= MAX_SEGMENTS && !g.segments.contains_key(&s) {
@@ -308,7 +298,7 @@ mod tests {
 
     #[test]
     fn products_of_one_order_pair_up_once_each() {
-        let live = Live::default();
+        let live = Live::new(0, 3600.0);
         live.purchase(1, 10);
         live.purchase(1, 11);
         live.purchase(1, 11); // the same line again: no new pair
@@ -325,7 +315,7 @@ mod tests {
 
     #[test]
     fn trend_adds_event_weights_and_ranks() {
-        let live = Live::default();
+        let live = Live::new(0, 3600.0);
         live.trend(5, InteractionKind::View, Audience::default(), 0);
         live.trend(6, InteractionKind::Purchase, Audience::default(), 0);
         live.trend(5, InteractionKind::View, Audience::default(), 0);
@@ -377,7 +367,7 @@ mod tests {
 
     #[test]
     fn a_segment_trends_apart_from_the_rest() {
-        let live = Live::default();
+        let live = Live::new(0, 3600.0);
         let de = Audience {
             country: crate::domain::Country::parse("DE").ok(),
             device: Some(crate::domain::Device::Mobile),

@@ -80,7 +80,7 @@ impl Models {
     /// What the trained trend keeps at the live models' time.
     fn trained_share(&self) -> f32 {
         let (trained_at, half_life_s) = self.trending.clock();
-        super::live::decay(self.live.clock() - trained_at, half_life_s) as f32
+        super::trending::decay(self.live.clock() - trained_at, half_life_s) as f32
     }
 
     /// A product's trend now: the trained score and what events added since, both

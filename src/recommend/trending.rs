@@ -22,6 +22,12 @@ pub struct Trending {
     half_life_s: f64,
 }
 
+/// `2^(-age / half_life)`: what a weight keeps after `age_s` seconds (more than 1 for a
+/// negative age: a weight kept as of an earlier time).
+pub fn decay(age_s: i64, half_life_s: f64) -> f64 {
+    (-(age_s as f64) / half_life_s).exp2()
+}
+
 pub fn kind_weight(kind: InteractionKind) -> f64 {
     match kind {
         InteractionKind::View => 1.0,
@@ -39,9 +45,8 @@ impl Trending {
     ) -> Self {
         let mut raw = vec![0f64; catalog.len()];
         for i in interactions {
-            let age = (now - i.ts).max(0) as f64;
             if let Some(slot) = raw.get_mut(i.product as usize) {
-                *slot += kind_weight(i.kind) * (-age / half_life_s).exp2();
+                *slot += kind_weight(i.kind) * decay((now - i.ts).max(0), half_life_s);
             }
         }
         let max = raw.iter().copied().fold(0f64, f64::max);

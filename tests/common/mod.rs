@@ -343,6 +343,20 @@ pub async fn livez_on(c: &mut tokio::net::TcpStream) {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+/// Runs the real binary in the project's directory: its exit code, stdout and stderr.
+pub fn vitrine(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs `vitrine import KIND tests/fixtures/import/FILE` against this Redis.
 pub fn import(
     redis: &redis::RedisServer,
