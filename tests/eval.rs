@@ -198,6 +198,42 @@ fn a_missing_dataset_is_exit_2_naming_the_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("baskets.csv.gz"));
 }
 
+/// The served replay is Diginetica's; anywhere else it is refused before any work, and
+/// a server that is not there is a clear error, not a hang.
+#[test]
+fn via_http_is_refused_where_it_does_not_apply_or_cannot_reach_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = common::vitrine(&[
+        "eval",
+        "--dataset",
+        "beauty",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--via-http",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--via-http and --sessions are for the diginetica protocol"),
+        "{stderr}"
+    );
+    dataset(dir.path());
+    let (code, _, stderr) = common::vitrine(&[
+        "eval",
+        "--dataset",
+        "diginetica",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--via-http",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("via http: PUT /admin/v1/products"),
+        "{stderr}"
+    );
+}
+
 /// Sessions over 60 items that step on (`i`, `i + 1`, `i + 3`) and often go back to
 /// an item seen earlier in the session: repeat and new targets both.
 fn dataset(dir: &Path) {
