@@ -27,7 +27,7 @@ use vitrine::decide::expr::Context;
 use vitrine::decide::promo::{Usage, offers};
 use vitrine::decide::{merch, ruleset};
 use vitrine::domain::{Catalog, Currency, Money, Placement, Profile};
-use vitrine::http::recommend::Context as PageContext;
+use vitrine::domain::{PageContext, RawPageContext};
 use vitrine::ingest::demo;
 use vitrine::recommend::{Reason, Scored};
 
@@ -50,7 +50,7 @@ impl Fixture<'_> {
             .iter()
             .map(|&(p, q)| vitrine::decide::line(self.catalog, p, q))
             .collect();
-        vitrine::http::cart::decision_context(
+        vitrine::decide::context(
             self.catalog,
             self.page,
             Some(self.profile),
@@ -73,7 +73,7 @@ fn cart(f: &Fixture<'_>) -> usize {
 fn page(f: &Fixture<'_>) -> usize {
     let mut ctx = f.context();
     let (book, priced) = vitrine::decide::price_lines(&f.rules, &mut ctx);
-    let offered = offers(&f.rules, &ctx, &priced, &|_| Usage::default());
+    let offered = offers(f.rules.promotions(), &ctx, &priced, &|_| Usage::default());
     let active = merch::active(&f.rules.merchandising, Placement::Home, &ctx);
     let page = merch::Page {
         catalog: f.catalog,
@@ -126,14 +126,14 @@ fn shop() -> demo::DemoShop {
 
 /// A mobile visitor in Great Britain on the web, paying in pounds.
 fn page_context() -> PageContext {
-    PageContext {
+    PageContext::parse(RawPageContext {
         country: Some("GB".into()),
-        currency: Currency::parse("GBP").ok(),
+        currency: Some("GBP".into()),
         channel: Some("web".into()),
         device: Some("mobile".into()),
-        locale: None,
-        exit_intent: false,
-    }
+        ..RawPageContext::default()
+    })
+    .expect("a valid context")
 }
 
 /// `n` products spread over the catalog (every `stride`-th), scored down from 1 by
@@ -196,7 +196,7 @@ fn bench(c: &mut Criterion) {
         let probe =
             vitrine::decide::evaluate_cart(&f.rules, f.context(), &[], &|_| Usage::default())
                 .expect("priced");
-        let costs = vitrine::decide::limits::costs(&f.rules);
+        let costs = vitrine::decide::ruleset::costs(&f.rules);
         println!(
             "{name}: cost {} (cart) and {} (page) of {}; {} promotions, {} price lists, {} merchandising rules; on the 20-line cart {} promotions apply, {} are refused with a reason",
             costs.cart,
@@ -254,7 +254,7 @@ fn at_limits(c: &mut Criterion) {
         let probe =
             vitrine::decide::evaluate_cart(&f.rules, f.context(), f.codes, &|_| Usage::default())
                 .expect("priced");
-        let costs = vitrine::decide::limits::costs(&f.rules);
+        let costs = vitrine::decide::ruleset::costs(&f.rules);
         println!(
             "at the limits ({shape:?}): cost {} (cart) and {} (page) of {}; {} promotions, {} price lists, {} merchandising rules, {} codes; built and compiled in {:.1} s; on the 200-line cart {} promotions apply",
             costs.cart,

@@ -17,61 +17,21 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Settings, StorageBackend};
+use crate::decide::content::Banners;
+use crate::domain::time::unix_now;
 use crate::domain::{Catalog, Interaction, Profile, VisitorId, VisitorKey};
 use crate::http;
 use crate::http::auth::Keys;
-use crate::http::recommend::Banners;
+use crate::http::state::AppState;
 use crate::ingest::catalog::{CatalogChangeError, CatalogService};
 use crate::ingest::demo;
 use crate::recommend::Models;
-use crate::recommend::model::unix_now;
+use crate::recommend::Snapshot;
 use crate::store::redis::RedisOptions;
 use crate::store::{
     CatalogStore, EmbeddedStore, KeyHasher, MemoryStore, ProfileStore, RedisStore, StoreError,
     Tiered,
 };
-
-/// The catalog and the models trained on it: always swapped together, because the
-/// models address products by catalog index.
-pub struct Snapshot {
-    pub catalog: Catalog,
-    pub models: Arc<Models>,
-}
-
-/// Installs ring as the process's TLS crypto provider (outbound HTTPS to platform APIs).
-/// Idempotent; the first install wins.
-pub fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Shared by every handler: a cheap clone of `Arc`s.
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub snapshot: Arc<ArcSwap<Snapshot>>,
-    pub store: Arc<dyn ProfileStore>,
-    pub hasher: Arc<KeyHasher>,
-    pub buffer: Arc<crate::ingest::buffer::EventBuffer>,
-    pub webhooks: Arc<crate::http::webhooks::WebhookState>,
-    pub keys: Arc<Keys>,
-    /// Verifies signed customer identities on the storefront API.
-    pub tokens: Arc<crate::http::auth::CustomerTokens>,
-    pub banners: Arc<Banners>,
-    /// API requests in flight (storefront API).
-    pub permits: Arc<Semaphore>,
-    /// Webhook deliveries in flight: a pool of their own.
-    pub webhook_permits: Arc<Semaphore>,
-    /// Catalog changes, written through the store and followed from it.
-    pub catalog: Arc<CatalogService>,
-    /// What product events teach the live models, shared through the event log.
-    pub learning: Arc<crate::ingest::log::Learning>,
-    /// The decisioning ruleset in force, followed from the store.
-    pub rules: Arc<crate::decide::live::LiveRules>,
-    /// The recommendation rules from `recommend` settings.
-    pub policy: Arc<crate::recommend::engine::Policy>,
-    pub metrics: PrometheusHandle,
-    pub cache_control: HeaderValue,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -129,7 +89,7 @@ impl App {
     where
         F: FnOnce(Arc<dyn ProfileStore>) -> Arc<dyn ProfileStore>,
     {
-        install_tls_provider();
+        crate::ingest::install_tls_provider();
         let metrics = metrics_handle();
         let hasher = Arc::new(key_hasher(&settings));
         let (base, catalog_store) = open_store(&settings).await?;
@@ -259,7 +219,7 @@ impl App {
             )),
             snapshot,
             webhooks: Arc::new(
-                crate::http::webhooks::WebhookState::new(&settings)
+                crate::ingest::webhooks::WebhookState::new(&settings)
                     .map_err(StartError::Webhooks)?,
             ),
             buffer: Arc::new(buffer),
@@ -364,43 +324,6 @@ impl App {
         self.state.settle(deadline).await;
         tracing::info!("stopped");
         Ok(())
-    }
-}
-
-impl AppState {
-    /// Before exit: writes buffered events and queued event-log entries to the store,
-    /// until `deadline`. What is still buffered then stays in the journal and is
-    /// replayed at the next start.
-    pub async fn settle(&self, deadline: tokio::time::Instant) {
-        let buffered = self.buffer.len();
-        if buffered > 0 {
-            let drained = tokio::time::timeout_at(
-                deadline,
-                self.buffer.drain(self.store.as_ref(), Some(&self.learning)),
-            )
-            .await;
-            match drained {
-                Ok(Ok(n)) => tracing::info!(events = n, "buffered events written before exit"),
-                Ok(Err(e)) => tracing::warn!(
-                    error = %e,
-                    events = self.buffer.len(),
-                    "the store is unavailable; buffered events stay in the journal for the next start"
-                ),
-                Err(_) => tracing::warn!(
-                    events = self.buffer.len(),
-                    "shutdown timeout; buffered events stay in the journal for the next start"
-                ),
-            }
-        }
-        if self.learning.queued() > 0 {
-            let flushed = tokio::time::timeout_at(deadline, self.learning.flush()).await;
-            if !matches!(flushed, Ok(Ok(()))) {
-                tracing::warn!(
-                    entries = self.learning.queued(),
-                    "event log entries not written before exit (training data only; profiles have them)"
-                );
-            }
-        }
     }
 }
 

@@ -24,3 +24,6 @@ pub mod ingest;
 pub mod recommend;
 pub mod store;
 pub mod telemetry;
+
+#[cfg(test)]
+mod layering;

@@ -160,11 +160,11 @@ proptest! {
         let catalog = catalog();
         let mut ctx = context(catalog, &lines);
         let (_, priced) = vitrine::decide::price_lines(&rules, &mut ctx);
-        let eval = vitrine::decide::promo::evaluate(&rules, &ctx, &priced, &[], &|_| Usage::default());
+        let eval = vitrine::decide::promo::evaluate(rules.promotions(), &ctx, &priced, &[], &|_| Usage::default());
         for (i, line) in eval.lines.iter().enumerate() {
             let product = catalog.product(catalog.lookup(&line.product_id).unwrap());
             let category = &catalog.categories()[usize::from(product.category)];
-            let floor = vitrine::decide::price::floor(&rules, product, category, gbp());
+            let floor = vitrine::decide::price::floor(rules.pricing(), product, category, gbp());
             let qty = i64::from(line.quantity);
             match floor {
                 Some(f) => {
@@ -194,7 +194,7 @@ proptest! {
         prop_assert!(eval.shipping.total.amount >= 0);
 
         // The same inputs, the same decision.
-        let again = vitrine::decide::promo::evaluate(&rules, &ctx, &priced, &[], &|_| Usage::default());
+        let again = vitrine::decide::promo::evaluate(rules.promotions(), &ctx, &priced, &[], &|_| Usage::default());
         prop_assert_eq!(&eval, &again);
         let recompiled = compile(&doc).unwrap();
         prop_assert_eq!(&recompiled.version, &rules.version);

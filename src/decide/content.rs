@@ -11,8 +11,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::compile::{RawWindow, Window, expression, parse, window};
 use super::expr::{Context, Env, Errors, Expr, Scope};
-use super::ruleset::Window;
+use crate::config::BannerSettings;
 use crate::domain::{Catalog, Placement, Profile};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -84,7 +85,7 @@ struct RawItem {
     placements: Vec<Placement>,
     when: Option<Value>,
     #[serde(default)]
-    window: super::ruleset::RawWindow,
+    window: RawWindow,
     #[serde(default)]
     priority: i64,
     #[serde(default = "one")]
@@ -192,13 +193,13 @@ fn item(raw: RawItem, kind: Kind, path: &str, errors: &mut Errors) -> ContentIte
         }
     };
     ContentItem {
-        when: super::ruleset::expression(
+        when: expression(
             raw.when.as_ref(),
             Scope::Context,
             &format!("{path}.when"),
             errors,
         ),
-        window: super::ruleset::window(&raw.window, &format!("{path}.window"), errors),
+        window: window(&raw.window, &format!("{path}.window"), errors),
         id: raw.id,
         placements: raw.placements,
         priority: raw.priority,
@@ -219,7 +220,7 @@ pub(super) fn compile(raw: &RawContent, errors: &mut Errors) -> Content {
         let mut list = Vec::new();
         for (i, v) in values.iter().enumerate() {
             let path = format!("$.content.{name}[{i}]");
-            if let Some(r) = super::ruleset::parse::<RawItem>(v, &path, errors) {
+            if let Some(r) = parse::<RawItem>(v, &path, errors) {
                 list.push(item(r, kind, &path, errors));
             }
         }
@@ -345,5 +346,24 @@ pub fn select(
         banners,
         collections,
         modules,
+    }
+}
+/// Banners per placement, resolved once from the configuration.
+pub struct Banners {
+    by_placement: Vec<Vec<BannerSettings>>,
+}
+
+impl Banners {
+    pub fn new(all: &[BannerSettings]) -> Self {
+        let by_placement = Placement::ALL
+            .iter()
+            .map(|p| all.iter().filter(|b| b.placement == *p).cloned().collect())
+            .collect();
+        Self { by_placement }
+    }
+
+    pub fn for_placement(&self, p: Placement) -> &[BannerSettings] {
+        let i = Placement::ALL.iter().position(|x| *x == p).unwrap_or(0);
+        &self.by_placement[i]
     }
 }

@@ -172,7 +172,7 @@ impl LiveRules {
         let ids: Vec<String> = rules
             .promotions
             .iter()
-            .filter(|p| p.budget != super::ruleset::Budget::default())
+            .filter(|p| p.budget != super::promo::Budget::default())
             .map(|p| p.id.clone())
             .collect();
         let used = if ids.is_empty() {

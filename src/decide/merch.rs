@@ -9,9 +9,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::compile::{RawWindow, Window, expression, window};
 use super::expr::{self, Context, Env, Errors, Expr, ProductFacts, Scope};
 use super::price::PriceBook;
-use super::ruleset::Window;
 use crate::domain::{Catalog, Placement, ProductIdx};
 use crate::recommend::{Reason, Scored};
 
@@ -125,7 +125,7 @@ pub(super) struct RawMerchRule {
     placements: Vec<Placement>,
     when: Option<Value>,
     #[serde(default)]
-    window: super::ruleset::RawWindow,
+    window: RawWindow,
     #[serde(default)]
     priority: i64,
     action: RawAction,
@@ -184,13 +184,13 @@ pub(super) fn compile(raw: RawMerchRule, path: &str, errors: &mut Errors) -> Mer
         }
     };
     MerchRule {
-        when: super::ruleset::expression(
+        when: expression(
             raw.when.as_ref(),
             Scope::Context,
             &format!("{path}.when"),
             errors,
         ),
-        window: super::ruleset::window(&raw.window, &format!("{path}.window"), errors),
+        window: window(&raw.window, &format!("{path}.window"), errors),
         id: raw.id,
         placements: raw.placements,
         priority: raw.priority,

@@ -6,22 +6,120 @@
 //! then only read: a request loads the live one once and decides everything against it,
 //! so an answer never mixes two versions and names the one it used.
 
+pub mod checkout;
+pub mod compile;
 pub mod content;
 pub mod expr;
 pub mod limits;
 pub mod live;
 pub mod merch;
+pub mod page;
 pub mod price;
 pub mod promo;
 pub mod ruleset;
 
 pub use ruleset::Ruleset;
 
-use expr::{Context, Customer, Line, ProductFacts};
+use expr::{Context, Customer, Line, ProductFacts, Session};
 use price::{PriceBook, Priced};
 use promo::{Evaluation, Usage};
 
-use crate::domain::{Catalog, Currency, ProductIdx, Profile};
+use crate::domain::{Catalog, Currency, PageContext, Placement, ProductIdx, Profile};
+use crate::recommend::CartItem;
+
+/// Why a decision cannot be made for a request: each is the client's to fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A category page names a category the catalog does not have.
+    UnknownCategory(String),
+    /// A cart line names a product the catalog does not have.
+    UnknownProduct(String),
+    /// The request names a currency the shop does not sell in.
+    UnsupportedCurrency(Currency),
+    /// A cart line has no price in the request's currency: `named` when the request
+    /// named that currency, else the cart's lines are in several.
+    Unpriced {
+        line: Unpriced,
+        currency: Currency,
+        named: bool,
+    },
+}
+
+impl Refusal {
+    fn unpriced(page: &PageContext, line: Unpriced, currency: Currency) -> Self {
+        Self::Unpriced {
+            line,
+            currency,
+            named: page.currency.is_some(),
+        }
+    }
+}
+
+/// The currency a request is decided in: the one it names, else the first cart line's,
+/// else the catalog's.
+pub fn request_currency(page: &PageContext, catalog: &Catalog, cart: &[Line<'_>]) -> Currency {
+    page.currency
+        .or_else(|| cart.first().map(|l| l.item.product.price.currency))
+        .or_else(|| catalog.products().first().map(|p| p.price.currency))
+        .unwrap_or_else(|| Currency::parse("USD").unwrap_or(Currency::XXX))
+}
+
+/// The facts rules read for one request (at `now`, Unix seconds).
+pub fn context<'a>(
+    catalog: &'a Catalog,
+    page: &'a PageContext,
+    profile: Option<&'a Profile>,
+    placement: Option<Placement>,
+    lines: Vec<Line<'a>>,
+    now: i64,
+) -> Context<'a> {
+    let (personalization, marketing) = profile.map_or((true, false), |p| {
+        (p.consent.personalization, p.consent.marketing)
+    });
+    Context {
+        customer: profile
+            .filter(|p| p.consent.personalization)
+            .map(|p| customer(p, now)),
+        session: Session {
+            channel: page.channel.as_deref(),
+            device: page.device.as_deref(),
+            country: page.country.as_ref().map(crate::domain::Country::as_str),
+            currency: request_currency(page, catalog, &lines),
+            placement,
+            exit_intent: page.exit_intent,
+            first_visit: profile.is_none(),
+        },
+        lines,
+        personalization,
+        marketing,
+        now,
+        discount: 0,
+    }
+}
+
+/// The cart's lines on the catalog; a product the catalog does not have is refused.
+pub fn cart_lines<'a>(catalog: &'a Catalog, cart: &[CartItem]) -> Result<Vec<Line<'a>>, Refusal> {
+    cart.iter()
+        .map(|c| {
+            let idx = catalog
+                .lookup(&c.product_id)
+                .ok_or_else(|| Refusal::UnknownProduct(c.product_id.clone()))?;
+            Ok(line(catalog, idx, c.quantity))
+        })
+        .collect()
+}
+
+/// The request's currency is one the shop sells in, when the request names one.
+pub fn check_currency(
+    page: &PageContext,
+    catalog: &Catalog,
+    rules: &Ruleset,
+) -> Result<(), Refusal> {
+    match page.currency {
+        Some(c) if !sells_in(catalog, rules, c) => Err(Refusal::UnsupportedCurrency(c)),
+        _ => Ok(()),
+    }
+}
 
 /// The customer facts rules read from a profile (at `now`, Unix seconds).
 pub fn customer(profile: &Profile, now: i64) -> Customer<'_> {
@@ -50,7 +148,7 @@ pub fn product_facts(catalog: &Catalog, idx: ProductIdx) -> ProductFacts<'_> {
 /// pricing, and the price book for pricing more products. Price list scopes see the cart
 /// at catalog prices.
 pub fn price_lines<'r>(rules: &'r Ruleset, ctx: &mut Context<'_>) -> (PriceBook<'r>, Vec<Priced>) {
-    let book = PriceBook::new(rules, ctx);
+    let book = PriceBook::new(rules.pricing(), ctx);
     let priced: Vec<Priced> = ctx
         .lines
         .iter()
@@ -95,7 +193,13 @@ pub fn evaluate_cart(
     if let Some(u) = unpriced(&ctx, &priced) {
         return Err(u);
     }
-    Ok(promo::evaluate(rules, &ctx, &priced, codes, usage))
+    Ok(promo::evaluate(
+        rules.promotions(),
+        &ctx,
+        &priced,
+        codes,
+        usage,
+    ))
 }
 
 /// Whether the shop sells in `currency`: a product or a price list is priced in it.

@@ -10,10 +10,317 @@
 //! that is not a sale: never a price this visitor could not have paid, and only shown when
 //! it is above the price. The margin floor is applied last.
 
-use super::expr::{Context, Env};
-use super::ruleset::{PriceEntry, PriceKind, PriceList, Ruleset};
-use crate::domain::Money;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::compile::{
+    RawMoney, RawWindow, Window, ancestors, bps, check_id, expression, money, window,
+};
+use super::expr::{Context, Env, Errors, Expr, Scope};
 use crate::domain::catalog::{Category, Product};
+use crate::domain::{Currency, Money};
+
+/// What pricing reads of a ruleset (see [`super::Ruleset::pricing`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Pricing<'r> {
+    pub price_lists: &'r [PriceList],
+    /// Every price list's entries, by product.
+    pub prices: &'r Prices,
+    pub guardrails: &'r Guardrails,
+}
+
+// ---- price lists and guardrails, and how they are compiled --------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceKind {
+    Base,
+    Sale,
+    Segment,
+    Adjustment,
+    Contract,
+}
+
+impl PriceKind {
+    /// The more specific price wins at equal priority: contract, then segment (and
+    /// adjustments, which are segment prices by rule), then sale, then base.
+    pub const fn specificity(self) -> u8 {
+        match self {
+            PriceKind::Contract => 4,
+            PriceKind::Segment | PriceKind::Adjustment => 3,
+            PriceKind::Sale => 1,
+            PriceKind::Base => 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tier {
+    pub min_qty: u32,
+    pub amount: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PriceEntry {
+    pub amount: i64,
+    /// Ascending by `min_qty`.
+    pub tiers: Vec<Tier>,
+}
+
+impl PriceEntry {
+    /// The unit amount at `quantity`: the tier with the largest `min_qty` reached.
+    pub fn at(&self, quantity: u32) -> i64 {
+        self.tiers
+            .iter()
+            .rev()
+            .find(|t| quantity >= t.min_qty)
+            .map_or(self.amount, |t| t.amount)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adjust {
+    /// The list whose price is adjusted; `None`: the catalog price.
+    pub parent: Option<String>,
+    /// Where `parent` is in the ruleset's price lists (resolved when compiled).
+    pub parent_index: Option<usize>,
+    pub percent_off_bps: i64,
+    /// Only products in these categories (and below, by handle or path); empty: all.
+    pub categories: super::expr::StrSet,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PriceList {
+    pub id: String,
+    pub kind: PriceKind,
+    pub currency: Currency,
+    pub priority: i64,
+    pub scope: Expr,
+    pub window: Window,
+    /// Its entries (they live in [`Ruleset::prices`], by product), and the most quantity
+    /// tiers one of them has.
+    pub entry_count: usize,
+    pub max_tiers: usize,
+    pub adjust: Option<Adjust>,
+}
+
+/// Prices by product: for each product, (price list index, its entry there).
+pub type Prices = rustc_hash::FxHashMap<Box<str>, smallvec::SmallVec<[(u32, PriceEntry); 2]>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTier {
+    min_qty: u32,
+    amount: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEntry {
+    product_id: String,
+    amount: i64,
+    #[serde(default)]
+    tiers: Vec<RawTier>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdjust {
+    parent: Option<String>,
+    percent_off_bps: i64,
+    #[serde(default)]
+    categories: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPriceList {
+    id: String,
+    kind: PriceKind,
+    currency: String,
+    #[serde(default)]
+    priority: i64,
+    scope: Option<Value>,
+    #[serde(default)]
+    window: RawWindow,
+    #[serde(default)]
+    entries: Vec<RawEntry>,
+    adjust: Option<RawAdjust>,
+}
+
+pub(super) fn compile_price_list(
+    raw: RawPriceList,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<(PriceList, rustc_hash::FxHashMap<String, PriceEntry>)> {
+    check_id(&raw.id, &format!("{path}.id"), errors);
+    let currency = match Currency::parse(&raw.currency) {
+        Ok(c) => c,
+        Err(e) => {
+            errors.push(&format!("{path}.currency"), e.to_string());
+            return None;
+        }
+    };
+    let mut entries = rustc_hash::FxHashMap::default();
+    for (i, e) in raw.entries.into_iter().enumerate() {
+        let at = format!("{path}.entries[{i}]");
+        if !Money::in_range(e.amount) || e.tiers.iter().any(|t| !Money::in_range(t.amount)) {
+            errors.push(
+                &at,
+                format!("amounts must be 0 to {} minor units", Money::MAX_AMOUNT),
+            );
+        }
+        let mut tiers: Vec<Tier> = e
+            .tiers
+            .iter()
+            .map(|t| Tier {
+                min_qty: t.min_qty,
+                amount: t.amount,
+            })
+            .collect();
+        tiers.sort_by_key(|t| t.min_qty);
+        if tiers.windows(2).any(|w| w[0].min_qty == w[1].min_qty)
+            || tiers.iter().any(|t| t.min_qty < 2)
+        {
+            errors.push(
+                &format!("{at}.tiers"),
+                "tiers need distinct min_qty of 2 or more",
+            );
+        }
+        let entry = PriceEntry {
+            amount: e.amount,
+            tiers,
+        };
+        if entries.insert(e.product_id, entry).is_some() {
+            errors.push(
+                &format!("{at}.product_id"),
+                "this product is already in the list",
+            );
+        }
+    }
+    let adjust = raw.adjust.map(|a| Adjust {
+        parent: a.parent,
+        parent_index: None,
+        percent_off_bps: bps(
+            a.percent_off_bps,
+            &format!("{path}.adjust.percent_off_bps"),
+            errors,
+        ),
+        categories: {
+            let names: Vec<&str> = a.categories.iter().map(String::as_str).collect();
+            super::expr::category_set(&names, &format!("{path}.adjust.categories"), errors)
+        },
+    });
+    match (raw.kind, &adjust, entries.is_empty()) {
+        (PriceKind::Adjustment, Some(_), true) => {}
+        (PriceKind::Adjustment, _, _) => {
+            errors.push(path, "an adjustment list has adjust and no entries");
+        }
+        (_, Some(_), _) => errors.push(&format!("{path}.adjust"), "only adjustment lists adjust"),
+        (_, None, _) => {}
+    }
+    let list = PriceList {
+        scope: expression(
+            raw.scope.as_ref(),
+            Scope::Context,
+            &format!("{path}.scope"),
+            errors,
+        ),
+        window: window(&raw.window, &format!("{path}.window"), errors),
+        id: raw.id,
+        kind: raw.kind,
+        currency,
+        priority: raw.priority,
+        entry_count: entries.len(),
+        max_tiers: entries.values().map(|e| e.tiers.len()).max().unwrap_or(0),
+        adjust,
+    };
+    Some((list, entries))
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Guardrails {
+    pub min_margin_bps: i64,
+    /// Product id -> (minimum price, margin override).
+    pub products: rustc_hash::FxHashMap<String, (Option<Money>, Option<i64>)>,
+    /// Category handle -> margin override (the nearest enclosing category wins).
+    pub categories: rustc_hash::FxHashMap<String, i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProductGuard {
+    min_price: Option<RawMoney>,
+    min_margin_bps: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGuardrails {
+    #[serde(default)]
+    min_margin_bps: i64,
+    #[serde(default)]
+    products: std::collections::BTreeMap<String, RawProductGuard>,
+    #[serde(default)]
+    categories: std::collections::BTreeMap<String, i64>,
+}
+
+pub(super) fn compile_guardrails(
+    raw: &RawGuardrails,
+    path: &str,
+    errors: &mut Errors,
+) -> Guardrails {
+    let margin = |v: i64, at: &str, errors: &mut Errors| {
+        if !(0..=100_000).contains(&v) {
+            errors.push(at, "a margin is 0 to 100000 basis points");
+        }
+        v.clamp(0, 100_000)
+    };
+    let products = raw
+        .products
+        .iter()
+        .map(|(id, g)| {
+            let at = format!("{path}.products.{id}");
+            let min_price = g
+                .min_price
+                .as_ref()
+                .and_then(|m| money(m, &format!("{at}.min_price"), errors));
+            let m = g
+                .min_margin_bps
+                .map(|m| margin(m, &format!("{at}.min_margin_bps"), errors));
+            (id.clone(), (min_price, m))
+        })
+        .collect();
+    // By handle, whichever way each is written; two names of one category are refused
+    // (which margin would hold is not for the order of keys to decide).
+    let mut categories: rustc_hash::FxHashMap<String, i64> = rustc_hash::FxHashMap::default();
+    let mut named: rustc_hash::FxHashMap<String, &str> = rustc_hash::FxHashMap::default();
+    for (c, m) in &raw.categories {
+        let at = format!("{path}.categories.{c}");
+        let m = margin(*m, &at, errors);
+        let Some(handle) = super::expr::category_name(c, &at, errors) else {
+            continue;
+        };
+        if let Some(first) = named.insert(handle.clone(), c) {
+            errors.push(
+                &at,
+                format!("names the same category as {first:?} ({handle})"),
+            );
+        }
+        categories.insert(handle, m);
+    }
+    Guardrails {
+        min_margin_bps: margin(
+            raw.min_margin_bps,
+            &format!("{path}.min_margin_bps"),
+            errors,
+        ),
+        products,
+        categories,
+    }
+}
+
+// ---- pricing ---------------------------------------------------------------------
 
 /// The price lists that apply to this request (currency, window, scope), decided once per
 /// request.
@@ -22,7 +329,7 @@ pub struct PriceBook<'r> {
     active: Vec<bool>,
     /// The active adjustment lists (they price every product of their categories).
     adjustments: Vec<&'r PriceList>,
-    rules: &'r Ruleset,
+    rules: Pricing<'r>,
     currency: crate::domain::Currency,
 }
 
@@ -73,7 +380,7 @@ pub(super) fn round_bps(amount: i64, bps: i64) -> i64 {
 /// The floor under a product's unit price: `max(cost * (1 + margin), min_price)`, or
 /// `None` when the product has neither cost nor minimum price (it is never discounted).
 pub fn floor(
-    rules: &Ruleset,
+    rules: Pricing<'_>,
     product: &Product,
     category: &Category,
     currency: crate::domain::Currency,
@@ -91,10 +398,7 @@ pub fn floor(
         .or_else(|| {
             // The nearest enclosing category with a margin.
             (!g.categories.is_empty())
-                .then(|| {
-                    super::ruleset::ancestors(&category.handle)
-                        .find_map(|a| g.categories.get(a).copied())
-                })
+                .then(|| ancestors(&category.handle).find_map(|a| g.categories.get(a).copied()))
                 .flatten()
         })
         .unwrap_or(g.min_margin_bps);
@@ -115,7 +419,7 @@ pub fn floor(
 }
 
 impl<'r> PriceBook<'r> {
-    pub fn new(rules: &'r Ruleset, ctx: &Context<'_>) -> Self {
+    pub fn new(rules: Pricing<'r>, ctx: &Context<'_>) -> Self {
         let env = Env::of(ctx);
         let active: Vec<bool> = rules
             .price_lists

@@ -9,13 +9,420 @@
 //! clamped, with the clamp reported. Order discounts are split over lines in proportion
 //! to their amounts by largest remainder, so the parts sum exactly to the whole.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use smallvec::SmallVec;
 
-use super::expr::{Context, Env};
-use super::price::{Priced, round_bps};
-use super::ruleset::{Benefit, Class, Consent, Exclusive, Promotion, Ruleset, Trigger};
-use crate::domain::Money;
+use super::compile::{
+    RawMoney, RawWindow, Window, bps, check_id, expression, full_bps, money, window,
+};
+use super::expr::{Context, Env, Errors, Expr, Scope};
+use super::price::{Priced, Pricing, round_bps};
+use crate::domain::{Currency, Money};
+
+/// What promotions read of a ruleset (see [`super::Ruleset::promotions`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Promotions<'r> {
+    /// In evaluation order: class (item, order, shipping), then priority (high first),
+    /// then id.
+    pub promotions: &'r [Promotion],
+    /// Every promotion's codes, sorted.
+    pub codes: &'r [String],
+    pub shipping: &'r [ShippingRate],
+    pub pricing: Pricing<'r>,
+}
+
+// ---- promotions and shipping rates, and how they are compiled ------------------------
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    Item,
+    Order,
+    Shipping,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// Applies whenever it is eligible and its condition holds; shown as an offer.
+    Auto,
+    /// Applies when one of its codes is sent; never shown.
+    Code,
+    /// Shown as an offer (with its code) to eligible visitors; applies when the code is sent.
+    Offer,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exclusive {
+    None,
+    /// Against the other promotions of its class.
+    Class,
+    /// Against every other promotion.
+    All,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Benefit {
+    PercentOff(i64),
+    AmountOff(Money),
+    FixedPrice(Money),
+    FreeShipping,
+    /// Of every `buy + get` target units, the `get` cheapest are `percent_bps` off.
+    BuyXGetY {
+        buy: u32,
+        get: u32,
+        percent_bps: i64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consent {
+    Personalization,
+    Marketing,
+}
+
+/// Weekly hours when a promotion runs, in a fixed UTC offset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedule {
+    /// Monday = 0.
+    pub days: Vec<u8>,
+    /// Minutes after midnight; `until` exclusive.
+    pub from: u32,
+    pub until: u32,
+    pub utc_offset_minutes: i64,
+}
+
+impl Schedule {
+    pub fn contains(&self, now: i64) -> bool {
+        let local = now + self.utc_offset_minutes * 60;
+        let days = local.div_euclid(86_400);
+        // 1970-01-01 was a Thursday (Monday = 0 makes it 3).
+        let weekday = ((days + 3).rem_euclid(7)) as u8;
+        let minute = (local.rem_euclid(86_400) / 60) as u32;
+        self.days.contains(&weekday) && minute >= self.from && minute < self.until
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Budget {
+    pub max_uses: Option<u64>,
+    pub max_spend: Option<Money>,
+    pub per_customer_uses: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Promotion {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub class: Class,
+    pub trigger: Trigger,
+    pub codes: Vec<String>,
+    pub eligibility: Expr,
+    pub condition: Expr,
+    /// Which lines an item promotion discounts (and an order promotion counts).
+    pub target: Expr,
+    pub value: Benefit,
+    pub max_discount: Option<Money>,
+    pub window: Window,
+    pub schedule: Option<Schedule>,
+    pub priority: i64,
+    pub group: Option<String>,
+    pub exclusive: Exclusive,
+    pub combines_with: Vec<Class>,
+    pub budget: Budget,
+    pub requires_consent: Option<Consent>,
+    /// The currency of its amounts (none for percentages only: any currency).
+    pub currency: Option<Currency>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBuyGet {
+    buy: u32,
+    get: u32,
+    #[serde(default = "full_bps")]
+    percent_bps: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub(super) enum RawValue {
+    PercentBps(i64),
+    AmountOff(RawMoney),
+    FixedPrice(RawMoney),
+    FreeShipping(bool),
+    BuyXGetY(RawBuyGet),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSchedule {
+    days: Vec<String>,
+    from: String,
+    until: String,
+    #[serde(default)]
+    utc_offset_minutes: i64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBudget {
+    max_uses: Option<u64>,
+    max_spend: Option<RawMoney>,
+    per_customer_uses: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPromotion {
+    id: String,
+    title: String,
+    #[serde(default)]
+    description: String,
+    class: Class,
+    #[serde(default = "auto")]
+    trigger: Trigger,
+    #[serde(default)]
+    codes: Vec<String>,
+    eligibility: Option<Value>,
+    condition: Option<Value>,
+    target: Option<Value>,
+    value: RawValue,
+    max_discount: Option<RawMoney>,
+    #[serde(default)]
+    window: RawWindow,
+    schedule: Option<RawSchedule>,
+    #[serde(default)]
+    priority: i64,
+    group: Option<String>,
+    #[serde(default = "no_exclusive")]
+    exclusive: Exclusive,
+    combines_with: Option<Vec<Class>>,
+    #[serde(default)]
+    budget: RawBudget,
+    requires_consent: Option<Consent>,
+}
+
+pub(super) const fn auto() -> Trigger {
+    Trigger::Auto
+}
+
+pub(super) const fn no_exclusive() -> Exclusive {
+    Exclusive::None
+}
+
+pub(super) fn clock(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+}
+
+pub(super) fn compile_schedule(raw: &RawSchedule, path: &str, errors: &mut Errors) -> Schedule {
+    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let days = raw
+        .days
+        .iter()
+        .filter_map(|d| {
+            let i = DAYS.iter().position(|x| d.eq_ignore_ascii_case(x));
+            if i.is_none() {
+                errors.push(
+                    &format!("{path}.days"),
+                    format!("{d:?} is not one of mon..sun"),
+                );
+            }
+            i.map(|i| i as u8)
+        })
+        .collect();
+    let mut at = |field: &str, s: &str| {
+        clock(s).unwrap_or_else(|| {
+            errors.push(&format!("{path}.{field}"), "expects HH:MM");
+            0
+        })
+    };
+    let s = Schedule {
+        days,
+        from: at("from", &raw.from),
+        until: at("until", &raw.until),
+        utc_offset_minutes: raw.utc_offset_minutes,
+    };
+    if s.from >= s.until {
+        errors.push(path, "from must be before until");
+    }
+    s
+}
+
+pub(super) fn compile_promotion(
+    raw: RawPromotion,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<Promotion> {
+    check_id(&raw.id, &format!("{path}.id"), errors);
+    let mut currencies: Vec<Currency> = Vec::new();
+    let mut amount = |m: &RawMoney, at: String, errors: &mut Errors| {
+        let m = money(m, &at, errors)?;
+        currencies.push(m.currency);
+        Some(m)
+    };
+    let vpath = format!("{path}.value");
+    let value = match &raw.value {
+        RawValue::PercentBps(b) => {
+            Benefit::PercentOff(bps(*b, &format!("{vpath}.percent_bps"), errors))
+        }
+        RawValue::AmountOff(m) => {
+            Benefit::AmountOff(amount(m, format!("{vpath}.amount_off"), errors)?)
+        }
+        RawValue::FixedPrice(m) => {
+            Benefit::FixedPrice(amount(m, format!("{vpath}.fixed_price"), errors)?)
+        }
+        RawValue::FreeShipping(true) => Benefit::FreeShipping,
+        RawValue::FreeShipping(false) => {
+            errors.push(&format!("{vpath}.free_shipping"), "must be true");
+            return None;
+        }
+        RawValue::BuyXGetY(b) => {
+            if b.buy == 0 || b.get == 0 {
+                errors.push(
+                    &format!("{vpath}.buy_x_get_y"),
+                    "buy and get must be at least 1",
+                );
+            }
+            Benefit::BuyXGetY {
+                buy: b.buy.max(1),
+                get: b.get.max(1),
+                percent_bps: bps(
+                    b.percent_bps,
+                    &format!("{vpath}.buy_x_get_y.percent_bps"),
+                    errors,
+                ),
+            }
+        }
+    };
+    let fits = match (&value, raw.class) {
+        (Benefit::FreeShipping, Class::Shipping)
+        | (Benefit::PercentOff(_) | Benefit::AmountOff(_), _)
+        | (Benefit::FixedPrice(_) | Benefit::BuyXGetY { .. }, Class::Item) => true,
+        (Benefit::FreeShipping, Class::Item | Class::Order)
+        | (Benefit::FixedPrice(_) | Benefit::BuyXGetY { .. }, Class::Order | Class::Shipping) => {
+            false
+        }
+    };
+    if !fits {
+        errors.push(
+            &vpath,
+            format!("this value does not apply to a {:?} promotion", raw.class).to_lowercase(),
+        );
+    }
+    let max_discount = raw
+        .max_discount
+        .as_ref()
+        .and_then(|m| amount(m, format!("{path}.max_discount"), errors));
+    let budget = Budget {
+        max_uses: raw.budget.max_uses,
+        max_spend: raw
+            .budget
+            .max_spend
+            .as_ref()
+            .and_then(|m| amount(m, format!("{path}.budget.max_spend"), errors)),
+        per_customer_uses: raw.budget.per_customer_uses,
+    };
+    currencies.dedup();
+    if currencies.len() > 1 {
+        errors.push(path, "all amounts of a promotion are in one currency");
+    }
+    match raw.trigger {
+        Trigger::Code | Trigger::Offer if raw.codes.is_empty() => {
+            errors.push(
+                &format!("{path}.codes"),
+                "code and offer promotions need at least one code",
+            );
+        }
+        Trigger::Auto if !raw.codes.is_empty() => {
+            errors.push(
+                &format!("{path}.codes"),
+                "automatic promotions have no codes",
+            );
+        }
+        Trigger::Auto | Trigger::Code | Trigger::Offer => {}
+    }
+    for (i, c) in raw.codes.iter().enumerate() {
+        if c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_graphic()) {
+            errors.push(
+                &format!("{path}.codes[{i}]"),
+                "a code is 1 to 64 visible ASCII characters",
+            );
+        }
+    }
+    Some(Promotion {
+        eligibility: expression(
+            raw.eligibility.as_ref(),
+            Scope::Context,
+            &format!("{path}.eligibility"),
+            errors,
+        ),
+        condition: expression(
+            raw.condition.as_ref(),
+            Scope::Context,
+            &format!("{path}.condition"),
+            errors,
+        ),
+        target: expression(
+            raw.target.as_ref(),
+            Scope::Line,
+            &format!("{path}.target"),
+            errors,
+        ),
+        window: window(&raw.window, &format!("{path}.window"), errors),
+        schedule: raw
+            .schedule
+            .as_ref()
+            .map(|s| compile_schedule(s, &format!("{path}.schedule"), errors)),
+        id: raw.id,
+        title: raw.title,
+        description: raw.description,
+        class: raw.class,
+        trigger: raw.trigger,
+        // Sorted, so a code sent is found by binary search however many there are.
+        codes: {
+            let mut codes: Vec<String> = raw.codes.iter().map(|c| c.to_ascii_uppercase()).collect();
+            codes.sort_unstable();
+            codes
+        },
+        value,
+        max_discount,
+        priority: raw.priority,
+        group: raw.group,
+        exclusive: raw.exclusive,
+        combines_with: raw
+            .combines_with
+            .unwrap_or_else(|| vec![Class::Item, Class::Order, Class::Shipping]),
+        budget,
+        requires_consent: raw.requires_consent,
+        currency: currencies.first().copied(),
+    })
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShippingRate {
+    pub id: String,
+    pub when: Expr,
+    pub amount: Money,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShipping {
+    pub(super) id: String,
+    pub(super) when: Option<Value>,
+    pub(super) amount: RawMoney,
+}
+
+// ---- evaluation ------------------------------------------------------------------
 
 /// What a promotion's budget has used so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -389,7 +796,7 @@ type Refusal<'r> = (Reason, Option<&'r str>);
 /// One evaluation: the promotions prepared against the request.
 struct Run<'x, 'a, 'r> {
     ctx: &'x Context<'a>,
-    rules: &'r Ruleset,
+    rules: Promotions<'r>,
     prepared: Vec<Prepared<'r>>,
 }
 
@@ -626,7 +1033,7 @@ fn outcome(pr: &Prepared<'_>, ctx: &Context<'_>, state: &State<'_>) -> Outcome {
 
 /// The shipping charge before promotions: the first rate in the cart's currency whose
 /// condition holds (none: free).
-fn shipping_rate(rules: &Ruleset, ctx: &Context<'_>) -> i64 {
+fn shipping_rate(rules: Promotions<'_>, ctx: &Context<'_>) -> i64 {
     let env = Env::of(ctx);
     rules
         .shipping
@@ -645,7 +1052,7 @@ fn shipping_rate(rules: &Ruleset, ctx: &Context<'_>) -> i64 {
 /// classes alone. Then each promotion exclusive of all is run alone, and replaces the
 /// result when it gives more.
 pub fn evaluate<'r>(
-    rules: &'r Ruleset,
+    rules: Promotions<'r>,
     ctx: &Context<'_>,
     priced: &[Priced],
     codes: &[String],
@@ -837,7 +1244,7 @@ pub fn evaluate<'r>(
 
 /// Where a promotion is in the ruleset (every promotion here is borrowed from there):
 /// its address's offset, without a search.
-fn index_of(rules: &Ruleset, p: &Promotion) -> usize {
+fn index_of(rules: Promotions<'_>, p: &Promotion) -> usize {
     let base = rules.promotions.as_ptr() as usize;
     (p as *const Promotion as usize - base) / std::mem::size_of::<Promotion>().max(1)
 }
@@ -848,7 +1255,7 @@ fn report(
     start: &State<'_>,
     chosen: &State<'_>,
     codes: &[String],
-    rules: &Ruleset,
+    rules: Promotions<'_>,
     currency: crate::domain::Currency,
 ) -> Evaluation {
     let product_id = |i: usize| ctx.lines[i].item.product.id.to_string();
@@ -958,7 +1365,7 @@ pub const MAX_OFFERS: usize = 10;
 /// The automatic and offer promotions this visitor is eligible for now, best value first
 /// (on the current cart, then by percentage, then priority), at most [`MAX_OFFERS`].
 pub fn offers(
-    rules: &Ruleset,
+    rules: Promotions<'_>,
     ctx: &Context<'_>,
     priced: &[Priced],
     usage: &dyn Fn(&str) -> Usage,

@@ -47,7 +47,7 @@ fn failed(what: &str, e: impl std::fmt::Display) -> EvalError {
 
 impl Client {
     pub(crate) fn new(via: &ViaHttp) -> Result<Self, EvalError> {
-        crate::app::install_tls_provider();
+        crate::ingest::install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::error::{ApiError, ErrorCode};
 use super::extract::PathId;
-use crate::app::AppState;
+use super::state::AppState;
 use crate::domain::{VisitorId, VisitorKey};
 use crate::recommend::model::unix_now;
 

@@ -11,7 +11,7 @@ use crate::domain::catalog::UNTRACKED_STOCK;
 
 use super::error::{ApiError, ErrorCode};
 use super::extract::{JsonBody, PathId};
-use crate::app::AppState;
+use super::state::AppState;
 use crate::ingest::catalog::{CatalogChangeError, ProductInput, ProductPatch};
 
 pub const MAX_BATCH: usize = 1_000;

@@ -195,6 +195,49 @@ struct Inner<'a> {
     errors: Option<&'a serde_json::Value>,
 }
 
+/// A decision the core refused: the client's to fix, each with its own code.
+impl From<crate::decide::Refusal> for ApiError {
+    fn from(r: crate::decide::Refusal) -> Self {
+        use crate::decide::Refusal;
+        match r {
+            Refusal::UnknownCategory(name) => ApiError::new(
+                ErrorCode::UnknownCategory,
+                format!("no category {name:?} in the catalog (by handle or path)"),
+            ),
+            Refusal::UnknownProduct(id) => ApiError::new(
+                ErrorCode::InvalidCart,
+                format!("product {id:?} is not in the catalog"),
+            ),
+            Refusal::UnsupportedCurrency(c) => ApiError::new(
+                ErrorCode::UnsupportedCurrency,
+                format!("the shop does not sell in {c}: no product or price list is priced in it"),
+            ),
+            Refusal::Unpriced {
+                line,
+                currency,
+                named: true,
+            } => ApiError::new(
+                ErrorCode::UnsupportedCurrency,
+                format!(
+                    "product {:?} has no price in {currency} for this visitor (its price is in {})",
+                    line.product_id, line.currency
+                ),
+            ),
+            Refusal::Unpriced {
+                line,
+                currency,
+                named: false,
+            } => ApiError::new(
+                ErrorCode::MixedCurrency,
+                format!(
+                    "the cart is priced in {currency} and product {:?} in {}: name context.currency to price every line in one",
+                    line.product_id, line.currency
+                ),
+            ),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode};
 use super::extract::JsonBody;
-use crate::app::AppState;
+use super::state::AppState;
 use crate::ingest::events::{Event, Prepared, RawEvent, Rejection};
 use crate::recommend::model::unix_now;
 

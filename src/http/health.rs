@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::error::{ApiError, ErrorCode};
-use crate::app::AppState;
+use super::state::AppState;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
 

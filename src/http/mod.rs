@@ -14,6 +14,7 @@ pub mod observe;
 pub mod recommend;
 pub mod rules;
 pub mod serve;
+pub mod state;
 pub mod webhooks;
 
 use axum::Router;
@@ -22,7 +23,7 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 
-use crate::app::AppState;
+use state::AppState;
 
 /// Reads a request's body whole, under `max_bytes` and the body timeout, before the
 /// layers inside it run (see [`guard`]).

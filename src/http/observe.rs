@@ -1,5 +1,6 @@
-//! Per-request bookkeeping in one middleware: the request id, the request metrics
-//! (count and latency by route template, method and status) and one debug log line.
+//! Per-request bookkeeping in one middleware: the request id, the request's span (so
+//! every line logged inside it carries the id), the request metrics (count and latency
+//! by route template, method and status) and one debug log line.
 //! Also load shedding: past `server.max_concurrency` requests in flight, new API
 //! requests get 503 at once instead of queueing until they time out.
 
@@ -11,6 +12,7 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use super::error::{ApiError, ErrorCode};
 
@@ -36,7 +38,9 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     let method = method_label(req.method());
     req.extensions_mut().insert(RequestId(id.clone()));
 
-    let mut response = next.run(req).await;
+    // Every line logged while the request runs carries its id and route.
+    let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    let mut response = next.run(req).instrument(span).await;
 
     let elapsed = started.elapsed();
     let status = response.status().as_u16();

@@ -8,22 +8,23 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode};
 use super::extract::{JsonBody, QueryParams};
-use super::observe::RequestId;
-use crate::app::AppState;
-use crate::config::BannerSettings;
+use super::state::AppState;
+use crate::decide::page;
 use crate::domain::ids::{InvalidId, check_id};
-use crate::domain::{Currency, Money, Placement, VisitorId, VisitorKey};
-use crate::recommend::{self, CartItem, Reason};
+use crate::domain::time::unix_now;
+use crate::domain::{Money, PageContext, Placement, RawPageContext, VisitorId, VisitorKey};
+use crate::recommend::{CartItem, Reason};
+use crate::store::{Degraded, read_within};
 
 pub const MAX_LIMIT: i64 = 100;
 pub const MAX_CART_LINES: usize = 200;
@@ -51,7 +52,7 @@ pub struct RawRequest {
     /// Product ids to re-rank for this visitor (search and category placements).
     pub candidates: Option<Vec<String>>,
     pub limit: Option<i64>,
-    pub context: Option<RawContext>,
+    pub context: Option<RawPageContext>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,18 +60,6 @@ pub struct RawRequest {
 pub struct RawCartLine {
     pub product_id: String,
     pub quantity: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawContext {
-    pub country: Option<String>,
-    pub currency: Option<String>,
-    pub channel: Option<String>,
-    pub device: Option<String>,
-    pub locale: Option<String>,
-    /// The visitor is about to leave (the storefront detected it): exit-intent offers.
-    pub exit_intent: Option<bool>,
 }
 
 /// GET parameters: the request's fields flattened. `cart` is `id:qty,id:qty`; the
@@ -120,7 +109,7 @@ impl GetParams {
                     .collect::<Result<Vec<_>, ApiError>>()?,
             ),
         };
-        let context = RawContext {
+        let context = RawPageContext {
             country: self.country,
             currency: self.currency,
             channel: self.channel,
@@ -162,31 +151,21 @@ pub struct RecommendRequest {
     /// Products to re-rank, in the storefront's order (empty: none sent).
     pub candidates: Vec<String>,
     pub limit: usize,
-    pub context: Context,
+    pub context: PageContext,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Context {
-    pub country: Option<String>,
-    pub currency: Option<Currency>,
-    pub channel: Option<String>,
-    pub device: Option<String>,
-    pub locale: Option<String>,
-    pub exit_intent: bool,
-}
-
-impl Context {
-    /// The visitor's audience: the country, and the device's class when it has one.
-    pub fn audience(&self) -> crate::domain::Audience {
-        crate::domain::Audience {
-            country: self
-                .country
-                .as_deref()
-                .and_then(|c| crate::domain::Country::parse(c).ok()),
-            device: self
-                .device
-                .as_deref()
-                .and_then(crate::domain::Device::classify),
+impl RecommendRequest {
+    /// The page view the decision core answers.
+    pub fn page(&self) -> page::PageRequest<'_> {
+        page::PageRequest {
+            placement: self.placement,
+            product_id: self.product_id.as_deref(),
+            category: self.category.as_deref(),
+            query: self.query.as_deref(),
+            cart: &self.cart,
+            candidates: &self.candidates,
+            limit: self.limit,
+            context: &self.context,
         }
     }
 }
@@ -202,19 +181,6 @@ fn id_error(field: &str, e: &InvalidId) -> ApiError {
 fn parse_visitor(field: &str, raw: Option<&str>) -> Result<Option<VisitorId>, ApiError> {
     raw.map(|r| VisitorId::parse(r).map_err(|e| id_error(field, &e)))
         .transpose()
-}
-
-fn context_field(name: &str, raw: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
-    match raw {
-        None => Ok(None),
-        Some(v) if !v.is_empty() && v.len() <= max && v.chars().all(|c| c.is_ascii_graphic()) => {
-            Ok(Some(v))
-        }
-        Some(_) => Err(ApiError::new(
-            ErrorCode::InvalidContext,
-            format!("context.{name} must be 1 to {max} visible ASCII characters"),
-        )),
-    }
 }
 
 impl RawRequest {
@@ -372,59 +338,29 @@ pub fn parse_cart(raw_cart: Vec<RawCartLine>) -> Result<Vec<CartItem>, ApiError>
 }
 
 /// The page context: every field optional, each checked.
-pub fn parse_context(raw_context: RawContext) -> Result<Context, ApiError> {
-    {
-        let country = match raw_context.country {
-            Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
-                Some(c.to_ascii_uppercase())
-            }
-            Some(_) => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidContext,
-                    "context.country must be an ISO 3166-1 alpha-2 code",
-                ));
-            }
-            None => None,
-        };
-        let currency = raw_context
-            .currency
-            .map(|c| Currency::parse(&c))
-            .transpose()
-            .map_err(|e| {
-                ApiError::new(ErrorCode::InvalidContext, format!("context.currency: {e}"))
-            })?;
-        Ok(Context {
-            country,
-            currency,
-            channel: context_field("channel", raw_context.channel, 32)?,
-            device: context_field("device", raw_context.device, 32)?,
-            locale: context_field("locale", raw_context.locale, 35)?,
-            exit_intent: raw_context.exit_intent.unwrap_or(false),
-        })
-    }
+pub fn parse_context(raw: RawPageContext) -> Result<PageContext, ApiError> {
+    PageContext::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidContext, e.to_string()))
 }
 
 async fn recommend_get(
     State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
     caller: Caller,
     headers: HeaderMap,
     QueryParams(params): QueryParams<GetParams>,
 ) -> Result<Response, ApiError> {
     let raw = params.into_raw()?;
     check_customer(&state, caller, &raw, &headers)?;
-    answer(&state, &headers, &request_id, raw).await
+    answer(&state, &headers, raw).await
 }
 
 async fn recommend_post(
     State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
     caller: Caller,
     headers: HeaderMap,
     JsonBody(raw): JsonBody<RawRequest>,
 ) -> Result<Response, ApiError> {
     check_customer(&state, caller, &raw, &headers)?;
-    answer(&state, &headers, &request_id, raw).await
+    answer(&state, &headers, raw).await
 }
 
 /// A storefront key names a customer only with a token for them.
@@ -456,8 +392,23 @@ struct Item<'a> {
     reason: Reason,
 }
 
+impl<'a> From<&page::Item<'a>> for Item<'a> {
+    fn from(i: &page::Item<'a>) -> Self {
+        Item {
+            product_id: &i.product.id,
+            title: &i.product.title,
+            url: &i.product.url,
+            image_url: &i.product.image_url,
+            price: i.price,
+            compare_at_price: i.compare_at,
+            score: i.score,
+            reason: i.reason,
+        }
+    }
+}
+
 #[derive(Serialize)]
-struct BannerOut<'a> {
+struct Banner<'a> {
     id: &'a str,
     placement: Placement,
     title: &'a str,
@@ -467,62 +418,52 @@ struct BannerOut<'a> {
     alt: Option<&'a str>,
 }
 
+impl<'a> From<&'a page::Banner> for Banner<'a> {
+    fn from(b: &'a page::Banner) -> Self {
+        Banner {
+            id: &b.id,
+            placement: b.placement,
+            title: &b.title,
+            image_url: &b.image_url,
+            link_url: &b.link_url,
+            alt: b.alt.as_deref(),
+        }
+    }
+}
+
+/// The page answer as served (the decision id is written in front of it).
 #[derive(Serialize)]
-struct Answer<'a> {
+struct Body<'a> {
     placement: Placement,
     recommendations: Vec<Item<'a>>,
-    offers: Vec<crate::decide::promo::Offer>,
-    banners: Vec<BannerOut<'a>>,
+    offers: &'a [crate::decide::promo::Offer],
+    banners: Vec<Banner<'a>>,
     /// Featured collections for the page, from the ruleset's content.
-    collections: Vec<crate::decide::content::Collection>,
+    collections: &'a [crate::decide::content::Collection],
     /// The page's module order from the ruleset's content (empty: the storefront's own).
-    modules: Vec<String>,
+    modules: &'a [String],
     model_version: &'a str,
     ruleset_version: &'a str,
     /// What merchandising rules changed in this answer.
-    merchandising: Vec<crate::decide::merch::Effect>,
+    merchandising: &'a [crate::decide::merch::Effect],
     degraded: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     degraded_reason: Option<&'static str>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Degraded {
-    Deadline,
-    StoreError,
-}
-
-impl Degraded {
-    const fn as_str(self) -> &'static str {
-        match self {
-            Degraded::Deadline => "deadline",
-            Degraded::StoreError => "store_error",
-        }
-    }
-}
-
-/// The one code path behind GET and POST.
+/// The one code path behind GET and POST: parse, read the profile under the deadline,
+/// decide, serialize.
 pub async fn answer(
     state: &AppState,
     headers: &HeaderMap,
-    request_id: &RequestId,
     raw: RawRequest,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let request = raw.validate(state.settings.recommend.default_limit)?;
 
     let key = state.hasher.key(&request.visitor);
-    let fetch = tokio::time::timeout(state.settings.deadline(), state.store.get(&key)).await;
-    let (stored, degraded) = match fetch {
-        Ok(Ok(profile)) => (profile, None),
-        Ok(Err(e)) => {
-            tracing::warn!(request_id = %request_id.0, error = %e, "profile read failed; answering without it");
-            (None, Some(Degraded::StoreError))
-        }
-        Err(_) => (None, Some(Degraded::Deadline)),
-    };
-    // Without consent to personalization the answer is the non-personalized one.
-    let profile = stored.clone().filter(|p| p.consent.personalization);
+    let (stored, degraded) =
+        read_within(state.store.as_ref(), &key, state.settings.deadline()).await;
     if let Some(d) = degraded {
         metrics::counter!("vitrine_recommend_degraded_total", "reason" => d.as_str()).increment(1);
     }
@@ -532,175 +473,30 @@ pub async fn answer(
     }
 
     let snapshot = state.snapshot.load();
-    let catalog = &snapshot.catalog;
-    // A category page names a category the shop has (or a department above some).
-    if let (Placement::Category, Some(name), true) = (
-        request.placement,
-        request.category.as_deref(),
-        request.candidates.is_empty(),
-    ) && catalog.categories_within(name).is_empty()
-    {
-        return Err(ApiError::new(
-            ErrorCode::UnknownCategory,
-            format!("no category {name:?} in the catalog (by handle or path)"),
-        ));
-    }
     // One ruleset version for the whole answer: prices, offers, merchandising.
     let rules = state.rules.load();
-    let lines = request
-        .cart
-        .iter()
-        .filter_map(|c| {
-            Some(crate::decide::line(
-                catalog,
-                catalog.lookup(&c.product_id)?,
-                c.quantity,
-            ))
-        })
-        .collect();
-    let mut ctx = super::cart::decision_context(
-        catalog,
-        &request.context,
-        stored.as_deref(),
-        Some(request.placement),
-        lines,
-        crate::recommend::model::unix_now(),
-    );
-    super::cart::check_currency(&request.context, catalog, &rules)?;
-    let (book, priced) = crate::decide::price_lines(&rules, &mut ctx);
-    if let Some(u) = crate::decide::unpriced(&ctx, &priced) {
-        return Err(super::cart::unpriced_error(
-            &request.context,
-            &u,
-            ctx.session.currency,
-        ));
-    }
-    let merch = crate::decide::merch::active(&rules.merchandising, request.placement, &ctx);
-    let mut query = recommend::Query {
-        policy: &state.policy,
-        placement: request.placement,
-        product: request.product_id.as_deref(),
-        category: request.category.as_deref(),
-        search: request.query.as_deref(),
-        cart: &request.cart,
-        candidates: &request.candidates,
-        // Merchandising filters and re-ranks: it needs more than it answers.
-        limit: if merch.is_empty() {
-            request.limit
-        } else {
-            (request.limit * 2 + 10).min(MAX_CANDIDATES)
-        },
-        audience: request.context.audience(),
-    };
-    let mut scored = recommend::recommend(&snapshot.models, catalog, &query, profile.as_deref());
-    let mut effects = Vec::new();
-    if merch.is_empty() {
-        scored.truncate(request.limit);
-    } else {
-        let mut excluded: Vec<_> = ctx
-            .lines
-            .iter()
-            .filter_map(|l| catalog.lookup(&l.item.product.id))
-            .collect();
-        excluded.extend(
-            request
-                .product_id
-                .as_deref()
-                .and_then(|p| catalog.lookup(p)),
-        );
-        let page = crate::decide::merch::Page {
-            catalog,
-            ctx: &ctx,
-            book: &book,
-            excluded: &excluded,
-            limit: request.limit,
-        };
-        query.candidates = &[];
-        let (kept, done) = crate::decide::merch::apply(&merch, &page, scored, || {
-            recommend::recommend(&snapshot.models, catalog, &query, None)
-        });
-        scored = kept;
-        effects = done;
-    }
-    // Content: the ruleset's when it has any, else the configured banners.
-    let page_content = crate::decide::content::select(
-        &rules.content,
-        catalog,
-        request.placement,
-        &ctx,
-        stored.as_deref(),
-        key.short_id(),
-    );
-    let banners: Vec<BannerOut<'_>> = if rules.content.is_empty() {
-        state
-            .banners
-            .for_placement(request.placement)
-            .iter()
-            .map(|b| BannerOut {
-                id: &b.id,
-                placement: b.placement,
-                title: &b.title,
-                image_url: &b.image_url,
-                link_url: &b.link_url,
-                alt: b.alt.as_deref(),
-            })
-            .collect()
-    } else {
-        page_content
-            .banners
-            .iter()
-            .map(|b| BannerOut {
-                id: &b.id,
-                placement: request.placement,
-                title: &b.title,
-                image_url: &b.image_url,
-                link_url: &b.link_url,
-                alt: b.alt.as_deref(),
-            })
-            .collect()
-    };
-    // Budgets as of the last look, and this customer's own uses.
     let usage = state.rules.usage();
-    let offers = crate::decide::promo::offers(&rules, &ctx, &priced, &|id| {
-        let (uses, spent) = usage.get(id).copied().unwrap_or_default();
-        crate::decide::promo::Usage {
-            uses,
-            spent,
-            customer_uses: stored
-                .as_deref()
-                .map_or(0, |p| u64::from(p.promotion_uses(id))),
-        }
-    });
-    // A product with no price in the request's currency cannot be sold in it: it is
-    // not recommended.
-    let items = scored
-        .iter()
-        .filter_map(|s| {
-            let p = catalog.product(s.product);
-            let price = book.price(p, &catalog.categories()[usize::from(p.category)], 1);
-            (price.unit.currency == ctx.session.currency).then_some((s, p, price))
-        })
-        .map(|(s, p, price)| Item {
-            product_id: &p.id,
-            title: &p.title,
-            url: &p.url,
-            image_url: &p.image_url,
-            price: price.unit,
-            compare_at_price: price.compare_at,
-            score: (s.score * 10_000.0).round() / 10_000.0,
-            reason: s.reason,
-        })
-        .collect();
-    let body = Answer {
-        placement: request.placement,
-        recommendations: items,
-        offers,
-        banners,
-        collections: page_content.collections,
-        modules: page_content.modules,
-        model_version: &snapshot.models.version,
-        ruleset_version: &rules.version,
-        merchandising: effects,
+    let inputs = page::Inputs {
+        snapshot: &snapshot,
+        rules: &rules,
+        usage: &usage,
+        policy: &state.policy,
+        banners: &state.banners,
+        profile: stored.as_deref(),
+        visitor: key.short_id(),
+        now: unix_now(),
+    };
+    let decided = page::answer(&inputs, &request.page())?;
+    let body = Body {
+        placement: decided.placement,
+        recommendations: decided.items.iter().map(Item::from).collect(),
+        offers: &decided.offers,
+        banners: decided.banners.iter().map(Banner::from).collect(),
+        collections: &decided.collections,
+        modules: &decided.modules,
+        model_version: decided.model_version,
+        ruleset_version: decided.ruleset_version,
+        merchandising: &decided.effects,
         degraded: degraded.is_some(),
         degraded_reason: degraded.map(Degraded::as_str),
     };
@@ -779,26 +575,6 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().trim_start_matches("W/"))
         .any(|t| t == "*" || t == etag)
-}
-
-/// Banners per placement, resolved once from the configuration.
-pub struct Banners {
-    by_placement: Vec<Vec<BannerSettings>>,
-}
-
-impl Banners {
-    pub fn new(all: &[BannerSettings]) -> Self {
-        let by_placement = Placement::ALL
-            .iter()
-            .map(|p| all.iter().filter(|b| b.placement == *p).cloned().collect())
-            .collect();
-        Self { by_placement }
-    }
-
-    pub fn for_placement(&self, p: Placement) -> &[BannerSettings] {
-        let i = Placement::ALL.iter().position(|x| *x == p).unwrap_or(0);
-        &self.by_placement[i]
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ErrorCode};
-use crate::app::AppState;
+use super::state::AppState;
 use crate::decide::live::{LiveRules, PublishError};
 use crate::domain::time::format_rfc3339;
 use crate::recommend::model::unix_now;

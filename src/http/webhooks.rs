@@ -10,8 +10,6 @@
 //! topic is 202, ignored and counted; a store that cannot take the change is 503, so
 //! the platform redelivers (and deduplication makes redelivery safe).
 
-use std::time::Duration;
-
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -23,8 +21,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::error::{ApiError, ErrorCode};
-use crate::app::AppState;
-use crate::config::Settings;
+use super::state::AppState;
 use crate::domain::profile::ProfileOp;
 use crate::domain::{Currency, VisitorId, VisitorKey};
 use crate::ingest::bigcommerce::{self, FetchError};
@@ -65,32 +62,6 @@ const TOPICS: [&str; 27] = [
 
 /// BigCommerce's webhook bodies are a scope and an id: small.
 const BIGCOMMERCE_BODY_LIMIT: usize = 64 * 1024;
-
-/// What the webhook endpoints remember between deliveries.
-pub struct WebhookState {
-    /// Deliveries already applied, by platform-prefixed id (a redelivery is answered
-    /// at once).
-    seen: moka::sync::Cache<String, ()>,
-    /// The BigCommerce API client, when BigCommerce webhooks are configured.
-    bigcommerce: Option<bigcommerce::Client>,
-}
-
-impl WebhookState {
-    pub fn new(settings: &Settings) -> Result<Self, String> {
-        let bigcommerce = if settings.bigcommerce.webhook_secret.is_empty() {
-            None
-        } else {
-            Some(bigcommerce::Client::new(&settings.bigcommerce)?)
-        };
-        Ok(Self {
-            seen: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(24 * 3600))
-                .build(),
-            bigcommerce,
-        })
-    }
-}
 
 /// Webhooks are signed over their body, so the body is read before anything else: under
 /// the platform's limit and the body timeout, and only then is a permit taken, from the

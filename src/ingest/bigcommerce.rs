@@ -161,7 +161,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(settings: &BigCommerceSettings) -> Result<Self, String> {
-        crate::app::install_tls_provider();
+        super::install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
             .connect_timeout(Duration::from_millis(settings.timeout_ms))

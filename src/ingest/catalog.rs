@@ -27,10 +27,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::Deserialize;
 
-use crate::app::Snapshot;
 use crate::domain::catalog::{CatalogEdit, CatalogError, ProductRecord};
 use crate::domain::ids::check_id;
 use crate::domain::{Currency, Money};
+use crate::recommend::Snapshot;
 use crate::store::{CatalogChange, CatalogStore, StoreError};
 
 /// Products per store write when a whole catalog is written (seeding, imports), so no

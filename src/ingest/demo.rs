@@ -809,6 +809,10 @@ fn build_profiles(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RecommendSettings;
+    use crate::domain::Placement;
+    use crate::recommend::engine::{Policy, Query, recommend};
+    use crate::recommend::{Models, portable};
 
     fn small() -> DemoSettings {
         DemoSettings {
@@ -867,5 +871,61 @@ mod tests {
     fn slugs_are_lower_case_words_joined_by_dashes() {
         assert_eq!(slug("Bath & Body"), "bath-body");
         assert_eq!(slug("Classic Skillet, Black"), "classic-skillet-black");
+    }
+
+    #[test]
+    fn models_survive_the_round_trip_and_answer_alike() {
+        let shop = generate(
+            &DemoSettings {
+                products: 300,
+                customers: 20,
+                events: 5_000,
+                ..DemoSettings::default()
+            },
+            1_700_000_000,
+        )
+        .unwrap();
+        let models = Models::train(
+            &shop.catalog,
+            &shop.interactions,
+            &RecommendSettings::default(),
+        );
+        let bytes = portable::encode(&models, &shop.catalog).unwrap();
+        let back = portable::decode(&bytes, &shop.catalog).unwrap();
+        assert_eq!(back.version, models.version);
+        assert!(!models.audience.parts().is_empty());
+        for ((s, t), (s2, t2)) in models.audience.parts().iter().zip(back.audience.parts()) {
+            assert_eq!((s, *t), (&s2, t2));
+        }
+        let policy = Policy::default();
+        for placement in [Placement::Home, Placement::Product, Placement::Cart] {
+            for product in ["p000001", "p000150"] {
+                let cart = [crate::recommend::CartItem {
+                    product_id: product.into(),
+                    quantity: 1,
+                }];
+                let q = Query {
+                    policy: &policy,
+                    placement,
+                    product: Some(product),
+                    category: None,
+                    search: None,
+                    cart: &cart,
+                    candidates: &[],
+                    limit: 10,
+                    audience: crate::domain::Audience {
+                        country: crate::domain::Country::parse("DE").ok(),
+                        device: Some(crate::domain::Device::Mobile),
+                    },
+                };
+                for profile in [Some(&shop.customers[0].1), None] {
+                    let a = recommend(&models, &shop.catalog, &q, profile);
+                    let b = recommend(&back, &shop.catalog, &q, profile);
+                    assert_eq!(a, b, "{placement:?} {product}");
+                }
+            }
+        }
+        assert!(portable::decode(&[9, 0], &shop.catalog).is_err());
+        assert!(portable::decode(&[], &shop.catalog).is_err());
     }
 }

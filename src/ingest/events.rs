@@ -8,7 +8,9 @@ use serde::Deserialize;
 
 use crate::domain::ids::check_id;
 use crate::domain::profile::{Behaviour, ProfileOp};
-use crate::domain::{Audience, Catalog, Country, Currency, Device, Money, VisitorId, VisitorKey};
+use crate::domain::{
+    Audience, Catalog, Currency, Money, PageContext, RawPageContext, VisitorId, VisitorKey,
+};
 use crate::store::{KeyHasher, LogEntry, LogKind, ProfileKey};
 
 #[derive(Debug, Default, Deserialize)]
@@ -32,38 +34,8 @@ pub struct RawEvent {
     pub order_id: Option<String>,
     pub timestamp: Option<i64>,
     pub consent: Option<RawConsent>,
-    pub context: Option<RawEventContext>,
-}
-
-/// Where the visitor is and on what, as in a recommend request's context.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawEventContext {
-    pub country: Option<String>,
-    pub device: Option<String>,
-}
-
-impl RawEventContext {
-    /// The audience it names: the country must be an ISO 3166-1 alpha-2 code; a device
-    /// is 1 to 32 visible ASCII characters (those not recognised have no class).
-    pub fn audience(&self) -> Result<Audience, Rejection> {
-        let country = self
-            .country
-            .as_deref()
-            .map(Country::parse)
-            .transpose()
-            .map_err(|_| Rejection::InvalidContext)?;
-        let device = match self.device.as_deref() {
-            None => None,
-            Some(d)
-                if !d.is_empty() && d.len() <= 32 && d.bytes().all(|b| b.is_ascii_graphic()) =>
-            {
-                Device::classify(d)
-            }
-            Some(_) => return Err(Rejection::InvalidContext),
-        };
-        Ok(Audience { country, device })
-    }
+    /// Where the visitor is and on what: the page context of a recommend request.
+    pub context: Option<RawPageContext>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,9 +208,9 @@ impl RawEvent {
             consent: self.consent.map(|c| (c.personalization, c.marketing)),
             audience: self
                 .context
-                .as_ref()
-                .map(RawEventContext::audience)
-                .transpose()?
+                .map(|c| PageContext::parse(c).map(|p| p.audience()))
+                .transpose()
+                .map_err(|_| Rejection::InvalidContext)?
                 .unwrap_or_default(),
             trusted: false,
         })

@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Deserialize;
 
 use super::catalog::{MoneyInput, ProductInput};
-use super::events::{Event, RawEvent, RawEventContext, RawMoney, ingest};
+use super::events::{Event, RawEvent, RawMoney, ingest};
 use crate::domain::catalog::{Catalog, slug};
 use crate::domain::profile::ProfileOp;
-use crate::domain::{Currency, Money, VisitorId, VisitorKey};
+use crate::domain::{Currency, Money, RawPageContext, VisitorId, VisitorKey};
 use crate::store::{CatalogChange, CatalogStore, KeyHasher, ProfileKey, ProfileStore, StoreError};
 
 /// Rows applied per store batch.
@@ -851,9 +851,10 @@ fn plain_event(rec: &Record) -> Result<Row, String> {
         order_id: rec.get("order_id").map(str::to_owned),
         timestamp: number("timestamp")?,
         context: (rec.get("country").is_some() || rec.get("device").is_some()).then(|| {
-            RawEventContext {
+            RawPageContext {
                 country: rec.get("country").map(str::to_owned),
                 device: rec.get("device").map(str::to_owned),
+                ..RawPageContext::default()
             }
         }),
         ..RawEvent::default()

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::app::Snapshot;
 use crate::domain::{Audience, Catalog, Interaction, InteractionKind};
 use crate::recommend::Models;
+use crate::recommend::Snapshot;
 use crate::store::{CatalogStore, LogEntry, LogKind, StoreError};
 
 /// Entries appended, and read, per round trip.

@@ -13,5 +13,16 @@ pub mod portable;
 pub mod sknn;
 pub mod trending;
 
+use std::sync::Arc;
+
+use crate::domain::Catalog;
+
 pub use engine::{CartItem, Query, Reason, Scored, recommend};
 pub use model::Models;
+
+/// The catalog and the models trained on it: always swapped together, because the
+/// models address products by catalog index.
+pub struct Snapshot {
+    pub catalog: Catalog,
+    pub models: Arc<Models>,
+}

@@ -34,6 +34,42 @@ pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use tiered::Tiered;
 
+/// Why an answer was given without the visitor's profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Degraded {
+    /// The store did not answer within the request's deadline.
+    Deadline,
+    /// The store answered with an error.
+    StoreError,
+}
+
+impl Degraded {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Degraded::Deadline => "deadline",
+            Degraded::StoreError => "store_error",
+        }
+    }
+}
+
+/// Reads a profile within `deadline`: a slow or failing store gives no profile and the
+/// reason, never an error, so the request is answered without personalization rather
+/// than not at all.
+pub async fn read_within(
+    store: &dyn ProfileStore,
+    key: &ProfileKey,
+    deadline: std::time::Duration,
+) -> (Option<Arc<Profile>>, Option<Degraded>) {
+    match tokio::time::timeout(deadline, store.get(key)).await {
+        Ok(Ok(profile)) => (profile, None),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "profile read failed; answering without it");
+            (None, Some(Degraded::StoreError))
+        }
+        Err(_) => (None, Some(Degraded::Deadline)),
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]

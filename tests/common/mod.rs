@@ -74,7 +74,7 @@ pub struct TestApp {
     pub port: u16,
     pub ops_port: Option<u16>,
     pub client: reqwest::Client,
-    pub state: vitrine::app::AppState,
+    pub state: vitrine::http::state::AppState,
     shutdown: Option<oneshot::Sender<()>>,
     pub handle: Option<JoinHandle<std::io::Result<()>>>,
     /// Holds the embedded store's directory until the app is dropped.
@@ -195,7 +195,7 @@ where
 /// A plain HTTP client for the tests (the process's TLS provider installed first, as the
 /// service does).
 pub fn client() -> reqwest::Client {
-    vitrine::app::install_tls_provider();
+    vitrine::ingest::install_tls_provider();
     reqwest::Client::new()
 }
 
