@@ -22,12 +22,11 @@ use sha2::Sha256;
 
 use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
-use crate::domain::profile::ProfileOp;
-use crate::domain::{Currency, VisitorId, VisitorKey};
+use crate::domain::Currency;
+use crate::domain::time::unix_now;
 use crate::ingest::bigcommerce::{self, FetchError};
-use crate::ingest::catalog::CatalogChangeError;
 use crate::ingest::shopify::{self, Action};
-use crate::recommend::model::unix_now;
+use crate::ingest::webhooks::{self, ApplyError, Targets};
 
 /// Topics with their own metric label; anything else is counted as `other`.
 const TOPICS: [&str; 27] = [
@@ -253,161 +252,22 @@ async fn bigcommerce_webhook(
     Ok((code, Json(json!({"status": status}))))
 }
 
-fn catalog_error(e: &CatalogChangeError) -> ApiError {
-    match e {
-        CatalogChangeError::Store(e) => store_unavailable(e),
-        CatalogChangeError::StoreReset => store_unavailable(e),
-        other => ApiError::new(ErrorCode::MalformedPayload, other.to_string()),
+/// What the handlers' platform actions need from the state.
+fn targets(state: &AppState) -> Targets<'_> {
+    Targets {
+        store: state.store.as_ref(),
+        hasher: &state.hasher,
+        catalog: &state.catalog,
+        learning: &state.learning,
     }
 }
 
-/// Takes a product out of the catalog; one that is not there already is fine.
-async fn remove_product(state: &AppState, id: &str) -> Result<(), ApiError> {
-    match state.catalog.delete(id).await {
-        Ok(()) | Err(CatalogChangeError::NotFound) => Ok(()),
-        Err(e) => Err(catalog_error(&e)),
-    }
-}
-
-fn visitor(kind: fn(VisitorId) -> VisitorKey, raw: &str) -> Result<VisitorKey, ApiError> {
-    VisitorId::parse(raw)
-        .map(kind)
-        .map_err(|e| ApiError::new(ErrorCode::MalformedPayload, format!("id {e}")))
-}
-
-async fn apply_profile(
-    state: &AppState,
-    visitor: VisitorKey,
-    ops: &[ProfileOp],
-) -> Result<&'static str, ApiError> {
-    let key = state.hasher.key(&visitor);
-    let applied = state
-        .store
-        .apply(&key, ops)
-        .await
-        .map_err(|e| store_unavailable(&e))?;
-    // New orders teach the live models (pairs and trend), here and through the log.
-    state.learning.learn(crate::ingest::log::order_entries(
-        &key,
-        ops,
-        &applied.fresh,
-        state.learning.origin(),
-    ));
-    Ok("applied")
-}
-
+/// Applies a platform's action: a malformed payload is 400, a store that cannot take it
+/// 503 (the platform redelivers).
 async fn apply(state: &AppState, action: Action) -> Result<&'static str, ApiError> {
-    match action {
-        Action::Customer {
-            customer_id,
-            ops,
-            email,
-        } => {
-            let customer = visitor(VisitorKey::Customer, &customer_id)?;
-            // The email first: what was imported under it is the customer's before this
-            // delivery's own ops (an order in both counts once).
-            if let Some(email) = email {
-                crate::ingest::identity::link_email(
-                    state.store.as_ref(),
-                    &state.hasher,
-                    state.hasher.key(&customer),
-                    &email,
-                    crate::domain::time::unix_now(),
-                )
-                .await
-                .map_err(|e| store_unavailable(&e))?;
-            }
-            apply_profile(state, customer, &ops).await
-        }
-        Action::Session { session_id, ops } => {
-            apply_profile(state, visitor(VisitorKey::Session, &session_id)?, &ops).await
-        }
-        Action::Product {
-            input,
-            inventory_items,
-            archived,
-        } => {
-            let id = input.id.clone();
-            // The product payload gives each item's total over all locations, held
-            // until a per-location level replaces it; in the store, so a level update
-            // can land on any replica.
-            let items: Vec<(String, i64)> = inventory_items
-                .into_iter()
-                .map(|(item, quantity)| (item.to_string(), quantity))
-                .collect();
-            if !items.is_empty() {
-                state
-                    .catalog
-                    .link_inventory(&id, &items)
-                    .await
-                    .map_err(|e| catalog_error(&e))?;
-            }
-            state
-                .catalog
-                .upsert(vec![input])
-                .await
-                .map_err(|e| catalog_error(&e))?;
-            if archived {
-                // Archived and draft products are not for sale: keep them out of answers.
-                remove_product(state, &id).await?;
-            }
-            Ok("applied")
-        }
-        Action::Inventory(level) => {
-            let found = state
-                .catalog
-                .inventory_level(
-                    &level.inventory_item_id.to_string(),
-                    &level.location_id.to_string(),
-                    level.available.unwrap_or(0),
-                )
-                .await
-                .map_err(|e| catalog_error(&e))?;
-            let Some(stock) = found else {
-                return Ok("unknown_item");
-            };
-            state
-                .catalog
-                .set_stock(&[stock])
-                .await
-                .map_err(|e| catalog_error(&e))?;
-            Ok("applied")
-        }
-        Action::RemoveProduct { product_id } => {
-            remove_product(state, &product_id).await?;
-            Ok("applied")
-        }
-        Action::Erase { customer_id, email } => {
-            let key = state
-                .hasher
-                .key(&visitor(VisitorKey::Customer, &customer_id)?);
-            crate::ingest::identity::erase(state.store.as_ref(), &key)
-                .await
-                .map_err(|e| store_unavailable(&e))?;
-            if let Some(email) = email {
-                state
-                    .store
-                    .delete(&state.hasher.email_key(&email))
-                    .await
-                    .map_err(|e| store_unavailable(&e))?;
-            }
-            Ok("erased")
-        }
-        Action::EraseAll => {
-            let n = state
-                .store
-                .erase_all()
-                .await
-                .map_err(|e| store_unavailable(&e))?;
-            tracing::info!(profiles = n, "shop redact: every profile erased");
-            Ok("erased")
-        }
-        Action::DataRequest => {
-            tracing::info!(
-                "customer data request received; answer it with GET /admin/v1/profiles/{{id}}"
-            );
-            Ok("acknowledged")
-        }
-        Action::Ignore => Ok("ignored"),
+    match webhooks::apply(targets(state), action).await {
+        Ok(outcome) => Ok(outcome.as_str()),
+        Err(ApplyError::Malformed(m)) => Err(ApiError::new(ErrorCode::MalformedPayload, m)),
+        Err(ApplyError::Unavailable(e)) => Err(store_unavailable(&e)),
     }
 }
