@@ -74,7 +74,7 @@ fn publish_ruleset(port: u16, document: &serde_json::Value) {
 }
 
 /// The same private `redis-server` the tests use (free port, ready when it answers PING).
-#[path = "../tests/common/redis.rs"]
+#[path = "../tests/api/common/redis.rs"]
 mod redis_server;
 
 use hdrhistogram::Histogram;

@@ -6,7 +6,7 @@
 //! `PROFILES_CUSTOMERS` (50000), `PROFILES_MEMORY_COUNT` (1000000), `PROFILES_CONCURRENCY` (8).
 
 /// The same private `redis-server` the tests use (free port, ready when it answers PING).
-#[path = "../tests/common/redis.rs"]
+#[path = "../tests/api/common/redis.rs"]
 mod redis_server;
 
 use std::process::Command;

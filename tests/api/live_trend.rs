@@ -9,7 +9,7 @@
 //! decaying, would soon outweigh the history and the answers would turn into the
 //! best-sellers.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! SIGTERM of the process that took them, and are applied exactly once when a server
 //! starts again on the same data directory.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

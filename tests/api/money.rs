@@ -3,7 +3,7 @@
 //! one rounding per split, rollbacks that walk back, error codes that name the problem,
 //! and totals that satisfy their formulas. Each through HTTP on a real socket.
 
-mod common;
+use crate::common;
 
 use common::rules::{cart, evaluate, publish};
 use common::{TestApp, error_code, put_products, settings};

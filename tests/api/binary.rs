@@ -1,6 +1,6 @@
 //! The `vitrine` binary itself: configuration layers, errors naming the key, signals.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

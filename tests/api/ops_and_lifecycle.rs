@@ -1,6 +1,6 @@
 //! Degraded answers, overload, readiness, metrics, the ops listener and shutdown.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `/v1/events` end to end, profile export and erasure, and two instances sharing one
 //! Redis.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

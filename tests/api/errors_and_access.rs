@@ -1,6 +1,6 @@
 //! Every error code of the API, the two key scopes, and garbage input never giving 5xx.
 
-mod common;
+use crate::common;
 
 use common::{ADMIN_KEY, STOREFRONT_KEY, TestApp, error_code, settings};
 use rand::{Rng, SeedableRng};

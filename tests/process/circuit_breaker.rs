@@ -1,9 +1,8 @@
 //! A Redis outage does not make requests wait: after a few failures the circuit opens,
 //! requests answer at once from the fallback without calling Redis, and a background
-//! probe closes it when Redis is back. (Alone in its binary: it reads process-wide
-//! metrics.)
+//! probe closes it when Redis is back.
 
-mod common;
+use crate::common;
 
 use common::TestApp;
 use common::redis::RedisServer;

@@ -3,7 +3,7 @@
 //! yet answers its in-stock products; the storefront's candidates are all answered.
 //! Through HTTP on a real socket, on catalogs loaded through the admin API.
 
-mod common;
+use crate::common;
 
 use common::{TestApp, settings};
 use serde_json::{Value, json};

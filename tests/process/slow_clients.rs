@@ -2,7 +2,7 @@
 //! headers and idle connections are closed, connections are bounded, and nothing a
 //! client invents grows the metrics.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! fallback), readiness says so, events are buffered and written on return, and past
 //! the buffer the API says 503 rather than dropping anything.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

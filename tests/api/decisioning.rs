@@ -1,7 +1,7 @@
 //! The decisioning seed cases, each against a published ruleset through HTTP:
 //! `/v1/cart/evaluate` for the checkout, `/v1/recommend` for prices and offers.
 
-mod common;
+use crate::common;
 
 use common::rules::{cart, evaluate, publish};
 use common::{TestApp, error_code, settings};

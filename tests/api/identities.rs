@@ -4,7 +4,7 @@
 //! or refused, and untracked stock is shown as such. The real binary imports into a
 //! Redis the harness starts, while a running app on it takes the webhooks.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! the embedded durable store, Redis (a private `redis-server`), and Redis behind the
 //! moka L1 tier.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

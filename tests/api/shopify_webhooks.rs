@@ -1,6 +1,6 @@
 //! `/webhooks/shopify` with payloads shaped as Shopify sends them (tests/fixtures/shopify).
 
-mod common;
+use crate::common;
 
 use common::shopify::{SECRET, deliver, send, sign};
 use common::{TestApp, error_code, settings};

@@ -1,7 +1,7 @@
 //! `vitrine import`: the real binary loads the files in tests/fixtures/import into a
 //! private Redis, while a running app on the same Redis serves what was loaded.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! customers and products from a fake BigCommerce REST API that this test serves on
 //! loopback, answering with the documented shapes (tests/fixtures/bigcommerce).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! they hold, one of them writes the catalog, the live ruleset and the promotion
 //! budgets back, and following resumes.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,4 @@
 //! Test harness: starts the real app on port 0 and talks to it over a real socket.
-#![allow(dead_code)]
 
 pub mod process;
 pub mod redis;

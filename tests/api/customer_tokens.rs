@@ -2,7 +2,7 @@
 //! customer takes a token the shop's backend signed, and what money depends on changes
 //! only through trusted callers.
 
-mod common;
+use crate::common;
 
 use common::{ADMIN_KEY, STOREFRONT_KEY, TestApp, error_code, settings};
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 //! replica, through the shared event log; and visitors with no history get what their
 //! audience (country, device) favours.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

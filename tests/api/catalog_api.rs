@@ -1,6 +1,6 @@
 //! The catalog admin API, and catalog changes reaching recommendations at once.
 
-mod common;
+use crate::common;
 
 use common::{TestApp, error_code, settings};
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! private Redis; two running replicas swap them in within seconds, without failing a
 //! request.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

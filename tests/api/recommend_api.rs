@@ -1,6 +1,6 @@
 //! `/v1/recommend` end to end: the real app on a real socket.
 
-mod common;
+use crate::common;
 
 use common::{TestApp, error_code, settings};
 use serde_json::{Value, json};

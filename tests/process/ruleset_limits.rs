@@ -2,7 +2,7 @@
 //! the path and the limit; and a stored ruleset past them (from an older release) never
 //! stops a replica.
 
-mod common;
+use crate::common;
 
 use common::redis::RedisServer;
 use common::rules::{put_ruleset as publish, refused};

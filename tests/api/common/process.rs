@@ -1,13 +1,11 @@
 //! The real `vitrine` binary as a child process, for what only a process can show:
 //! signals, SIGKILL, restarts on the same data.
-#![allow(dead_code)]
 
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Process {
     pub child: Child,
-    pub port: u16,
     pub base: String,
 }
 
@@ -40,7 +38,6 @@ impl Process {
         }
         Self {
             child,
-            port,
             base: format!("http://127.0.0.1:{port}"),
         }
     }

@@ -2,7 +2,7 @@
 //! engine here to build it, so this test lays out a directory as the Dockerfile does and
 //! runs the binary there as that user (uid 10001, through `setpriv`).
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -5,7 +5,7 @@
 //! cases replayed through a running server (`--via-http`) score what the evaluation
 //! scores.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;
