@@ -215,7 +215,7 @@ impl App {
             policy: Arc::new(crate::recommend::engine::Policy::new(&settings.recommend)),
             keys: Arc::new(keys),
             tokens: Arc::new(crate::http::auth::CustomerTokens::new(
-                &settings.auth.customer_token_secret,
+                settings.auth.customer_token_secret.expose(),
             )),
             snapshot,
             webhooks: Arc::new(
@@ -333,7 +333,7 @@ pub fn key_hasher(settings: &Settings) -> KeyHasher {
         tracing::warn!("privacy.id_hash_secret is not set: using the built-in development secret");
         KeyHasher::new(DEVELOPMENT_SECRET)
     } else {
-        KeyHasher::new(settings.privacy.id_hash_secret.as_bytes())
+        KeyHasher::new(settings.privacy.id_hash_secret.expose().as_bytes())
     }
 }
 

@@ -13,7 +13,55 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::domain::Placement;
+
+/// A secret from the settings (an API key, a webhook or token secret, the id-hash
+/// secret): read with [`Secret::expose`] where it is used, never printed. `Debug` shows
+/// `[redacted]`; it serializes (the compiled defaults, for layering) only when empty,
+/// else as `[redacted]`; the memory is wiped when it is dropped.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.expose().is_empty()
+    }
+
+    fn shown(&self) -> &'static str {
+        if self.is_empty() { "" } else { "[redacted]" }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.shown())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.shown())
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.into())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s.into())
+    }
+}
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -72,7 +120,7 @@ impl Default for CatalogSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct ShopifySettings {
     /// The app's client secret, which signs webhooks. Empty: `/webhooks/shopify` is off.
-    pub webhook_secret: String,
+    pub webhook_secret: Secret,
     /// The shop's currency: product payloads carry prices without one. Required with
     /// `webhook_secret`; no default, so a shop's prices are never read in a currency
     /// nobody stated.
@@ -91,7 +139,7 @@ impl ShopifySettings {
 impl Default for ShopifySettings {
     fn default() -> Self {
         Self {
-            webhook_secret: String::new(),
+            webhook_secret: Secret::default(),
             shop_currency: String::new(),
             body_limit_bytes: 1024 * 1024,
         }
@@ -103,13 +151,13 @@ impl Default for ShopifySettings {
 pub struct BigCommerceSettings {
     /// The shared secret sent in `secret_header` by every webhook (set in the hook's
     /// `headers` when it is registered). Empty: `/webhooks/bigcommerce` is off.
-    pub webhook_secret: String,
+    pub webhook_secret: Secret,
     /// The header that carries `webhook_secret`.
     pub secret_header: String,
     /// The store hash from the API path (`/stores/{store_hash}/...`).
     pub store_hash: String,
     /// An API account token with read scopes for orders, carts, customers and products.
-    pub access_token: String,
+    pub access_token: Secret,
     /// The REST API's base URL.
     pub api_url: String,
     /// Time for one API call; past it the call is retried.
@@ -125,10 +173,10 @@ pub struct BigCommerceSettings {
 impl Default for BigCommerceSettings {
     fn default() -> Self {
         Self {
-            webhook_secret: String::new(),
+            webhook_secret: Secret::default(),
             secret_header: "x-webhook-secret".into(),
             store_hash: String::new(),
-            access_token: String::new(),
+            access_token: Secret::default(),
             api_url: "https://api.bigcommerce.com".into(),
             timeout_ms: 2_000,
             retries: 2,
@@ -225,7 +273,7 @@ impl Default for CacheSettings {
 pub struct PrivacySettings {
     /// Secret for the keyed hash of visitor ids. Replicas sharing a store must share it.
     /// Empty: a built-in development secret is used and start-up warns.
-    pub id_hash_secret: String,
+    pub id_hash_secret: Secret,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -520,13 +568,13 @@ impl MaxPerCategory {
 pub struct AuthSettings {
     /// Keys for the storefront API (recommend, events). Empty: open access.
     #[serde(deserialize_with = "list_or_csv")]
-    pub storefront_keys: Vec<String>,
+    pub storefront_keys: Vec<Secret>,
     /// Keys for the admin API; they may also call the storefront API.
     #[serde(deserialize_with = "list_or_csv")]
-    pub admin_keys: Vec<String>,
+    pub admin_keys: Vec<Secret>,
     /// Signs customer tokens. Set: a storefront-key request naming a customer must carry
     /// a valid token for them. Empty: customers are taken at their word (the demo).
-    pub customer_token_secret: String,
+    pub customer_token_secret: Secret,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -720,17 +768,18 @@ impl Settings {
             .chain(&self.auth.admin_keys)
         {
             check(
-                key.len() >= 16 && key.chars().all(|c| c.is_ascii_graphic()),
+                key.expose().len() >= 16 && key.expose().chars().all(|c| c.is_ascii_graphic()),
                 "auth.*_keys",
                 "every key must be at least 16 visible ASCII characters",
             )?;
         }
         check(
             self.auth.customer_token_secret.is_empty()
-                || (self.auth.customer_token_secret.len() >= 32
+                || (self.auth.customer_token_secret.expose().len() >= 32
                     && self
                         .auth
                         .customer_token_secret
+                        .expose()
                         .chars()
                         .all(|c| c.is_ascii_graphic())),
             "auth.customer_token_secret",
@@ -944,7 +993,7 @@ impl Settings {
 
 /// Accepts a TOML/JSON list or a comma-separated string, so that
 /// `VITRINE__AUTH__STOREFRONT_KEYS=key1,key2` works from the environment.
-fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+fn list_or_csv<'de, D: Deserializer<'de>, T: From<String>>(d: D) -> Result<Vec<T>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum ListOrCsv {
@@ -952,12 +1001,12 @@ fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
         Csv(String),
     }
     Ok(match ListOrCsv::deserialize(d)? {
-        ListOrCsv::List(list) => list,
+        ListOrCsv::List(list) => list.into_iter().map(T::from).collect(),
         ListOrCsv::Csv(s) => s
             .split(',')
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .map(str::to_owned)
+            .map(|k| T::from(k.to_owned()))
             .collect(),
     })
 }

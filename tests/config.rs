@@ -42,13 +42,19 @@ fn each_layer_overrides_the_one_below() {
         assert_eq!(s.demo.products, 88, "environment beats files");
         assert_eq!(s.demo.customers, 1000, "untouched keys keep their defaults");
         assert_eq!(
-            s.auth.storefront_keys,
-            vec![
-                "storefront-key-00001".to_owned(),
-                "storefront-key-00002".to_owned()
-            ],
+            s.auth
+                .storefront_keys
+                .iter()
+                .map(|k| k.expose())
+                .collect::<Vec<_>>(),
+            ["storefront-key-00001", "storefront-key-00002"],
             "comma-separated lists from the environment"
         );
+        // Secrets are used, never printed: not in the settings' debug form, nor in their
+        // serialized form.
+        let shown = format!("{s:?} {}", serde_json::to_string(&s).unwrap());
+        assert!(!shown.contains("storefront-key-0000"), "{shown}");
+        assert!(shown.contains("[redacted]"));
         Ok(())
     });
 }

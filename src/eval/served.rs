@@ -56,7 +56,12 @@ impl Client {
             http,
             base: via.url.trim_end_matches('/').to_owned(),
             // An admin key may call the storefront API too.
-            key: via.settings.auth.admin_keys.first().cloned(),
+            key: via
+                .settings
+                .auth
+                .admin_keys
+                .first()
+                .map(|k| k.expose().to_owned()),
             run: format!("eval{:x}", crate::domain::time::unix_now()),
             degraded: std::sync::atomic::AtomicU64::new(0),
         })

@@ -83,7 +83,11 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(settings: &AuthSettings) -> Self {
-        let bytes = |keys: &[String]| keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+        let bytes = |keys: &[crate::config::Secret]| {
+            keys.iter()
+                .map(|k| k.expose().as_bytes().to_vec())
+                .collect()
+        };
         Self {
             storefront: bytes(&settings.storefront_keys),
             admin: bytes(&settings.admin_keys),

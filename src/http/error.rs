@@ -9,146 +9,78 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorCode {
-    MalformedJson,
-    MalformedQuery,
-    MalformedPayload,
-    MalformedRequest,
-    RequestTimeout,
-    InvalidSignature,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    InvalidBody,
-    MissingVisitorId,
-    InvalidId,
-    InvalidPlacement,
-    MissingProductId,
-    MissingCategory,
-    MissingQuery,
-    InvalidCategory,
-    UnknownCategory,
-    InvalidQuery,
-    UnsupportedCurrency,
-    MixedCurrency,
-    InvalidLimit,
-    InvalidCart,
-    InvalidCandidates,
-    InvalidContext,
-    InvalidRuleset,
-    InvalidCodes,
-    RulesetNotFound,
-    BatchTooLarge,
-    InvalidProduct,
-    MissingApiKey,
-    InvalidApiKey,
-    InvalidCustomerToken,
-    WrongScope,
-    NotFound,
-    ProfileNotFound,
-    ProductNotFound,
-    MethodNotAllowed,
-    Overloaded,
-    NotReady,
-    StoreUnavailable,
-    UpstreamUnavailable,
-    Internal,
+/// The table: each row a code's variant, its string (what clients switch on) and its
+/// HTTP status. Everything else about codes (the list of all of them, the status, the
+/// string) is derived from it, so a new code is one new row and nothing can be missed.
+macro_rules! error_codes {
+    ($($variant:ident => $code:literal, $status:ident;)*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the table's order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub const fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)*
+                }
+            }
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    pub const fn status(self) -> StatusCode {
-        match self {
-            ErrorCode::MalformedJson
-            | ErrorCode::MalformedQuery
-            | ErrorCode::MalformedPayload
-            | ErrorCode::MalformedRequest => StatusCode::BAD_REQUEST,
-            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::MissingApiKey
-            | ErrorCode::InvalidApiKey
-            | ErrorCode::InvalidSignature
-            | ErrorCode::InvalidCustomerToken => StatusCode::UNAUTHORIZED,
-            ErrorCode::WrongScope => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound
-            | ErrorCode::ProfileNotFound
-            | ErrorCode::ProductNotFound
-            | ErrorCode::RulesetNotFound => StatusCode::NOT_FOUND,
-            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::InvalidBody
-            | ErrorCode::MissingVisitorId
-            | ErrorCode::InvalidId
-            | ErrorCode::InvalidPlacement
-            | ErrorCode::MissingProductId
-            | ErrorCode::MissingCategory
-            | ErrorCode::MissingQuery
-            | ErrorCode::InvalidCategory
-            | ErrorCode::UnknownCategory
-            | ErrorCode::InvalidQuery
-            | ErrorCode::UnsupportedCurrency
-            | ErrorCode::MixedCurrency
-            | ErrorCode::InvalidLimit
-            | ErrorCode::InvalidCart
-            | ErrorCode::InvalidCandidates
-            | ErrorCode::InvalidContext
-            | ErrorCode::InvalidRuleset
-            | ErrorCode::InvalidCodes
-            | ErrorCode::BatchTooLarge
-            | ErrorCode::InvalidProduct => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::Overloaded
-            | ErrorCode::NotReady
-            | ErrorCode::StoreUnavailable
-            | ErrorCode::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::MalformedJson => "malformed_json",
-            ErrorCode::MalformedQuery => "malformed_query",
-            ErrorCode::MalformedPayload => "malformed_payload",
-            ErrorCode::MalformedRequest => "malformed_request",
-            ErrorCode::RequestTimeout => "request_timeout",
-            ErrorCode::InvalidSignature => "invalid_signature",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::InvalidBody => "invalid_body",
-            ErrorCode::MissingVisitorId => "missing_visitor_id",
-            ErrorCode::InvalidId => "invalid_id",
-            ErrorCode::InvalidPlacement => "invalid_placement",
-            ErrorCode::MissingProductId => "missing_product_id",
-            ErrorCode::MissingCategory => "missing_category",
-            ErrorCode::MissingQuery => "missing_query",
-            ErrorCode::InvalidCategory => "invalid_category",
-            ErrorCode::UnknownCategory => "unknown_category",
-            ErrorCode::InvalidQuery => "invalid_query",
-            ErrorCode::UnsupportedCurrency => "unsupported_currency",
-            ErrorCode::MixedCurrency => "mixed_currency",
-            ErrorCode::InvalidLimit => "invalid_limit",
-            ErrorCode::InvalidCart => "invalid_cart",
-            ErrorCode::InvalidCandidates => "invalid_candidates",
-            ErrorCode::InvalidContext => "invalid_context",
-            ErrorCode::InvalidRuleset => "invalid_ruleset",
-            ErrorCode::InvalidCodes => "invalid_codes",
-            ErrorCode::RulesetNotFound => "ruleset_not_found",
-            ErrorCode::BatchTooLarge => "batch_too_large",
-            ErrorCode::InvalidProduct => "invalid_product",
-            ErrorCode::MissingApiKey => "missing_api_key",
-            ErrorCode::InvalidApiKey => "invalid_api_key",
-            ErrorCode::InvalidCustomerToken => "invalid_customer_token",
-            ErrorCode::WrongScope => "wrong_scope",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::ProfileNotFound => "profile_not_found",
-            ErrorCode::ProductNotFound => "product_not_found",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::Overloaded => "overloaded",
-            ErrorCode::NotReady => "not_ready",
-            ErrorCode::StoreUnavailable => "store_unavailable",
-            ErrorCode::UpstreamUnavailable => "upstream_unavailable",
-            ErrorCode::Internal => "internal",
-        }
-    }
+error_codes! {
+    MalformedJson => "malformed_json", BAD_REQUEST;
+    MalformedQuery => "malformed_query", BAD_REQUEST;
+    MalformedPayload => "malformed_payload", BAD_REQUEST;
+    MalformedRequest => "malformed_request", BAD_REQUEST;
+    RequestTimeout => "request_timeout", REQUEST_TIMEOUT;
+    InvalidSignature => "invalid_signature", UNAUTHORIZED;
+    PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
+    UnsupportedMediaType => "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
+    InvalidBody => "invalid_body", UNPROCESSABLE_ENTITY;
+    MissingVisitorId => "missing_visitor_id", UNPROCESSABLE_ENTITY;
+    InvalidId => "invalid_id", UNPROCESSABLE_ENTITY;
+    InvalidPlacement => "invalid_placement", UNPROCESSABLE_ENTITY;
+    MissingProductId => "missing_product_id", UNPROCESSABLE_ENTITY;
+    MissingCategory => "missing_category", UNPROCESSABLE_ENTITY;
+    MissingQuery => "missing_query", UNPROCESSABLE_ENTITY;
+    InvalidCategory => "invalid_category", UNPROCESSABLE_ENTITY;
+    UnknownCategory => "unknown_category", UNPROCESSABLE_ENTITY;
+    InvalidQuery => "invalid_query", UNPROCESSABLE_ENTITY;
+    UnsupportedCurrency => "unsupported_currency", UNPROCESSABLE_ENTITY;
+    MixedCurrency => "mixed_currency", UNPROCESSABLE_ENTITY;
+    InvalidLimit => "invalid_limit", UNPROCESSABLE_ENTITY;
+    InvalidCart => "invalid_cart", UNPROCESSABLE_ENTITY;
+    InvalidCandidates => "invalid_candidates", UNPROCESSABLE_ENTITY;
+    InvalidContext => "invalid_context", UNPROCESSABLE_ENTITY;
+    InvalidRuleset => "invalid_ruleset", UNPROCESSABLE_ENTITY;
+    InvalidCodes => "invalid_codes", UNPROCESSABLE_ENTITY;
+    RulesetNotFound => "ruleset_not_found", NOT_FOUND;
+    BatchTooLarge => "batch_too_large", UNPROCESSABLE_ENTITY;
+    InvalidProduct => "invalid_product", UNPROCESSABLE_ENTITY;
+    MissingApiKey => "missing_api_key", UNAUTHORIZED;
+    InvalidApiKey => "invalid_api_key", UNAUTHORIZED;
+    InvalidCustomerToken => "invalid_customer_token", UNAUTHORIZED;
+    WrongScope => "wrong_scope", FORBIDDEN;
+    NotFound => "not_found", NOT_FOUND;
+    ProfileNotFound => "profile_not_found", NOT_FOUND;
+    ProductNotFound => "product_not_found", NOT_FOUND;
+    MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED;
+    Overloaded => "overloaded", SERVICE_UNAVAILABLE;
+    NotReady => "not_ready", SERVICE_UNAVAILABLE;
+    StoreUnavailable => "store_unavailable", SERVICE_UNAVAILABLE;
+    UpstreamUnavailable => "upstream_unavailable", SERVICE_UNAVAILABLE;
+    Internal => "internal", INTERNAL_SERVER_ERROR;
 }
 
 #[derive(Debug, Clone)]
@@ -327,50 +259,39 @@ pub async fn method_not_allowed() -> ApiError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 37] = [
-        ErrorCode::InvalidCustomerToken,
-        ErrorCode::MalformedRequest,
-        ErrorCode::RequestTimeout,
-        ErrorCode::InvalidRuleset,
-        ErrorCode::InvalidCodes,
-        ErrorCode::RulesetNotFound,
-        ErrorCode::MalformedPayload,
-        ErrorCode::InvalidSignature,
-        ErrorCode::InvalidProduct,
-        ErrorCode::ProductNotFound,
-        ErrorCode::ProfileNotFound,
-        ErrorCode::BatchTooLarge,
-        ErrorCode::StoreUnavailable,
-        ErrorCode::UpstreamUnavailable,
-        ErrorCode::MalformedJson,
-        ErrorCode::MalformedQuery,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::UnsupportedMediaType,
-        ErrorCode::InvalidBody,
-        ErrorCode::MissingVisitorId,
-        ErrorCode::InvalidId,
-        ErrorCode::InvalidPlacement,
-        ErrorCode::MissingProductId,
-        ErrorCode::MissingCategory,
-        ErrorCode::MissingQuery,
-        ErrorCode::InvalidLimit,
-        ErrorCode::InvalidCart,
-        ErrorCode::InvalidCandidates,
-        ErrorCode::InvalidContext,
-        ErrorCode::MissingApiKey,
-        ErrorCode::InvalidApiKey,
-        ErrorCode::WrongScope,
-        ErrorCode::NotFound,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::Overloaded,
-        ErrorCode::NotReady,
-        ErrorCode::Internal,
-    ];
+    #[test]
+    fn every_code_is_in_the_readme_with_its_status() {
+        let readme = include_str!("../../README.md");
+        let documented: std::collections::HashMap<&str, u16> = readme
+            .lines()
+            .filter_map(|l| {
+                let mut cells = l.strip_prefix("| ")?.split(" | ");
+                let status: u16 = cells.next()?.trim().parse().ok()?;
+                Some(
+                    cells
+                        .next()?
+                        .split('`')
+                        .skip(1)
+                        .step_by(2)
+                        .map(move |code| (code, status)),
+                )
+            })
+            .flatten()
+            .collect();
+        for &c in ErrorCode::ALL {
+            assert_eq!(
+                documented.get(c.as_str()),
+                Some(&c.status().as_u16()),
+                "{} in the README's error table with its status",
+                c.as_str()
+            );
+        }
+    }
 
     #[test]
     fn codes_are_unique_snake_case() {
         let mut seen = std::collections::HashSet::new();
-        for c in ALL {
+        for &c in ErrorCode::ALL {
             assert!(seen.insert(c.as_str()), "{} twice", c.as_str());
             assert!(
                 c.as_str()

@@ -139,7 +139,11 @@ async fn shopify_webhook(
     let topic = header(&headers, "x-shopify-topic")
         .unwrap_or_default()
         .to_owned();
-    if !verify(secret, &body, header(&headers, "x-shopify-hmac-sha256")) {
+    if !verify(
+        secret.expose(),
+        &body,
+        header(&headers, "x-shopify-hmac-sha256"),
+    ) {
         count("shopify", &topic, "bad_signature");
         return Err(ApiError::new(
             ErrorCode::InvalidSignature,
@@ -198,9 +202,11 @@ async fn bigcommerce_webhook(
         ));
     };
     let presented = header(&headers, &settings.secret_header).unwrap_or_default();
-    let matches: bool =
-        subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), settings.webhook_secret.as_bytes())
-            .into();
+    let matches: bool = subtle::ConstantTimeEq::ct_eq(
+        presented.as_bytes(),
+        settings.webhook_secret.expose().as_bytes(),
+    )
+    .into();
     if !matches {
         count("bigcommerce", "", "bad_signature");
         return Err(ApiError::new(

@@ -151,7 +151,7 @@ pub enum FetchError {
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    token: String,
+    token: crate::config::Secret,
     retries: u32,
     backoff: Duration,
     currency: Currency,
@@ -198,7 +198,7 @@ impl Client {
             let response = self
                 .http
                 .get(&url)
-                .header("X-Auth-Token", &self.token)
+                .header("X-Auth-Token", self.token.expose())
                 .header("Accept", "application/json")
                 .send()
                 .await;
