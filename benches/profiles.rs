@@ -117,7 +117,7 @@ fn main() {
                     kind: Some(if i % 10 == 9 { "purchase" } else { "view" }.into()),
                     customer_id: Some(format!("c{}", (i * 7919) % customers)),
                     product_id: Some(demo::product_id(i % 10_000)),
-                    price: Some(vitrine::ingest::events::RawMoney {
+                    price: Some(vitrine::domain::RawMoney {
                         amount: 1_999,
                         currency: "GBP".into(),
                     }),

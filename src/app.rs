@@ -337,7 +337,7 @@ pub fn key_hasher(settings: &Settings) -> KeyHasher {
     }
 }
 
-type Stores = (Arc<dyn ProfileStore>, Arc<dyn CatalogStore>);
+type OpenedStores = (Arc<dyn ProfileStore>, Arc<dyn CatalogStore>);
 
 /// What `vitrine train` did.
 pub struct Trained {
@@ -407,8 +407,8 @@ pub async fn train(
 
 /// The configured backend, as the profile store and the catalog store (one backend
 /// holds both).
-pub async fn open_store(settings: &Settings) -> Result<Stores, StartError> {
-    fn both<S: ProfileStore + CatalogStore>(store: S) -> Stores {
+pub async fn open_store(settings: &Settings) -> Result<OpenedStores, StartError> {
+    fn both<S: ProfileStore + CatalogStore>(store: S) -> OpenedStores {
         let store = Arc::new(store);
         (store.clone(), store)
     }

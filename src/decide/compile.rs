@@ -7,7 +7,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::expr::{self, Errors, Expr, Scope};
-use crate::domain::{Currency, Money};
+use crate::domain::money::InvalidMoney;
+use crate::domain::{Money, RawMoney};
 
 /// From and until (either open), Unix seconds; `until` is exclusive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -20,13 +21,6 @@ impl Window {
     pub fn contains(&self, now: i64) -> bool {
         self.from.is_none_or(|f| now >= f) && self.until.is_none_or(|u| now < u)
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawMoney {
-    amount: i64,
-    currency: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -59,16 +53,13 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(
 }
 
 pub(super) fn money(raw: &RawMoney, path: &str, errors: &mut Errors) -> Option<Money> {
-    match Currency::parse(&raw.currency) {
-        Ok(c) if Money::in_range(raw.amount) => Some(Money::new(raw.amount, c)),
-        Ok(_) => {
-            errors.push(
-                &format!("{path}.amount"),
-                format!("must be 0 to {} minor units", Money::MAX_AMOUNT),
-            );
+    match raw.parse() {
+        Ok(m) => Some(m),
+        Err(e @ InvalidMoney::Amount) => {
+            errors.push(&format!("{path}.amount"), e.to_string());
             None
         }
-        Err(e) => {
+        Err(e @ InvalidMoney::Currency(_)) => {
             errors.push(&format!("{path}.currency"), e.to_string());
             None
         }

@@ -9,7 +9,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::content::{Banners, Collection};
+use super::content::{Banner, Banners, Collection};
 use super::merch::Effect;
 use super::promo::{Offer, Usage};
 use super::{Refusal, Ruleset};
@@ -65,23 +65,13 @@ pub struct Item<'a> {
     pub reason: Reason,
 }
 
-/// A banner on the page.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Banner {
-    pub id: String,
-    pub placement: Placement,
-    pub title: String,
-    pub image_url: String,
-    pub link_url: String,
-    pub alt: Option<String>,
-}
-
 /// The page's answer.
 #[derive(Clone, Debug)]
 pub struct PageAnswer<'a> {
     pub placement: Placement,
     pub items: Vec<Item<'a>>,
     pub offers: Vec<Offer>,
+    /// The page's banners (all for the request's placement).
     pub banners: Vec<Banner>,
     pub collections: Vec<Collection>,
     /// The page's module order (empty: the storefront's own).
@@ -196,7 +186,6 @@ pub fn answer<'a>(
             .iter()
             .map(|b| Banner {
                 id: b.id.clone(),
-                placement: b.placement,
                 title: b.title.clone(),
                 image_url: b.image_url.clone(),
                 link_url: b.link_url.clone(),
@@ -204,18 +193,7 @@ pub fn answer<'a>(
             })
             .collect()
     } else {
-        content
-            .banners
-            .into_iter()
-            .map(|b| Banner {
-                id: b.id,
-                placement: request.placement,
-                title: b.title,
-                image_url: b.image_url,
-                link_url: b.link_url,
-                alt: b.alt,
-            })
-            .collect()
+        content.banners
     };
     // Budgets as of the last look, and this customer's own uses.
     let offers = super::promo::offers(rules.promotions(), &ctx, &priced, &|id| {

@@ -13,12 +13,10 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::compile::{
-    RawMoney, RawWindow, Window, ancestors, bps, check_id, expression, money, window,
-};
+use super::compile::{RawWindow, Window, ancestors, bps, check_id, expression, money, window};
 use super::expr::{Context, Env, Errors, Expr, Scope};
 use crate::domain::catalog::{Category, Product};
-use crate::domain::{Currency, Money};
+use crate::domain::{Currency, Money, RawMoney};
 
 /// What pricing reads of a ruleset (see [`super::Ruleset::pricing`]).
 #[derive(Clone, Copy, Debug)]

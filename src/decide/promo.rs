@@ -13,12 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use smallvec::SmallVec;
 
-use super::compile::{
-    RawMoney, RawWindow, Window, bps, check_id, expression, full_bps, money, window,
-};
+use super::compile::{RawWindow, Window, bps, check_id, expression, full_bps, money, window};
 use super::expr::{Context, Env, Errors, Expr, Scope};
 use super::price::{Priced, Pricing, round_bps};
-use crate::domain::{Currency, Money};
+use crate::domain::{Currency, Money, RawMoney};
 
 /// What promotions read of a ruleset (see [`super::Ruleset::promotions`]).
 #[derive(Clone, Copy, Debug)]
@@ -436,7 +434,7 @@ pub struct Usage {
 /// Why a promotion did not apply; the stable code clients see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Reason {
+pub enum NotApplied {
     NotEligible,
     ConditionNotMet,
     OutOfWindow,
@@ -476,7 +474,7 @@ pub struct AppliedPromotion {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RejectedPromotion {
     pub id: String,
-    pub reason: Reason,
+    pub reason: NotApplied,
     /// The promotion that excluded it, won its group, or does not combine with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
@@ -587,7 +585,7 @@ struct Prepared<'r> {
     promo: &'r Promotion,
     /// `None`: a code or offer promotion whose code was not sent (skipped silently).
     code: Option<Option<&'r str>>,
-    fixed: Option<Reason>,
+    fixed: Option<NotApplied>,
     usage: Usage,
     /// Which lines it targets, worked out on first use.
     targets: std::cell::OnceCell<Vec<bool>>,
@@ -616,18 +614,18 @@ fn prepare<'r>(
     let fixed = if !p.window.contains(ctx.now)
         || p.schedule.as_ref().is_some_and(|s| !s.contains(ctx.now))
     {
-        Some(Reason::OutOfWindow)
+        Some(NotApplied::OutOfWindow)
     } else if p.currency.is_some_and(|c| c != ctx.session.currency) {
-        Some(Reason::CurrencyMismatch)
+        Some(NotApplied::CurrencyMismatch)
     } else if !consented {
-        Some(Reason::NoConsent)
+        Some(NotApplied::NoConsent)
     } else if !p.eligibility.holds(Env::of(ctx)) {
-        Some(Reason::NotEligible)
+        Some(NotApplied::NotEligible)
     } else if b.max_uses.is_some_and(|m| used.uses >= m)
         || b.per_customer_uses.is_some_and(|m| used.customer_uses >= m)
         || b.max_spend.is_some_and(|m| used.spent >= m.amount)
     {
-        Some(Reason::BudgetExhausted)
+        Some(NotApplied::BudgetExhausted)
     } else {
         None
     };
@@ -671,7 +669,7 @@ impl Done<'_> {
 #[derive(Clone)]
 struct Refused<'r> {
     promo: &'r Promotion,
-    reason: Reason,
+    reason: NotApplied,
     by: Option<&'r str>,
 }
 
@@ -791,7 +789,7 @@ impl Outcome {
     }
 }
 
-type Refusal<'r> = (Reason, Option<&'r str>);
+type Refusal<'r> = (NotApplied, Option<&'r str>);
 
 /// One evaluation: the promotions prepared against the request.
 struct Run<'x, 'a, 'r> {
@@ -813,18 +811,18 @@ impl<'r> Run<'_, '_, 'r> {
             return Err((reason, None));
         }
         if !pr.promo.condition.holds(Env::of(ctx)) {
-            return Err((Reason::ConditionNotMet, None));
+            return Err((NotApplied::ConditionNotMet, None));
         }
         state
             .combinable(pr.promo)
-            .map_err(|by| (Reason::NotCombinable, by))?;
+            .map_err(|by| (NotApplied::NotCombinable, by))?;
         let o = outcome(pr, ctx, state);
         if o.total() > 0 {
             Ok(o)
         } else if o.clamped > 0 {
-            Err((Reason::Clamped, None))
+            Err((NotApplied::Clamped, None))
         } else {
-            Err((Reason::NothingToDiscount, None))
+            Err((NotApplied::NothingToDiscount, None))
         }
     }
 
@@ -881,11 +879,11 @@ impl<'r> Run<'_, '_, 'r> {
                     Ok(o) => {
                         if best.as_ref().is_none_or(|(_, b)| o.total() > b.total()) {
                             if let Some((loser, _)) = best.take() {
-                                refused.push((loser, (Reason::LostGroup, None)));
+                                refused.push((loser, (NotApplied::LostGroup, None)));
                             }
                             best = Some((m, o));
                         } else {
-                            refused.push((m, (Reason::LostGroup, None)));
+                            refused.push((m, (NotApplied::LostGroup, None)));
                         }
                     }
                     Err(r) => refused.push((m, r)),
@@ -900,7 +898,7 @@ impl<'r> Run<'_, '_, 'r> {
             }
             refused.sort_by_key(|(m, _)| *m);
             for (m, (reason, by)) in refused {
-                let by = if reason == Reason::LostGroup {
+                let by = if reason == NotApplied::LostGroup {
                     winner
                 } else {
                     by
@@ -1087,7 +1085,7 @@ pub fn evaluate<'r>(
         s
     };
     // Why each promotion left out was, where a run it took part in says so.
-    let mut reasons: Vec<Option<(Reason, Option<&str>)>> = vec![None; n];
+    let mut reasons: Vec<Option<(NotApplied, Option<&str>)>> = vec![None; n];
     // Exclusive promotions ruled out before any run.
     let mut fixed: Vec<Refused<'_>> = Vec::new();
     let mut ready = |e: usize| -> bool {
@@ -1229,7 +1227,7 @@ pub fn evaluate<'r>(
                 },
                 |w| Some(rules.promotions[w].id.as_str()),
             );
-            (Reason::ExcludedBy, by)
+            (NotApplied::ExcludedBy, by)
         });
         rejected.push(Refused {
             promo: p,

@@ -18,7 +18,7 @@ pub use audience::{Audience, Country, Device, Segment};
 pub use catalog::{Catalog, CategoryId, Product, ProductIdx};
 pub use ids::{VisitorId, VisitorKey};
 pub use interaction::{Interaction, InteractionKind};
-pub use money::{Currency, Money};
+pub use money::{Currency, Money, RawMoney};
 pub use page::{PageContext, RawPageContext};
 pub use placement::Placement;
 pub use profile::Profile;

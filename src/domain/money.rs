@@ -78,6 +78,36 @@ pub struct Money {
     pub currency: Currency,
 }
 
+/// Money as a client writes it: `{"amount": minor units, "currency": "GBP"}`, in events,
+/// imports and rulesets alike.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMoney {
+    pub amount: i64,
+    pub currency: String,
+}
+
+/// Why written money is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidMoney {
+    #[error("must be 0 to {} minor units", Money::MAX_AMOUNT)]
+    Amount,
+    #[error(transparent)]
+    Currency(#[from] InvalidCurrency),
+}
+
+impl RawMoney {
+    /// A known currency, and an amount of `0..=Money::MAX_AMOUNT` minor units.
+    pub fn parse(&self) -> Result<Money, InvalidMoney> {
+        let currency = Currency::parse(&self.currency)?;
+        if Money::in_range(self.amount) {
+            Ok(Money::new(self.amount, currency))
+        } else {
+            Err(InvalidMoney::Amount)
+        }
+    }
+}
+
 impl Money {
     /// The largest amount a price, cost, discount, shipping rate or order total may
     /// have (10^11 minor units: a billion pounds). With cart quantities up to

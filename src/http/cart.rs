@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ErrorCode};
 use super::extract::JsonBody;
-use super::recommend::{RawCartLine, parse_cart, parse_context, parse_visitors};
+use super::recommend_api::{RawCartLine, parse_cart, parse_context, parse_visitors};
 use super::state::AppState;
 use crate::decide::checkout::{
     self, CartRequest as CartDecision, Checkout, CheckoutError, Commit, Order, Stores,

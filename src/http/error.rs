@@ -115,12 +115,12 @@ impl ApiError {
 }
 
 #[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
 }
 
 #[derive(Serialize)]
-struct Inner<'a> {
+struct ErrorDetail<'a> {
     code: &'static str,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,8 +176,8 @@ impl IntoResponse for ApiError {
         metrics::counter!("vitrine_http_errors_total", "code" => self.code.as_str()).increment(1);
         let mut response = (
             status,
-            Json(Body {
-                error: Inner {
+            Json(ErrorBody {
+                error: ErrorDetail {
                     code: self.code.as_str(),
                     message: &self.message,
                     errors: self.errors.as_ref(),

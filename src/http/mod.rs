@@ -11,7 +11,7 @@ pub mod extract;
 pub mod guard;
 pub mod health;
 pub mod observe;
-pub mod recommend;
+pub mod recommend_api;
 pub mod rules;
 pub mod serve;
 pub mod state;
@@ -45,7 +45,7 @@ pub(crate) fn read_body<S: Clone + Send + Sync + 'static>(
 /// without a key, or with a slow body, never holds one.
 pub fn router(state: &AppState, include_ops: bool) -> Router {
     let limit = state.settings.server.body_limit_bytes;
-    let storefront = recommend::router()
+    let storefront = recommend_api::router()
         .merge(events::router())
         .merge(cart::router())
         .route_layer(from_fn_with_state(

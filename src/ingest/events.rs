@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::domain::ids::check_id;
 use crate::domain::profile::{Behaviour, ProfileOp};
 use crate::domain::{
-    Audience, Catalog, Currency, Money, PageContext, RawPageContext, VisitorId, VisitorKey,
+    Audience, Catalog, Money, PageContext, RawMoney, RawPageContext, VisitorId, VisitorKey,
 };
 use crate::store::{KeyHasher, LogEntry, LogKind, ProfileKey};
 
@@ -36,13 +36,6 @@ pub struct RawEvent {
     pub consent: Option<RawConsent>,
     /// Where the visitor is and on what: the page context of a recommend request.
     pub context: Option<RawPageContext>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMoney {
-    pub amount: i64,
-    pub currency: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,11 +170,7 @@ impl RawEvent {
         };
         let price = match self.price {
             None => None,
-            Some(m) if m.amount >= 0 => Some(Money::new(
-                m.amount,
-                Currency::parse(&m.currency).map_err(|_| Rejection::InvalidPrice)?,
-            )),
-            Some(_) => return Err(Rejection::InvalidPrice),
+            Some(m) => Some(m.parse().map_err(|_| Rejection::InvalidPrice)?),
         };
         // Integers past 10^11 are milliseconds (what `Date.now()` gives).
         let at = match self.timestamp {
@@ -489,6 +478,17 @@ mod tests {
             v(RawEvent {
                 price: Some(RawMoney {
                     amount: -1,
+                    currency: "GBP".into()
+                }),
+                ..raw("purchase")
+            }),
+            Rejection::InvalidPrice
+        );
+        // Past the largest amount Vitrine takes, sums of prices could overflow.
+        assert_eq!(
+            v(RawEvent {
+                price: Some(RawMoney {
+                    amount: Money::MAX_AMOUNT + 1,
                     currency: "GBP".into()
                 }),
                 ..raw("purchase")

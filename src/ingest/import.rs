@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Deserialize;
 
 use super::catalog::{MoneyInput, ProductInput};
-use super::events::{Event, RawEvent, RawMoney, ingest};
+use super::events::{Event, RawEvent, ingest};
 use crate::domain::catalog::{Catalog, slug};
 use crate::domain::profile::ProfileOp;
-use crate::domain::{Currency, Money, RawPageContext, VisitorId, VisitorKey};
+use crate::domain::{Currency, Money, RawMoney, RawPageContext, VisitorId, VisitorKey};
 use crate::store::{CatalogChange, CatalogStore, KeyHasher, ProfileKey, ProfileStore, StoreError};
 
 /// Rows applied per store batch.

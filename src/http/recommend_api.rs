@@ -19,6 +19,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorCode};
 use super::extract::{JsonBody, QueryParams};
 use super::state::AppState;
+use crate::decide::content::Banner;
 use crate::decide::page;
 use crate::domain::ids::{InvalidId, check_id};
 use crate::domain::time::unix_now;
@@ -379,8 +380,9 @@ fn check_customer(
     )
 }
 
+/// A recommended product as served.
 #[derive(Serialize)]
-struct Item<'a> {
+struct ItemJson<'a> {
     product_id: &'a str,
     title: &'a str,
     url: &'a str,
@@ -392,9 +394,9 @@ struct Item<'a> {
     reason: Reason,
 }
 
-impl<'a> From<&page::Item<'a>> for Item<'a> {
+impl<'a> From<&page::Item<'a>> for ItemJson<'a> {
     fn from(i: &page::Item<'a>) -> Self {
-        Item {
+        ItemJson {
             product_id: &i.product.id,
             title: &i.product.title,
             url: &i.product.url,
@@ -407,8 +409,9 @@ impl<'a> From<&page::Item<'a>> for Item<'a> {
     }
 }
 
+/// A banner as served: the content's banner on its placement.
 #[derive(Serialize)]
-struct Banner<'a> {
+struct BannerJson<'a> {
     id: &'a str,
     placement: Placement,
     title: &'a str,
@@ -418,11 +421,11 @@ struct Banner<'a> {
     alt: Option<&'a str>,
 }
 
-impl<'a> From<&'a page::Banner> for Banner<'a> {
-    fn from(b: &'a page::Banner) -> Self {
-        Banner {
+impl<'a> BannerJson<'a> {
+    fn new(b: &'a Banner, placement: Placement) -> Self {
+        BannerJson {
             id: &b.id,
-            placement: b.placement,
+            placement,
             title: &b.title,
             image_url: &b.image_url,
             link_url: &b.link_url,
@@ -433,11 +436,11 @@ impl<'a> From<&'a page::Banner> for Banner<'a> {
 
 /// The page answer as served (the decision id is written in front of it).
 #[derive(Serialize)]
-struct Body<'a> {
+struct AnswerJson<'a> {
     placement: Placement,
-    recommendations: Vec<Item<'a>>,
+    recommendations: Vec<ItemJson<'a>>,
     offers: &'a [crate::decide::promo::Offer],
-    banners: Vec<Banner<'a>>,
+    banners: Vec<BannerJson<'a>>,
     /// Featured collections for the page, from the ruleset's content.
     collections: &'a [crate::decide::content::Collection],
     /// The page's module order from the ruleset's content (empty: the storefront's own).
@@ -487,11 +490,15 @@ pub async fn answer(
         now: unix_now(),
     };
     let decided = page::answer(&inputs, &request.page())?;
-    let body = Body {
+    let body = AnswerJson {
         placement: decided.placement,
-        recommendations: decided.items.iter().map(Item::from).collect(),
+        recommendations: decided.items.iter().map(ItemJson::from).collect(),
         offers: &decided.offers,
-        banners: decided.banners.iter().map(Banner::from).collect(),
+        banners: decided
+            .banners
+            .iter()
+            .map(|b| BannerJson::new(b, decided.placement))
+            .collect(),
         collections: &decided.collections,
         modules: &decided.modules,
         model_version: decided.model_version,
