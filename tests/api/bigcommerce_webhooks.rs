@@ -193,7 +193,7 @@ async fn an_order_is_fetched_counted_once_and_taken_back_when_cancelled() {
         deliver(&app, &created).await,
         (200, json!({"status": "applied"}))
     );
-    let p = app.profile("11").await.unwrap();
+    let p = app.export_profile("11").await.unwrap();
     assert_eq!(p["orders_count"], 1);
     assert_eq!(p["total_spent"], json!({"amount": 5999, "currency": "USD"}));
     assert_eq!(p["last_order_at"], 1_709_674_545);
@@ -219,7 +219,7 @@ async fn an_order_is_fetched_counted_once_and_taken_back_when_cancelled() {
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(app.profile("11").await.unwrap()["orders_count"], 1);
+    assert_eq!(app.export_profile("11").await.unwrap()["orders_count"], 1);
 
     // Cancelled: taken back.
     api.order_status.store(5, Ordering::SeqCst);
@@ -229,7 +229,7 @@ async fn an_order_is_fetched_counted_once_and_taken_back_when_cancelled() {
     )
     .await;
     assert_eq!(status, 200);
-    let p = app.profile("11").await.unwrap();
+    let p = app.export_profile("11").await.unwrap();
     assert_eq!(p["orders_count"], 0);
     assert_eq!(p["total_spent"]["amount"], 0);
 }
@@ -243,7 +243,7 @@ async fn a_bad_or_missing_secret_is_401_and_nothing_is_fetched_or_applied() {
         assert_eq!(error_code(r).await, (401, "invalid_signature".into()));
     }
     assert_eq!(api.calls.load(Ordering::SeqCst), 0);
-    assert!(app.profile("11").await.is_none());
+    assert!(app.export_profile("11").await.is_none());
 }
 
 #[tokio::test]
@@ -288,7 +288,7 @@ async fn a_malformed_webhook_is_400_and_nothing_is_fetched_or_applied() {
         );
     }
     assert_eq!(api.calls.load(Ordering::SeqCst), 0);
-    assert!(app.profile("11").await.is_none());
+    assert!(app.export_profile("11").await.is_none());
 }
 
 #[tokio::test]
@@ -316,20 +316,20 @@ async fn an_unreachable_api_is_503_then_the_redelivery_applies() {
     let r = deliver_raw(&app, created.to_string().as_bytes(), Some(SECRET)).await;
     assert_eq!(r.headers()["retry-after"], "1");
     assert_eq!(error_code(r).await, (503, "upstream_unavailable".into()));
-    assert!(app.profile("11").await.is_none());
+    assert!(app.export_profile("11").await.is_none());
 
     // Failing with 500 more often than the retries allow: 503 again.
     api.delay_ms.store(0, Ordering::SeqCst);
     api.fail_next.store(4, Ordering::SeqCst);
     let r = deliver_raw(&app, created.to_string().as_bytes(), Some(SECRET)).await;
     assert_eq!(error_code(r).await, (503, "upstream_unavailable".into()));
-    assert!(app.profile("11").await.is_none());
+    assert!(app.export_profile("11").await.is_none());
 
     // A 500 the retries absorb, then BigCommerce's redelivery goes through, once.
     api.fail_next.store(1, Ordering::SeqCst);
     assert_eq!(deliver(&app, &created).await.0, 200);
     assert_eq!(deliver(&app, &created).await.1["status"], "duplicate");
-    assert_eq!(app.profile("11").await.unwrap()["orders_count"], 1);
+    assert_eq!(app.export_profile("11").await.unwrap()["orders_count"], 1);
 }
 
 #[tokio::test]
@@ -386,7 +386,7 @@ async fn a_customer_update_sets_the_group_segment_and_consent_without_pii() {
     let Setup { app, .. } = setup().await;
     let (status, _) = deliver(&app, &hook("store/customer/updated", "customer", 11, 10)).await;
     assert_eq!(status, 200);
-    let p = app.profile("11").await.unwrap();
+    let p = app.export_profile("11").await.unwrap();
     assert_eq!(p["segments"], json!(["customer_group:2"]));
     assert_eq!(p["consent"]["marketing"], true);
     let text = p.to_string();
@@ -399,7 +399,7 @@ async fn a_customer_update_sets_the_group_segment_and_consent_without_pii() {
     // Deleted on the platform: erased here.
     let (status, body) = deliver(&app, &hook("store/customer/deleted", "customer", 11, 11)).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("erased")));
-    assert!(app.profile("11").await.is_none());
+    assert!(app.export_profile("11").await.is_none());
 }
 
 #[tokio::test]

@@ -3,8 +3,7 @@
 use crate::common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 /// The binary, with a small demo shop and its own store directory (kept until the
 /// process ends: each test's server must not share the embedded store's file).
@@ -21,20 +20,6 @@ fn vitrine() -> Command {
     c
 }
 
-fn wait_live(port: u16, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if vitrine::cli::healthcheck(&format!("http://127.0.0.1:{port}/livez")) {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("server exited early: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("server did not come up");
-}
-
 #[test]
 fn sigterm_stops_the_server_cleanly_with_exit_code_0() {
     let port = common::redis::free_port();
@@ -43,7 +28,7 @@ fn sigterm_stops_the_server_cleanly_with_exit_code_0() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_live(port, &mut child);
+    common::process::wait_live(port, &mut child);
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -78,7 +63,7 @@ fn an_environment_variable_sets_the_listen_address() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_live(port, &mut child);
+    common::process::wait_live(port, &mut child);
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -187,39 +187,28 @@ async fn concurrent_catalog_writes_lose_nothing() {
     }
 }
 
-fn redis_settings(server: &common::redis::RedisServer) -> vitrine::config::Settings {
-    let mut s = settings();
-    s.storage.backend = vitrine::config::StorageBackend::Redis;
-    s.redis.url = server.url();
-    s.catalog.sync_ms = 100;
-    s
-}
-
-/// Polls `path` on `app` until `check` holds, for at most `within`.
+/// Until `check` holds for `path` on `app` (its status and JSON body), for at most
+/// `within`.
 async fn eventually(
     app: &TestApp,
     path: &str,
     within: std::time::Duration,
     check: impl Fn(u16, &Value) -> bool,
 ) {
-    let start = std::time::Instant::now();
-    loop {
+    common::eventually_within(path, within, || async {
         let r = app.get(path).await;
         let status = r.status().as_u16();
         let body: Value = r.json().await.unwrap_or(Value::Null);
-        if check(status, &body) {
-            return;
-        }
-        assert!(start.elapsed() < within, "{path}: {status} {body}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        check(status, &body)
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn catalog_changes_on_one_instance_reach_another_within_a_second() {
     let server = common::redis::RedisServer::start();
-    let a = TestApp::spawn(redis_settings(&server)).await;
-    let b = TestApp::spawn(redis_settings(&server)).await;
+    let a = TestApp::on_redis(&server).await;
+    let b = TestApp::on_redis(&server).await;
     let second = std::time::Duration::from_secs(1);
 
     // A new product through A, changed through B at once: B catches up first.
@@ -333,7 +322,7 @@ async fn the_catalog_survives_a_restart_on_the_embedded_store() {
 #[tokio::test]
 async fn a_catalog_change_the_store_cannot_take_is_503_and_not_applied() {
     let mut server = common::redis::RedisServer::start();
-    let app = TestApp::spawn(redis_settings(&server)).await;
+    let app = TestApp::on_redis(&server).await;
     server.kill();
     let r = put(&app, json!([product("tea-5", "Kitchen > Tea Ware", 5)])).await;
     assert_eq!(error_code(r).await, (503, "store_unavailable".into()));
@@ -379,11 +368,8 @@ async fn a_new_product_gets_neighbours_by_category_and_tags_and_is_shown_beside_
         200
     );
     let body: Value = app
-        .get("/v1/recommend?session_id=s&placement=product&product_id=cold-1&limit=10")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .recommend("session_id=s&placement=product&product_id=cold-1&limit=10")
+        .await;
     let picks = common::picks(&body);
     assert!(!picks.is_empty());
     // p000005 and the other new product share every tag; p000005 has a trend.

@@ -7,7 +7,6 @@ use crate::common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const UID: &str = "10001";
 
@@ -87,16 +86,7 @@ fn the_image_layout_lets_the_non_root_user_run_the_service() {
     assert!(chown.success());
     let port = common::redis::free_port();
     let mut child = serve_as_service_user(&app, port);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !vitrine::cli::healthcheck(&format!("http://127.0.0.1:{port}/livez")) {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).ok();
-            panic!("exited: {status}: {err}");
-        }
-        assert!(Instant::now() < deadline, "did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::process::wait_live(port, &mut child);
     let store = app.join("data/vitrine.redb");
     assert!(store.exists(), "the embedded store is in the data volume");
     assert!(app.join("data/journal.redb").exists(), "and the journal");

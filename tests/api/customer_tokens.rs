@@ -172,9 +172,24 @@ async fn a_customers_own_purchases_teach_but_never_change_spend_or_lifecycle() {
     let app = app().await;
     let customer = "token-buyer";
     let t = token(customer, 600);
+    // A price past the largest amount Vitrine takes is refused outright.
+    let absurd = json!({"event_id": "buy-0", "type": "purchase", "customer_id": customer,
+        "customer_token": t, "product_id": "p000009", "order_id": "o-0",
+        "price": {"amount": i64::MAX, "currency": "GBP"}});
+    let r = storefront(&app, reqwest::Method::POST, "/v1/events")
+        .json(&absurd)
+        .send()
+        .await
+        .unwrap();
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(
+        report["results"][0]["error"]["code"], "invalid_price",
+        "{report}"
+    );
+    // The largest one is taken, and teaches, but never counts as spend.
     let purchase = json!({"event_id": "buy-1", "type": "purchase", "customer_id": customer,
         "customer_token": t, "product_id": "p000009", "order_id": "o-1",
-        "price": {"amount": i64::MAX, "currency": "GBP"}});
+        "price": {"amount": 100_000_000_000_i64, "currency": "GBP"}});
     let r = storefront(&app, reqwest::Method::POST, "/v1/events")
         .json(&purchase)
         .send()

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::rules::{cart, evaluate, publish};
+use common::rules::cart;
 use common::{TestApp, error_code, settings};
 use serde_json::{Value, json};
 use vitrine::domain::profile::ProfileOp;
@@ -27,12 +27,8 @@ async fn shop() -> TestApp {
         {"id": "tea", "title": "Tea", "category": "Pantry > Tea", "price": gbp(1000), "cost": gbp(300), "inventory": 100},
         {"id": "bare", "title": "No cost known", "category": "Pantry > Tea", "price": gbp(2000), "inventory": 100}
     ]);
-    common::put_products(&app, &products).await;
+    app.put_products(&products).await;
     app
-}
-
-async fn get_json(app: &TestApp, path: &str) -> Value {
-    app.get(path).await.json().await.unwrap()
 }
 
 fn applied(eval: &Value) -> Vec<(String, i64)> {
@@ -115,14 +111,14 @@ fn first_order_rules() -> Value {
 #[tokio::test]
 async fn a_first_order_of_30_pounds_gets_10_percent_off_and_free_shipping() {
     let app = shop().await;
-    let version = publish(&app, &first_order_rules()).await;
+    let version = app.publish_ruleset(&first_order_rules()).await;
 
     // 2 x 15.00 = 30.00: both apply; the order discount is split over the lines exactly.
-    let e = evaluate(
-        &app,
-        json!({"session_id": "new", "cart": cart(&[("mug", 1), ("tea", 1), ("tea", 1)])}),
-    )
-    .await;
+    let e = app
+        .evaluate_cart(
+            json!({"session_id": "new", "cart": cart(&[("mug", 1), ("tea", 1), ("tea", 1)])}),
+        )
+        .await;
     assert_eq!(e["ruleset_version"], version.as_str());
     assert_eq!(e["subtotal"], gbp(3500));
     assert_eq!(
@@ -146,11 +142,9 @@ async fn a_first_order_of_30_pounds_gets_10_percent_off_and_free_shipping() {
     assert_eq!(e["total"], gbp(3500 - 350));
 
     // Under 30.00: neither, and each says why.
-    let e = evaluate(
-        &app,
-        json!({"session_id": "new", "cart": cart(&[("mug", 1)])}),
-    )
-    .await;
+    let e = app
+        .evaluate_cart(json!({"session_id": "new", "cart": cart(&[("mug", 1)])}))
+        .await;
     assert!(applied(&e).is_empty());
     assert_eq!(
         rejected(&e, "first-order").as_deref(),
@@ -160,11 +154,9 @@ async fn a_first_order_of_30_pounds_gets_10_percent_off_and_free_shipping() {
 
     // A returning customer is not eligible.
     order(&app, "regular", "o1", 3).await;
-    let e = evaluate(
-        &app,
-        json!({"customer_id": "regular", "cart": cart(&[("pan", 1)])}),
-    )
-    .await;
+    let e = app
+        .evaluate_cart(json!({"customer_id": "regular", "cart": cart(&[("pan", 1)])}))
+        .await;
     assert!(applied(&e).is_empty());
     assert_eq!(rejected(&e, "first-order").as_deref(), Some("not_eligible"));
 }
@@ -172,34 +164,25 @@ async fn a_first_order_of_30_pounds_gets_10_percent_off_and_free_shipping() {
 #[tokio::test]
 async fn a_customer_whose_last_order_is_90_days_old_is_won_back() {
     let app = shop().await;
-    publish(
-        &app,
-        &json!({"guardrails": {"min_margin_bps": 1000},
+    app.publish_ruleset(&json!({"guardrails": {"min_margin_bps": 1000},
                 "promotions": [{"id": "win-back", "title": "We miss you: 10% off", "class": "order",
                                 "eligibility": {"gte": ["customer.days_since_last_order", 90]},
-                                "value": {"percent_bps": 1000}}]}),
-    )
-    .await;
+                                "value": {"percent_bps": 1000}}]}))
+        .await;
     order(&app, "lapsed", "old", 120).await;
     order(&app, "active", "recent", 10).await;
-    let e = evaluate(
-        &app,
-        json!({"customer_id": "lapsed", "cart": cart(&[("pan", 1)])}),
-    )
-    .await;
+    let e = app
+        .evaluate_cart(json!({"customer_id": "lapsed", "cart": cart(&[("pan", 1)])}))
+        .await;
     assert_eq!(applied(&e), vec![("win-back".to_owned(), 400)]);
-    let e = evaluate(
-        &app,
-        json!({"customer_id": "active", "cart": cart(&[("pan", 1)])}),
-    )
-    .await;
+    let e = app
+        .evaluate_cart(json!({"customer_id": "active", "cart": cart(&[("pan", 1)])}))
+        .await;
     assert_eq!(rejected(&e, "win-back").as_deref(), Some("not_eligible"));
     // A new visitor has no last order: unknown, so not eligible (not even under `not`).
-    let e = evaluate(
-        &app,
-        json!({"session_id": "anon", "cart": cart(&[("pan", 1)])}),
-    )
-    .await;
+    let e = app
+        .evaluate_cart(json!({"session_id": "anon", "cart": cart(&[("pan", 1)])}))
+        .await;
     assert_eq!(rejected(&e, "win-back").as_deref(), Some("not_eligible"));
 }
 
@@ -215,19 +198,16 @@ fn offer_ids(answer: &Value) -> Vec<String> {
 #[tokio::test]
 async fn an_exit_intent_offer_is_made_only_when_the_request_says_so() {
     let app = shop().await;
-    publish(
-        &app,
-        &json!({"guardrails": {"min_margin_bps": 1000},
+    app.publish_ruleset(&json!({"guardrails": {"min_margin_bps": 1000},
                 "promotions": [{"id": "stay", "title": "Wait! 15% off", "description": "Today only",
                                 "class": "order", "trigger": "offer", "codes": ["STAY15"],
                                 "eligibility": {"eq": ["session.exit_intent", true]},
-                                "value": {"percent_bps": 1500}}]}),
-    )
-    .await;
+                                "value": {"percent_bps": 1500}}]}))
+        .await;
     let page = "/v1/recommend?session_id=s1&placement=cart&cart=pan:1";
-    let calm = get_json(&app, page).await;
+    let calm = app.get_json(page).await;
     assert!(offer_ids(&calm).is_empty(), "{calm}");
-    let leaving = get_json(&app, &format!("{page}&exit_intent=true")).await;
+    let leaving = app.get_json(&format!("{page}&exit_intent=true")).await;
     assert_eq!(leaving["offers"][0]["id"], "stay");
     assert_eq!(leaving["offers"][0]["code"], "STAY15");
     assert_eq!(leaving["offers"][0]["reason"], "eligible");
@@ -244,11 +224,11 @@ async fn an_exit_intent_offer_is_made_only_when_the_request_says_so() {
         json!({"session_id": "s1", "cart": cart(&[("pan", 1)]), "codes": ["stay15", "NOPE"],
                "context": {"exit_intent": exit}})
     };
-    let e = evaluate(&app, body(true)).await;
+    let e = app.evaluate_cart(body(true)).await;
     assert_eq!(applied(&e), vec![("stay".to_owned(), 600)]);
     assert_eq!(e["applied"][0]["code"], "STAY15");
     assert_eq!(e["unknown_codes"], json!(["NOPE"]));
-    let e = evaluate(&app, body(false)).await;
+    let e = app.evaluate_cart(body(false)).await;
     assert_eq!(rejected(&e, "stay").as_deref(), Some("not_eligible"));
 }
 
@@ -257,31 +237,28 @@ async fn a_campaign_applies_inside_its_window_only() {
     let app = shop().await;
     let now = vitrine::recommend::model::unix_now();
     let at = vitrine::domain::time::format_rfc3339;
-    publish(
-        &app,
-        &json!({"guardrails": {"min_margin_bps": 1000},
-        "promotions": [
-            {"id": "running", "title": "Spring sale", "class": "item",
-             "window": {"from": at(now - DAY), "until": at(now + DAY)},
-             "value": {"percent_bps": 2000}},
-            {"id": "over", "title": "Winter sale", "class": "item",
-             "window": {"from": at(now - 10 * DAY), "until": at(now - DAY)},
-             "value": {"percent_bps": 3000}},
-            {"id": "later", "title": "Summer sale", "class": "item",
-             "window": {"from": at(now + DAY)}, "value": {"percent_bps": 3000}}
-        ]}),
-    )
+    app.publish_ruleset(&json!({"guardrails": {"min_margin_bps": 1000},
+    "promotions": [
+        {"id": "running", "title": "Spring sale", "class": "item",
+         "window": {"from": at(now - DAY), "until": at(now + DAY)},
+         "value": {"percent_bps": 2000}},
+        {"id": "over", "title": "Winter sale", "class": "item",
+         "window": {"from": at(now - 10 * DAY), "until": at(now - DAY)},
+         "value": {"percent_bps": 3000}},
+        {"id": "later", "title": "Summer sale", "class": "item",
+         "window": {"from": at(now + DAY)}, "value": {"percent_bps": 3000}}
+    ]}))
     .await;
-    let e = evaluate(
-        &app,
-        json!({"session_id": "s", "cart": cart(&[("mug", 2)])}),
-    )
-    .await;
+    let e = app
+        .evaluate_cart(json!({"session_id": "s", "cart": cart(&[("mug", 2)])}))
+        .await;
     assert_eq!(applied(&e), vec![("running".to_owned(), 600)]);
     assert_eq!(rejected(&e, "over").as_deref(), Some("out_of_window"));
     assert_eq!(rejected(&e, "later").as_deref(), Some("out_of_window"));
     // The running one is offered with its end.
-    let home = get_json(&app, "/v1/recommend?session_id=s&placement=home").await;
+    let home = app
+        .get_json("/v1/recommend?session_id=s&placement=home")
+        .await;
     assert_eq!(offer_ids(&home), vec!["running"]);
     assert_eq!(home["offers"][0]["expires_at"], at(now + DAY).as_str());
 }
@@ -289,19 +266,15 @@ async fn a_campaign_applies_inside_its_window_only() {
 #[tokio::test]
 async fn volume_tiers_price_by_quantity() {
     let app = shop().await;
-    publish(
-        &app,
-        &json!({"price_lists": [{"id": "volume", "kind": "base", "currency": "GBP",
+    app.publish_ruleset(&json!({"price_lists": [{"id": "volume", "kind": "base", "currency": "GBP",
                                  "entries": [{"product_id": "tea", "amount": 1000,
                                               "tiers": [{"min_qty": 10, "amount": 900}, {"min_qty": 50, "amount": 800}]}]}]}),
     )
     .await;
     for (qty, unit) in [(1, 1000), (9, 1000), (10, 900), (49, 900), (50, 800)] {
-        let e = evaluate(
-            &app,
-            json!({"session_id": "s", "cart": cart(&[("tea", qty)])}),
-        )
-        .await;
+        let e = app
+            .evaluate_cart(json!({"session_id": "s", "cart": cart(&[("tea", qty)])}))
+            .await;
         assert_eq!(e["lines"][0]["unit_price"], gbp(unit), "{qty}");
         assert_eq!(e["lines"][0]["subtotal"], gbp(unit * i64::from(qty)));
         assert_eq!(e["lines"][0]["price_list"], "volume");
@@ -311,27 +284,22 @@ async fn volume_tiers_price_by_quantity() {
 #[tokio::test]
 async fn one_companys_buyers_get_its_contract_price() {
     let app = shop().await;
-    publish(
-        &app,
-        &json!({"price_lists": [
-            {"id": "acme-contract", "kind": "contract", "currency": "GBP",
-             "scope": {"eq": ["customer.company_id", "acme"]},
-             "entries": [{"product_id": "pan", "amount": 3200}]},
-            {"id": "spring-sale", "kind": "sale", "currency": "GBP",
-             "entries": [{"product_id": "pan", "amount": 3600}]}
-        ]}),
-    )
+    app.publish_ruleset(&json!({"price_lists": [
+        {"id": "acme-contract", "kind": "contract", "currency": "GBP",
+         "scope": {"eq": ["customer.company_id", "acme"]},
+         "entries": [{"product_id": "pan", "amount": 3200}]},
+        {"id": "spring-sale", "kind": "sale", "currency": "GBP",
+         "entries": [{"product_id": "pan", "amount": 3600}]}
+    ]}))
     .await;
     attributes(&app, "buyer-at-acme", None, Some("acme")).await;
     attributes(&app, "buyer-elsewhere", None, Some("globex")).await;
     let price = |who: &'static str| {
         let app = &app;
         async move {
-            let e = evaluate(
-                app,
-                json!({"customer_id": who, "cart": cart(&[("pan", 1)])}),
-            )
-            .await;
+            let e = app
+                .evaluate_cart(json!({"customer_id": who, "cart": cart(&[("pan", 1)])}))
+                .await;
             (
                 e["lines"][0]["unit_price"]["amount"].as_i64().unwrap(),
                 e["lines"][0]["compare_at_price"].clone(),
@@ -344,11 +312,9 @@ async fn one_companys_buyers_get_its_contract_price() {
     assert_eq!(price("buyer-elsewhere").await, (3600, gbp(4000)));
 
     // Recommendations carry the same personalized price.
-    let answer = get_json(
-        &app,
-        "/v1/recommend?customer_id=buyer-at-acme&placement=category&candidates=pan,mug",
-    )
-    .await;
+    let answer = app
+        .get_json("/v1/recommend?customer_id=buyer-at-acme&placement=category&candidates=pan,mug")
+        .await;
     let pan = answer["recommendations"]
         .as_array()
         .unwrap()
@@ -361,8 +327,7 @@ async fn one_companys_buyers_get_its_contract_price() {
 #[tokio::test]
 async fn loyalty_tiers_get_their_discount_on_every_price() {
     let app = shop().await;
-    publish(
-        &app,
+    app.publish_ruleset(
         &json!({"price_lists": [{"id": "gold-5", "kind": "adjustment", "currency": "GBP",
                                  "scope": {"eq": ["customer.loyalty_tier", "gold"]},
                                  "adjust": {"percent_off_bps": 500}}]}),
@@ -370,62 +335,49 @@ async fn loyalty_tiers_get_their_discount_on_every_price() {
     .await;
     attributes(&app, "goldie", Some("gold"), None).await;
     attributes(&app, "silvia", Some("silver"), None).await;
-    let e = evaluate(
-        &app,
-        json!({"customer_id": "goldie", "cart": cart(&[("mug", 1), ("pan", 2)])}),
-    )
-    .await;
+    let e = app
+        .evaluate_cart(json!({"customer_id": "goldie", "cart": cart(&[("mug", 1), ("pan", 2)])}))
+        .await;
     assert_eq!(e["lines"][0]["unit_price"], gbp(1425));
     assert_eq!(e["lines"][1]["unit_price"], gbp(3800));
     assert_eq!(e["subtotal"], gbp(1425 + 7600));
-    let e = evaluate(
-        &app,
-        json!({"customer_id": "silvia", "cart": cart(&[("mug", 1)])}),
-    )
-    .await;
+    let e = app
+        .evaluate_cart(json!({"customer_id": "silvia", "cart": cart(&[("mug", 1)])}))
+        .await;
     assert_eq!(e["lines"][0]["unit_price"], gbp(1500));
-    let answer = get_json(
-        &app,
-        "/v1/recommend?customer_id=goldie&placement=category&candidates=mug",
-    )
-    .await;
+    let answer = app
+        .get_json("/v1/recommend?customer_id=goldie&placement=category&candidates=mug")
+        .await;
     assert_eq!(answer["recommendations"][0]["price"], gbp(1425));
 }
 
 #[tokio::test]
 async fn a_promotion_that_would_break_the_margin_floor_is_clamped() {
     let app = shop().await;
-    publish(
-        &app,
-        &json!({"guardrails": {"min_margin_bps": 3000},
+    app.publish_ruleset(&json!({"guardrails": {"min_margin_bps": 3000},
                 "promotions": [{"id": "clearance", "title": "60% off", "class": "item",
-                                "value": {"percent_bps": 6000}}]}),
-    )
-    .await;
+                                "value": {"percent_bps": 6000}}]}))
+        .await;
     // Pan: 40.00, cost 20.00, floor 26.00. 60% would be 24.00 off; 14.00 is allowed.
     // "bare" has no cost and no minimum price: never discounted.
-    let e = evaluate(
-        &app,
-        json!({"session_id": "s", "cart": cart(&[("pan", 1), ("bare", 1)])}),
-    )
-    .await;
+    let e = app
+        .evaluate_cart(json!({"session_id": "s", "cart": cart(&[("pan", 1), ("bare", 1)])}))
+        .await;
     assert_eq!(applied(&e), vec![("clearance".to_owned(), 1400)]);
     assert_eq!(e["applied"][0]["clamped"], gbp(1000 + 1200));
     assert_eq!(e["lines"][0]["total"], gbp(2600));
     assert_eq!(e["lines"][1]["total"], gbp(2000));
     // Only the bare product: nothing can be taken off, and that is the reason given.
-    let e = evaluate(
-        &app,
-        json!({"session_id": "s", "cart": cart(&[("bare", 1)])}),
-    )
-    .await;
+    let e = app
+        .evaluate_cart(json!({"session_id": "s", "cart": cart(&[("bare", 1)])}))
+        .await;
     assert_eq!(rejected(&e, "clearance").as_deref(), Some("clamped"));
 }
 
 #[tokio::test]
 async fn an_invalid_ruleset_is_refused_with_every_error_and_the_live_one_stays() {
     let app = shop().await;
-    let good = publish(&app, &first_order_rules()).await;
+    let good = app.publish_ruleset(&first_order_rules()).await;
     let bad = json!({"promotions": [
         {"id": "a", "title": "A", "class": "order", "value": {"percent_bps": 20000}},
         {"id": "b", "title": "B", "class": "item", "eligibility": {"eq": ["customer.tier", "gold"]},
@@ -463,12 +415,12 @@ async fn an_invalid_ruleset_is_refused_with_every_error_and_the_live_one_stays()
         .unwrap();
     assert_eq!(dry["valid"], false);
     assert_eq!(dry["errors"].as_array().unwrap().len(), 2);
-    let live = get_json(&app, "/admin/v1/ruleset").await;
+    let live = app.get_json("/admin/v1/ruleset").await;
     assert_eq!(live["version"], good.as_str());
 
     // Versions and rollback.
-    let second = publish(&app, &json!({"promotions": []})).await;
-    let versions = get_json(&app, "/admin/v1/ruleset/versions").await;
+    let second = app.publish_ruleset(&json!({"promotions": []})).await;
+    let versions = app.get_json("/admin/v1/ruleset/versions").await;
     assert_eq!(versions["live"], second.as_str());
     assert_eq!(versions["versions"][0]["version"], second.as_str());
     assert_eq!(versions["versions"][1]["version"], good.as_str());
@@ -512,12 +464,10 @@ fn effects(answer: &Value) -> Vec<(String, String)> {
 async fn merchandising_rules_shape_the_answer_and_each_effect_is_reported() {
     let app = shop().await;
     let page = "/v1/recommend?session_id=m&placement=category&candidates=mug,pan,tea,bare";
-    let before = get_json(&app, page).await;
+    let before = app.get_json(page).await;
     assert_eq!(picks(&before).len(), 4);
     assert!(effects(&before).is_empty());
-    publish(
-        &app,
-        &json!({"merchandising": [
+    app.publish_ruleset(&json!({"merchandising": [
             {"id": "no-tea-here", "placements": ["category"], "action": {"hide": {"eq": ["product.id", "tea"]}}},
             {"id": "pantry-first", "action": {"boost": {"where": {"in": ["product.category", ["pantry"]]}, "by_bps": 100000}}},
             {"id": "cheap-last", "action": {"bury": {"where": {"lt": ["product.price", gbp(1600)]}, "by_bps": 9000}}},
@@ -526,7 +476,7 @@ async fn merchandising_rules_shape_the_answer_and_each_effect_is_reported() {
         ]}),
     )
     .await;
-    let after = get_json(&app, page).await;
+    let after = app.get_json(page).await;
     // Tea hidden; pan pinned first; the pantry product boosted above the buried mug.
     assert_eq!(picks(&after), vec!["pan", "bare", "mug"], "{after}");
     let got = effects(&after);
@@ -544,15 +494,13 @@ async fn merchandising_rules_shape_the_answer_and_each_effect_is_reported() {
     assert!(!got.iter().any(|(r, _)| r == "only-home"));
 
     // A slot for the pantry's best at the top, and one product per category.
-    publish(
-        &app,
-        &json!({"merchandising": [
+    app.publish_ruleset(&json!({"merchandising": [
             {"id": "pantry-slot", "action": {"slot": {"where": {"in": ["product.category", ["pantry"]]}, "position": 1}}},
             {"id": "one-each", "action": {"diversity": {"max_per_category": 1}}}
         ]}),
     )
     .await;
-    let slotted = get_json(&app, page).await;
+    let slotted = app.get_json(page).await;
     let ids = picks(&slotted);
     assert_eq!(ids.len(), 3, "{slotted}");
     assert!(ids[0] == "tea" || ids[0] == "bare", "{ids:?}");
@@ -567,18 +515,13 @@ async fn merchandising_rules_shape_the_answer_and_each_effect_is_reported() {
     );
 
     // A filter that leaves nothing falls back to the baseline, filtered the same way.
-    publish(
-        &app,
-        &json!({"merchandising": [
-            {"id": "in-stock-pantry", "action": {"filter": {"in": ["product.category", ["pantry"]]}}}
-        ]}),
-    )
+    app.publish_ruleset(&json!({"merchandising": [
+        {"id": "in-stock-pantry", "action": {"filter": {"in": ["product.category", ["pantry"]]}}}
+    ]}))
     .await;
-    let answer = get_json(
-        &app,
-        "/v1/recommend?session_id=m&placement=category&candidates=mug,pan",
-    )
-    .await;
+    let answer = app
+        .get_json("/v1/recommend?session_id=m&placement=category&candidates=mug,pan")
+        .await;
     assert!(
         effects(&answer).contains(&("in-stock-pantry".to_owned(), "fallback".to_owned())),
         "{answer}"
@@ -614,9 +557,7 @@ async fn content_is_chosen_by_targeting_window_weight_and_frequency_cap() {
             .extend(extra.as_object().unwrap().clone());
         b
     };
-    publish(
-        &app,
-        &json!({"content": {
+    app.publish_ruleset(&json!({"content": {
             "banners": [
                 banner("uk-only", json!({"priority": 10, "when": {"eq": ["session.country", "GB"]}})),
                 banner("expired", json!({"priority": 20, "window": {"until": at(now - 60)}})),
@@ -635,7 +576,7 @@ async fn content_is_chosen_by_targeting_window_weight_and_frequency_cap() {
     .await;
     let home =
         |who: &str, extra: &str| format!("/v1/recommend?session_id={who}&placement=home{extra}");
-    let uk = get_json(&app, &home("v1", "&country=GB")).await;
+    let uk = app.get_json(&home("v1", "&country=GB")).await;
     let ids = banner_ids(&uk);
     assert_eq!(&ids[..2], ["uk-only", "capped"], "{ids:?}");
     assert!(!ids.contains(&"expired".to_owned()));
@@ -647,7 +588,7 @@ async fn content_is_chosen_by_targeting_window_weight_and_frequency_cap() {
         uk["modules"],
         json!(["banners", "collections", "recommendations"])
     );
-    let fr = get_json(&app, &home("v1", "&country=FR")).await;
+    let fr = app.get_json(&home("v1", "&country=FR")).await;
     assert_eq!(banner_ids(&fr)[0], "capped");
 
     // The weighted choice is the same on every view for one visitor, and splits
@@ -661,7 +602,7 @@ async fn content_is_chosen_by_targeting_window_weight_and_frequency_cap() {
     assert_eq!(first_of(&uk), first_of(&fr));
     let mut a_first = 0;
     for i in 0..200 {
-        let v = get_json(&app, &home(&format!("w{i}"), "")).await;
+        let v = app.get_json(&home(&format!("w{i}"), "")).await;
         if first_of(&v) == "a" {
             a_first += 1;
         }
@@ -678,12 +619,12 @@ async fn content_is_chosen_by_targeting_window_weight_and_frequency_cap() {
             .await;
         assert_eq!(r.status(), 202);
     }
-    let after = get_json(&app, &home("v1", "&country=FR")).await;
+    let after = app.get_json(&home("v1", "&country=FR")).await;
     assert!(
         !banner_ids(&after).contains(&"capped".to_owned()),
         "{after}"
     );
-    let other = get_json(&app, &home("v2", "&country=FR")).await;
+    let other = app.get_json(&home("v2", "&country=FR")).await;
     assert!(banner_ids(&other).contains(&"capped".to_owned()));
 }
 
@@ -719,17 +660,19 @@ async fn a_publish_reaches_every_replica_within_a_second_and_no_answer_mixes_ver
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    while b.get("/admin/v1/products/pan").await.status() != 200 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let v1 = publish(&a, &tagged(1)).await;
+    common::eventually("b to follow the catalog", || async {
+        b.get("/admin/v1/products/pan").await.status() == 200
+    })
+    .await;
+    let v1 = a.publish_ruleset(&tagged(1)).await;
 
     // Readers on b for the whole test, checking each answer against its own version.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
     let reader = {
         let (client, url, stop) = (b.client.clone(), b.url("/v1/cart/evaluate"), stop.clone());
+        let seen = seen.clone();
         tokio::spawn(async move {
-            let mut seen = std::collections::BTreeSet::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let e: Value = client
                     .post(&url)
@@ -748,49 +691,47 @@ async fn a_publish_reaches_every_replica_within_a_second_and_no_answer_mixes_ver
                     assert_eq!(e["lines"][0]["price_list"], format!("list-{tag}"), "{e}");
                     assert_eq!(e["applied"][0]["id"], format!("offer-{tag}"), "{e}");
                 }
-                seen.insert(e["ruleset_version"].as_str().unwrap().to_owned());
+                seen.lock()
+                    .unwrap()
+                    .insert(e["ruleset_version"].as_str().unwrap().to_owned());
             }
-            seen
         })
     };
     // b takes v1, then v2 within a second of its publish on a.
+    let mut v2 = String::new();
     for (version, tag) in [(v1.clone(), 1), (String::new(), 2)] {
         let version = if tag == 1 {
             version
         } else {
-            publish(&a, &tagged(tag)).await
+            a.publish_ruleset(&tagged(tag)).await
         };
-        let published = std::time::Instant::now();
-        loop {
-            let live = get_json(&b, "/admin/v1/ruleset").await;
-            if live["version"] == version.as_str() {
-                break;
-            }
-            assert!(
-                published.elapsed() < std::time::Duration::from_secs(1),
-                "replica b still on {} a second after {version} was published",
-                live["version"]
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        common::eventually_within(
+            &format!("replica b on {version} a second after its publish"),
+            std::time::Duration::from_secs(1),
+            || async { b.get_json("/admin/v1/ruleset").await["version"] == version.as_str() },
+        )
+        .await;
+        v2 = version;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The readers' answers reach the second version too, each consistent with its own.
+    common::eventually(
+        "the readers to be answered with the second version",
+        || async { seen.lock().unwrap().contains(&v2) },
+    )
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let seen = reader.await.unwrap();
-    assert!(seen.len() >= 2, "{seen:?}");
+    reader.await.unwrap();
+    assert!(seen.lock().unwrap().len() >= 2, "{seen:?}");
 }
 
 #[tokio::test]
 async fn budgets_count_down_with_committed_orders_once_per_order() {
     let app = shop().await;
-    publish(
-        &app,
-        &json!({"guardrails": {"min_margin_bps": 1000},
+    app.publish_ruleset(&json!({"guardrails": {"min_margin_bps": 1000},
                 "promotions": [{"id": "launch", "title": "Launch: 20% off", "class": "order",
                                 "value": {"percent_bps": 2000},
-                                "budget": {"max_uses": 2, "per_customer_uses": 1}}]}),
-    )
-    .await;
+                                "budget": {"max_uses": 2, "per_customer_uses": 1}}]}))
+        .await;
     let checkout = |who: &str, order: Option<&str>| {
         let mut body = json!({"customer_id": who, "cart": cart(&[("pan", 1)])});
         if let Some(o) = order {
@@ -798,36 +739,32 @@ async fn budgets_count_down_with_committed_orders_once_per_order() {
         }
         body
     };
-    let home = get_json(&app, "/v1/recommend?session_id=new&placement=home").await;
+    let home = app
+        .get_json("/v1/recommend?session_id=new&placement=home")
+        .await;
     assert_eq!(offer_ids(&home), vec!["launch"]);
-    let e = evaluate(&app, checkout("ann", Some("o-1"))).await;
+    let e = app.evaluate_cart(checkout("ann", Some("o-1"))).await;
     assert_eq!(applied(&e), vec![("launch".to_owned(), 800)]);
     assert_eq!(e["commit"], "recorded");
     // Ann has used her one; committing the same order again counts nothing.
-    let e = evaluate(&app, checkout("ann", None)).await;
+    let e = app.evaluate_cart(checkout("ann", None)).await;
     assert_eq!(rejected(&e, "launch").as_deref(), Some("budget_exhausted"));
-    let e = evaluate(&app, checkout("ann", Some("o-1"))).await;
+    let e = app.evaluate_cart(checkout("ann", Some("o-1"))).await;
     assert_eq!(e["commit"], "already_recorded");
     // Bob takes the second and last use; then nobody gets it.
-    let e = evaluate(&app, checkout("bob", Some("o-2"))).await;
+    let e = app.evaluate_cart(checkout("bob", Some("o-2"))).await;
     assert_eq!(applied(&e), vec![("launch".to_owned(), 800)]);
-    let e = evaluate(&app, checkout("cid", Some("o-3"))).await;
+    let e = app.evaluate_cart(checkout("cid", Some("o-3"))).await;
     assert!(applied(&e).is_empty(), "{e}");
     assert_eq!(rejected(&e, "launch").as_deref(), Some("budget_exhausted"));
     assert_eq!(e["commit"], "recorded");
     // Offers follow: an exhausted budget is no longer offered (within rules.sync_ms).
-    let start = std::time::Instant::now();
-    loop {
-        let home = get_json(&app, "/v1/recommend?session_id=new&placement=home").await;
-        if offer_ids(&home).is_empty() {
-            break;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(2),
-            "{home}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    common::eventually_within(
+        "the exhausted budget no longer offered",
+        std::time::Duration::from_secs(2),
+        || async { offer_ids(&app.recommend("session_id=new&placement=home").await).is_empty() },
+    )
+    .await;
 }
 
 /// "Once per customer" holds under concurrent checkouts: the customer's uses are counted
@@ -835,14 +772,11 @@ async fn budgets_count_down_with_committed_orders_once_per_order() {
 #[tokio::test]
 async fn simultaneous_checkouts_of_one_customer_use_a_once_per_customer_promotion_once() {
     let app = shop().await;
-    publish(
-        &app,
-        &json!({"guardrails": {"min_margin_bps": 1000},
+    app.publish_ruleset(&json!({"guardrails": {"min_margin_bps": 1000},
                 "promotions": [{"id": "welcome", "title": "Welcome: 20% off", "class": "order",
                                 "value": {"percent_bps": 2000},
-                                "budget": {"per_customer_uses": 1}}]}),
-    )
-    .await;
+                                "budget": {"per_customer_uses": 1}}]}))
+        .await;
     let checkouts: Vec<_> = (0..8)
         .map(|i| {
             let client = app.client.clone();

@@ -64,29 +64,32 @@ async fn send_while_down(client: &reqwest::Client, server: &Process, customer: &
 /// Waits until the customer's profile shows all 100 orders, and checks nothing was
 /// applied twice.
 async fn all_applied_once(client: &reqwest::Client, server: &Process, customer: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = client
-            .get(server.url(&format!("/admin/v1/profiles/{customer}")))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            let p: Value = r.json().await.unwrap();
-            if p["orders_count"] == 100 {
-                assert_eq!(
-                    p["total_spent"],
-                    json!({"amount": 10_000, "currency": "GBP"})
-                );
-                break;
+    let profile = server.url(&format!("/admin/v1/profiles/{customer}"));
+    common::eventually_within(
+        "acknowledged events in the profile",
+        Duration::from_secs(30),
+        || async {
+            let r = client.get(&profile).send().await.unwrap();
+            if r.status() != 200 {
+                return false;
             }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "acknowledged events never reached the profile"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            let p: Value = r.json().await.unwrap();
+            p["orders_count"] == 100
+        },
+    )
+    .await;
+    let p: Value = client
+        .get(&profile)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        p["total_spent"],
+        json!({"amount": 10_000, "currency": "GBP"})
+    );
     // Sent again, every event is a duplicate: each was applied exactly once.
     for batch in batches(customer) {
         let report: Value = client

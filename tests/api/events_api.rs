@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::redis::RedisServer;
 use common::{TestApp, error_code, settings};
@@ -15,18 +15,6 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-async fn send(app: &TestApp, body: Value) -> (u16, Value) {
-    let r = app.post_json("/v1/events", &body).await;
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
-}
-
-async fn export(app: &TestApp, customer: &str) -> Value {
-    let r = app.get(&format!("/admin/v1/profiles/{customer}")).await;
-    assert_eq!(r.status(), 200, "export {customer}");
-    r.json().await.unwrap()
 }
 
 async fn reasons(app: &TestApp, path: &str) -> Vec<String> {
@@ -47,7 +35,7 @@ async fn the_next_recommendation_sees_the_events_just_sent() {
     let views: Vec<Value> = (1..=5)
         .map(|i| json!({"event_id": format!("v{i}"), "type": "view", "session_id": "fresh-visitor", "product_id": format!("p{:06}", i * 7)}))
         .collect();
-    let (status, report) = send(&app, Value::Array(views)).await;
+    let (status, report) = app.send_events(&Value::Array(views)).await;
     assert_eq!(status, 202);
     assert_eq!(report["accepted"], 5);
     assert!(
@@ -68,19 +56,19 @@ async fn a_repeated_event_is_applied_once() {
         {"event_id": "o-2", "type": "purchase", "customer_id": "new-cust", "product_id": "p000002",
          "price": {"amount": 500, "currency": "GBP"}, "order_id": "order-1"}
     ]);
-    let (_, first) = send(&app, batch.clone()).await;
+    let (_, first) = app.send_events(&batch.clone()).await;
     assert_eq!(
         (first["accepted"].as_u64(), first["duplicates"].as_u64()),
         (Some(2), Some(0))
     );
-    let (status, second) = send(&app, batch).await;
+    let (status, second) = app.send_events(&batch).await;
     assert_eq!(status, 202);
     assert_eq!(
         (second["accepted"].as_u64(), second["duplicates"].as_u64()),
         (Some(0), Some(2))
     );
     assert_eq!(second["results"][0]["status"], "duplicate");
-    let p = export(&app, "new-cust").await;
+    let p = app.export_profile("new-cust").await.expect("a profile");
     assert_eq!(p["orders_count"], 1, "two lines of one order");
     assert_eq!(p["total_spent"], json!({"amount": 3000, "currency": "GBP"}));
     assert_eq!(p["purchased"].as_array().unwrap().len(), 2);
@@ -98,15 +86,18 @@ async fn a_repeated_event_is_applied_once_however_much_happens_between() {
         let app = TestApp::spawn(s).await;
         let purchase = json!({"event_id": "big-1", "type": "purchase", "customer_id": "repeat-cust",
             "product_id": "p000001", "price": {"amount": 4000, "currency": "GBP"}});
-        assert_eq!(send(&app, purchase.clone()).await.1["accepted"], 1);
+        assert_eq!(app.send_events(&purchase.clone()).await.1["accepted"], 1);
         let views: Vec<Value> = (0..130)
             .map(|i| json!({"event_id": format!("between-{i}"), "type": "view", "customer_id": "repeat-cust", "product_id": format!("p{:06}", 2 + i % 50)}))
             .collect();
-        assert_eq!(send(&app, Value::Array(views)).await.1["accepted"], 130);
-        let (status, again) = send(&app, purchase).await;
+        assert_eq!(
+            app.send_events(&Value::Array(views)).await.1["accepted"],
+            130
+        );
+        let (status, again) = app.send_events(&purchase).await;
         assert_eq!(status, 202);
         assert_eq!(again["results"][0]["status"], "duplicate", "{again}");
-        let p = export(&app, "repeat-cust").await;
+        let p = app.export_profile("repeat-cust").await.expect("a profile");
         assert_eq!(p["orders_count"], 1);
         assert_eq!(p["total_spent"], json!({"amount": 4000, "currency": "GBP"}));
     }
@@ -115,9 +106,7 @@ async fn a_repeated_event_is_applied_once_however_much_happens_between() {
 #[tokio::test]
 async fn an_invalid_event_is_rejected_with_its_code_and_the_rest_go_on() {
     let app = TestApp::spawn(settings()).await;
-    let (status, report) = send(
-        &app,
-        json!([
+    let (status, report) = app.send_events(&json!([
             {"event_id": "ok-1", "type": "view", "customer_id": "mixed", "product_id": "p000010"},
             {"event_id": "bad-1", "type": "hover", "customer_id": "mixed", "product_id": "p000011"},
             {"event_id": "bad-2", "type": "view", "customer_id": "mixed"},
@@ -160,7 +149,7 @@ async fn an_invalid_event_is_rejected_with_its_code_and_the_rest_go_on() {
         ]
     );
     assert_eq!(report["rejected"], 10);
-    let p = export(&app, "mixed").await;
+    let p = app.export_profile("mixed").await.expect("a profile");
     assert_eq!(
         p["recently_viewed"],
         json!(["p000010"]),
@@ -187,7 +176,7 @@ async fn batches_have_a_size_limit_and_a_shape() {
         .await
         .unwrap();
     assert_eq!(error_code(r).await, (400, "malformed_json".into()));
-    let (status, single) = send(&app, json!({"event_id": "one", "type": "click", "session_id": "s", "product_id": "p000002", "decision_id": "d-1"})).await;
+    let (status, single) = app.send_events(&json!({"event_id": "one", "type": "click", "session_id": "s", "product_id": "p000002", "decision_id": "d-1"})).await;
     assert_eq!(status, 202);
     assert_eq!(single["accepted"], 1);
 }
@@ -203,14 +192,12 @@ async fn without_consent_nothing_is_kept_and_answers_are_not_personalized() {
             .iter()
             .any(|r| personal.contains(&r.as_str()))
     );
-    let (_, report) = send(
-        &app,
-        json!({"event_id": "consent-1", "type": "view", "customer_id": "c0000001", "product_id": "p000003",
+    let (_, report) = app.send_events(&json!({"event_id": "consent-1", "type": "view", "customer_id": "c0000001", "product_id": "p000003",
                "consent": {"personalization": false, "marketing": false}}),
     )
     .await;
     assert_eq!(report["accepted"], 1);
-    let p = export(&app, "c0000001").await;
+    let p = app.export_profile("c0000001").await.expect("a profile");
     assert_eq!(
         p["consent"],
         json!({"personalization": false, "marketing": false})
@@ -223,21 +210,16 @@ async fn without_consent_nothing_is_kept_and_answers_are_not_personalized() {
 #[tokio::test]
 async fn a_session_is_merged_into_the_customer_once() {
     let app = TestApp::spawn(settings()).await;
-    send(
-        &app,
-        json!([
-            {"event_id": "s-v1", "type": "view", "session_id": "anon-77", "product_id": "p000021"},
-            {"event_id": "s-v2", "type": "view", "session_id": "anon-77", "product_id": "p000022"}
-        ]),
-    )
+    app.send_events(&json!([
+        {"event_id": "s-v1", "type": "view", "session_id": "anon-77", "product_id": "p000021"},
+        {"event_id": "s-v2", "type": "view", "session_id": "anon-77", "product_id": "p000022"}
+    ]))
     .await;
-    let (_, report) = send(
-        &app,
-        json!({"event_id": "login-1", "type": "view", "customer_id": "cust-77", "session_id": "anon-77", "product_id": "p000023"}),
+    let (_, report) = app.send_events(&json!({"event_id": "login-1", "type": "view", "customer_id": "cust-77", "session_id": "anon-77", "product_id": "p000023"}),
     )
     .await;
     assert_eq!(report["accepted"], 1);
-    let p = export(&app, "cust-77").await;
+    let p = app.export_profile("cust-77").await.expect("a profile");
     assert_eq!(
         p["recently_viewed"],
         json!(["p000023", "p000022", "p000021"])
@@ -249,19 +231,17 @@ async fn a_session_is_merged_into_the_customer_once() {
             .iter()
             .all(|r| r == "trending")
     );
-    send(
-        &app,
-        json!({"event_id": "login-2", "type": "view", "customer_id": "cust-77", "session_id": "anon-77", "product_id": "p000024"}),
+    app.send_events(&json!({"event_id": "login-2", "type": "view", "customer_id": "cust-77", "session_id": "anon-77", "product_id": "p000024"}),
     )
     .await;
-    let p = export(&app, "cust-77").await;
+    let p = app.export_profile("cust-77").await.expect("a profile");
     assert_eq!(p["recently_viewed"].as_array().unwrap().len(), 4);
 }
 
 #[tokio::test]
 async fn a_profile_exports_and_erases() {
     let app = TestApp::spawn(settings()).await;
-    let p = export(&app, "c0000002").await;
+    let p = app.export_profile("c0000002").await.expect("a profile");
     for field in [
         "orders_count",
         "total_spent",
@@ -292,9 +272,7 @@ async fn a_profile_exports_and_erases() {
 }
 
 fn redis_settings(server: &RedisServer) -> Settings {
-    let mut s = settings();
-    s.storage.backend = StorageBackend::Redis;
-    s.redis.url = server.url();
+    let mut s = common::on_redis(server);
     s.privacy.id_hash_secret = "shared-test-secret".into();
     s
 }
@@ -329,15 +307,25 @@ async fn two_instances_on_one_redis_lose_no_update() {
     for t in tasks {
         t.await.unwrap();
     }
-    // A's L1 may hold A's own last write for up to `cache.l1_ttl_ms`; past that, both
-    // instances must show every purchase, counted once.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // A's L1 may hold A's own last write for up to `cache.l1_ttl_ms`; then both
+    // instances show every purchase, counted once (never more).
     for app in [&a, &b] {
-        let p = export(app, "shared-customer").await;
-        assert_eq!(
-            p["orders_count"], 400,
-            "every purchase from both instances counted once"
-        );
+        common::eventually("every purchase from both instances counted", || async {
+            let p = app
+                .export_profile("shared-customer")
+                .await
+                .expect("a profile");
+            assert!(
+                p["orders_count"].as_u64().unwrap() <= 400,
+                "counted once: {p}"
+            );
+            p["orders_count"] == 400
+        })
+        .await;
+        let p = app
+            .export_profile("shared-customer")
+            .await
+            .expect("a profile");
         assert_eq!(p["total_spent"]["amount"], 40_000);
     }
 }
@@ -347,34 +335,40 @@ async fn an_update_through_one_instance_is_visible_through_another_within_a_seco
     let server = RedisServer::start();
     let a = TestApp::spawn(redis_settings(&server)).await;
     let b = TestApp::spawn(redis_settings(&server)).await;
-    send(&a, json!({"event_id": "c-1", "type": "view", "customer_id": "coherent", "product_id": "p000031"})).await;
+    a.send_events(&json!({"event_id": "c-1", "type": "view", "customer_id": "coherent", "product_id": "p000031"})).await;
     // B reads it, so B's L1 now holds the old profile.
     assert_eq!(
-        export(&b, "coherent").await["recently_viewed"],
+        b.export_profile("coherent").await.expect("a profile")["recently_viewed"],
         json!(["p000031"])
     );
-    send(&a, json!({"event_id": "c-2", "type": "view", "customer_id": "coherent", "product_id": "p000032"})).await;
-    let start = Instant::now();
-    loop {
-        let p = export(&b, "coherent").await;
-        if p["recently_viewed"][0] == "p000032" {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "B still serves the old profile after 1 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    a.send_events(&json!({"event_id": "c-2", "type": "view", "customer_id": "coherent", "product_id": "p000032"})).await;
+    common::eventually_within(
+        "B serving the new profile",
+        Duration::from_secs(1),
+        || async {
+            b.export_profile("coherent").await.expect("a profile")["recently_viewed"][0]
+                == "p000032"
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn redis_holds_no_raw_customer_id() {
     let server = RedisServer::start();
     let app = TestApp::spawn(redis_settings(&server)).await;
-    send(&app, json!({"event_id": "pii-1", "type": "view", "customer_id": "alice@example.com", "product_id": "p000005"})).await;
+    app.send_events(&json!({"event_id": "pii-1", "type": "view", "customer_id": "alice@example.com", "product_id": "p000005"})).await;
     // The event log is written off the request path.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    common::eventually("the view in the event log", || async {
+        !app.state
+            .catalog
+            .store()
+            .log_end()
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
@@ -446,25 +440,16 @@ async fn redis_holds_no_raw_customer_id() {
 #[tokio::test]
 async fn a_recommendation_request_naming_both_ids_merges_the_session() {
     let app = TestApp::spawn(settings()).await;
-    send(&app, json!({"event_id": "rs-1", "type": "view", "session_id": "anon-88", "product_id": "p000041"})).await;
+    app.send_events(&json!({"event_id": "rs-1", "type": "view", "session_id": "anon-88", "product_id": "p000041"})).await;
     let r = app
         .get("/v1/recommend?customer_id=cust-88&session_id=anon-88&placement=home")
         .await;
     assert_eq!(r.status(), 200);
     // The merge runs after the answer; it lands within moments.
-    let start = Instant::now();
-    loop {
-        let r = app.get("/admin/v1/profiles/cust-88").await;
-        if r.status() == 200 {
-            let p: Value = r.json().await.unwrap();
-            if p["recently_viewed"] == json!(["p000041"]) {
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "session not merged"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually_within("the session merged", Duration::from_secs(5), || async {
+        app.export_profile("cust-88")
+            .await
+            .is_some_and(|p| p["recently_viewed"] == json!(["p000041"]))
+    })
+    .await;
 }

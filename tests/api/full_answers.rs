@@ -14,7 +14,7 @@ async fn shop(products: &[Value]) -> TestApp {
     s.demo.enabled = false;
     let app = TestApp::spawn(s).await;
     for chunk in products.chunks(1_000) {
-        common::put_products(&app, &Value::from(chunk.to_vec())).await;
+        app.put_products(&Value::from(chunk.to_vec())).await;
     }
     app
 }

@@ -11,8 +11,6 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
-
 use common::TestApp;
 use common::redis::RedisServer;
 use rand::{Rng, SeedableRng};
@@ -44,15 +42,10 @@ fn session(rng: &mut impl Rng) -> Vec<u32> {
     out
 }
 
-async fn send(app: &TestApp, session: &str, event: &str, product: u32, at: i64) {
-    let r = app
-        .post_json(
-            "/v1/events",
-            &json!([{"event_id": event, "type": "view", "session_id": session,
-                     "product_id": id(product), "timestamp": at}]),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
+/// A view of `product` in `session` at `at`.
+fn view(session: &str, event: &str, product: u32, at: i64) -> Value {
+    json!([{"event_id": event, "type": "view", "session_id": session,
+            "product_id": id(product), "timestamp": at}])
 }
 
 async fn home(app: &TestApp, session: &str) -> Value {
@@ -75,7 +68,7 @@ async fn twenty_thousand_cases_score_alike_at_the_end_and_at_the_start() {
                    "price": {"amount": 1000, "currency": "EUR"}, "inventory": 5})
         })
         .collect();
-    common::put_products(&app, &json!(products)).await;
+    app.put_products(&json!(products)).await;
 
     // The history: a session an hour, ending a week ago.
     let now = vitrine::domain::time::unix_now();
@@ -104,11 +97,10 @@ async fn twenty_thousand_cases_score_alike_at_the_end_and_at_the_start() {
     ]);
     assert_eq!(code, Some(0), "{stderr}");
     let version = stdout.split(':').next().unwrap().to_owned();
-    let waiting = Instant::now();
-    while home(&app, "warm-up").await["model_version"] != version.as_str() {
-        assert!(waiting.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually("the trained models served", || async {
+        home(&app, "warm-up").await["model_version"] == version.as_str()
+    })
+    .await;
 
     // The live week: a session every two minutes, each view then the answer.
     let sessions = CASES / (SESSION - 1);
@@ -119,7 +111,8 @@ async fn twenty_thousand_cases_score_alike_at_the_end_and_at_the_start() {
         let name = format!("live{s}");
         for i in 0..SESSION - 1 {
             let at = now - 7 * 86_400 + 3_600 + s as i64 * step + i as i64;
-            send(&app, &name, &format!("{name}-{i}"), seq[i], at).await;
+            app.accept_events(&view(&name, &format!("{name}-{i}"), seq[i], at))
+                .await;
             let answer = home(&app, &name).await;
             let target = id(seq[i + 1]);
             let hit = answer["recommendations"]

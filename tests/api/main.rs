@@ -28,6 +28,7 @@ mod realtime;
 mod recommend_api;
 mod recommend_properties;
 mod redis_faults;
+mod router;
 mod rules_oracle;
 mod shopify_webhooks;
 mod store_conformance;

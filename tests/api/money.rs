@@ -5,8 +5,8 @@
 
 use crate::common;
 
-use common::rules::{cart, evaluate, publish};
-use common::{TestApp, error_code, put_products, settings};
+use common::rules::cart;
+use common::{TestApp, error_code, settings};
 use serde_json::{Value, json};
 
 fn gbp(amount: i64) -> Value {
@@ -19,20 +19,20 @@ fn money(amount: i64, currency: &str) -> Value {
 
 async fn shop(products: Value) -> TestApp {
     let app = TestApp::spawn(settings()).await;
-    put_products(&app, &products).await;
+    app.put_products(&products).await;
     app
 }
 
 /// A shop with these products and this ruleset published.
 async fn shop_with(products: Value, doc: &Value) -> TestApp {
     let app = shop(products).await;
-    publish(&app, doc).await;
+    app.publish_ruleset(doc).await;
     app
 }
 
 /// The problems of a refused ruleset, each as "path: message".
-async fn refused(app: &TestApp, doc: &Value) -> Vec<String> {
-    common::rules::refused(app, doc)
+async fn problems(app: &TestApp, doc: &Value) -> Vec<String> {
+    app.refused_ruleset(doc)
         .await
         .into_iter()
         .map(|(path, message)| format!("{path}: {message}"))
@@ -71,11 +71,9 @@ async fn a_top_level_category_is_matched_and_protected_by_its_handle() {
             "promotions": [half_off("half", &json!({"in": ["line.category", ["kitchen", "tea-ware"]]}))],
             "guardrails": {"categories": {"kitchen": 4000, "Tea Ware": 2000}}
         })).await;
-    let eval = evaluate(
-        &app,
-        json!({"session_id": "s1", "cart": cart(&[("pot", 1), ("cup", 1)])}),
-    )
-    .await;
+    let eval = app
+        .evaluate_cart(json!({"session_id": "s1", "cart": cart(&[("pot", 1), ("cup", 1)])}))
+        .await;
     // Matched by handle (the promotion applies), floored by the category's margin:
     // 500 x 1.4 = 700 for the pot, 500 x 1.2 = 600 for the cup.
     assert_eq!(line(&eval, "pot")["total"]["amount"], 700, "{eval}");
@@ -122,11 +120,9 @@ async fn categories_written_as_paths_match_in_guardrails_and_adjustments() {
             "promotions": [half_off("half", &json!(true))],
             "guardrails": {"categories": {"Kitchen > Cookware": 4000}}
         })).await;
-    let eval = evaluate(
-        &app,
-        json!({"session_id": "s1", "cart": cart(&[("pan", 1), ("tea", 1)])}),
-    )
-    .await;
+    let eval = app
+        .evaluate_cart(json!({"session_id": "s1", "cart": cart(&[("pan", 1), ("tea", 1)])}))
+        .await;
     let pan = line(&eval, "pan");
     assert_eq!(
         pan["unit_price"]["amount"], 900,
@@ -140,9 +136,7 @@ async fn categories_written_as_paths_match_in_guardrails_and_adjustments() {
     assert_eq!(line(&eval, "tea")["unit_price"]["amount"], 1000);
 
     // What cannot name a category, or names one twice, is refused.
-    let errors = refused(
-        &app,
-        &json!({"guardrails": {"categories": {"!!!": 1000, "Kitchen > Cookware": 1000, "kitchen/cookware": 2000}}}),
+    let errors = problems(&app, &json!({"guardrails": {"categories": {"!!!": 1000, "Kitchen > Cookware": 1000, "kitchen/cookware": 2000}}}),
     )
     .await;
     assert_eq!(errors.len(), 2, "{errors:?}");
@@ -154,7 +148,7 @@ async fn categories_written_as_paths_match_in_guardrails_and_adjustments() {
         errors.iter().any(|e| e.contains("names the same category")),
         "{errors:?}"
     );
-    let errors = refused(
+    let errors = problems(
         &app,
         &json!({"promotions": [half_off("h", &json!({"in": ["line.category", ["> >"]]}))]}),
     )
@@ -176,11 +170,9 @@ async fn exclusive_promotions_of_different_classes_both_apply() {
             ],
             "shipping": [{"id": "std", "amount": gbp(499)}]
         })).await;
-    let eval = evaluate(
-        &app,
-        json!({"session_id": "s1", "cart": cart(&[("mug", 1)])}),
-    )
-    .await;
+    let eval = app
+        .evaluate_cart(json!({"session_id": "s1", "cart": cart(&[("mug", 1)])}))
+        .await;
     let mut ids = applied_ids(&eval);
     ids.sort_unstable();
     assert_eq!(ids, ["ship", "ten"], "{eval}");
@@ -217,11 +209,9 @@ async fn an_adjustment_takes_only_a_parent_price_the_visitor_could_pay() {
         ]}),
     )
     .await;
-    let eval = evaluate(
-        &app,
-        json!({"session_id": "anon", "cart": cart(&[("pan", 1)])}),
-    )
-    .await;
+    let eval = app
+        .evaluate_cart(json!({"session_id": "anon", "cart": cart(&[("pan", 1)])}))
+        .await;
     let pan = line(&eval, "pan");
     assert_eq!(pan["unit_price"]["amount"], 1000, "{eval}");
     assert!(pan.get("price_list").is_none(), "{eval}");
@@ -277,17 +267,16 @@ async fn money_of_two_currencies_is_never_added_or_relabelled() {
 
     // A EUR price list makes EUR a currency of the shop: priced lines are answered in
     // it, and recommendations leave out what has no EUR price.
-    publish(
-        &app,
+    app.publish_ruleset(
         &json!({"price_lists": [{"id": "eu", "kind": "base", "currency": "EUR",
                                  "entries": [{"product_id": "uk", "amount": 629}]}]}),
     )
     .await;
-    let eval = evaluate(
-        &app,
-        json!({"session_id": "s", "cart": cart(&[("uk", 2)]), "context": {"currency": "EUR"}}),
-    )
-    .await;
+    let eval = app
+        .evaluate_cart(
+            json!({"session_id": "s", "cart": cart(&[("uk", 2)]), "context": {"currency": "EUR"}}),
+        )
+        .await;
     assert_eq!(eval["currency"], "EUR");
     assert_eq!(line(&eval, "uk")["unit_price"], money(629, "EUR"));
     assert_eq!(eval["subtotal"], money(1258, "EUR"));
@@ -322,9 +311,7 @@ async fn amounts_are_bounded_so_no_sum_overflows() {
         .await
         .unwrap();
     assert_eq!(error_code(r).await, (422, "invalid_product".to_owned()));
-    let errors = refused(
-        &app,
-        &json!({"price_lists": [{"id": "x", "kind": "sale", "currency": "GBP",
+    let errors = problems(&app, &json!({"price_lists": [{"id": "x", "kind": "sale", "currency": "GBP",
                                  "entries": [{"product_id": "big", "amount": 92_233_720_368_547i64}]}],
                 "shipping": [{"id": "s", "amount": gbp(i64::MAX)}]}),
     )
@@ -334,7 +321,9 @@ async fn amounts_are_bounded_so_no_sum_overflows() {
     let lines: Vec<Value> = (0..200)
         .map(|_| json!({"product_id": "big", "quantity": 100_000}))
         .collect();
-    let eval = evaluate(&app, json!({"session_id": "s", "cart": lines})).await;
+    let eval = app
+        .evaluate_cart(json!({"session_id": "s", "cart": lines}))
+        .await;
     assert_eq!(
         eval["subtotal"]["amount"],
         200 * 100_000 * 100_000_000_000i64
@@ -351,28 +340,21 @@ async fn a_capped_order_discount_is_split_once_by_largest_remainder() {
             {"id": "half", "title": "Half", "class": "order", "trigger": "auto",
              "value": {"percent_bps": 5000}, "max_discount": gbp(11)}
         ]})).await;
-    let eval = evaluate(
-        &app,
-        json!({"session_id": "s", "cart": cart(&[("a", 1), ("d", 1)])}),
-    )
-    .await;
+    let eval = app
+        .evaluate_cart(json!({"session_id": "s", "cart": cart(&[("a", 1), ("d", 1)])}))
+        .await;
     // 11 over 100 and 633: 1.5007 and 9.4993, so the one unit left goes to a.
     assert_eq!(line(&eval, "a")["discount"]["amount"], 2, "{eval}");
     assert_eq!(line(&eval, "d")["discount"]["amount"], 9, "{eval}");
     // The same 11 as an amount off splits the same way.
-    publish(
-        &app,
-        &json!({"promotions": [
-            {"id": "eleven", "title": "11 off", "class": "order", "trigger": "auto",
-             "value": {"amount_off": gbp(11)}}
-        ]}),
-    )
+    app.publish_ruleset(&json!({"promotions": [
+        {"id": "eleven", "title": "11 off", "class": "order", "trigger": "auto",
+         "value": {"amount_off": gbp(11)}}
+    ]}))
     .await;
-    let eval = evaluate(
-        &app,
-        json!({"session_id": "s", "cart": cart(&[("a", 1), ("d", 1)])}),
-    )
-    .await;
+    let eval = app
+        .evaluate_cart(json!({"session_id": "s", "cart": cart(&[("a", 1), ("d", 1)])}))
+        .await;
     assert_eq!(line(&eval, "a")["discount"]["amount"], 2, "{eval}");
     assert_eq!(line(&eval, "d")["discount"]["amount"], 9, "{eval}");
 }
@@ -380,9 +362,15 @@ async fn a_capped_order_discount_is_split_once_by_largest_remainder() {
 #[tokio::test]
 async fn an_empty_rollback_walks_back_one_version_each_time() {
     let app = shop(json!([])).await;
-    let v1 = publish(&app, &json!({"shipping": [{"id": "a", "amount": gbp(1)}]})).await;
-    let v2 = publish(&app, &json!({"shipping": [{"id": "b", "amount": gbp(2)}]})).await;
-    let _v3 = publish(&app, &json!({"shipping": [{"id": "c", "amount": gbp(3)}]})).await;
+    let v1 = app
+        .publish_ruleset(&json!({"shipping": [{"id": "a", "amount": gbp(1)}]}))
+        .await;
+    let v2 = app
+        .publish_ruleset(&json!({"shipping": [{"id": "b", "amount": gbp(2)}]}))
+        .await;
+    let _v3 = app
+        .publish_ruleset(&json!({"shipping": [{"id": "c", "amount": gbp(3)}]}))
+        .await;
     for expected in [&v2, &v1] {
         let r = app
             .client
@@ -439,12 +427,9 @@ async fn error_codes_name_the_problem() {
         .collect();
     assert_eq!(codes, ["invalid_event_id", "invalid_query"], "{body}");
     // `true` and `false` are the JSON values, as the rules document says.
-    publish(
-        &app,
-        &json!({"promotions": [half_off("all", &json!(true))]}),
-    )
-    .await;
-    let errors = refused(
+    app.publish_ruleset(&json!({"promotions": [half_off("all", &json!(true))]}))
+        .await;
+    let errors = problems(
         &app,
         &json!({"promotions": [half_off("all", &json!({"true": null}))]}),
     )
@@ -475,11 +460,9 @@ async fn shipping_reads_the_subtotal_after_discounts_and_totals_satisfy_their_fo
         })).await;
     // 5,200 before the 10% and 4,680 after: the rate and the shipping promotion both
     // read 4,680.
-    let eval = evaluate(
-        &app,
-        json!({"session_id": "s", "cart": cart(&[("mug", 2)])}),
-    )
-    .await;
+    let eval = app
+        .evaluate_cart(json!({"session_id": "s", "cart": cart(&[("mug", 2)])}))
+        .await;
     assert_eq!(eval["subtotal"]["amount"], 5200);
     assert_eq!(
         eval["discount"]["amount"], 520,

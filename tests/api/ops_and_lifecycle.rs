@@ -31,12 +31,7 @@ async fn a_slow_store_past_the_deadline_gives_the_fallback_not_an_error() {
         "the answer did not wait for the store"
     );
     // The fallback is the non-personalized answer: what an unknown visitor gets.
-    let anonymous: Value = app
-        .get("/v1/recommend?session_id=nobody&placement=home")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let anonymous: Value = app.recommend("session_id=nobody&placement=home").await;
     assert_eq!(slow["recommendations"], anonymous["recommendations"]);
     assert_ne!(slow["recommendations"], normal["recommendations"]);
 
@@ -88,9 +83,10 @@ async fn past_max_concurrency_requests_are_shed_with_503_and_retry_after() {
     let busy: Vec<_> = (0..2)
         .map(|_| tokio::spawn(app.client.get(url.clone()).send()))
         .collect();
-    while store.in_flight.load(Ordering::SeqCst) < 2 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    common::eventually("two requests in flight", || async {
+        store.in_flight.load(Ordering::SeqCst) >= 2
+    })
+    .await;
     let shed = app.get("/v1/recommend?session_id=s&placement=home").await;
     assert_eq!(shed.headers()["retry-after"], "1");
     assert_eq!(error_code(shed).await, (503, "overloaded".into()));
@@ -172,9 +168,10 @@ async fn shutdown_finishes_requests_in_flight() {
     let requests: Vec<_> = (0..20)
         .map(|_| tokio::spawn(common::client().get(url.clone()).send()))
         .collect();
-    while store.in_flight.load(Ordering::SeqCst) < 20 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    common::eventually("twenty requests in flight", || async {
+        store.in_flight.load(Ordering::SeqCst) >= 20
+    })
+    .await;
     app.trigger_shutdown();
     for r in requests {
         let r = r.await.unwrap().expect("no request fails");
@@ -203,8 +200,12 @@ async fn requests_on_kept_alive_connections_during_shutdown_are_answered() {
         conns.push(common::kept_alive(app.port).await);
     }
     app.trigger_shutdown();
-    // Give the server a moment to see the signal, as a client's next request would.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The server has seen the signal once it stops accepting connections.
+    let addr = format!("127.0.0.1:{}", app.port);
+    common::eventually("the listener closed", || async {
+        tokio::net::TcpStream::connect(&addr).await.is_err()
+    })
+    .await;
     for c in &mut conns {
         c.write_all(b"GET /v1/recommend?session_id=s&placement=home HTTP/1.1\r\nhost: x\r\n\r\n")
             .await

@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::redis::RedisServer;
 use common::{TestApp, settings};
@@ -15,11 +15,6 @@ use vitrine::config::StorageBackend;
 async fn answer(app: &TestApp, path: &str) -> Vec<(String, String)> {
     let body: Value = app.get(path).await.json().await.unwrap();
     common::picks(&body)
-}
-
-async fn send(app: &TestApp, events: Vec<Value>) {
-    let r = app.post_json("/v1/events", &Value::Array(events)).await;
-    assert_eq!(r.status(), 202);
 }
 
 /// Two products of different categories, in stock, never bought or viewed together.
@@ -76,7 +71,7 @@ async fn a_new_co_purchase_shows_up_as_bought_together() {
     let path = format!("/v1/recommend?session_id=look&placement=product&product_id={a}");
     assert!(!answer(&app, &path).await.iter().any(|(p, _)| *p == b));
 
-    send(&app, co_purchases(&a, &b)).await;
+    app.accept_events(&Value::Array(co_purchases(&a, &b))).await;
 
     let after = answer(&app, &path).await;
     assert!(
@@ -113,7 +108,7 @@ async fn a_product_that_takes_off_shows_up_as_trending() {
         catalog.product(p).id.to_string()
     };
     assert!(!before.iter().any(|(p, _)| *p == rising));
-    send(&app, fans(&rising)).await;
+    app.accept_events(&Value::Array(fans(&rising))).await;
     let after = answer(&app, &format!("{home}&limit=10")).await;
     assert_eq!(
         after.first(),
@@ -124,7 +119,7 @@ async fn a_product_that_takes_off_shows_up_as_trending() {
     // A repeated batch changes nothing more: events are applied once.
     let score = |v: &Value| v["recommendations"][0]["score"].as_f64().unwrap();
     let first: Value = app.get(home).await.json().await.unwrap();
-    send(&app, fans(&rising)).await;
+    app.accept_events(&Value::Array(fans(&rising))).await;
     let second: Value = app.get(home).await.json().await.unwrap();
     assert_eq!(score(&first), score(&second));
 }
@@ -139,21 +134,19 @@ async fn a_product_passed_over_again_and_again_makes_room_until_it_is_clicked() 
                "product_id": first})
     };
     // Shown twice: no change yet.
-    send(&app, (0..2).map(impression).collect()).await;
+    app.accept_events(&Value::Array((0..2).map(impression).collect()))
+        .await;
     assert_eq!(answer(&app, home).await[0].0, first);
     // Passed over twice more: it gives way.
-    send(&app, (2..4).map(impression).collect()).await;
+    app.accept_events(&Value::Array((2..4).map(impression).collect()))
+        .await;
     let after = answer(&app, home).await;
     assert_ne!(after[0].0, first, "{after:?}");
     // Another visitor still sees it first.
     let other = answer(&app, "/v1/recommend?session_id=someone-else&placement=home").await;
     assert_eq!(other[0].0, first);
     // A click says it was not passed over.
-    send(
-        &app,
-        vec![json!({"event_id": "click-1", "type": "click", "session_id": "browser", "product_id": first})],
-    )
-    .await;
+    app.accept_events(&Value::Array(vec![json!({"event_id": "click-1", "type": "click", "session_id": "browser", "product_id": first})])).await;
     assert!(answer(&app, home).await.iter().any(|(p, _)| *p == first));
 }
 
@@ -174,22 +167,27 @@ async fn what_one_replica_learns_every_replica_learns() {
     assert!(!answer(&b, &path).await.iter().any(|(p, _)| *p == y));
 
     // The orders reach replica a only; b learns them from the log.
-    send(&a, co_purchases(&x, &y)).await;
-    let start = Instant::now();
-    loop {
-        let on_b = answer(&b, &path).await;
-        if on_b.iter().any(|(p, r)| *p == y && r == "bought_together") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "{y} should be bought with {x} on the other replica too: {on_b:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    a.accept_events(&Value::Array(co_purchases(&x, &y))).await;
+    common::eventually_within(
+        &format!("{y} bought with {x} on the other replica too"),
+        Duration::from_secs(2),
+        || async {
+            answer(&b, &path)
+                .await
+                .iter()
+                .any(|(p, r)| *p == y && r == "bought_together")
+        },
+    )
+    .await;
     // Each learned the orders once: the same answer on both (a wrote the entries and
-    // does not learn them a second time from the log).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // does not learn them a second time from the log), with both followers at the end
+    // of the log.
+    for app in [&a, &b] {
+        app.state.learning.flush().await.unwrap();
+    }
+    for app in [&a, &b] {
+        app.state.learning.follow().await.unwrap();
+    }
     let scores = |body: Value| -> Vec<Value> {
         body["recommendations"]
             .as_array()
@@ -224,15 +222,17 @@ async fn visitors_with_no_history_get_what_their_audience_favours() {
     let app = TestApp::spawn(settings()).await;
     let (german, french) = unrelated_pair(&app);
     // Popular in Germany on tablets; more popular still in France on desktops.
-    send(
-        &app,
-        audience_views(&german, 30, &json!({"country": "DE", "device": "tablet"})),
-    )
+    app.accept_events(&Value::Array(audience_views(
+        &german,
+        30,
+        &json!({"country": "DE", "device": "tablet"}),
+    )))
     .await;
-    send(
-        &app,
-        audience_views(&french, 40, &json!({"country": "fr", "device": "Desktop"})),
-    )
+    app.accept_events(&Value::Array(audience_views(
+        &french,
+        40,
+        &json!({"country": "fr", "device": "Desktop"}),
+    )))
     .await;
 
     let home = |who: &str, context: &str| {
@@ -259,13 +259,10 @@ async fn visitors_with_no_history_get_what_their_audience_favours() {
     );
 
     // A visitor with a history of their own is answered from it, not the audience.
-    send(
-        &app,
-        vec![
-            json!({"event_id": "own-1", "type": "view", "session_id": "regular",
+    app.accept_events(&Value::Array(vec![
+        json!({"event_id": "own-1", "type": "view", "session_id": "regular",
                     "product_id": french, "context": {"country": "DE"}}),
-        ],
-    )
+    ]))
     .await;
     let regular = answer(&app, &home("regular", "&country=DE")).await;
     assert!(

@@ -112,27 +112,14 @@ async fn an_answer_has_every_documented_field() {
 #[tokio::test]
 async fn the_limit_defaults_to_ten_and_banners_follow_the_placement() {
     let app = TestApp::spawn(settings()).await;
-    let home: Value = app
-        .get("/v1/recommend?session_id=s-3&placement=home")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let home: Value = app.recommend("session_id=s-3&placement=home").await;
     assert_eq!(home["recommendations"].as_array().unwrap().len(), 10);
     assert_eq!(home["banners"][0]["id"], "winter-sale");
-    let cart: Value = app
-        .get("/v1/recommend?session_id=s-3&placement=cart")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let cart: Value = app.recommend("session_id=s-3&placement=cart").await;
     assert_eq!(cart["banners"][0]["id"], "free-delivery");
     let search: Value = app
-        .get("/v1/recommend?session_id=s-3&placement=search&query=skillet")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .recommend("session_id=s-3&placement=search&query=skillet")
+        .await;
     assert!(search["banners"].as_array().unwrap().is_empty());
 }
 
@@ -214,11 +201,8 @@ async fn a_cart_gets_products_bought_with_its_lines() {
 async fn category_and_search_placements_stay_on_topic() {
     let app = TestApp::spawn(settings()).await;
     let body: Value = app
-        .get("/v1/recommend?session_id=s-6&placement=category&category=kitchen/cookware&limit=5")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .recommend("session_id=s-6&placement=category&category=kitchen/cookware&limit=5")
+        .await;
     let snap = app.state.snapshot.load();
     let cookware = snap.catalog.category("kitchen/cookware").unwrap();
     for item in body["recommendations"].as_array().unwrap() {
@@ -230,11 +214,8 @@ async fn category_and_search_placements_stay_on_topic() {
         assert_eq!(item["reason"], "trending_in_category");
     }
     let body: Value = app
-        .get("/v1/recommend?session_id=s-6&placement=search&query=Skillet&limit=3")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .recommend("session_id=s-6&placement=search&query=Skillet&limit=3")
+        .await;
     for item in body["recommendations"].as_array().unwrap() {
         assert!(
             item["title"].as_str().unwrap().contains("Skillet"),
@@ -248,18 +229,8 @@ async fn category_and_search_placements_stay_on_topic() {
 async fn a_known_customer_gets_an_answer_shaped_by_their_history() {
     let app = TestApp::spawn(settings()).await;
     // The demo's most active customers have the longest histories.
-    let customer: Value = app
-        .get("/v1/recommend?customer_id=c0000001&placement=home")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let anonymous: Value = app
-        .get("/v1/recommend?session_id=never-seen&placement=home")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let customer: Value = app.recommend("customer_id=c0000001&placement=home").await;
+    let anonymous: Value = app.recommend("session_id=never-seen&placement=home").await;
     let personal = ["based_on_your_history", "recently_viewed", "buy_again"];
     assert!(
         customer["recommendations"]
@@ -601,11 +572,8 @@ async fn products_viewed_again_and_again_come_back_first() {
     let r = app.post_json("/v1/events", &json!(views)).await;
     assert_eq!(r.status(), 202);
     let answer: Value = app
-        .get("/v1/recommend?placement=home&session_id=again&limit=20")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .recommend("placement=home&session_id=again&limit=20")
+        .await;
     let again: Vec<&str> = answer["recommendations"]
         .as_array()
         .unwrap()

@@ -101,10 +101,7 @@ async fn serving_survives_a_redis_outage_and_buffered_events_land_when_it_return
         "the refused batch left no trace"
     );
     let after: Value = app
-        .get("/v1/recommend?session_id=after-outage&placement=home")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .recommend("session_id=after-outage&placement=home")
+        .await;
     assert_eq!(after["degraded"], false);
 }

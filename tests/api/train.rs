@@ -5,7 +5,7 @@
 use crate::common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::TestApp;
 use common::redis::RedisServer;
@@ -14,7 +14,7 @@ use vitrine::store::redis::RedisOptions;
 use vitrine::store::{CatalogStore, RedisStore};
 
 async fn replica(redis: &RedisServer) -> TestApp {
-    TestApp::spawn(common::on_redis(redis)).await
+    TestApp::on_redis(redis).await
 }
 
 async fn model_version(app: &TestApp, path: &str) -> (u16, Value) {
@@ -70,18 +70,15 @@ async fn trained_models_reach_every_replica_without_a_failed_request() {
 
     // Both replicas switch within seconds; every request meanwhile answers 200.
     for app in [&a, &b] {
-        let start = Instant::now();
-        loop {
+        common::eventually_within("the new models", Duration::from_secs(5), || async {
             let (status, body) = model_version(app, path).await;
-            assert_eq!(status, 200);
-            if body["model_version"] == version.as_str() {
-                assert_eq!(body["recommendations"][0]["product_id"], "p000002");
-                assert_eq!(body["recommendations"][0]["reason"], "bought_together");
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(5), "still {body}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            assert_eq!(status, 200, "{body}");
+            body["model_version"] == version.as_str()
+        })
+        .await;
+        let (_, body) = model_version(app, path).await;
+        assert_eq!(body["recommendations"][0]["product_id"], "p000002");
+        assert_eq!(body["recommendations"][0]["reason"], "bought_together");
     }
 
     // Too many bad rows: exit 1 (the models are still stored).
@@ -102,23 +99,31 @@ async fn trained_models_reach_every_replica_without_a_failed_request() {
 /// Waits until `app` answers `path` with `want` (product, reason), on models of
 /// `version` when given; returns that item's score.
 async fn wait_for(app: &TestApp, path: &str, want: (&str, &str), version: Option<&str>) -> Value {
-    let start = Instant::now();
-    loop {
-        let (status, body) = model_version(app, path).await;
-        assert_eq!(status, 200);
-        let found = body["recommendations"]
+    let found = |body: &Value| -> Option<Value> {
+        let item = body["recommendations"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["product_id"] == want.0 && r["reason"] == want.1);
-        if let Some(item) = found
-            && version.is_none_or(|v| body["model_version"] == v)
-        {
-            return item["score"].clone();
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "still {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .find(|r| r["product_id"] == want.0 && r["reason"] == want.1)?;
+        version
+            .is_none_or(|v| body["model_version"] == v)
+            .then(|| item["score"].clone())
+    };
+    let score = std::sync::Mutex::new(None);
+    common::eventually_within(
+        &format!("{want:?} on {version:?}"),
+        Duration::from_secs(5),
+        || async {
+            let (status, body) = model_version(app, path).await;
+            assert_eq!(status, 200, "{body}");
+            let hit = found(&body);
+            let done = hit.is_some();
+            *score.lock().unwrap() = hit;
+            done
+        },
+    )
+    .await;
+    score.into_inner().unwrap().expect("found")
 }
 
 #[tokio::test]
@@ -203,8 +208,8 @@ async fn new_models_relearn_what_the_log_gained_after_their_training() {
     )
     .await;
     // Learned once: three orders of each, though the replica wrote the entries itself
-    // (and keeps following the log).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // (and keeps following the log: here to its end).
+    a.state.learning.follow().await.unwrap();
     let snapshot = a.state.snapshot.load();
     let p5 = snapshot.catalog.lookup("p000005").unwrap();
     assert_eq!(snapshot.models.version, "before-the-orders");

@@ -5,7 +5,6 @@
 use crate::common;
 
 use common::redis::RedisServer;
-use common::rules::{put_ruleset as publish, refused};
 use common::{TestApp, error_code, settings};
 use serde_json::{Value, json};
 
@@ -18,11 +17,11 @@ fn promotion(i: usize, target: &Value) -> Value {
 async fn rulesets_past_a_limit_are_refused_naming_the_path_and_the_limit() {
     let app = TestApp::spawn(settings()).await;
     let categories: Vec<String> = (0..800_000).map(|i| format!("c{i}")).collect();
-    let problems = refused(
-        &app,
-        &json!({"promotions": [promotion(0, &json!({"in": ["line.category", categories]}))]}),
-    )
-    .await;
+    let problems = app
+        .refused_ruleset(
+            &json!({"promotions": [promotion(0, &json!({"in": ["line.category", categories]}))]}),
+        )
+        .await;
     assert_eq!(problems[0].0, "$.promotions[0].target");
     assert!(
         problems[0].1.contains("800000 values; the limit is 10000"),
@@ -30,15 +29,13 @@ async fn rulesets_past_a_limit_are_refused_naming_the_path_and_the_limit() {
     );
 
     let ids: Vec<String> = (0..900_000).map(|i| format!("p{i}")).collect();
-    let problems = refused(
-        &app,
-        &json!({"merchandising": [{"id": "hide-all", "action": {"hide": {"in": ["product.id", ids]}}}]}),
+    let problems = app.refused_ruleset(&json!({"merchandising": [{"id": "hide-all", "action": {"hide": {"in": ["product.id", ids]}}}]}),
     )
     .await;
     assert_eq!(problems[0].0, "$.merchandising[0].action");
 
     let many: Vec<Value> = (0..2_000).map(|i| promotion(i, &json!(true))).collect();
-    let problems = refused(&app, &json!({"promotions": many})).await;
+    let problems = app.refused_ruleset(&json!({"promotions": many})).await;
     assert_eq!(
         problems,
         vec![(
@@ -51,12 +48,12 @@ async fn rulesets_past_a_limit_are_refused_naming_the_path_and_the_limit() {
     for _ in 0..20 {
         deep = json!({"not": deep});
     }
-    let problems = refused(
-        &app,
-        &json!({"promotions": [{"id": "deep", "title": "Deep", "class": "order",
+    let problems = app
+        .refused_ruleset(
+            &json!({"promotions": [{"id": "deep", "title": "Deep", "class": "order",
                                 "value": {"percent_bps": 100}, "eligibility": deep}]}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(problems[0].0, "$.promotions[0].eligibility");
     assert!(problems[0].1.contains("the limit is 8"), "{problems:?}");
 
@@ -69,7 +66,7 @@ async fn rulesets_past_a_limit_are_refused_naming_the_path_and_the_limit() {
             p
         })
         .collect();
-    let problems = refused(&app, &json!({"promotions": heavy})).await;
+    let problems = app.refused_ruleset(&json!({"promotions": heavy})).await;
     assert_eq!(problems[0].0, "$");
     assert!(
         problems[0].1.contains("a cart evaluation costs") && problems[0].1.contains("200000"),
@@ -97,9 +94,9 @@ async fn rulesets_past_a_limit_are_refused_naming_the_path_and_the_limit() {
 #[tokio::test]
 async fn a_stored_ruleset_that_no_longer_compiles_never_stops_a_replica() {
     let redis = RedisServer::start();
-    let a = TestApp::spawn(common::on_redis(&redis)).await;
+    let a = TestApp::on_redis(&redis).await;
     let good = json!({"promotions": [promotion(1, &json!(true))]});
-    let r = publish(&a, &good).await;
+    let r = a.put_ruleset(&good).await;
     assert_eq!(r.status(), 200);
     let good_version = r.json::<Value>().await.unwrap()["version"]
         .as_str()
@@ -115,7 +112,7 @@ async fn a_stored_ruleset_that_no_longer_compiles_never_stops_a_replica() {
         .await
         .unwrap();
 
-    let b = TestApp::spawn(common::on_redis(&redis)).await;
+    let b = TestApp::on_redis(&redis).await;
     for app in [&a, &b] {
         common::eventually("the problem reported", || async {
             let ready: Value = app.get("/readyz").await.json().await.unwrap();
@@ -136,11 +133,11 @@ async fn a_stored_ruleset_that_no_longer_compiles_never_stops_a_replica() {
 
     // A valid publish clears it; an invalid one is still refused.
     let newer = json!({"promotions": [promotion(2, &json!(true))]});
-    assert_eq!(publish(&b, &newer).await.status(), 200);
+    assert_eq!(b.put_ruleset(&newer).await.status(), 200);
     let ready: Value = b.get("/readyz").await.json().await.unwrap();
     assert!(ready.get("ruleset").is_none(), "{ready}");
     assert_eq!(
-        error_code(publish(&b, &old).await).await.1,
+        error_code(b.put_ruleset(&old).await).await.1,
         "invalid_ruleset"
     );
 }

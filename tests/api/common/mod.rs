@@ -92,6 +92,11 @@ fn isolate(mut settings: Settings) -> (Settings, Option<tempfile::TempDir>) {
 }
 
 impl TestApp {
+    /// The demo shop on `redis`.
+    pub async fn on_redis(redis: &redis::RedisServer) -> Self {
+        Self::spawn(on_redis(redis)).await
+    }
+
     pub async fn spawn(settings: Settings) -> Self {
         let (settings, dir) = isolate(settings);
         Self::start(App::build(settings).await.expect("app builds"), dir).await
@@ -150,8 +155,49 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// A GET whose answer is JSON (an error's too).
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.expect("a JSON answer")
+    }
+
+    /// `GET /v1/recommend?QUERY`, which must answer 200.
+    pub async fn recommend(&self, query: &str) -> serde_json::Value {
+        let r = self.get(&format!("/v1/recommend?{query}")).await;
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.expect("a JSON answer");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// `POST /v1/events` with one event or a batch: the status and the report.
+    pub async fn send_events(&self, events: &serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self.post_json("/v1/events", events).await;
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("a JSON report"))
+    }
+
+    /// `POST /v1/events` that must be accepted (202); the report.
+    pub async fn accept_events(&self, events: &serde_json::Value) -> serde_json::Value {
+        let (status, report) = self.send_events(events).await;
+        assert_eq!(status, 202, "{report}");
+        report
+    }
+
+    /// `PUT /admin/v1/products`, which must be applied.
+    pub async fn put_products(&self, products: &serde_json::Value) {
+        let r = self
+            .client
+            .put(self.url("/admin/v1/products"))
+            .json(products)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        assert_eq!(status, 200, "{}", r.text().await.unwrap());
+    }
+
     /// The customer's profile export, `None` when there is no profile.
-    pub async fn profile(&self, customer: &str) -> Option<serde_json::Value> {
+    pub async fn export_profile(&self, customer: &str) -> Option<serde_json::Value> {
         let r = self.get(&format!("/admin/v1/profiles/{customer}")).await;
         (r.status() == 200).then_some(r.json().await.expect("profile JSON"))
     }
@@ -176,18 +222,28 @@ impl TestApp {
 
 /// Polls `check` until it holds, failing the test after 20 s: the one way tests wait
 /// for something that happens in the background.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    eventually_within(what, Duration::from_secs(20), check).await;
+}
+
+/// [`eventually`] with a bound that is part of what the test shows (a change reaches
+/// another replica within a second).
+pub async fn eventually_within<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
     while !check().await {
         assert!(
             std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+            "{what}: not within {within:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -370,17 +426,4 @@ pub fn import(
         .args(extra)
         .output()
         .expect("vitrine runs")
-}
-
-/// `PUT /admin/v1/products`, which must be applied.
-pub async fn put_products(app: &TestApp, products: &serde_json::Value) {
-    let r = app
-        .client
-        .put(app.url("/admin/v1/products"))
-        .json(products)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    assert_eq!(status, 200, "{}", r.text().await.unwrap());
 }

@@ -28,14 +28,7 @@ impl Process {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("vitrine starts");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !vitrine::cli::healthcheck(&format!("http://127.0.0.1:{port}/livez")) {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("vitrine exited early: {status}");
-            }
-            assert!(Instant::now() < deadline, "vitrine did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_live(port, &mut child);
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -67,5 +60,22 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Polls the child's `/livez` on `port` until it answers (60 s at most; the child's
+/// exit fails the test at once, with its stderr when it was piped).
+pub fn wait_live(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !vitrine::cli::healthcheck(&format!("http://127.0.0.1:{port}/livez")) {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(stderr) = child.stderr.as_mut() {
+                std::io::Read::read_to_string(stderr, &mut err).ok();
+            }
+            panic!("vitrine exited early: {status}: {err}");
+        }
+        assert!(Instant::now() < deadline, "vitrine did not come up");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -4,28 +4,43 @@ use serde_json::{Value, json};
 
 use super::TestApp;
 
-/// `PUT /admin/v1/ruleset`, answered as it is.
-pub async fn put_ruleset(app: &TestApp, doc: &Value) -> reqwest::Response {
-    app.client
-        .put(app.url("/admin/v1/ruleset"))
-        .json(doc)
-        .send()
-        .await
-        .unwrap()
+impl TestApp {
+    /// `PUT /admin/v1/ruleset`, answered as it is.
+    pub async fn put_ruleset(&self, doc: &Value) -> reqwest::Response {
+        self.client
+            .put(self.url("/admin/v1/ruleset"))
+            .json(doc)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Publishes a ruleset that must be valid; its version.
+    pub async fn publish_ruleset(&self, doc: &Value) -> String {
+        publish(self, doc).await
+    }
+
+    /// The problems of a ruleset that must be refused: (path, message).
+    pub async fn refused_ruleset(&self, doc: &Value) -> Vec<(String, String)> {
+        refused(self, doc).await
+    }
+
+    /// `POST /v1/cart/evaluate` that must answer 200.
+    pub async fn evaluate_cart(&self, body: Value) -> Value {
+        evaluate(self, body).await
+    }
 }
 
-/// Publishes a ruleset that must be valid; its version.
-pub async fn publish(app: &TestApp, doc: &Value) -> String {
-    let r = put_ruleset(app, doc).await;
+async fn publish(app: &TestApp, doc: &Value) -> String {
+    let r = app.put_ruleset(doc).await;
     let status = r.status();
     let body: Value = r.json().await.unwrap();
     assert_eq!(status, 200, "{body}");
     body["version"].as_str().unwrap().to_owned()
 }
 
-/// The problems of a refused ruleset: (path, message).
-pub async fn refused(app: &TestApp, doc: &Value) -> Vec<(String, String)> {
-    let r = put_ruleset(app, doc).await;
+async fn refused(app: &TestApp, doc: &Value) -> Vec<(String, String)> {
+    let r = app.put_ruleset(doc).await;
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_ruleset");
@@ -42,8 +57,7 @@ pub async fn refused(app: &TestApp, doc: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `POST /v1/cart/evaluate` that must answer 200.
-pub async fn evaluate(app: &TestApp, body: Value) -> Value {
+async fn evaluate(app: &TestApp, body: Value) -> Value {
     let r = app.post_json("/v1/cart/evaluate", &body).await;
     let status = r.status();
     let body: Value = r.json().await.unwrap();
