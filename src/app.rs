@@ -350,10 +350,36 @@ pub struct Trained {
     pub read: Duration,
     /// Size of the stored models.
     pub bytes: usize,
+    /// Whether the history came from an events file (else the stored event log).
+    pub read_from_file: bool,
 }
 
 /// Trains the models on the stored catalog from `events` (a file and its format) or,
 /// without one, from the store's event log, and stores them: running replicas swap
+impl Trained {
+    /// One line for the terminal: the version, what it was trained on, and how long.
+    pub fn summary(&self, took: Duration) -> String {
+        let report = &self.report;
+        let source = if self.read_from_file {
+            "rows"
+        } else {
+            "event log entries"
+        };
+        format!(
+            "{}: trained on {} interactions from {} {source} ({} bad, {} about products not in the catalog) over {} products in {:.2} s (reading {:.2} s); stored {} bytes",
+            self.version,
+            self.interactions,
+            report.rows,
+            report.bad.len(),
+            report.unknown_products,
+            self.products,
+            took.as_secs_f64(),
+            self.read.as_secs_f64(),
+            self.bytes,
+        )
+    }
+}
+
 /// them in.
 pub async fn train(
     settings: &Settings,
@@ -402,6 +428,7 @@ pub async fn train(
         report,
         read,
         bytes: bytes.len(),
+        read_from_file: events.is_some(),
     })
 }
 
@@ -483,4 +510,39 @@ fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// What `vitrine import` loads: a file of one kind, in a format, with the currency of a
+/// Shopify product export (`--currency`, else `shopify.shop_currency`).
+pub struct ImportJob<'a> {
+    pub kind: crate::ingest::import::Kind,
+    pub file: &'a std::path::Path,
+    pub format: crate::ingest::import::Format,
+    pub currency: Option<&'a str>,
+}
+
+/// Loads `job` into the configured store; `progress` sees the bytes read and the report
+/// so far. An error is one the import cannot run past (settings, file, store).
+pub async fn import(
+    settings: &Settings,
+    job: &ImportJob<'_>,
+    progress: &(dyn Fn(u64, &crate::ingest::import::Report) + Sync),
+) -> Result<crate::ingest::import::Report, String> {
+    use crate::ingest::import;
+    let shop_currency = match job.currency {
+        Some(c) => Some(crate::domain::Currency::parse(c).map_err(|e| format!("--currency: {e}"))?),
+        None => settings.shopify.currency(),
+    };
+    let (profiles, catalog) = open_store(settings).await.map_err(|e| e.to_string())?;
+    let target = import::Target {
+        profiles,
+        catalog,
+        hasher: key_hasher(settings),
+        shop_currency,
+        now: unix_now(),
+        log_keep: settings.events.log_keep,
+    };
+    import::run(&target, job.kind, job.file, job.format, progress)
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -111,37 +111,23 @@ fn import_file(args: &ImportArgs) -> ExitCode {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let started = std::time::Instant::now();
-    let result = runtime.block_on(async {
-        let (profiles, catalog) = vitrine::app::open_store(&settings)
-            .await
-            .map_err(|e| e.to_string())?;
-        let target = import::Target {
-            profiles,
-            catalog,
-            hasher: vitrine::app::key_hasher(&settings),
-            shop_currency: match args.currency.as_deref() {
-                Some(c) => Some(
-                    vitrine::domain::Currency::parse(c).map_err(|e| format!("--currency: {e}"))?,
-                ),
-                None => settings.shopify.currency(),
-            },
-            now: vitrine::recommend::model::unix_now(),
-            log_keep: settings.events.log_keep,
-        };
-        let progress = |bytes: u64, report: &import::Report| {
-            let secs = started.elapsed().as_secs_f64().max(1e-3);
-            bar.set_position(bytes);
-            bar.set_message(format!(
-                "{} rows, {:.0} rows/s, {} bad",
-                report.rows,
-                report.rows as f64 / secs,
-                report.bad.len()
-            ));
-        };
-        import::run(&target, kind, &args.file, format, &progress)
-            .await
-            .map_err(|e| e.to_string())
-    });
+    let job = vitrine::app::ImportJob {
+        kind,
+        file: &args.file,
+        format,
+        currency: args.currency.as_deref(),
+    };
+    let progress = |bytes: u64, report: &import::Report| {
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        bar.set_position(bytes);
+        bar.set_message(format!(
+            "{} rows, {:.0} rows/s, {} bad",
+            report.rows,
+            report.rows as f64 / secs,
+            report.bad.len()
+        ));
+    };
+    let result = runtime.block_on(vitrine::app::import(&settings, &job, &progress));
     bar.finish_and_clear();
     let report = match result {
         Ok(r) => r,
@@ -154,29 +140,7 @@ fn import_file(args: &ImportArgs) -> ExitCode {
     for bad in &report.bad {
         eprintln!("{file}:{}: {}", bad.line, bad.message);
     }
-    let secs = started.elapsed().as_secs_f64();
-    let mut skipped: Vec<_> = report.skipped.iter().collect();
-    skipped.sort();
-    let skipped: String = skipped
-        .iter()
-        .map(|(why, n)| format!(", {n} skipped ({why})"))
-        .collect();
-    println!(
-        "{file}: {} rows in {secs:.2} s ({:.0} rows/s): {} applied, {} unchanged{skipped}, {} bad{}",
-        report.rows,
-        report.rows as f64 / secs.max(1e-3),
-        report.applied,
-        report.unchanged,
-        report.bad.len(),
-        if report.unknown_products > 0 {
-            format!(
-                "; {} order lines name products not in the catalog",
-                report.unknown_products
-            )
-        } else {
-            String::new()
-        }
-    );
+    println!("{file}: {}", report.summary(started.elapsed()));
     if report.bad.len() as u64 > args.rows.max_errors {
         eprintln!(
             "vitrine import: {} bad rows, over --max-errors {}",
@@ -210,38 +174,20 @@ fn train(args: &TrainArgs) -> ExitCode {
         .as_deref()
         .map(|f| (f, import_format(args.rows.format)));
     let result = runtime.block_on(vitrine::app::train(&settings, events));
-    let vitrine::app::Trained {
-        version,
-        interactions: n,
-        products,
-        report,
-        read,
-        bytes: size,
-    } = match result {
+    let trained = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vitrine train: {e}");
             return ExitCode::from(2);
         }
     };
-    let source = match &args.events {
-        Some(file) => {
-            for bad in &report.bad {
-                eprintln!("{}:{}: {}", file.display(), bad.line, bad.message);
-            }
-            "rows"
+    if let Some(file) = &args.events {
+        for bad in &trained.report.bad {
+            eprintln!("{}:{}: {}", file.display(), bad.line, bad.message);
         }
-        None => "event log entries",
-    };
-    println!(
-        "{version}: trained on {n} interactions from {} {source} ({} bad, {} about products not in the catalog) over {products} products in {:.2} s (reading {:.2} s); stored {size} bytes",
-        report.rows,
-        report.bad.len(),
-        report.unknown_products,
-        started.elapsed().as_secs_f64(),
-        read.as_secs_f64(),
-    );
-    if report.bad.len() as u64 > args.rows.max_errors {
+    }
+    println!("{}", trained.summary(started.elapsed()));
+    if trained.report.bad.len() as u64 > args.rows.max_errors {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

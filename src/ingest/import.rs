@@ -149,6 +149,35 @@ pub struct Report {
     pub bad: Vec<Bad>,
 }
 
+impl Report {
+    /// One line for the terminal: rows, speed, and what became of them.
+    pub fn summary(&self, took: std::time::Duration) -> String {
+        let secs = took.as_secs_f64();
+        let mut skipped: Vec<_> = self.skipped.iter().collect();
+        skipped.sort();
+        let skipped: String = skipped
+            .iter()
+            .map(|(why, n)| format!(", {n} skipped ({why})"))
+            .collect();
+        let unknown = if self.unknown_products > 0 {
+            format!(
+                "; {} order lines name products not in the catalog",
+                self.unknown_products
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{} rows in {secs:.2} s ({:.0} rows/s): {} applied, {} unchanged{skipped}, {} bad{unknown}",
+            self.rows,
+            self.rows as f64 / secs.max(1e-3),
+            self.applied,
+            self.unchanged,
+            self.bad.len(),
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("{path}: {source}")]

@@ -242,3 +242,60 @@ fn a_missing_file_is_exit_2() {
         text(&out.stderr)
     );
 }
+
+/// `vitrine import` and `vitrine train` are library functions the binary only wraps:
+/// the same loading, reporting and training, run here in the test's own process.
+#[tokio::test]
+async fn import_and_train_run_in_process_as_the_commands_run_them() {
+    use vitrine::ingest::import::{Format, Kind};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings();
+    s.demo.enabled = false;
+    s.storage.path = dir.path().join("vitrine.redb");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import");
+    let quiet = |_: u64, _: &vitrine::ingest::import::Report| {};
+    let run = |kind, file: &'static str| {
+        let (s, fixtures) = (&s, &fixtures);
+        async move {
+            let file = fixtures.join(file);
+            let job = vitrine::app::ImportJob {
+                kind,
+                file: &file,
+                format: Format::Auto,
+                currency: None,
+            };
+            vitrine::app::import(s, &job, &quiet).await.unwrap()
+        }
+    };
+    let products = run(Kind::Products, "products.ndjson").await;
+    assert_eq!(
+        (products.applied, products.bad.len()),
+        (3, 2),
+        "{products:?}"
+    );
+    let summary = products.summary(Duration::from_secs(1));
+    assert!(
+        summary.contains("3 applied, 0 unchanged, 2 bad"),
+        "{summary}"
+    );
+    let events = run(Kind::Events, "events.ndjson").await;
+    assert_eq!((events.applied, events.bad.len()), (3, 1), "{events:?}");
+
+    // Training on what the import wrote to the event log.
+    let trained = vitrine::app::train(&s, None).await.unwrap();
+    assert_eq!(trained.products, 3);
+    assert_eq!(trained.interactions, 2, "the two views of catalog products");
+    assert!(trained.bytes > 0 && !trained.version.is_empty());
+    let summary = trained.summary(Duration::from_secs(1));
+    assert!(
+        summary.contains("trained on 2 interactions from 2 event log entries"),
+        "{summary}"
+    );
+    // An events file that is not there is an error that names it, not a panic.
+    let missing = fixtures.join("no-such-history.ndjson");
+    let e = vitrine::app::train(&s, Some((&missing, Format::Auto)))
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.contains("no-such-history.ndjson"), "{e}");
+}
