@@ -37,12 +37,15 @@ impl Tiered {
     }
 }
 
+/// Every call runs in a `store` span naming the operation, so what the backend logs
+/// carries it (and the request's span around it).
 #[async_trait]
 impl ProfileStore for Tiered {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
 
+    #[tracing::instrument(name = "store", skip_all, fields(op = "get"))]
     async fn get(&self, key: &ProfileKey) -> Result<Option<Arc<Profile>>, StoreError> {
         if let Some(cached) = self.l1.get(key).await {
             record_read("l1", "hit");
@@ -54,12 +57,14 @@ impl ProfileStore for Tiered {
         Ok(found)
     }
 
+    #[tracing::instrument(name = "store", skip_all, fields(op = "apply"))]
     async fn apply(&self, key: &ProfileKey, ops: &[ProfileOp]) -> Result<Applied, StoreError> {
         let applied = self.inner.apply(key, ops).await?;
         self.l1.insert(*key, Some(applied.profile.clone())).await;
         Ok(applied)
     }
 
+    #[tracing::instrument(name = "store", skip_all, fields(op = "apply_batch"))]
     async fn apply_batch(
         &self,
         batch: &[(ProfileKey, Vec<ProfileOp>)],
@@ -74,18 +79,21 @@ impl ProfileStore for Tiered {
         results
     }
 
+    #[tracing::instrument(name = "store", skip_all, fields(op = "delete"))]
     async fn delete(&self, key: &ProfileKey) -> Result<bool, StoreError> {
         let existed = self.inner.delete(key).await;
         self.l1.invalidate(key).await;
         existed
     }
 
+    #[tracing::instrument(name = "store", skip_all, fields(op = "erase_all"))]
     async fn erase_all(&self) -> Result<u64, StoreError> {
         let n = self.inner.erase_all().await;
         self.l1.invalidate_all();
         n
     }
 
+    #[tracing::instrument(name = "store", skip_all, fields(op = "seed"))]
     async fn seed(&self, profiles: Vec<(ProfileKey, Profile)>) -> Result<bool, StoreError> {
         self.inner.seed(profiles).await
     }
