@@ -33,7 +33,7 @@ pub struct Checkout<'a> {
     codes: &'a [String],
     profile: Option<&'a Profile>,
     budgeted: Vec<String>,
-    named_currency: bool,
+    page: &'a PageContext,
 }
 
 /// What became of an order's redemptions.
@@ -108,7 +108,7 @@ impl<'a> Checkout<'a> {
             codes: request.codes,
             profile,
             budgeted,
-            named_currency: request.context.currency.is_some(),
+            page: request.context,
         })
     }
 
@@ -148,13 +148,8 @@ impl<'a> Checkout<'a> {
                 customer_uses: self.profile.map_or(0, |p| u64::from(p.promotion_uses(id))),
             }
         };
-        super::evaluate_cart(self.rules, self.ctx.clone(), self.codes, &usage).map_err(|line| {
-            Refusal::Unpriced {
-                line,
-                currency: self.currency(),
-                named: self.named_currency,
-            }
-        })
+        super::evaluate_cart(self.rules, self.ctx.clone(), self.codes, &usage)
+            .map_err(|line| Refusal::unpriced(self.page, line, self.currency()))
     }
 
     /// The budgeted promotions an evaluation applies, as the store records them.

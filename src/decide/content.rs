@@ -350,19 +350,30 @@ pub fn select(
 }
 /// Banners per placement, resolved once from the configuration.
 pub struct Banners {
-    by_placement: Vec<Vec<BannerSettings>>,
+    by_placement: Vec<Vec<Banner>>,
 }
 
 impl Banners {
     pub fn new(all: &[BannerSettings]) -> Self {
         let by_placement = Placement::ALL
             .iter()
-            .map(|p| all.iter().filter(|b| b.placement == *p).cloned().collect())
+            .map(|p| {
+                all.iter()
+                    .filter(|b| b.placement == *p)
+                    .map(|b| Banner {
+                        id: b.id.clone(),
+                        title: b.title.clone(),
+                        image_url: b.image_url.clone(),
+                        link_url: b.link_url.clone(),
+                        alt: b.alt.clone(),
+                    })
+                    .collect()
+            })
             .collect();
         Self { by_placement }
     }
 
-    pub fn for_placement(&self, p: Placement) -> &[BannerSettings] {
+    pub fn for_placement(&self, p: Placement) -> &[Banner] {
         let i = Placement::ALL.iter().position(|x| *x == p).unwrap_or(0);
         &self.by_placement[i]
     }

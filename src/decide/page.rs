@@ -7,6 +7,8 @@
 //! which is what lets an answer be logged, replayed, computed twice for a shadow
 //! variant, benched and property-tested without HTTP.
 
+use std::borrow::Cow;
+
 use rustc_hash::FxHashMap;
 
 use super::content::{Banner, Banners, Collection};
@@ -71,8 +73,9 @@ pub struct PageAnswer<'a> {
     pub placement: Placement,
     pub items: Vec<Item<'a>>,
     pub offers: Vec<Offer>,
-    /// The page's banners (all for the request's placement).
-    pub banners: Vec<Banner>,
+    /// The page's banners (all for the request's placement): the configured ones
+    /// borrowed, or the ruleset's content.
+    pub banners: Cow<'a, [Banner]>,
     pub collections: Vec<Collection>,
     /// The page's module order (empty: the storefront's own).
     pub modules: Vec<String>,
@@ -180,20 +183,9 @@ pub fn answer<'a>(
         inputs.visitor,
     );
     let banners = if rules.content.is_empty() {
-        inputs
-            .banners
-            .for_placement(request.placement)
-            .iter()
-            .map(|b| Banner {
-                id: b.id.clone(),
-                title: b.title.clone(),
-                image_url: b.image_url.clone(),
-                link_url: b.link_url.clone(),
-                alt: b.alt.clone(),
-            })
-            .collect()
+        Cow::Borrowed(inputs.banners.for_placement(request.placement))
     } else {
-        content.banners
+        Cow::Owned(content.banners)
     };
     // Budgets as of the last look, and this customer's own uses.
     let offers = super::promo::offers(rules.promotions(), &ctx, &priced, &|id| {
