@@ -29,6 +29,7 @@ use vitrine::decide::{merch, ruleset};
 use vitrine::domain::{Catalog, Currency, Money, Placement, Profile};
 use vitrine::domain::{PageContext, RawPageContext};
 use vitrine::ingest::demo;
+use vitrine::recommend::reads::NO_LIVE;
 use vitrine::recommend::{Reason, Scored};
 
 struct Fixture<'c> {
@@ -48,7 +49,7 @@ impl Fixture<'_> {
         let lines = self
             .cart
             .iter()
-            .map(|&(p, q)| vitrine::decide::line(self.catalog, p, q))
+            .map(|&(p, q)| vitrine::decide::line(self.catalog, &NO_LIVE, p, q))
             .collect();
         vitrine::decide::context(
             self.catalog,
@@ -76,6 +77,7 @@ fn page(f: &Fixture<'_>) -> usize {
     let offered = offers(f.rules.promotions(), &ctx, &priced, &|_| Usage::default());
     let active = merch::active(&f.rules.merchandising, Placement::Home, &ctx);
     let page = merch::Page {
+        volatile: &NO_LIVE,
         catalog: f.catalog,
         ctx: &ctx,
         book: &book,

@@ -71,6 +71,7 @@ fn bench(c: &mut Criterion) {
             candidates: &[],
             limit: 10,
             audience: Default::default(),
+            volatile: &models.live,
         };
         let t = std::time::Instant::now();
         black_box(recommend(&models, catalog, &q, Some(&profile)));
@@ -105,6 +106,7 @@ fn bench(c: &mut Criterion) {
                 candidates: &[],
                 limit: 10,
                 audience: Default::default(),
+                volatile: &models.live,
             };
             black_box(recommend(&models, catalog, &q, Some(&profile)))
         });
@@ -121,6 +123,7 @@ fn bench(c: &mut Criterion) {
                 candidates: &[],
                 limit: 10,
                 audience: Default::default(),
+                volatile: &models.live,
             };
             black_box(recommend(&models, catalog, &q, Some(&profile)))
         });
@@ -137,6 +140,7 @@ fn bench(c: &mut Criterion) {
                 candidates: &[],
                 limit: 10,
                 audience: Default::default(),
+                volatile: &models.live,
             };
             black_box(recommend(&models, catalog, &q, None))
         });

@@ -181,6 +181,11 @@ impl App {
             .await
             .map_err(|e| StartError::Rules(e.to_string()))?;
         rules.spawn_follower(Duration::from_millis(settings.rules.sync_ms));
+        let audit = crate::audit::Recorder::start(
+            settings.audit.clone(),
+            catalog_store.clone(),
+            serving_settings_version(&settings),
+        );
         let catalog = Arc::new(CatalogService::new(snapshot.clone(), catalog_store));
         catalog.start().await?;
         // Weak: the follower must not keep the ruleset (and its store) alive.
@@ -226,6 +231,7 @@ impl App {
             store,
             hasher,
             metrics,
+            audit,
             cache_control,
             settings: Arc::new(settings),
         };
@@ -354,8 +360,6 @@ pub struct Trained {
     pub read_from_file: bool,
 }
 
-/// Trains the models on the stored catalog from `events` (a file and its format) or,
-/// without one, from the store's event log, and stores them: running replicas swap
 impl Trained {
     /// One line for the terminal: the version, what it was trained on, and how long.
     pub fn summary(&self, took: Duration) -> String {
@@ -380,15 +384,26 @@ impl Trained {
     }
 }
 
+/// Trains the models on the stored catalog from `events` (a file and its format) or,
+/// without one, from the store's event log, and stores them: running replicas swap
 /// them in.
 pub async fn train(
     settings: &Settings,
     events: Option<(&std::path::Path, crate::ingest::import::Format)>,
 ) -> Result<Trained, String> {
+    let (_, store) = open_store(settings).await.map_err(|e| e.to_string())?;
+    train_on(store.as_ref(), settings, events).await
+}
+
+/// [`train`] on a store already open (a running server retraining itself).
+pub async fn train_on(
+    store: &dyn CatalogStore,
+    settings: &Settings,
+    events: Option<(&std::path::Path, crate::ingest::import::Format)>,
+) -> Result<Trained, String> {
     use crate::ingest::import;
     let started = std::time::Instant::now();
-    let (_, store) = open_store(settings).await.map_err(|e| e.to_string())?;
-    let catalog = import::load_catalog(store.as_ref())
+    let catalog = import::load_catalog(store)
         .await
         .map_err(|e| e.to_string())?;
     // The models learn live from the log entries after `cursor`: with a file, what the
@@ -401,10 +416,9 @@ pub async fn train(
             (interactions, report, cursor)
         }
         None => {
-            let (interactions, cursor, unknown) =
-                crate::ingest::log::history(store.as_ref(), &catalog)
-                    .await
-                    .map_err(|e| e.to_string())?;
+            let (interactions, cursor, unknown) = crate::ingest::log::history(store, &catalog)
+                .await
+                .map_err(|e| e.to_string())?;
             let report = import::Report {
                 rows: interactions.len() as u64 + unknown,
                 unknown_products: unknown,
@@ -414,17 +428,24 @@ pub async fn train(
         }
     };
     let read = started.elapsed();
-    let mut models = Models::train(&catalog, &interactions, &settings.recommend);
-    models.log_cursor = cursor;
-    let bytes = crate::recommend::portable::encode(&models, &catalog)?;
+    // Off the async workers: a server retraining itself keeps answering meanwhile.
+    let recommend = settings.recommend.clone();
+    let (models, bytes, interactions, catalog) = tokio::task::spawn_blocking(move || {
+        let mut models = Models::train(&catalog, &interactions, &recommend);
+        models.log_cursor = cursor;
+        let bytes = crate::recommend::portable::encode(&models, &catalog)?;
+        Ok::<_, String>((models, bytes, interactions.len(), catalog.len()))
+    })
+    .await
+    .map_err(|e| format!("training task failed: {e}"))??;
     store
         .save_models(&models.version, &bytes)
         .await
         .map_err(|e| e.to_string())?;
     Ok(Trained {
         version: models.version.clone(),
-        interactions: interactions.len(),
-        products: catalog.len(),
+        interactions,
+        products: catalog,
         report,
         read,
         bytes: bytes.len(),
@@ -545,4 +566,12 @@ pub async fn import(
     import::run(&target, job.kind, job.file, job.format, progress)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// A digest of the settings answers depend on besides the models and the ruleset (the
+/// `recommend` blend and rules, the configured content): a decision replays the same
+/// only under the same.
+pub fn serving_settings_version(settings: &Settings) -> String {
+    let text = format!("{:?}{:?}", settings.recommend, settings.content);
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
 }

@@ -82,6 +82,78 @@ pub struct Settings {
     pub bigcommerce: BigCommerceSettings,
     pub catalog: CatalogSettings,
     pub rules: RulesSettings,
+    pub audit: AuditSettings,
+    pub drift: DriftSettings,
+}
+
+/// The decision log: every answer of `/v1/recommend` and `/v1/cart/evaluate` on the
+/// record, replayable.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Record decisions at all.
+    pub enabled: bool,
+    /// The share of page answers recorded (0 to 1); degraded answers and cart
+    /// evaluations are always recorded.
+    pub sample_rate: f64,
+    /// Decisions kept (the newest).
+    pub keep: u64,
+    /// Decisions older than this are let go of.
+    pub max_age_s: u64,
+    /// Records waiting for the writer; past this, new ones are dropped (counted in
+    /// vitrine_audit_dropped_total), never the request.
+    pub queue: usize,
+    /// Candidates a record keeps with their sources' scores (the strongest).
+    pub candidates: usize,
+    /// Model and catalog versions this replica keeps in memory for replays, beside the
+    /// one serving.
+    pub keep_versions: usize,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sample_rate: 1.0,
+            keep: 1_000_000,
+            max_age_s: 30 * 86_400,
+            queue: 10_000,
+            candidates: 10,
+            keep_versions: 4,
+        }
+    }
+}
+
+/// Drift: how far live traffic has moved from what the models were trained on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftSettings {
+    /// The rolling window live traffic is measured over.
+    pub window_s: u64,
+    /// Answers a window needs before its PSI is judged.
+    pub min_samples: u64,
+    /// A population stability index past this counts as drift (0.25 is the usual
+    /// "significant shift").
+    pub retrain_threshold: f64,
+    /// Drift must last this long before a retrain.
+    pub for_s: u64,
+    /// Retrain from the event log (as `vitrine train`) when drift lasts.
+    pub auto_retrain: bool,
+    /// How often drift is computed.
+    pub check_ms: u64,
+}
+
+impl Default for DriftSettings {
+    fn default() -> Self {
+        Self {
+            window_s: 3_600,
+            min_samples: 500,
+            retrain_threshold: 0.25,
+            for_s: 600,
+            auto_retrain: false,
+            check_ms: 10_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -739,6 +811,49 @@ impl Settings {
             s.cache_max_age_s <= 86_400,
             "server.cache_max_age_s",
             "must be at most 86400",
+        )?;
+        let a = &self.audit;
+        check(
+            (0.0..=1.0).contains(&a.sample_rate),
+            "audit.sample_rate",
+            "must be between 0 and 1",
+        )?;
+        check(a.keep >= 1, "audit.keep", "must be at least 1")?;
+        check(
+            (60..=10 * 365 * 86_400).contains(&a.max_age_s),
+            "audit.max_age_s",
+            "must be between 60 and 315360000",
+        )?;
+        check(
+            (1..=10_000_000).contains(&a.queue),
+            "audit.queue",
+            "must be between 1 and 10000000",
+        )?;
+        check(
+            a.candidates <= 100,
+            "audit.candidates",
+            "must be at most 100",
+        )?;
+        check(
+            a.keep_versions <= 64,
+            "audit.keep_versions",
+            "must be at most 64",
+        )?;
+        let dr = &self.drift;
+        check(
+            (10..=30 * 86_400).contains(&dr.window_s),
+            "drift.window_s",
+            "must be between 10 and 2592000",
+        )?;
+        check(
+            dr.retrain_threshold > 0.0 && dr.retrain_threshold.is_finite(),
+            "drift.retrain_threshold",
+            "must be a positive number",
+        )?;
+        check(
+            (10..=3_600_000).contains(&dr.check_ms),
+            "drift.check_ms",
+            "must be between 10 and 3600000",
         )?;
         let r = &self.recommend;
         check(

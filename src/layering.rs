@@ -12,10 +12,11 @@
 //! | 2 | `config` | settings (they name the store's retention) |
 //! | 3 | `recommend` | models and the engine |
 //! | 4 | `decide` | the ruleset and the decision core, above the engine it calls |
-//! | 5 | `ingest` | data entering: events, webhooks, imports, the demo |
-//! | 6 | `http` | routes, extractors, the error table |
-//! | 7 | `app`, `telemetry` | start-up: logging, the state, serving, training, imports |
-//! | 8 | `eval`, `cli` | the offline evaluation and the command line |
+//! | 5 | `audit` | the decision log (recording, reading, replaying) and drift |
+//! | 6 | `ingest` | data entering: events, webhooks, imports, the demo |
+//! | 7 | `http` | routes, extractors, the error table |
+//! | 8 | `app`, `telemetry` | start-up: logging, the state, serving, training, imports |
+//! | 9 | `eval`, `cli` | the offline evaluation and the command line |
 //!
 //! The scan reads source text, not the compiler's resolution: it knows paths, `use`
 //! trees and inline modules, and skips comments, strings and test modules' `super::*`
@@ -32,10 +33,11 @@ fn rank(module: &str) -> Option<u8> {
         "config" => 2,
         "recommend" => 3,
         "decide" => 4,
-        "ingest" => 5,
-        "http" => 6,
-        "app" | "telemetry" => 7,
-        "eval" | "cli" => 8,
+        "audit" => 5,
+        "ingest" => 6,
+        "http" => 7,
+        "app" | "telemetry" => 8,
+        "eval" | "cli" => 9,
         _ => return None,
     })
 }

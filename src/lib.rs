@@ -13,6 +13,7 @@
 //! - [`config`], [`app`], [`cli`], [`telemetry`]: settings, start-up and lifecycle.
 
 pub mod app;
+pub mod audit;
 pub mod background;
 pub mod cli;
 pub mod config;

@@ -14,6 +14,7 @@ use super::{Refusal, Ruleset};
 use crate::domain::profile::ProfileOp;
 use crate::domain::{Catalog, Currency, PageContext, Placement, Profile};
 use crate::recommend::CartItem;
+use crate::recommend::reads::Volatile;
 use crate::store::{CatalogStore, ProfileKey, ProfileStore, Redeemed, Redemption, StoreError};
 
 /// A cart to evaluate, checked.
@@ -82,12 +83,13 @@ impl<'a> Checkout<'a> {
     pub fn new(
         rules: &'a Ruleset,
         catalog: &'a Catalog,
+        volatile: &dyn Volatile,
         profile: Option<&'a Profile>,
         request: &CartRequest<'a>,
         now: i64,
     ) -> Result<Self, Refusal> {
         super::check_currency(request.context, catalog, rules)?;
-        let lines = super::cart_lines(catalog, request.cart)?;
+        let lines = super::cart_lines(catalog, volatile, request.cart)?;
         let ctx = super::context(
             catalog,
             request.context,
@@ -182,6 +184,17 @@ pub struct Stores<'s> {
     pub rules: &'s LiveRules,
 }
 
+/// A checkout's decision, and the usage it was decided with.
+#[derive(Debug)]
+pub struct Ran {
+    pub evaluation: Evaluation,
+    pub commit: Option<Commit>,
+    /// Each budgeted promotion's (uses, discount given), as read.
+    pub used: Vec<(u64, i64)>,
+    /// Promotions decided as used up after the store refused them.
+    pub exhausted: Vec<String>,
+}
+
 /// Evaluates the cart with the budgets' recorded usage and, for an order, records its
 /// redemptions. Another checkout may take the last use meanwhile: the store checks the
 /// limits again, atomically, and a promotion over its limit is decided again as used up.
@@ -191,12 +204,18 @@ pub async fn run(
     customer: &ProfileKey,
     order: Option<Order<'_>>,
     now: i64,
-) -> Result<(Evaluation, Option<Commit>), CheckoutError> {
+) -> Result<Ran, CheckoutError> {
     let used = stores.catalog.promotion_usage(checkout.budgeted()).await?;
     let mut exhausted: Vec<String> = Vec::new();
     let mut evaluation = off_the_workers(|| checkout.evaluate(&used, &exhausted))?;
+    let ran = |evaluation, commit, exhausted| Ran {
+        evaluation,
+        commit,
+        used: used.clone(),
+        exhausted,
+    };
     let Some(order) = order else {
-        return Ok((evaluation, None));
+        return Ok(ran(evaluation, None, exhausted));
     };
     for _ in 0..=checkout.budgeted().len() {
         let redemptions = checkout.redemptions(&evaluation, customer);
@@ -218,16 +237,18 @@ pub async fn run(
                     };
                     stores.profiles.apply(customer, &[op]).await?;
                 }
-                return Ok((evaluation, Some(Commit::Recorded)));
+                return Ok(ran(evaluation, Some(Commit::Recorded), exhausted));
             }
-            Redeemed::AlreadyRecorded => return Ok((evaluation, Some(Commit::AlreadyRecorded))),
+            Redeemed::AlreadyRecorded => {
+                return Ok(ran(evaluation, Some(Commit::AlreadyRecorded), exhausted));
+            }
             Redeemed::OverLimit(i) => {
                 exhausted.push(redemptions[i].promotion.clone());
                 evaluation = off_the_workers(|| checkout.evaluate(&used, &exhausted))?;
             }
         }
     }
-    Ok((evaluation, None))
+    Ok(ran(evaluation, None, exhausted))
 }
 
 /// Runs a cart evaluation (milliseconds on a large cart and ruleset) with the worker

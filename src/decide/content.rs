@@ -15,6 +15,7 @@ use super::compile::{RawWindow, Window, expression, parse, window};
 use super::expr::{Context, Env, Errors, Expr, Scope};
 use crate::config::BannerSettings;
 use crate::domain::{Catalog, Placement, Profile};
+use crate::recommend::reads::Volatile;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Banner {
@@ -302,6 +303,7 @@ pub struct PageContent {
 pub fn select(
     content: &Content,
     catalog: &Catalog,
+    volatile: &dyn Volatile,
     placement: Placement,
     ctx: &Context<'_>,
     profile: Option<&Profile>,
@@ -327,7 +329,11 @@ pub fn select(
                 product_ids: col
                     .product_ids
                     .iter()
-                    .filter(|p| catalog.lookup(p).is_some_and(|i| catalog.in_stock(i)))
+                    .filter(|p| {
+                        catalog
+                            .lookup(p)
+                            .is_some_and(|i| volatile.in_stock(catalog, i))
+                    })
                     .cloned()
                     .collect(),
             }),

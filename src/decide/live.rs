@@ -123,6 +123,19 @@ impl LiveRules {
     }
 
     /// A stored version, compiled off the async workers (a large one takes a while).
+    /// The ruleset of `version`: the live one, or a stored one compiled again (a replay
+    /// of an older decision).
+    pub async fn version(&self, version: &str) -> Result<Arc<Ruleset>, PublishError> {
+        let live = self.load();
+        if live.version == version {
+            return Ok(live);
+        }
+        if version == Ruleset::empty().version {
+            return Ok(Arc::new(Ruleset::empty()));
+        }
+        self.fetch(version).await
+    }
+
     async fn fetch(&self, version: &str) -> Result<Arc<Ruleset>, PublishError> {
         let bytes = self
             .store

@@ -13,6 +13,7 @@ use super::compile::{RawWindow, Window, expression, window};
 use super::expr::{self, Context, Env, Errors, Expr, ProductFacts, Scope};
 use super::price::PriceBook;
 use crate::domain::{Catalog, Placement, ProductIdx};
+use crate::recommend::reads::Volatile;
 use crate::recommend::{Reason, Scored};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -220,6 +221,8 @@ pub fn active<'r>(
 /// What the merchandiser's rules need beside the candidates.
 pub struct Page<'p, 'a> {
     pub catalog: &'a Catalog,
+    /// Stock as this answer reads it.
+    pub volatile: &'p dyn Volatile,
     pub ctx: &'p Context<'a>,
     pub book: &'p PriceBook<'p>,
     /// Products never answered here whatever a rule says: the one in view, the cart's.
@@ -229,7 +232,7 @@ pub struct Page<'p, 'a> {
 
 impl Page<'_, '_> {
     fn facts(&self, p: ProductIdx) -> ProductFacts<'_> {
-        let mut f = super::product_facts(self.catalog, p);
+        let mut f = super::product_facts(self.catalog, self.volatile, p);
         f.price = self.book.price(f.product, f.category, 1).unit;
         f
     }
@@ -395,7 +398,7 @@ pub fn apply(
                 let Some(p) = page.catalog.lookup(product_id) else {
                     continue;
                 };
-                if !page.catalog.in_stock(p)
+                if !page.volatile.in_stock(page.catalog, p)
                     || page.excluded.contains(&p)
                     || !page.passes(&filters, p)
                 {

@@ -16,6 +16,7 @@ pub mod merch;
 pub mod page;
 pub mod price;
 pub mod promo;
+pub mod record;
 pub mod ruleset;
 
 pub use ruleset::Ruleset;
@@ -26,6 +27,7 @@ use promo::{Evaluation, Usage};
 
 use crate::domain::{Catalog, Currency, PageContext, Placement, ProductIdx, Profile};
 use crate::recommend::CartItem;
+use crate::recommend::reads::Volatile;
 
 /// Why a decision cannot be made for a request: each is the client's to fix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,13 +100,17 @@ pub fn context<'a>(
 }
 
 /// The cart's lines on the catalog; a product the catalog does not have is refused.
-pub fn cart_lines<'a>(catalog: &'a Catalog, cart: &[CartItem]) -> Result<Vec<Line<'a>>, Refusal> {
+pub fn cart_lines<'a>(
+    catalog: &'a Catalog,
+    volatile: &dyn Volatile,
+    cart: &[CartItem],
+) -> Result<Vec<Line<'a>>, Refusal> {
     cart.iter()
         .map(|c| {
             let idx = catalog
                 .lookup(&c.product_id)
                 .ok_or_else(|| Refusal::UnknownProduct(c.product_id.clone()))?;
-            Ok(line(catalog, idx, c.quantity))
+            Ok(line(catalog, volatile, idx, c.quantity))
         })
         .collect()
 }
@@ -134,13 +140,17 @@ pub fn customer(profile: &Profile, now: i64) -> Customer<'_> {
 }
 
 /// A product as rules see it, at its catalog price (pricing replaces that).
-pub fn product_facts(catalog: &Catalog, idx: ProductIdx) -> ProductFacts<'_> {
+pub fn product_facts<'c>(
+    catalog: &'c Catalog,
+    volatile: &dyn Volatile,
+    idx: ProductIdx,
+) -> ProductFacts<'c> {
     let product = catalog.product(idx);
     ProductFacts {
         product,
         category: &catalog.categories()[usize::from(product.category)],
         price: product.price,
-        in_stock: catalog.in_stock(idx),
+        in_stock: volatile.in_stock(catalog, idx),
     }
 }
 
@@ -209,9 +219,14 @@ pub fn sells_in(catalog: &Catalog, rules: &Ruleset, currency: Currency) -> bool 
 }
 
 /// A cart line of `quantity` units of a catalog product.
-pub fn line(catalog: &Catalog, idx: ProductIdx, quantity: u32) -> Line<'_> {
+pub fn line<'c>(
+    catalog: &'c Catalog,
+    volatile: &dyn Volatile,
+    idx: ProductIdx,
+    quantity: u32,
+) -> Line<'c> {
     Line {
-        item: product_facts(catalog, idx),
+        item: product_facts(catalog, volatile, idx),
         quantity,
     }
 }

@@ -17,7 +17,10 @@ use super::promo::{Offer, Usage};
 use super::{Refusal, Ruleset};
 use crate::domain::{Money, PageContext, Placement, Product, Profile};
 use crate::recommend::engine::Policy;
-use crate::recommend::{CartItem, Query, Reason, Snapshot, recommend};
+use crate::recommend::reads::Volatile;
+use crate::recommend::{
+    CartItem, Considered, Query, Reason, Snapshot, recommend, recommend_explained,
+};
 
 /// Upper bound on how many products merchandising may look through: it filters and
 /// re-ranks, so it asks the engine for more than it answers.
@@ -52,6 +55,11 @@ pub struct Inputs<'a> {
     pub profile: Option<&'a Profile>,
     /// A stable number for the visitor (the key's short id): content rotation.
     pub visitor: u64,
+    /// What changed since training (live trend and pairs) and stock, as this answer
+    /// reads it.
+    pub volatile: &'a dyn Volatile,
+    /// How many of the strongest candidates the answer explains (0: none).
+    pub explain: usize,
     /// Unix seconds.
     pub now: i64,
 }
@@ -62,6 +70,8 @@ pub struct Item<'a> {
     pub product: &'a Product,
     pub price: Money,
     pub compare_at: Option<Money>,
+    /// The price list the price came from (`None`: the catalog price).
+    pub price_list: Option<String>,
     /// Rounded to four decimals (what is served, and what a replay compares).
     pub score: f32,
     pub reason: Reason,
@@ -83,6 +93,9 @@ pub struct PageAnswer<'a> {
     pub effects: Vec<Effect>,
     pub model_version: &'a str,
     pub ruleset_version: &'a str,
+    /// The strongest candidates with what each source gave them (see
+    /// [`Inputs::explain`]).
+    pub considered: Vec<Considered>,
 }
 
 /// The answer to one page view, or why it cannot be given (a category the shop does
@@ -114,6 +127,7 @@ pub fn answer<'a>(
         .filter_map(|c| {
             Some(super::line(
                 catalog,
+                inputs.volatile,
                 catalog.lookup(&c.product_id)?,
                 c.quantity,
             ))
@@ -147,8 +161,10 @@ pub fn answer<'a>(
             (request.limit * 2 + 10).min(MAX_MERCH_CANDIDATES)
         },
         audience: request.context.audience(),
+        volatile: inputs.volatile,
     };
-    let mut scored = recommend(&snapshot.models, catalog, &query, profile);
+    let (mut scored, considered) =
+        recommend_explained(&snapshot.models, catalog, &query, profile, inputs.explain);
     let mut effects = Vec::new();
     if merch.is_empty() {
         scored.truncate(request.limit);
@@ -161,6 +177,7 @@ pub fn answer<'a>(
         excluded.extend(request.product_id.and_then(|p| catalog.lookup(p)));
         let page = super::merch::Page {
             catalog,
+            volatile: inputs.volatile,
             ctx: &ctx,
             book: &book,
             excluded: &excluded,
@@ -177,6 +194,7 @@ pub fn answer<'a>(
     let content = super::content::select(
         &rules.content,
         catalog,
+        inputs.volatile,
         request.placement,
         &ctx,
         stored,
@@ -207,6 +225,7 @@ pub fn answer<'a>(
                 product: p,
                 price: price.unit,
                 compare_at: price.compare_at,
+                price_list: price.list,
                 score: (s.score * 10_000.0).round() / 10_000.0,
                 reason: s.reason,
             })
@@ -222,5 +241,6 @@ pub fn answer<'a>(
         effects,
         model_version: &snapshot.models.version,
         ruleset_version: &rules.version,
+        considered,
     })
 }

@@ -151,6 +151,9 @@ pub struct Catalog {
     currencies: Vec<Currency>,
     /// Live products by handle (the first, when two share one).
     by_handle: FxHashMap<Box<str>, ProductIdx>,
+    /// A digest of the products and categories (not stock): two catalogs with the same
+    /// contents have the same version, on every replica and after every restart.
+    version: u64,
 }
 
 impl Catalog {
@@ -187,6 +190,33 @@ impl Catalog {
         let mut inventory = Vec::with_capacity(products.len());
         let mut currencies: Vec<Currency> = Vec::new();
         let mut by_handle: FxHashMap<Box<str>, ProductIdx> = FxHashMap::default();
+        let mut digest = xxhash_rust::xxh3::Xxh3::new();
+        for c in &categories {
+            digest.update(c.handle.as_bytes());
+            digest.update(&[0x1f]);
+            digest.update(c.path.as_bytes());
+            digest.update(&[0x1e]);
+        }
+        for (i, new) in products.iter().enumerate() {
+            let p = &new.product;
+            for field in [&*p.id, &*p.title, &*p.handle, &*p.url, &*p.image_url] {
+                digest.update(field.as_bytes());
+                digest.update(&[0x1f]);
+            }
+            for t in &p.tags {
+                digest.update(t.as_bytes());
+                digest.update(&[0x1f]);
+            }
+            digest.update(&p.category.to_le_bytes());
+            for m in std::iter::once(Some(p.price)).chain(std::iter::once(p.cost)) {
+                if let Some(m) = m {
+                    digest.update(&m.amount.to_le_bytes());
+                    digest.update(m.currency.as_str().as_bytes());
+                }
+                digest.update(&[0x1f]);
+            }
+            digest.update(&[u8::from(deleted[i]), 0x1e]);
+        }
         for (
             i,
             NewProduct {
@@ -230,6 +260,7 @@ impl Catalog {
         }
         currencies.sort_unstable();
         Ok(Self {
+            version: digest.digest(),
             currencies,
             by_handle,
             products: list,
@@ -249,6 +280,11 @@ impl Catalog {
 
     pub fn len(&self) -> usize {
         self.products.len()
+    }
+
+    /// The contents' digest (products and categories; stock is read per answer).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     pub fn is_empty(&self) -> bool {

@@ -7,6 +7,13 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Unix milliseconds now.
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, mo: i64, d: i64) -> i64 {
     let y = if mo <= 2 { y - 1 } else { y };
@@ -71,6 +78,14 @@ pub fn format_rfc3339(t: i64) -> String {
 }
 
 /// RFC 3339, as Shopify writes it: `2024-01-31T10:00:00-05:00`, fractions allowed.
+/// A time given as Unix milliseconds or as RFC 3339, in Unix milliseconds.
+pub fn parse_time_ms(raw: &str) -> Option<i64> {
+    if let Ok(ms) = raw.parse::<i64>() {
+        return (ms >= 0).then_some(ms);
+    }
+    parse_rfc3339(raw)?.checked_mul(1000)
+}
+
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
     let (y, mo, d, h, mi, se) = (

@@ -338,6 +338,7 @@ impl<'a> Harness<'a> {
             candidates: &[],
             limit,
             audience: crate::domain::Audience::default(),
+            volatile: &self.models.live,
         };
         crate::recommend::recommend(self.models, self.catalog, &query, profile)
             .iter()

@@ -101,6 +101,7 @@ async fn erase(
     let existed = crate::ingest::identity::erase(state.store.as_ref(), &key)
         .await
         .map_err(|e| store_error(&e))?;
-    tracing::info!(existed, "profile erased");
+    let decisions = state.audit.erase(&key).await.map_err(|e| store_error(&e))?;
+    tracing::info!(existed, decisions, "profile and its decisions erased");
     Ok(StatusCode::NO_CONTENT)
 }

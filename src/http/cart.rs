@@ -18,9 +18,12 @@ use crate::decide::checkout::{
     self, CartRequest as CartDecision, Checkout, CheckoutError, Commit, Order, Stores,
 };
 use crate::decide::promo::Evaluation;
+use crate::decide::record::{Endpoint, Output, Pending, PendingRequest};
+use crate::domain::Placement;
 use crate::domain::ids::check_id;
-use crate::domain::time::unix_now;
+use crate::domain::time::{unix_now, unix_now_ms};
 use crate::domain::{Currency, RawPageContext};
+use crate::recommend::reads::Reads;
 use crate::store::read_within;
 
 pub const MAX_CODES: usize = 20;
@@ -109,13 +112,28 @@ async fn evaluate(
         metrics::counter!("vitrine_cart_degraded_total", "reason" => d.as_str()).increment(1);
     }
     let rules = state.rules.load();
-    let snapshot = state.snapshot.load();
+    let snapshot = state.snapshot.load_full();
     let request = CartDecision {
         cart: &cart,
         codes: &codes,
         context: &page,
     };
-    let checkout = Checkout::new(&rules, &snapshot.catalog, profile.as_deref(), &request, now)?;
+    let decision_id = uuid::Uuid::now_v7();
+    let recording = state
+        .audit
+        .wants(Endpoint::CartEvaluate, degraded.is_some(), &decision_id)
+        .then(|| Reads::recording(&snapshot.models.live));
+    let checkout = Checkout::new(
+        &rules,
+        &snapshot.catalog,
+        match &recording {
+            Some(r) => r,
+            None => &snapshot.models.live,
+        },
+        profile.as_deref(),
+        &request,
+        now,
+    )?;
     let stores = Stores {
         catalog: state.catalog.store(),
         profiles: state.store.as_ref(),
@@ -125,7 +143,7 @@ async fn evaluate(
         id,
         op_id: state.hasher.id64(b'r', id),
     });
-    let (evaluation, commit) = checkout::run(&checkout, stores, &key, order, now)
+    let ran = checkout::run(&checkout, stores, &key, order, now)
         .await
         .map_err(|e| match e {
             CheckoutError::Refused(r) => ApiError::from(r),
@@ -137,13 +155,56 @@ async fn evaluate(
                 )
             }
         })?;
-    metrics::histogram!("vitrine_cart_evaluate_seconds").record(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    metrics::histogram!("vitrine_cart_evaluate_seconds").record(elapsed.as_secs_f64());
+    let currency = checkout.currency();
+    if let Some(reads) = recording {
+        let usage = checkout
+            .budgeted()
+            .iter()
+            .zip(&ran.used)
+            .map(|(id, (uses, spent))| (id.clone(), *uses, *spent))
+            .collect();
+        state.audit.submit(Pending {
+            decision_id,
+            at_ms: unix_now_ms(),
+            endpoint: Endpoint::CartEvaluate,
+            placement: Placement::Checkout,
+            visitor: key,
+            profile,
+            snapshot: snapshot.clone(),
+            ruleset_version: rules.version.clone(),
+            settings_version: state.audit.settings_version().clone(),
+            usage,
+            exhausted: ran.exhausted,
+            now,
+            tape: reads.tape(),
+            considered: Vec::new(),
+            output: Output::Cart {
+                currency: currency.as_str().to_owned(),
+                evaluation: serde_json::to_value(&ran.evaluation)
+                    .unwrap_or(serde_json::Value::Null),
+            },
+            latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            degraded: degraded.map(crate::store::Degraded::as_str),
+            request: PendingRequest {
+                product_id: None,
+                category: None,
+                query: None,
+                cart,
+                candidates: Vec::new(),
+                limit: 0,
+                context: page,
+                codes,
+            },
+        });
+    }
     Ok(Json(Answer {
-        decision_id: uuid::Uuid::now_v7().to_string(),
+        decision_id: decision_id.to_string(),
         ruleset_version: rules.version.clone(),
-        currency: checkout.currency(),
-        evaluation,
+        currency,
+        evaluation: ran.evaluation,
         degraded: degraded.is_some(),
-        commit: commit.map(Commit::as_str),
+        commit: ran.commit.map(Commit::as_str),
     }))
 }

@@ -66,6 +66,9 @@ error_codes! {
     InvalidRuleset => "invalid_ruleset", UNPROCESSABLE_ENTITY;
     InvalidCodes => "invalid_codes", UNPROCESSABLE_ENTITY;
     RulesetNotFound => "ruleset_not_found", NOT_FOUND;
+    DecisionNotFound => "decision_not_found", NOT_FOUND;
+    VersionsNotKept => "versions_not_kept", CONFLICT;
+    InvalidParameter => "invalid_parameter", UNPROCESSABLE_ENTITY;
     BatchTooLarge => "batch_too_large", UNPROCESSABLE_ENTITY;
     InvalidProduct => "invalid_product", UNPROCESSABLE_ENTITY;
     MissingApiKey => "missing_api_key", UNAUTHORIZED;

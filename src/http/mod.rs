@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod cart;
 pub mod catalog;
+pub mod decisions;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -59,6 +60,7 @@ pub fn router(state: &AppState, include_ops: bool) -> Router {
     let admin = read_body(state, limit, admin::router())
         .merge(catalog::router(state))
         .merge(rules::router(state))
+        .merge(decisions::router())
         .route_layer(from_fn_with_state(state.keys.clone(), auth::admin));
     let hooks = webhooks::router(state);
     let mut app = Router::new().merge(storefront).merge(admin).merge(hooks);

@@ -21,9 +21,11 @@ use super::extract::{JsonBody, QueryParams};
 use super::state::AppState;
 use crate::decide::content::Banner;
 use crate::decide::page;
+use crate::decide::record::{Endpoint, Output, PageOutput, Pending, PendingRequest, usage_of};
 use crate::domain::ids::{InvalidId, check_id};
-use crate::domain::time::unix_now;
+use crate::domain::time::{unix_now, unix_now_ms};
 use crate::domain::{Money, PageContext, Placement, RawPageContext, VisitorId, VisitorKey};
+use crate::recommend::reads::Reads;
 use crate::recommend::{CartItem, Reason};
 use crate::store::{Degraded, read_within};
 
@@ -475,10 +477,17 @@ pub async fn answer(
         spawn_merge(state, key, session);
     }
 
-    let snapshot = state.snapshot.load();
+    let snapshot = state.snapshot.load_full();
     // One ruleset version for the whole answer: prices, offers, merchandising.
     let rules = state.rules.load();
     let usage = state.rules.usage();
+    let decision_id = uuid::Uuid::now_v7();
+    // A recorded answer reads live learning and stock through a recording.
+    let recording = state
+        .audit
+        .wants(Endpoint::Recommend, degraded.is_some(), &decision_id)
+        .then(|| Reads::recording(&snapshot.models.live));
+    let now = unix_now();
     let inputs = page::Inputs {
         snapshot: &snapshot,
         rules: &rules,
@@ -487,7 +496,16 @@ pub async fn answer(
         banners: &state.banners,
         profile: stored.as_deref(),
         visitor: key.short_id(),
-        now: unix_now(),
+        volatile: match &recording {
+            Some(r) => r,
+            None => &snapshot.models.live,
+        },
+        explain: if recording.is_some() {
+            state.audit.settings().candidates
+        } else {
+            0
+        },
+        now,
     };
     let decided = page::answer(&inputs, &request.page())?;
     let body = AnswerJson {
@@ -509,6 +527,9 @@ pub async fn answer(
     };
     let content = serde_json::to_vec(&body).map_err(|e| ApiError::internal(&e))?;
     let ranked = started.elapsed();
+    let kept = recording
+        .is_some()
+        .then(|| (Output::Page(PageOutput::of(&decided)), decided.considered));
 
     // The ETag covers the content, not the decision id, so an unchanged answer
     // revalidates with 304 even though every decision gets its own id.
@@ -516,7 +537,37 @@ pub async fn answer(
     let mut response = if if_none_match(headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let decision_id = uuid::Uuid::now_v7();
+        if let (Some(reads), Some((output, considered))) = (recording, kept) {
+            state.audit.submit(Pending {
+                decision_id,
+                at_ms: unix_now_ms(),
+                endpoint: Endpoint::Recommend,
+                placement: request.placement,
+                visitor: key,
+                profile: stored,
+                snapshot: snapshot.clone(),
+                ruleset_version: rules.version.clone(),
+                settings_version: state.audit.settings_version().clone(),
+                usage: usage_of(&usage),
+                exhausted: Vec::new(),
+                now,
+                tape: reads.tape(),
+                considered,
+                output,
+                latency_us: u64::try_from(ranked.as_micros()).unwrap_or(u64::MAX),
+                degraded: degraded.map(Degraded::as_str),
+                request: PendingRequest {
+                    product_id: request.product_id,
+                    category: request.category,
+                    query: request.query,
+                    cart: request.cart,
+                    candidates: request.candidates,
+                    limit: request.limit,
+                    context: request.context,
+                    codes: Vec::new(),
+                },
+            });
+        }
         let mut out = Vec::with_capacity(content.len() + 64);
         out.extend_from_slice(b"{\"decision_id\":\"");
         out.extend_from_slice(

@@ -42,6 +42,8 @@ pub struct AppState {
     /// The recommendation rules from `recommend` settings.
     pub policy: Arc<crate::recommend::engine::Policy>,
     pub metrics: PrometheusHandle,
+    /// The decision log.
+    pub audit: Arc<crate::audit::Recorder>,
     pub cache_control: HeaderValue,
 }
 

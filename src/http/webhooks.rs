@@ -265,6 +265,7 @@ fn targets(state: &AppState) -> Targets<'_> {
         hasher: &state.hasher,
         catalog: &state.catalog,
         learning: &state.learning,
+        decisions: &state.audit,
     }
 }
 

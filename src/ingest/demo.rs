@@ -917,6 +917,7 @@ mod tests {
                         country: crate::domain::Country::parse("DE").ok(),
                         device: Some(crate::domain::Device::Mobile),
                     },
+                    volatile: &crate::recommend::reads::NO_LIVE,
                 };
                 for profile in [Some(&shop.customers[0].1), None] {
                     let a = recommend(&models, &shop.catalog, &q, profile);

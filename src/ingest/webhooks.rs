@@ -46,6 +46,8 @@ pub struct Targets<'a> {
     pub hasher: &'a KeyHasher,
     pub catalog: &'a CatalogService,
     pub learning: &'a Learning,
+    /// The decision log: erased with the visitors.
+    pub decisions: &'a crate::audit::Recorder,
 }
 
 /// What became of an action.
@@ -216,6 +218,11 @@ pub async fn apply(t: Targets<'_>, action: Action) -> Result<Outcome, ApplyError
             super::identity::erase(t.store, &key)
                 .await
                 .map_err(|e| store_unavailable(&e))?;
+            // What was decided for them goes too.
+            t.decisions
+                .erase(&key)
+                .await
+                .map_err(|e| store_unavailable(&e))?;
             if let Some(email) = email {
                 t.store
                     .delete(&t.hasher.email_key(&email))
@@ -230,7 +237,16 @@ pub async fn apply(t: Targets<'_>, action: Action) -> Result<Outcome, ApplyError
                 .erase_all()
                 .await
                 .map_err(|e| store_unavailable(&e))?;
-            tracing::info!(profiles = n, "shop redact: every profile erased");
+            let decisions = t
+                .decisions
+                .erase_all()
+                .await
+                .map_err(|e| store_unavailable(&e))?;
+            tracing::info!(
+                profiles = n,
+                decisions,
+                "shop redact: every profile and decision erased"
+            );
             Ok(Outcome::Erased)
         }
         Action::DataRequest => {

@@ -8,14 +8,15 @@
 //! sources run short and otherwise only break ties. Hard filters (out of stock, the
 //! product in view, products in the cart) are applied last and nothing overrides them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Blend, BlendSettings};
 use crate::domain::{Audience, Catalog, Placement, ProductIdx, Profile, Segment};
 
 use super::model::Models;
+use super::reads::Volatile;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     BoughtTogether,
@@ -100,7 +101,7 @@ impl Policy {
 }
 
 /// What the engine needs to know about the page, already validated.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Query<'a> {
     pub policy: &'a Policy,
     pub placement: Placement,
@@ -114,6 +115,8 @@ pub struct Query<'a> {
     pub limit: usize,
     /// The visitor's country and device class, for visitors with no history.
     pub audience: Audience,
+    /// What changed since training (live trend and pairs) and stock.
+    pub volatile: &'a dyn Volatile,
 }
 
 // The sources' weights per placement are settings (`recommend.blend`, see
@@ -183,6 +186,7 @@ impl Pool {
     fn trend(
         &mut self,
         models: &Models,
+        live: &dyn Volatile,
         list: &[ProductIdx],
         take: usize,
         weight: f32,
@@ -192,15 +196,16 @@ impl Pool {
             return;
         }
         for &p in list.iter().take(take) {
-            self.add(p, models.trend_score(p) * weight, reason);
+            self.add(p, models.trend_score(live, p) * weight, reason);
         }
     }
 
-    /// Folds duplicates (summing scores, keeping the strongest reason) and ranks.
-    fn rank(mut self) -> Vec<Candidate> {
+    /// Folds duplicates (summing scores, keeping the strongest reason) and ranks. The
+    /// pool's contributions stay, by product, for [`Pool::sources`].
+    fn rank(&mut self) -> Vec<Candidate> {
         self.items.sort_unstable_by_key(|c| c.product);
         let mut merged: Vec<Candidate> = Vec::with_capacity(self.items.len());
-        for c in self.items {
+        for &c in &self.items {
             match merged.last_mut() {
                 Some(last) if last.product == c.product => {
                     last.score += c.score;
@@ -215,6 +220,31 @@ impl Pool {
         merged.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
         merged
     }
+
+    /// What each source added to `product`, by source (after [`Pool::rank`]).
+    fn sources(&self, product: ProductIdx) -> Vec<(Reason, f32)> {
+        let from = self.items.partition_point(|c| c.product < product);
+        let mut out: Vec<(Reason, f32)> = Vec::new();
+        for c in self.items[from..]
+            .iter()
+            .take_while(|c| c.product == product)
+        {
+            match out.iter_mut().find(|(r, _)| *r == c.reason) {
+                Some(e) => e.1 += c.score,
+                None => out.push((c.reason, c.score)),
+            }
+        }
+        out
+    }
+}
+
+/// A candidate as the blend saw it: its score (after rotation) and what each source
+/// added, before the filters and the diversity cap.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Considered {
+    pub product: ProductIdx,
+    pub score: f32,
+    pub sources: Vec<(Reason, f32)>,
 }
 
 /// The visitor's recent views as candidates: item-kNN over the whole history (each
@@ -344,6 +374,7 @@ fn rotate(ranked: &mut [Candidate], profile: &Profile, catalog: &Catalog) {
 fn buy_again(
     pool: &mut Pool,
     models: &Models,
+    live: &dyn Volatile,
     catalog: &Catalog,
     profile: &Profile,
     policy: &Policy,
@@ -360,7 +391,7 @@ fn buy_again(
             && policy.repeatable(catalog, catalog.product(p).category)
         {
             let frequency = bought.count as f32 / most as f32;
-            let tie = 0.001 * models.trend_score(p);
+            let tie = 0.001 * models.trend_score(live, p);
             pool.add(p, weight * (frequency + tie), Reason::BuyAgain);
         }
     }
@@ -400,6 +431,7 @@ fn rerank(
         buy_again(
             &mut pool,
             models,
+            query.volatile,
             catalog,
             profile,
             query.policy,
@@ -425,7 +457,7 @@ fn rerank(
                 product: p,
                 score: W_ORDER * (1.0 - i as f32 / n)
                     + mine
-                    + W_CANDIDATE_TREND * models.trend_score(p),
+                    + W_CANDIDATE_TREND * models.trend_score(query.volatile, p),
                 reason,
             }
         })
@@ -473,6 +505,18 @@ pub fn recommend(
     query: &Query<'_>,
     profile: Option<&Profile>,
 ) -> Vec<Scored> {
+    recommend_explained(models, catalog, query, profile, 0).0
+}
+
+/// [`recommend`], and the `explain` strongest candidates with their sources' scores
+/// (for re-ranked candidates, each one's score and reason).
+pub fn recommend_explained(
+    models: &Models,
+    catalog: &Catalog,
+    query: &Query<'_>,
+    profile: Option<&Profile>,
+    explain: usize,
+) -> (Vec<Scored>, Vec<Considered>) {
     let in_view = query.product.and_then(|id| catalog.lookup(id));
     let cart: Vec<ProductIdx> = query
         .cart
@@ -493,10 +537,23 @@ pub fn recommend(
             .collect()
     });
     let allowed = |p: ProductIdx| {
-        catalog.in_stock(p) && Some(p) != in_view && !cart.contains(&p) && !bought.contains(&p)
+        query.volatile.in_stock(catalog, p)
+            && Some(p) != in_view
+            && !cart.contains(&p)
+            && !bought.contains(&p)
     };
     if !query.candidates.is_empty() {
-        return rerank(models, catalog, query, profile, &allowed);
+        let out = rerank(models, catalog, query, profile, &allowed);
+        let considered = out
+            .iter()
+            .take(explain)
+            .map(|s| Considered {
+                product: s.product,
+                score: s.score,
+                sources: vec![(s.reason, s.score)],
+            })
+            .collect();
+        return (out, considered);
     }
     // Enough trending candidates to fill the list even after filters remove some.
     let fill = query.limit * 2 + cart.len() + 4;
@@ -520,7 +577,7 @@ pub fn recommend(
     match query.placement {
         Placement::Product => {
             if let Some(p) = in_view {
-                let bought = models.bought_with(p);
+                let bought = models.bought_with(query.volatile, p);
                 pool.neighbours(&bought, b.bought_together, Reason::BoughtTogether);
                 pool.neighbours(
                     models.viewed.of(p),
@@ -555,7 +612,7 @@ pub fn recommend(
             // lines outranks one that goes strongly with one line only.
             for &p in &anchors {
                 if b.bought_together > 0.0 {
-                    for &(q, s) in models.bought_with(p).iter() {
+                    for &(q, s) in models.bought_with(query.volatile, p).iter() {
                         pool.add(q, b.bought_together * s, Reason::BoughtTogether);
                     }
                 }
@@ -576,6 +633,7 @@ pub fn recommend(
                 // Within a category page the category's own trend is the main signal.
                 pool.trend(
                     models,
+                    query.volatile,
                     models.trending.in_category(c),
                     fill * 2,
                     b.category_trend,
@@ -595,7 +653,7 @@ pub fn recommend(
                 for p in catalog.search(q) {
                     pool.add(
                         p,
-                        b.search * (0.5 + 0.5 * models.trend_score(p)),
+                        b.search * (0.5 + 0.5 * models.trend_score(query.volatile, p)),
                         Reason::MatchesSearch,
                     );
                 }
@@ -616,6 +674,7 @@ pub fn recommend(
             buy_again(
                 &mut pool,
                 models,
+                query.volatile,
                 catalog,
                 profile,
                 query.policy,
@@ -632,6 +691,7 @@ pub fn recommend(
     for &c in &context_categories {
         pool.trend(
             models,
+            query.volatile,
             models.trending.in_category(c),
             fill,
             b.category_trend,
@@ -640,6 +700,7 @@ pub fn recommend(
     }
     pool.trend(
         models,
+        query.volatile,
         models.trending.global(),
         fill,
         b.trending,
@@ -654,25 +715,42 @@ pub fn recommend(
                 Segment::Country(_) => Reason::TrendingInCountry,
                 Segment::Device(_) => Reason::TrendingOnDevice,
             };
-            for &(p, s) in models.segment_trend(segment).iter().take(fill) {
+            for &(p, s) in models
+                .segment_trend(query.volatile, segment)
+                .iter()
+                .take(fill)
+            {
                 pool.add(p, b.audience_trend * s, reason);
             }
         }
     }
     // What took off since training is not in the trained ranking yet.
-    for (p, _) in models
-        .live
+    for (p, _) in query
+        .volatile
         .trending()
         .into_iter()
         .filter(|_| b.trending > 0.0)
     {
-        pool.add(p, models.trend_score(p) * b.trending, Reason::Trending);
+        pool.add(
+            p,
+            models.trend_score(query.volatile, p) * b.trending,
+            Reason::Trending,
+        );
     }
 
     let mut ranked = pool.rank();
     if let Some(profile) = profile {
         rotate(&mut ranked, profile, catalog);
     }
+    let considered = ranked
+        .iter()
+        .take(explain)
+        .map(|c| Considered {
+            product: c.product,
+            score: c.score,
+            sources: pool.sources(c.product),
+        })
+        .collect();
     let mut picked = Picked::new(
         query.policy.max_per_category.of(query.placement),
         query.limit,
@@ -695,7 +773,7 @@ pub fn recommend(
                 break;
             }
             if allowed(p) && !picked.has(p) {
-                let score = floor.min(models.trend_score(p) * b.trending);
+                let score = floor.min(models.trend_score(query.volatile, p) * b.trending);
                 picked.offer(catalog, p, score, Reason::Trending);
             }
         }
@@ -712,7 +790,7 @@ pub fn recommend(
             &allowed,
         );
     }
-    picked.finish(query.limit)
+    (picked.finish(query.limit), considered)
 }
 
 /// Products looked at, at most, when topping an answer up from the catalog.

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod live;
 pub mod model;
 pub mod portable;
+pub mod reads;
 pub mod sknn;
 pub mod trending;
 
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use crate::domain::Catalog;
 
-pub use engine::{CartItem, Query, Reason, Scored, recommend};
+pub use engine::{CartItem, Considered, Query, Reason, Scored, recommend, recommend_explained};
 pub use model::Models;
 
 /// The catalog and the models trained on it: always swapped together, because the

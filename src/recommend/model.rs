@@ -6,6 +6,7 @@ use crate::config::RecommendSettings;
 use crate::domain::{Catalog, Interaction, InteractionKind, ProductIdx, Segment};
 
 use super::cooccur::{self, Neighbors};
+use super::reads::Volatile;
 use super::trending::Trending;
 
 /// Past sessions indexed per product for session-kNN (the most recent ones).
@@ -78,26 +79,31 @@ impl Models {
 
 impl Models {
     /// What the trained trend keeps at the live models' time.
-    fn trained_share(&self) -> f32 {
+    fn trained_share(&self, live: &dyn Volatile) -> f32 {
         let (trained_at, half_life_s) = self.trending.clock();
-        super::trending::decay(self.live.clock() - trained_at, half_life_s) as f32
+        let clock = live.clock().unwrap_or(trained_at);
+        super::trending::decay(clock - trained_at, half_life_s) as f32
     }
 
     /// A product's trend now: the trained score and what events added since, both
     /// decayed to the newest event, in the trained model's units and at most 1 (the
     /// best product at training).
-    pub fn trend_score(&self, p: ProductIdx) -> f32 {
-        let trained = self.trending.score(p) * self.trained_share();
-        (trained + self.trending.normalise(self.live.trend_of(p))).min(1.0)
+    pub fn trend_score(&self, live: &dyn Volatile, p: ProductIdx) -> f32 {
+        let trained = self.trending.score(p) * self.trained_share(live);
+        (trained + self.trending.normalise(live.trend_of(p))).min(1.0)
     }
 
     /// Bought-together neighbours of `p`: trained, plus pairs bought since (summed).
-    pub fn bought_with(&self, p: ProductIdx) -> std::borrow::Cow<'_, [(ProductIdx, f32)]> {
-        let live = self.live.bought_with(p);
+    pub fn bought_with(
+        &self,
+        volatile: &dyn Volatile,
+        p: ProductIdx,
+    ) -> std::borrow::Cow<'_, [(ProductIdx, f32)]> {
+        let live = volatile.bought_with(p);
         if live.is_empty() {
             return std::borrow::Cow::Borrowed(self.bought.of(p));
         }
-        let extra_p = self.live.occurrences(p);
+        let extra_p = volatile.occurrences(p);
         let mut list = self.bought.of(p).to_vec();
         for (q, count, extra_q) in live {
             let s = self.bought.similarity(p, q, count, (extra_p, extra_q));
@@ -123,9 +129,13 @@ impl Models {
 
     /// What is trending in `segment`, trained and live, best first, scored so the best
     /// is 1.
-    pub fn segment_trend(&self, segment: Segment) -> Cow<'_, [(ProductIdx, f32)]> {
+    pub fn segment_trend(
+        &self,
+        volatile: &dyn Volatile,
+        segment: Segment,
+    ) -> Cow<'_, [(ProductIdx, f32)]> {
         let trained = self.audience.of(segment);
-        let live = self.live.segment_trending(segment);
+        let live = volatile.segment_trending(segment);
         let Some(trained) = trained else {
             let best = live.first().map_or(1.0, |l| l.1);
             return Cow::Owned(live.into_iter().map(|(p, w)| (p, w / best)).collect());
@@ -133,7 +143,7 @@ impl Models {
         if live.is_empty() {
             return Cow::Borrowed(&trained.top);
         }
-        let share = self.trained_share();
+        let share = self.trained_share(volatile);
         let mut list: Vec<(ProductIdx, f32)> =
             trained.top.iter().map(|&(p, s)| (p, s * share)).collect();
         for (p, w) in live {

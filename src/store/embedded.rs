@@ -18,8 +18,9 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
-    Applied, CatalogChange, CatalogStore, EventLog, LogEntry, ProfileKey, ProfileStore, StoreError,
-    apply_ops, codec, record_result,
+    Applied, CatalogChange, CatalogStore, DecisionLog, DecisionRetention, EventLog, LogEntry,
+    ProfileKey, ProfileStore, StoreError, StoredDecision, apply_ops, codec, decisions,
+    record_result,
 };
 use crate::domain::Profile;
 use crate::domain::catalog::ProductRecord;
@@ -60,6 +61,15 @@ const MARKERS: TableDefinition<&str, &str> = TableDefinition::new("markers");
 const PROFILE_EXPIRY: TableDefinition<&[u8], i64> = TableDefinition::new("profile_expiry");
 /// Profile key (16 bytes) + op id (8 bytes, big-endian) -> when the id may be forgotten.
 const APPLIED_OPS: TableDefinition<&[u8], i64> = TableDefinition::new("applied_ops");
+
+/// Decision id (a UUIDv7: time-ordered) -> when (8 bytes, little-endian ms), the
+/// visitor's keyed hash (16 bytes), the MessagePack record.
+const DECISIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("decisions");
+/// Visitor (16 bytes) + when (8, big-endian ms) + decision id (16) -> nothing.
+const DECISIONS_BY_VISITOR: TableDefinition<&[u8], ()> =
+    TableDefinition::new("decisions_by_visitor");
+/// Decisions one append may let go of beyond the ones it adds (catching up on age).
+const DECISION_TRIM: usize = 1_000;
 
 /// Entries of each expiring table one sweep looks at.
 const SWEEP_SLICE: usize = 20_000;
@@ -142,6 +152,8 @@ impl EmbeddedStore {
         txn.open_table(APPLIED_OPS).map_err(unavailable)?;
         txn.open_table(MARKERS).map_err(unavailable)?;
         txn.open_table(PROMO_CUSTOMERS).map_err(unavailable)?;
+        txn.open_table(DECISIONS).map_err(unavailable)?;
+        txn.open_table(DECISIONS_BY_VISITOR).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(Self {
             db: Arc::new(db),
@@ -308,6 +320,206 @@ impl EmbeddedStore {
 
 fn codec_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::Codec(e.to_string())
+}
+
+fn stored_decision(id: &[u8], value: &[u8]) -> Result<StoredDecision, StoreError> {
+    let id: [u8; 16] = id
+        .try_into()
+        .map_err(|_| codec_error("decision id of another size"))?;
+    if value.len() < 24 {
+        return Err(codec_error("decision record too short"));
+    }
+    let mut at = [0u8; 8];
+    at.copy_from_slice(&value[..8]);
+    let mut visitor = [0u8; 16];
+    visitor.copy_from_slice(&value[8..24]);
+    Ok(StoredDecision {
+        id,
+        at_ms: i64::from_le_bytes(at),
+        visitor: ProfileKey(visitor),
+        bytes: value[24..].to_vec(),
+    })
+}
+
+#[async_trait]
+impl DecisionLog for EmbeddedStore {
+    async fn append_decisions(
+        &self,
+        records: &[StoredDecision],
+        retention: DecisionRetention,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let records = records.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(DECISIONS).map_err(unavailable)?;
+                let mut by_visitor = txn.open_table(DECISIONS_BY_VISITOR).map_err(unavailable)?;
+                let mut value = Vec::new();
+                for r in &records {
+                    value.clear();
+                    value.extend_from_slice(&r.at_ms.to_le_bytes());
+                    value.extend_from_slice(r.visitor.as_bytes());
+                    value.extend_from_slice(&r.bytes);
+                    table
+                        .insert(r.id.as_slice(), value.as_slice())
+                        .map_err(unavailable)?;
+                    let k = decisions::visitor_key(&r.visitor, r.at_ms, &r.id);
+                    by_visitor.insert(k.as_slice(), ()).map_err(unavailable)?;
+                }
+                // Oldest first: over the count, or older than the age.
+                let oldest = decisions::id_floor(retention.oldest_ms(now_ms));
+                let mut over = table
+                    .len()
+                    .map_err(unavailable)?
+                    .saturating_sub(retention.keep);
+                for _ in 0..records.len() + DECISION_TRIM {
+                    let Some((k, v)) = table.first().map_err(unavailable)? else {
+                        break;
+                    };
+                    if over == 0 && k.value() >= oldest.as_slice() {
+                        break;
+                    }
+                    let first = stored_decision(k.value(), v.value())?;
+                    drop((k, v));
+                    table.remove(first.id.as_slice()).map_err(unavailable)?;
+                    let vk = decisions::visitor_key(&first.visitor, first.at_ms, &first.id);
+                    by_visitor.remove(vk.as_slice()).map_err(unavailable)?;
+                    over = over.saturating_sub(1);
+                }
+            }
+            txn.commit().map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn decision(&self, id: &[u8; 16]) -> Result<Option<StoredDecision>, StoreError> {
+        let id = *id;
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(DECISIONS).map_err(unavailable)?;
+            let v = table.get(id.as_slice()).map_err(unavailable)?;
+            v.map(|v| stored_decision(&id, v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn visitor_decisions(
+        &self,
+        visitor: &ProfileKey,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredDecision>, StoreError> {
+        let visitor = *visitor;
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(DECISIONS).map_err(unavailable)?;
+            let by_visitor = txn.open_table(DECISIONS_BY_VISITOR).map_err(unavailable)?;
+            let from = decisions::visitor_key(&visitor, since_ms, &[0; 16]);
+            let to = decisions::visitor_key(&visitor, i64::MAX, &[0xff; 16]);
+            let mut out = Vec::new();
+            for entry in by_visitor
+                .range(from.as_slice()..=to.as_slice())
+                .map_err(unavailable)?
+                .rev()
+            {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, _) = entry.map_err(unavailable)?;
+                let k = k.value();
+                if let Some(v) = table.get(&k[24..40]).map_err(unavailable)? {
+                    out.push(stored_decision(&k[24..40], v.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn erase_decisions(&self, visitor: &ProfileKey) -> Result<u64, StoreError> {
+        let visitor = *visitor;
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let erased = {
+                let mut table = txn.open_table(DECISIONS).map_err(unavailable)?;
+                let mut by_visitor = txn.open_table(DECISIONS_BY_VISITOR).map_err(unavailable)?;
+                let from = decisions::visitor_key(&visitor, 0, &[0; 16]);
+                let to = decisions::visitor_key(&visitor, i64::MAX, &[0xff; 16]);
+                let mut keys = Vec::new();
+                for entry in by_visitor
+                    .range(from.as_slice()..=to.as_slice())
+                    .map_err(unavailable)?
+                {
+                    keys.push(entry.map_err(unavailable)?.0.value().to_vec());
+                }
+                for k in &keys {
+                    table.remove(&k[24..40]).map_err(unavailable)?;
+                    by_visitor.remove(k.as_slice()).map_err(unavailable)?;
+                }
+                keys.len() as u64
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(erased)
+        })
+        .await
+    }
+
+    async fn erase_all_decisions(&self) -> Result<u64, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let n = {
+                let mut table = txn.open_table(DECISIONS).map_err(unavailable)?;
+                let mut by_visitor = txn.open_table(DECISIONS_BY_VISITOR).map_err(unavailable)?;
+                let n = table.len().map_err(unavailable)?;
+                table.retain(|_, _| false).map_err(unavailable)?;
+                by_visitor.retain(|_, ()| false).map_err(unavailable)?;
+                n
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn decisions_between(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+        cursor: &str,
+        limit: usize,
+    ) -> Result<(Vec<StoredDecision>, Option<String>), StoreError> {
+        let after = decisions::parse_cursor(cursor)?;
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(DECISIONS).map_err(unavailable)?;
+            let from = decisions::id_floor(from_ms);
+            let until = decisions::id_floor(until_ms);
+            let mut out = Vec::new();
+            for entry in table
+                .range(from.as_slice()..until.as_slice())
+                .map_err(unavailable)?
+            {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, v) = entry.map_err(unavailable)?;
+                if after.is_some_and(|a| k.value() <= a.as_slice()) {
+                    continue;
+                }
+                let d = stored_decision(k.value(), v.value())?;
+                if d.at_ms >= from_ms && d.at_ms < until_ms {
+                    out.push(d);
+                }
+            }
+            let next = (out.len() >= limit)
+                .then(|| out.last().map(|d| decisions::cursor_of(&d.id)))
+                .flatten();
+            Ok((out, next))
+        })
+        .await
+    }
 }
 
 #[async_trait]

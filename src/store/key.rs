@@ -26,6 +26,18 @@ impl ProfileKey {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The key from its [`ProfileKey::to_hex`] form.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 32 || !s.is_ascii() {
+            return None;
+        }
+        let mut k = [0u8; 16];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Self(k))
+    }
+
     /// A 64-bit id derived from the key, used to mark a merged session in a profile.
     pub fn short_id(&self) -> u64 {
         u64::from_le_bytes(self.0[..8].try_into().unwrap_or([0; 8]))

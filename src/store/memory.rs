@@ -68,6 +68,7 @@ pub struct MemoryStore {
     retention: super::Retention,
     catalog: RwLock<StoredCatalog>,
     log: RwLock<StoredLog>,
+    decisions: RwLock<super::decisions::DecisionTable>,
 }
 
 impl Default for MemoryStore {
@@ -89,6 +90,7 @@ impl MemoryStore {
                 .collect(),
             catalog: RwLock::default(),
             log: RwLock::default(),
+            decisions: RwLock::default(),
         }
     }
 
@@ -105,6 +107,61 @@ impl MemoryStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[async_trait]
+impl super::DecisionLog for MemoryStore {
+    async fn append_decisions(
+        &self,
+        records: &[super::StoredDecision],
+        retention: super::DecisionRetention,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut t = self.decisions.write().unwrap_or_else(|e| e.into_inner());
+        t.append(records, retention, now_ms);
+        Ok(())
+    }
+
+    async fn decision(&self, id: &[u8; 16]) -> Result<Option<super::StoredDecision>, StoreError> {
+        let t = self.decisions.read().unwrap_or_else(|e| e.into_inner());
+        Ok(t.get(id))
+    }
+
+    async fn visitor_decisions(
+        &self,
+        visitor: &ProfileKey,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<super::StoredDecision>, StoreError> {
+        let t = self.decisions.read().unwrap_or_else(|e| e.into_inner());
+        Ok(t.of_visitor(visitor, since_ms, limit))
+    }
+
+    async fn erase_decisions(&self, visitor: &ProfileKey) -> Result<u64, StoreError> {
+        let mut t = self.decisions.write().unwrap_or_else(|e| e.into_inner());
+        Ok(t.erase(visitor))
+    }
+
+    async fn erase_all_decisions(&self) -> Result<u64, StoreError> {
+        let mut t = self.decisions.write().unwrap_or_else(|e| e.into_inner());
+        Ok(t.clear())
+    }
+
+    async fn decisions_between(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+        cursor: &str,
+        limit: usize,
+    ) -> Result<(Vec<super::StoredDecision>, Option<String>), StoreError> {
+        let after = super::decisions::parse_cursor(cursor)?;
+        let t = self.decisions.read().unwrap_or_else(|e| e.into_inner());
+        let out = t.between(from_ms, until_ms, after, limit);
+        let next = (out.len() >= limit)
+            .then(|| out.last().map(|d| super::decisions::cursor_of(&d.id)))
+            .flatten();
+        Ok((out, next))
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod breaker;
 pub mod codec;
+pub mod decisions;
 pub mod embedded;
 pub mod key;
 pub mod memory;
@@ -28,6 +29,7 @@ use crate::domain::catalog::ProductRecord;
 use crate::domain::profile::ProfileOp;
 
 pub use breaker::Breaker;
+pub use decisions::{DecisionLog, DecisionRetention, StoredDecision};
 pub use embedded::EmbeddedStore;
 pub use key::{KeyHasher, ProfileKey};
 pub use memory::MemoryStore;
@@ -245,7 +247,7 @@ pub trait EventLog: Send + Sync + 'static {
 /// stock change never rewrites (or races) a product's record. Every catalog change
 /// moves a version counter on; replicas poll it and reload on a change.
 #[async_trait]
-pub trait CatalogStore: EventLog {
+pub trait CatalogStore: EventLog + DecisionLog {
     /// The store's epoch: a value a replica writes once into an empty store. A store
     /// that lost its data (Redis restarted without persistence) has none, or another;
     /// replicas compare it with the one they started on to tell a reset from a change.

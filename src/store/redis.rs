@@ -33,7 +33,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{
     Applied, CatalogChange, CatalogStore, EventLog, LogEntry, ProfileKey, ProfileStore, StoreError,
-    apply_ops, codec, record_result,
+    StoredDecision, apply_ops, codec, record_result,
 };
 use crate::domain::Profile;
 use crate::domain::catalog::ProductRecord;
@@ -304,6 +304,301 @@ impl RedisStore {
 
 /// A stream range reply: (id, [field, value, ...]) per entry.
 type StreamEntries = Vec<(String, Vec<Vec<u8>>)>;
+
+impl RedisStore {
+    /// `{prefix}decisions`: the decision log's stream.
+    fn decisions_key(&self) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"decisions");
+        k
+    }
+
+    /// `{prefix}dec:<id>`: a decision's stream entry id, expiring with the record.
+    fn decision_key(&self, id: &[u8; 16]) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"dec:");
+        k.extend_from_slice(id);
+        k
+    }
+
+    /// `{prefix}decv:<visitor>`: a visitor's decisions (id + stream entry id), by time.
+    fn visitor_decisions_key(&self, visitor: &ProfileKey) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"decv:");
+        k.extend_from_slice(visitor.as_bytes());
+        k
+    }
+
+    /// The decisions at these stream entry ids (those trimmed since are left out).
+    async fn decisions_at(&self, entries: &[String]) -> Result<Vec<StoredDecision>, StoreError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.decisions_key();
+        let mut pipe = redis::pipe();
+        for e in entries {
+            pipe.cmd("XRANGE").arg(&key).arg(e).arg(e);
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<StreamEntries> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        replies
+            .into_iter()
+            .flatten()
+            .map(|(_, fields)| stream_decision(&fields))
+            .collect()
+    }
+}
+
+/// A decision entry's one field `d`: when (8 bytes, little-endian ms), the visitor (16),
+/// the decision id (16), the record.
+fn stream_decision(fields: &[Vec<u8>]) -> Result<StoredDecision, StoreError> {
+    let v = fields
+        .get(1)
+        .filter(|v| v.len() >= 40)
+        .ok_or_else(|| StoreError::Codec("decision entry without its record".into()))?;
+    let mut at = [0u8; 8];
+    at.copy_from_slice(&v[..8]);
+    let mut visitor = [0u8; 16];
+    visitor.copy_from_slice(&v[8..24]);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&v[24..40]);
+    Ok(StoredDecision {
+        id,
+        at_ms: i64::from_le_bytes(at),
+        visitor: ProfileKey(visitor),
+        bytes: v[40..].to_vec(),
+    })
+}
+
+/// How far stream entry times (the server's clock when written) may lie from decision
+/// times when a time range is read.
+const DECISION_CLOCK_SLACK_MS: i64 = 60_000;
+
+/// The decision log: records in one stream (`{prefix}decisions`), trimmed by count
+/// (`MAXLEN ~`) and by age (`MINID ~`) on every append; `{prefix}dec:<id>` points from a
+/// decision id to its entry and expires with it; `{prefix}decv:<visitor>` is a sorted
+/// set of a visitor's entries by time, pruned by age and erased with the visitor.
+#[async_trait]
+impl super::DecisionLog for RedisStore {
+    async fn append_decisions(
+        &self,
+        records: &[StoredDecision],
+        retention: super::DecisionRetention,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let stream = self.decisions_key();
+        let mut pipe = redis::pipe();
+        for r in records {
+            let mut v = Vec::with_capacity(40 + r.bytes.len());
+            v.extend_from_slice(&r.at_ms.to_le_bytes());
+            v.extend_from_slice(r.visitor.as_bytes());
+            v.extend_from_slice(&r.id);
+            v.extend_from_slice(&r.bytes);
+            pipe.cmd("XADD")
+                .arg(&stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(retention.keep)
+                .arg("*")
+                .arg("d")
+                .arg(v);
+        }
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let oldest = retention.oldest_ms(now_ms);
+        let ttl = retention.max_age_ms.max(1);
+        let mut pipe = redis::pipe();
+        let mut visitors: Vec<&ProfileKey> = Vec::new();
+        for (r, entry) in records.iter().zip(&ids) {
+            pipe.cmd("SET")
+                .arg(self.decision_key(&r.id))
+                .arg(entry)
+                .arg("PX")
+                .arg(ttl)
+                .ignore();
+            let mut member = r.id.to_vec();
+            member.extend_from_slice(entry.as_bytes());
+            pipe.cmd("ZADD")
+                .arg(self.visitor_decisions_key(&r.visitor))
+                .arg(r.at_ms)
+                .arg(member)
+                .ignore();
+            if !visitors.contains(&&r.visitor) {
+                visitors.push(&r.visitor);
+            }
+        }
+        for v in visitors {
+            let key = self.visitor_decisions_key(v);
+            pipe.cmd("ZREMRANGEBYSCORE")
+                .arg(&key)
+                .arg("-inf")
+                .arg(format!("({oldest}"))
+                .ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+        }
+        pipe.cmd("XTRIM")
+            .arg(&stream)
+            .arg("MINID")
+            .arg("~")
+            .arg(oldest.max(0))
+            .ignore();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    async fn decision(&self, id: &[u8; 16]) -> Result<Option<StoredDecision>, StoreError> {
+        let mut conn = self.conn.clone();
+        let entry: Option<String> = redis::cmd("GET")
+            .arg(self.decision_key(id))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        Ok(self
+            .decisions_at(&[entry])
+            .await?
+            .into_iter()
+            .find(|d| d.id == *id))
+    }
+
+    async fn visitor_decisions(
+        &self,
+        visitor: &ProfileKey,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredDecision>, StoreError> {
+        let mut conn = self.conn.clone();
+        let members: Vec<Vec<u8>> = redis::cmd("ZREVRANGEBYSCORE")
+            .arg(self.visitor_decisions_key(visitor))
+            .arg("+inf")
+            .arg(since_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let entries: Vec<String> = members
+            .iter()
+            .filter(|m| m.len() > 16)
+            .map(|m| String::from_utf8_lossy(&m[16..]).into_owned())
+            .collect();
+        self.decisions_at(&entries).await
+    }
+
+    async fn erase_decisions(&self, visitor: &ProfileKey) -> Result<u64, StoreError> {
+        let key = self.visitor_decisions_key(visitor);
+        let mut conn = self.conn.clone();
+        let members: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let mut pipe = redis::pipe();
+        let stream = self.decisions_key();
+        for m in members.iter().filter(|m| m.len() > 16) {
+            let id: [u8; 16] = m[..16].try_into().unwrap_or([0; 16]);
+            pipe.cmd("XDEL").arg(&stream).arg(&m[16..]).ignore();
+            pipe.cmd("DEL").arg(self.decision_key(&id)).ignore();
+        }
+        pipe.cmd("DEL").arg(&key).ignore();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(members.len() as u64)
+    }
+
+    async fn erase_all_decisions(&self) -> Result<u64, StoreError> {
+        // Every entry names its decision and visitor: their keys go with the stream.
+        let stream = self.decisions_key();
+        let mut conn = self.conn.clone();
+        let mut cursor = "-".to_owned();
+        let mut erased = 0u64;
+        loop {
+            let reply: StreamEntries = redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg(&cursor)
+                .arg("+")
+                .arg("COUNT")
+                .arg(1_000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            let Some((last, _)) = reply.last() else {
+                break;
+            };
+            cursor = format!("({last}");
+            let mut pipe = redis::pipe();
+            for (_, fields) in &reply {
+                let d = stream_decision(fields)?;
+                pipe.cmd("DEL").arg(self.decision_key(&d.id)).ignore();
+                pipe.cmd("DEL")
+                    .arg(self.visitor_decisions_key(&d.visitor))
+                    .ignore();
+            }
+            erased += reply.len() as u64;
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+        }
+        redis::cmd("DEL")
+            .arg(&stream)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(erased)
+    }
+
+    async fn decisions_between(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+        cursor: &str,
+        limit: usize,
+    ) -> Result<(Vec<StoredDecision>, Option<String>), StoreError> {
+        let start = if cursor.is_empty() {
+            (from_ms - DECISION_CLOCK_SLACK_MS).max(0).to_string()
+        } else {
+            format!("({cursor}")
+        };
+        let end = until_ms.saturating_add(DECISION_CLOCK_SLACK_MS).to_string();
+        let mut conn = self.conn.clone();
+        let reply: StreamEntries = redis::cmd("XRANGE")
+            .arg(self.decisions_key())
+            .arg(start)
+            .arg(end)
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let next = (reply.len() >= limit)
+            .then(|| reply.last().map(|(id, _)| id.clone()))
+            .flatten();
+        let mut out = Vec::with_capacity(reply.len());
+        for (_, fields) in &reply {
+            let d = stream_decision(fields)?;
+            if d.at_ms >= from_ms && d.at_ms < until_ms {
+                out.push(d);
+            }
+        }
+        Ok((out, next))
+    }
+}
 
 #[async_trait]
 impl EventLog for RedisStore {

@@ -140,7 +140,12 @@ fn context(catalog: &'static Catalog, lines: &[(usize, u32)]) -> Context<'static
         lines
             .iter()
             .map(|&(p, q)| {
-                vitrine::decide::line(catalog, catalog.lookup(&format!("p{p}")).unwrap(), q)
+                vitrine::decide::line(
+                    catalog,
+                    &vitrine::recommend::reads::NO_LIVE,
+                    catalog.lookup(&format!("p{p}")).unwrap(),
+                    q,
+                )
             })
             .collect(),
         1_800_000_000,

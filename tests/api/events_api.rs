@@ -253,22 +253,14 @@ async fn a_profile_exports_and_erases() {
     ] {
         assert!(p.get(field).is_some(), "{field} in {p}");
     }
-    let r = app
-        .client
-        .delete(app.url("/admin/v1/profiles/c0000002"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(app.erase_profile("c0000002").await, 204);
     let r = app.get("/admin/v1/profiles/c0000002").await;
     assert_eq!(error_code(r).await, (404, "profile_not_found".into()));
-    let r = app
-        .client
-        .delete(app.url("/admin/v1/profiles/c0000002"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204, "erasure is repeatable");
+    assert_eq!(
+        app.erase_profile("c0000002").await,
+        204,
+        "erasure is repeatable"
+    );
 }
 
 fn redis_settings(server: &RedisServer) -> Settings {

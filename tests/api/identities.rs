@@ -232,13 +232,7 @@ async fn a_buyer_named_by_email_is_the_customer_the_platform_names() {
 
     // Erasing the customer erases the alias: the export's next order by that email is
     // not tied to the erased customer.
-    let r = app
-        .client
-        .delete(app.url("/admin/v1/profiles/5001"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(app.erase_profile("5001").await, 204);
     import(&redis, "orders", "shopify_orders.csv", &[]);
     assert!(app.export_profile("5001").await.is_none());
 }

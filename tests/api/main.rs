@@ -13,6 +13,7 @@ mod container;
 mod customer_tokens;
 mod decide_properties;
 mod decisioning;
+mod decisions;
 mod durability;
 mod errors_and_access;
 mod eval;

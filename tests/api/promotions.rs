@@ -102,7 +102,14 @@ impl Cart {
             gbp(),
             self.lines
                 .iter()
-                .map(|(p, q)| vitrine::decide::line(catalog, catalog.lookup(p).unwrap(), *q))
+                .map(|(p, q)| {
+                    vitrine::decide::line(
+                        catalog,
+                        &vitrine::recommend::reads::NO_LIVE,
+                        catalog.lookup(p).unwrap(),
+                        *q,
+                    )
+                })
                 .collect(),
             self.now,
             self.marketing,

@@ -117,6 +117,7 @@ proptest! {
             candidates: &candidate_ids,
             limit,
             audience: Default::default(),
+            volatile: &shop.models.live,
         };
         let answer = recommend(&shop.models, catalog, &query, Some(&visitor));
         prop_assert!(answer.len() <= limit);

@@ -1006,7 +1006,12 @@ fn engine(case: &Case) -> Result<Answer, String> {
         .lines
         .iter()
         .map(|&(p, q)| {
-            vitrine::decide::line(&catalog, catalog.lookup(&case.products[p].id).unwrap(), q)
+            vitrine::decide::line(
+                &catalog,
+                &vitrine::recommend::reads::NO_LIVE,
+                catalog.lookup(&case.products[p].id).unwrap(),
+                q,
+            )
         })
         .collect();
     let currency = match &case.currency {

@@ -13,8 +13,8 @@ use vitrine::domain::profile::{Behaviour, ProfileOp};
 use vitrine::domain::{Currency, Money, Profile};
 use vitrine::store::redis::RedisOptions;
 use vitrine::store::{
-    CatalogChange, CatalogStore, EmbeddedStore, LogEntry, LogKind, MemoryStore, ProfileKey,
-    ProfileStore, Redeemed, Redemption, RedisStore, Tiered,
+    CatalogChange, CatalogStore, DecisionRetention, EmbeddedStore, LogEntry, LogKind, MemoryStore,
+    ProfileKey, ProfileStore, Redeemed, Redemption, RedisStore, StoredDecision, Tiered,
 };
 
 fn key(n: u8) -> ProfileKey {
@@ -374,6 +374,165 @@ async fn budget_conformance(store: Arc<dyn CatalogStore>) {
         store.redeem("w-other", &[once("beef")]).await.unwrap(),
         Redeemed::Recorded
     );
+}
+
+fn decision(ms: i64, visitor: u8, n: u8) -> StoredDecision {
+    let mut id = vitrine::store::decisions::id_floor(ms);
+    id[14] = visitor;
+    id[15] = n;
+    StoredDecision {
+        id,
+        at_ms: ms,
+        visitor: key(visitor),
+        bytes: vec![visitor, n, 0xff],
+    }
+}
+
+/// Reads every page of an export.
+async fn export(store: &dyn CatalogStore, from: i64, until: i64) -> Vec<StoredDecision> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (page, next) = store
+            .decisions_between(from, until, &cursor, 2)
+            .await
+            .unwrap();
+        out.extend(page);
+        match next {
+            Some(n) => cursor = n,
+            None => return out,
+        }
+    }
+}
+
+/// `exact`: the backend trims to exactly `keep` (Redis trims its stream to about it,
+/// by whole nodes of entries, so a small stream is not cut).
+async fn decision_log_conformance(store: Arc<dyn CatalogStore>, exact: bool) {
+    let now = vitrine::domain::time::unix_now_ms();
+    let keep = DecisionRetention {
+        keep: 1_000,
+        max_age_ms: 60_000,
+    };
+    let batch: Vec<StoredDecision> = (0..5)
+        .map(|i| decision(now - 5_000 + i64::from(i) * 1_000, 1 + i % 2, i))
+        .collect();
+    store.append_decisions(&batch, keep, now).await.unwrap();
+    for d in &batch {
+        assert_eq!(store.decision(&d.id).await.unwrap().as_ref(), Some(d));
+    }
+    assert!(
+        store
+            .decision(&decision(now, 9, 9).id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A visitor's, newest first, from a time.
+    let ones = store.visitor_decisions(&key(1), 0, 10).await.unwrap();
+    assert_eq!(
+        ones.iter().map(|d| d.id[15]).collect::<Vec<_>>(),
+        vec![4, 2, 0]
+    );
+    let recent = store
+        .visitor_decisions(&key(1), now - 3_500, 10)
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 2);
+    assert_eq!(
+        store.visitor_decisions(&key(1), 0, 1).await.unwrap().len(),
+        1
+    );
+    // An export reads every page, oldest first, within its range.
+    assert_eq!(export(store.as_ref(), 0, now + 1).await, batch);
+    assert_eq!(
+        export(store.as_ref(), now - 4_000, now - 2_000).await,
+        batch[1..3]
+    );
+    // Erasure takes one visitor's, all of them.
+    assert_eq!(store.erase_decisions(&key(2)).await.unwrap(), 2);
+    assert!(store.decision(&batch[1].id).await.unwrap().is_none());
+    assert!(
+        store
+            .visitor_decisions(&key(2), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(export(store.as_ref(), 0, now + 1).await.len(), 3);
+    // Past the age: gone from every index (the index keys expire on Redis: this waits
+    // for real time to pass).
+    let short = DecisionRetention {
+        keep: 1_000,
+        max_age_ms: 1_000,
+    };
+    let first = decision(vitrine::domain::time::unix_now_ms(), 3, 7);
+    store
+        .append_decisions(std::slice::from_ref(&first), short, first.at_ms)
+        .await
+        .unwrap();
+    assert!(store.decision(&first.id).await.unwrap().is_some());
+    let mut n = 0u8;
+    common::eventually("a decision past its age is gone", || {
+        let store = store.clone();
+        n += 1;
+        let first = first.clone();
+        async move {
+            let t = vitrine::domain::time::unix_now_ms();
+            let next = decision(t, 5, n);
+            store
+                .append_decisions(std::slice::from_ref(&next), short, t)
+                .await
+                .unwrap();
+            store.decision(&first.id).await.unwrap().is_none()
+                && store
+                    .visitor_decisions(&key(3), 0, 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+                && !export(store.as_ref(), t - short.max_age_ms, t + 1)
+                    .await
+                    .iter()
+                    .any(|d| d.id == first.id)
+                && store.decision(&next.id).await.unwrap().is_some()
+        }
+    })
+    .await;
+    let later = vitrine::domain::time::unix_now_ms();
+    // Over the count: the oldest go.
+    let small = DecisionRetention {
+        keep: 2,
+        max_age_ms: 600_000,
+    };
+    let more: Vec<StoredDecision> = (0..3)
+        .map(|i| decision(later + 10 + i, 4, i as u8))
+        .collect();
+    store
+        .append_decisions(&more, small, later + 20)
+        .await
+        .unwrap();
+    assert!(store.decision(&more[2].id).await.unwrap().is_some());
+    if exact {
+        assert_eq!(export(store.as_ref(), 0, later + 100).await, more[1..]);
+    }
+    assert!(store.erase_all_decisions().await.unwrap() > 0);
+    assert!(export(store.as_ref(), 0, later + 100).await.is_empty());
+}
+
+#[tokio::test]
+async fn every_decision_log_conforms() {
+    decision_log_conformance(Arc::new(MemoryStore::new()), true).await;
+    let dir = tempfile::tempdir().unwrap();
+    decision_log_conformance(
+        Arc::new(EmbeddedStore::open(&dir.path().join("d.redb")).unwrap()),
+        true,
+    )
+    .await;
+    let server = RedisServer::start();
+    decision_log_conformance(
+        Arc::new(RedisStore::connect(&redis_options(&server)).await.unwrap()),
+        false,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -202,6 +202,18 @@ impl TestApp {
         (r.status() == 200).then_some(r.json().await.expect("profile JSON"))
     }
 
+    /// `DELETE /admin/v1/profiles/{customer}`: its status (204 whether or not there was
+    /// one).
+    pub async fn erase_profile(&self, customer: &str) -> u16 {
+        self.client
+            .delete(self.url(&format!("/admin/v1/profiles/{customer}")))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// Triggers graceful shutdown and waits for the server to stop.
     pub async fn stop(&mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {

@@ -1,0 +1,365 @@
+//! The decision log: every answer on the record, off the request path, and read back,
+//! replayed and exported.
+//!
+//! A request that is recorded reads live learning and stock through a recording
+//! ([`crate::recommend::reads::Reads`]) and hands a [`Pending`] to [`Recorder::submit`]:
+//! a bounded queue in front of one writer task, which names products by id, encodes
+//! the record and appends batches to the store's [`DecisionLog`]. A full queue drops
+//! the record (counted), never the request. Replays need the versions a record names:
+//! rulesets are stored by version; the models and catalogs this replica served are kept
+//! in memory ([`Recorder::keep`]) up to `audit.keep_versions` beside the serving ones.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::config::AuditSettings;
+use crate::decide::content::Banners;
+use crate::decide::live::LiveRules;
+use crate::decide::record::{
+    self, DecisionRecord, Difference, Endpoint, Kept, Pending, ReplayError, Replayed,
+};
+use crate::recommend::Snapshot;
+use crate::recommend::engine::Policy;
+use crate::store::{CatalogStore, DecisionRetention, ProfileKey, StoreError, StoredDecision};
+
+/// Records written to the store in one append, at most.
+const BATCH: usize = 512;
+
+/// Takes decisions from requests and writes them.
+pub struct Recorder {
+    settings: AuditSettings,
+    queue: mpsc::Sender<Pending>,
+    store: Arc<dyn CatalogStore>,
+    /// The serving settings' digest (`recommend`, `content`): a replay needs the same.
+    settings_version: Arc<str>,
+    /// Snapshots served lately, newest last (see [`Recorder::keep`]).
+    kept: Mutex<VecDeque<Arc<Snapshot>>>,
+    /// Visitors erased lately, and when: what was queued for them before is not
+    /// written after.
+    erased: Mutex<VecDeque<(ProfileKey, std::time::Instant)>>,
+}
+
+/// How long an erased visitor's queued decisions are watched for (far longer than the
+/// queue takes to drain).
+const ERASED_WATCH: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Why a decision cannot be shown or replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("no decision {0} is kept")]
+    NotFound(String),
+    #[error("the versions this decision names are no longer kept: {0}")]
+    VersionsNotKept(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the stored record cannot be read: {0}")]
+    Unreadable(String),
+    #[error("the record cannot be decided again: {0}")]
+    Replay(#[from] ReplayError),
+}
+
+/// A replay's answer.
+#[derive(serde::Serialize)]
+pub struct ReplayAnswer {
+    pub identical: bool,
+    pub replayed: Replayed,
+    pub differences: Vec<Difference>,
+    /// What was compared.
+    pub compared: &'static [&'static str],
+}
+
+/// The fields a replay compares with the record.
+pub const COMPARED: &[&str] = &[
+    "output (every item: product, price, compare-at price, price list, score, reason; offers; banners; collections; modules; merchandising; or the cart evaluation with its currency)",
+    "candidates (product, score and each source's score)",
+];
+
+impl Recorder {
+    /// A recorder and its writer task (on the current runtime).
+    pub fn start(
+        settings: AuditSettings,
+        store: Arc<dyn CatalogStore>,
+        settings_version: String,
+    ) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(settings.queue.max(1));
+        let recorder = Arc::new(Self {
+            settings,
+            queue: tx,
+            store,
+            settings_version: settings_version.into(),
+            kept: Mutex::new(VecDeque::new()),
+            erased: Mutex::new(VecDeque::new()),
+        });
+        tokio::spawn(write(Arc::downgrade(&recorder), rx));
+        recorder
+    }
+
+    pub fn settings(&self) -> &AuditSettings {
+        &self.settings
+    }
+
+    pub fn settings_version(&self) -> &Arc<str> {
+        &self.settings_version
+    }
+
+    /// Whether a decision is recorded: always when degraded or a checkout, else for
+    /// `audit.sample_rate` of them (by the decision id's random bits, so the choice
+    /// costs nothing and is the same on every look).
+    pub fn wants(&self, endpoint: Endpoint, degraded: bool, decision_id: &uuid::Uuid) -> bool {
+        if !self.settings.enabled {
+            return false;
+        }
+        if degraded || endpoint == Endpoint::CartEvaluate || self.settings.sample_rate >= 1.0 {
+            return true;
+        }
+        let random = u64::from_be_bytes(decision_id.as_bytes()[8..].try_into().unwrap_or([0; 8]));
+        (random >> 11) as f64 / (1u64 << 53) as f64 <= self.settings.sample_rate
+    }
+
+    /// Queues a decision for the writer; a full queue drops it (counted).
+    pub fn submit(&self, pending: Pending) {
+        let endpoint = pending.endpoint.as_str();
+        match self.queue.try_send(pending) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) => {
+                metrics::counter!("vitrine_audit_dropped_total", "endpoint" => endpoint)
+                    .increment(1);
+            }
+        }
+    }
+
+    /// Keeps a snapshot served for a recorded decision, so its models and catalog can
+    /// be replayed after newer ones replace them.
+    fn keep(&self, snapshot: &Arc<Snapshot>) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.back().is_some_and(|k| Arc::ptr_eq(k, snapshot)) {
+            return;
+        }
+        let same = |k: &Arc<Snapshot>| {
+            k.models.version == snapshot.models.version
+                && k.catalog.version() == snapshot.catalog.version()
+        };
+        if let Some(i) = kept.iter().position(same) {
+            // The newer instance (its stock is the newer) stands for the version.
+            kept.remove(i);
+        }
+        kept.push_back(snapshot.clone());
+        while kept.len() > self.settings.keep_versions + 1 {
+            kept.pop_front();
+        }
+    }
+
+    /// The snapshot of a record's model and catalog versions: the serving one, or one
+    /// kept.
+    fn snapshot_for(
+        &self,
+        serving: &Arc<Snapshot>,
+        r: &DecisionRecord,
+    ) -> Result<Arc<Snapshot>, AuditError> {
+        let matches = |s: &Snapshot| {
+            s.models.version == r.versions.model
+                && format!("{:016x}", s.catalog.version()) == r.versions.catalog
+        };
+        if matches(serving) {
+            return Ok(serving.clone());
+        }
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = kept.iter().rev().find(|s| matches(s)) {
+            return Ok(s.clone());
+        }
+        let model_kept = serving.models.version == r.versions.model
+            || kept.iter().any(|s| s.models.version == r.versions.model);
+        Err(AuditError::VersionsNotKept(if model_kept {
+            format!("catalog {}", r.versions.catalog)
+        } else {
+            format!("model {}", r.versions.model)
+        }))
+    }
+
+    fn retention(&self) -> DecisionRetention {
+        DecisionRetention {
+            keep: self.settings.keep,
+            max_age_ms: i64::try_from(self.settings.max_age_s.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+        }
+    }
+
+    /// A kept decision.
+    pub async fn get(&self, id: &uuid::Uuid) -> Result<DecisionRecord, AuditError> {
+        let stored = self
+            .store
+            .decision(id.as_bytes())
+            .await?
+            .filter(|d| d.at_ms >= self.retention().oldest_ms(now_ms()))
+            .ok_or_else(|| AuditError::NotFound(id.to_string()))?;
+        record::decode(&stored.bytes).map_err(AuditError::Unreadable)
+    }
+
+    /// A visitor's decisions, newest first.
+    pub async fn of_visitor(
+        &self,
+        visitor: &ProfileKey,
+        placement: Option<crate::domain::Placement>,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DecisionRecord>, AuditError> {
+        let since = since_ms.max(self.retention().oldest_ms(now_ms()));
+        let mut out = Vec::new();
+        // Filtering by placement reads further than `limit`, within reason.
+        let scan = if placement.is_some() {
+            limit * 10
+        } else {
+            limit
+        };
+        for d in self.store.visitor_decisions(visitor, since, scan).await? {
+            let r = record::decode(&d.bytes).map_err(AuditError::Unreadable)?;
+            if placement.is_none_or(|p| p == r.placement) {
+                out.push(r);
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Erases a visitor's decisions (their profile was erased), those still queued too.
+    pub async fn erase(&self, visitor: &ProfileKey) -> Result<u64, StoreError> {
+        {
+            let mut erased = self.erased.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            while erased
+                .front()
+                .is_some_and(|(_, at)| now.duration_since(*at) > ERASED_WATCH)
+            {
+                erased.pop_front();
+            }
+            erased.push_back((*visitor, now));
+        }
+        self.store.erase_decisions(visitor).await
+    }
+
+    /// Erases every decision (the shop's data was erased).
+    pub async fn erase_all(&self) -> Result<u64, StoreError> {
+        self.store.erase_all_decisions().await
+    }
+
+    /// Whether a visitor was erased after this decision was queued.
+    fn was_erased(&self, visitor: &ProfileKey) -> bool {
+        let erased = self.erased.lock().unwrap_or_else(|e| e.into_inner());
+        erased.iter().any(|(k, _)| k == visitor)
+    }
+
+    /// One page of decisions made in `[from_ms, until_ms)` for an export.
+    pub async fn page(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+        cursor: &str,
+        limit: usize,
+    ) -> Result<(Vec<DecisionRecord>, Option<String>), AuditError> {
+        let from = from_ms.max(self.retention().oldest_ms(now_ms()));
+        let (stored, next) = self
+            .store
+            .decisions_between(from, until_ms, cursor, limit)
+            .await?;
+        let records = stored
+            .iter()
+            .map(|d| record::decode(&d.bytes).map_err(AuditError::Unreadable))
+            .collect::<Result<_, _>>()?;
+        Ok((records, next))
+    }
+
+    /// Decides a kept decision again with the versions it names and compares.
+    pub async fn replay(
+        &self,
+        id: &uuid::Uuid,
+        serving: &Arc<Snapshot>,
+        rules: &LiveRules,
+        policy: &Policy,
+        banners: &Banners,
+    ) -> Result<ReplayAnswer, AuditError> {
+        let r = self.get(id).await?;
+        if r.versions.settings != *self.settings_version {
+            return Err(AuditError::VersionsNotKept(format!(
+                "settings {} (serving {})",
+                r.versions.settings, self.settings_version
+            )));
+        }
+        let snapshot = self.snapshot_for(serving, &r)?;
+        let ruleset = rules.version(&r.versions.ruleset).await.map_err(|e| {
+            AuditError::VersionsNotKept(format!("ruleset {} ({e})", r.versions.ruleset))
+        })?;
+        let kept = Kept {
+            snapshot: &snapshot,
+            rules: &ruleset,
+            policy,
+            banners,
+        };
+        let replayed = match r.endpoint {
+            Endpoint::Recommend => record::replay_page(&r, kept, self.settings.candidates)?,
+            Endpoint::CartEvaluate => record::replay_cart(&r, kept)?,
+        };
+        let differences = record::differences(&r, &replayed);
+        Ok(ReplayAnswer {
+            identical: differences.is_empty(),
+            replayed,
+            differences,
+            compared: COMPARED,
+        })
+    }
+}
+
+fn now_ms() -> i64 {
+    crate::domain::time::unix_now_ms()
+}
+
+/// The writer: takes what is queued, in batches, until every sender is gone.
+async fn write(recorder: std::sync::Weak<Recorder>, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        batch.clear();
+        if rx.recv_many(&mut batch, BATCH).await == 0 {
+            return;
+        }
+        let Some(recorder) = recorder.upgrade() else {
+            return;
+        };
+        let mut stored = Vec::with_capacity(batch.len());
+        for pending in batch.drain(..) {
+            if recorder.was_erased(&pending.visitor) {
+                continue;
+            }
+            recorder.keep(&pending.snapshot);
+            let endpoint = pending.endpoint.as_str();
+            let r = pending.into_record();
+            match record::encode(&r) {
+                Ok(bytes) => {
+                    metrics::histogram!("vitrine_audit_record_bytes", "endpoint" => endpoint)
+                        .record(bytes.len() as f64);
+                    stored.push(StoredDecision {
+                        id: *r.decision_id.as_bytes(),
+                        at_ms: r.at_ms,
+                        visitor: r.visitor,
+                        bytes,
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "decision record not encoded"),
+            }
+        }
+        let n = stored.len() as u64;
+        match recorder
+            .store
+            .append_decisions(&stored, recorder.retention(), now_ms())
+            .await
+        {
+            Ok(()) => metrics::counter!("vitrine_audit_recorded_total").increment(n),
+            Err(e) => {
+                metrics::counter!("vitrine_audit_write_failed_total").increment(n);
+                tracing::warn!(error = %e, records = n, "decision records not written");
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The decision log's storage: records as opaque bytes, found by decision id, by
+//! visitor (newest first) and by time (oldest first, for export), kept by count and by
+//! age.
+//!
+//! Decision ids are UUIDv7s: their first 48 bits are the time in milliseconds, so
+//! ordering ids orders decisions by time, and a backend keyed by id needs no separate
+//! time index.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+
+use super::{ProfileKey, StoreError};
+
+/// One decision as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredDecision {
+    pub id: [u8; 16],
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    pub visitor: ProfileKey,
+    pub bytes: Vec<u8>,
+}
+
+/// How many decisions are kept, and how long (`audit.keep`, `audit.max_age_s`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecisionRetention {
+    pub keep: u64,
+    pub max_age_ms: i64,
+}
+
+impl DecisionRetention {
+    /// Decisions made before this (Unix milliseconds) are expired at `now_ms`.
+    pub fn oldest_ms(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_sub(self.max_age_ms)
+    }
+}
+
+#[async_trait]
+pub trait DecisionLog: Send + Sync + 'static {
+    /// Stores decisions (in time order) and lets go of what retention no longer keeps.
+    async fn append_decisions(
+        &self,
+        records: &[StoredDecision],
+        retention: DecisionRetention,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The decision with this id, unless it is unknown or no longer kept.
+    async fn decision(&self, id: &[u8; 16]) -> Result<Option<StoredDecision>, StoreError>;
+
+    /// A visitor's decisions made at or after `since_ms`, newest first, at most `limit`.
+    async fn visitor_decisions(
+        &self,
+        visitor: &ProfileKey,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredDecision>, StoreError>;
+
+    /// Erases every decision of a visitor; how many there were.
+    async fn erase_decisions(&self, visitor: &ProfileKey) -> Result<u64, StoreError>;
+
+    /// Erases every decision (a shop's data erased).
+    async fn erase_all_decisions(&self) -> Result<u64, StoreError>;
+
+    /// Decisions made in `[from_ms, until_ms)`, in the order they were stored (oldest
+    /// first), at most `limit`, from `cursor` (empty: the start); and the cursor of the
+    /// next page, when there may be one.
+    async fn decisions_between(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+        cursor: &str,
+        limit: usize,
+    ) -> Result<(Vec<StoredDecision>, Option<String>), StoreError>;
+}
+
+/// A page cursor that is the last decision id, in hex (the embedded and in-process
+/// stores).
+pub fn cursor_of(id: &[u8; 16]) -> String {
+    ProfileKey(*id).to_hex()
+}
+
+pub fn parse_cursor(cursor: &str) -> Result<Option<[u8; 16]>, StoreError> {
+    if cursor.is_empty() {
+        return Ok(None);
+    }
+    ProfileKey::from_hex(cursor)
+        .map(|k| Some(k.0))
+        .ok_or_else(|| StoreError::Codec(format!("not a decision cursor: {cursor:?}")))
+}
+
+/// The smallest UUIDv7 of a millisecond (and the first of the next for an end).
+pub fn id_floor(ms: i64) -> [u8; 16] {
+    let ms = u64::try_from(ms.max(0)).unwrap_or(0).min((1 << 48) - 1);
+    let mut id = [0u8; 16];
+    id[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    id
+}
+
+/// The visitor index's key: visitor, time (big-endian), id.
+pub fn visitor_key(visitor: &ProfileKey, at_ms: i64, id: &[u8; 16]) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..16].copy_from_slice(visitor.as_bytes());
+    k[16..24].copy_from_slice(&(at_ms.max(0) as u64).to_be_bytes());
+    k[24..].copy_from_slice(id);
+    k
+}
+
+/// Decisions in memory (the in-process store, and the shape the others follow).
+#[derive(Default)]
+pub struct DecisionTable {
+    by_id: BTreeMap<[u8; 16], StoredDecision>,
+    by_visitor: BTreeSet<[u8; 40]>,
+}
+
+impl DecisionTable {
+    pub fn append(
+        &mut self,
+        records: &[StoredDecision],
+        retention: DecisionRetention,
+        now_ms: i64,
+    ) {
+        for r in records {
+            self.by_visitor
+                .insert(visitor_key(&r.visitor, r.at_ms, &r.id));
+            self.by_id.insert(r.id, r.clone());
+        }
+        let oldest = retention.oldest_ms(now_ms);
+        while let Some((_, first)) = self.by_id.first_key_value() {
+            let over = self.by_id.len() as u64 > retention.keep;
+            if !over && first.at_ms >= oldest {
+                break;
+            }
+            let key = visitor_key(&first.visitor, first.at_ms, &first.id);
+            self.by_visitor.remove(&key);
+            self.by_id.pop_first();
+        }
+    }
+
+    pub fn get(&self, id: &[u8; 16]) -> Option<StoredDecision> {
+        self.by_id.get(id).cloned()
+    }
+
+    pub fn of_visitor(
+        &self,
+        visitor: &ProfileKey,
+        since_ms: i64,
+        limit: usize,
+    ) -> Vec<StoredDecision> {
+        let from = visitor_key(visitor, since_ms, &[0; 16]);
+        let to = visitor_key(visitor, i64::MAX, &[0xff; 16]);
+        self.by_visitor
+            .range(from..=to)
+            .rev()
+            .take(limit)
+            .filter_map(|k| self.by_id.get(&k[24..40].try_into().unwrap_or([0; 16])))
+            .cloned()
+            .collect()
+    }
+
+    pub fn erase(&mut self, visitor: &ProfileKey) -> u64 {
+        let from = visitor_key(visitor, 0, &[0; 16]);
+        let to = visitor_key(visitor, i64::MAX, &[0xff; 16]);
+        let keys: Vec<[u8; 40]> = self.by_visitor.range(from..=to).copied().collect();
+        for k in &keys {
+            self.by_visitor.remove(k);
+            self.by_id
+                .remove(&<[u8; 16]>::try_from(&k[24..40]).unwrap_or([0; 16]));
+        }
+        keys.len() as u64
+    }
+
+    pub fn clear(&mut self) -> u64 {
+        let n = self.by_id.len() as u64;
+        self.by_id.clear();
+        self.by_visitor.clear();
+        n
+    }
+
+    pub fn between(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+        after: Option<[u8; 16]>,
+        limit: usize,
+    ) -> Vec<StoredDecision> {
+        let start = match after {
+            Some(a) => std::ops::Bound::Excluded(a),
+            None => std::ops::Bound::Included(id_floor(from_ms)),
+        };
+        self.by_id
+            .range((start, std::ops::Bound::Excluded(id_floor(until_ms))))
+            .map(|(_, r)| r)
+            .filter(|r| r.at_ms >= from_ms && r.at_ms < until_ms)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(ms: i64, visitor: u8) -> StoredDecision {
+        let mut id = id_floor(ms);
+        id[15] = visitor;
+        StoredDecision {
+            id,
+            at_ms: ms,
+            visitor: ProfileKey([visitor; 16]),
+            bytes: vec![visitor],
+        }
+    }
+
+    #[test]
+    fn the_table_keeps_by_count_and_age_and_finds_by_visitor_and_time() {
+        let mut t = DecisionTable::default();
+        let keep = DecisionRetention {
+            keep: 3,
+            max_age_ms: 1_000,
+        };
+        t.append(&[record(100, 1), record(200, 2), record(300, 1)], keep, 300);
+        assert_eq!(t.of_visitor(&ProfileKey([1; 16]), 0, 10).len(), 2);
+        assert_eq!(
+            t.of_visitor(&ProfileKey([1; 16]), 0, 10)[0].at_ms,
+            300,
+            "newest first"
+        );
+        t.append(&[record(400, 2)], keep, 400);
+        assert!(t.get(&record(100, 1).id).is_none(), "over the count");
+        t.append(&[record(1_500, 3)], keep, 1_500);
+        assert!(t.get(&record(400, 2).id).is_none(), "too old");
+        assert_eq!(t.between(0, 2_000, None, 10).len(), 1);
+        assert_eq!(t.erase(&ProfileKey([2; 16])), 0);
+        assert!(t.of_visitor(&ProfileKey([2; 16]), 0, 10).is_empty());
+        assert_eq!(t.erase(&ProfileKey([3; 16])), 1);
+        assert!(t.between(0, 2_000, None, 10).is_empty());
+    }
+}
