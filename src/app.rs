@@ -575,3 +575,41 @@ pub fn serving_settings_version(settings: &Settings) -> String {
     let text = format!("{:?}{:?}", settings.recommend, settings.content);
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
 }
+
+/// Records fetched from the store per page of an export.
+const EXPORT_PAGE: usize = 1_000;
+
+/// Writes the kept decisions made in `[since_ms, until_ms)` as NDJSON, oldest first;
+/// how many.
+pub async fn export_decisions(
+    settings: &Settings,
+    since_ms: i64,
+    until_ms: i64,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, String> {
+    let (_, store) = open_store(settings).await.map_err(|e| e.to_string())?;
+    let oldest = crate::domain::time::unix_now_ms().saturating_sub(
+        i64::try_from(settings.audit.max_age_s.saturating_mul(1000)).unwrap_or(i64::MAX),
+    );
+    let from = since_ms.max(oldest);
+    let mut cursor = String::new();
+    let mut n = 0u64;
+    loop {
+        let (page, next) = store
+            .decisions_between(from, until_ms, &cursor, EXPORT_PAGE)
+            .await
+            .map_err(|e| e.to_string())?;
+        for d in &page {
+            let record = crate::decide::record::decode(&d.bytes)?;
+            serde_json::to_writer(&mut *out, &record).map_err(|e| e.to_string())?;
+            out.write_all(b"\n").map_err(|e| e.to_string())?;
+            n += 1;
+        }
+        match next {
+            Some(c) => cursor = c,
+            None => break,
+        }
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    Ok(n)
+}

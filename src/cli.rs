@@ -34,6 +34,35 @@ pub enum Command {
     Train(TrainArgs),
     /// Exit 0 when a running service answers 200 on the given URL, 1 otherwise.
     Healthcheck(HealthcheckArgs),
+    /// The decision log: `decisions export` streams records for a warehouse.
+    #[command(subcommand)]
+    Decisions(DecisionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DecisionsCommand {
+    /// Writes the kept decisions made in a time range to standard output, one JSON
+    /// record per line, oldest first (as `GET /admin/v1/decisions/{id}` shows them).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Ndjson,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// From this time: Unix milliseconds or RFC 3339 (`2026-11-30T00:00:00Z`).
+    #[arg(long, value_name = "TIME")]
+    pub since: String,
+    /// Until this time (not included); default: now.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    #[arg(long, value_enum, default_value = "ndjson")]
+    pub format: ExportFormat,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 #[derive(Debug, Args)]

@@ -3,8 +3,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use vitrine::app::App;
 use vitrine::cli::{
-    Cli, Command, ConfigArgs, EvalArgs, EvalDataset, EvalFormat, ImportArgs, ImportFormat,
-    ImportKind, ServeArgs, TrainArgs,
+    Cli, Command, ConfigArgs, DecisionsCommand, EvalArgs, EvalDataset, EvalFormat, ExportArgs,
+    ExportFormat, ImportArgs, ImportFormat, ImportKind, ServeArgs, TrainArgs,
 };
 use vitrine::config::{Overrides, Settings};
 use vitrine::ingest::import;
@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Import(args) => import_file(&args),
         Command::Eval(args) => evaluate(&args),
         Command::Train(args) => train(&args),
+        Command::Decisions(DecisionsCommand::Export(args)) => export_decisions(&args),
         Command::Healthcheck(args) => {
             if vitrine::cli::healthcheck(&args.url) {
                 ExitCode::SUCCESS
@@ -88,6 +89,44 @@ fn batch(config: &ConfigArgs) -> Result<(Settings, tokio::runtime::Runtime), Exi
     settings.log.level = "warn".into();
     vitrine::telemetry::init(&settings.log);
     Ok((settings, runtime()?))
+}
+
+/// `vitrine decisions export`: exit 0 when every kept record of the range was written,
+/// 2 when the export cannot run (settings, times, store).
+fn export_decisions(args: &ExportArgs) -> ExitCode {
+    let (settings, runtime) = match batch(&args.config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let ExportFormat::Ndjson = args.format;
+    let parse = |what: &str, raw: &str| {
+        vitrine::domain::time::parse_time_ms(raw).ok_or_else(|| {
+            eprintln!("vitrine: --{what} {raw:?} is neither Unix milliseconds nor RFC 3339");
+            ExitCode::from(2)
+        })
+    };
+    let since = match parse("since", &args.since) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let until = match args.until.as_deref().map(|u| parse("until", u)).transpose() {
+        Ok(t) => t.unwrap_or_else(|| vitrine::domain::time::unix_now_ms() + 1),
+        Err(code) => return code,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match runtime.block_on(vitrine::app::export_decisions(
+        &settings, since, until, &mut out,
+    )) {
+        Ok(n) => {
+            eprintln!("{n} decisions exported");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vitrine: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// `vitrine import`: exit 0 when the bad lines are within `--max-errors`, 1 when over,

@@ -279,6 +279,36 @@ async fn every_answer_is_recorded_and_replays_identically_after_a_retrain_and_a_
     traffic(&app, 9).await;
     all_identical(&app, &ids).await;
 
+    // The export streams them for a warehouse: every one, oldest first, as JSON lines.
+    let (code, stdout, stderr) = common::vitrine(&[
+        "decisions",
+        "export",
+        "--since",
+        "0",
+        "--redis",
+        &redis.url(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let exported: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let exported_ids: HashSet<&str> = exported
+        .iter()
+        .map(|r| r["decision_id"].as_str().unwrap())
+        .collect();
+    for id in &ids {
+        assert!(exported_ids.contains(id.as_str()), "{id} exported");
+    }
+    let times: Vec<i64> = exported
+        .iter()
+        .map(|r| r["at_ms"].as_i64().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1] + 1_000),
+        "oldest first"
+    );
+
     // No raw id in any stored byte: profiles, events, decisions are keyed hashes.
     let bytes = redis_bytes(&redis);
     assert!(holds(&bytes, "p000004"), "the scan reads values");
@@ -403,4 +433,26 @@ async fn unknown_and_malformed_decision_ids_are_told_apart() {
         assert_eq!(common::error_code(r).await.1, code, "{query}");
     }
     let _ = Duration::ZERO;
+}
+
+#[tokio::test]
+async fn the_embedded_store_holds_no_raw_id_of_a_recorded_visitor() {
+    let mut app = TestApp::spawn(settings()).await;
+    let dir = app.state.settings.storage.path.parent().unwrap().to_owned();
+    traffic(&app, 0).await;
+    let ids = answers(&app, 40).await;
+    let _ = recorded(&app, &ids).await;
+    all_identical(&app, &ids).await;
+    app.stop().await.unwrap();
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            bytes.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    assert!(holds(&bytes, "p000004"), "the scan reads the files");
+    for raw in SESSIONS.iter().chain([&CUSTOMER]) {
+        assert!(!holds(&bytes, raw), "{raw} is stored on disk");
+    }
 }
