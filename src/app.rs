@@ -232,11 +232,13 @@ impl App {
             hasher,
             metrics,
             audit,
+            drift: Arc::new(crate::audit::drift::Drift::new(settings.drift.clone())),
             cache_control,
             settings: Arc::new(settings),
         };
 
         crate::ingest::buffer::spawn_flusher(&state.buffer, &state.store, &state.learning);
+        watch_drift(&state);
         // Backends that do not expire entries themselves erase them a slice at a time.
         crate::background::every(
             &state.store,
@@ -612,4 +614,50 @@ pub async fn export_decisions(
     }
     out.flush().map_err(|e| e.to_string())?;
     Ok(n)
+}
+
+/// Computes drift every `drift.check_ms` (the PSI gauges) and, when a feature has
+/// drifted for `drift.for_s` with `drift.auto_retrain` on, retrains the models from the
+/// event log once for the serving version (as `vitrine train`) and swaps them in; other
+/// replicas follow the stored models as usual.
+fn watch_drift(state: &AppState) {
+    let period = Duration::from_millis(state.settings.drift.check_ms);
+    let settings = state.settings.clone();
+    // Weak: the watch must not keep the catalog (and its store) alive past the server.
+    let catalog = Arc::downgrade(&state.catalog);
+    crate::background::every(
+        &state.drift,
+        period,
+        move |drift: Arc<crate::audit::drift::Drift>| {
+            let settings = settings.clone();
+            let catalog = catalog.upgrade();
+            async move {
+                let Some(catalog) = catalog else {
+                    return;
+                };
+                let report = drift.check(unix_now());
+                if !report.retrain {
+                    return;
+                }
+                drift.retraining(&report, unix_now());
+                let drifted: Vec<&str> = report
+                    .features
+                    .iter()
+                    .filter(|f| f.drifting)
+                    .map(|f| f.feature)
+                    .collect();
+                tracing::warn!(model_version = %report.model_version, features = ?drifted, "drift: retraining from the event log");
+                metrics::counter!("vitrine_drift_retrains_total").increment(1);
+                match train_on(catalog.store(), &settings, None).await {
+                    Ok(trained) => {
+                        tracing::info!(model_version = %trained.version, interactions = trained.interactions, "drift: retrained");
+                        if let Err(e) = catalog.sync_models().await {
+                            tracing::warn!(error = %e, "drift: retrained models not swapped in yet; the follower retries");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "drift: retraining failed"),
+                }
+            }
+        },
+    );
 }

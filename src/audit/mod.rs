@@ -9,6 +9,8 @@
 //! rulesets are stored by version; the models and catalogs this replica served are kept
 //! in memory ([`Recorder::keep`]) up to `audit.keep_versions` beside the serving ones.
 
+pub mod drift;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -116,6 +118,11 @@ impl Recorder {
         }
         let random = u64::from_be_bytes(decision_id.as_bytes()[8..].try_into().unwrap_or([0; 8]));
         (random >> 11) as f64 / (1u64 << 53) as f64 <= self.settings.sample_rate
+    }
+
+    /// Decisions queued and not yet taken by the writer.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
     }
 
     /// Queues a decision for the writer; a full queue drops it (counted).

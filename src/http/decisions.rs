@@ -1,5 +1,5 @@
 //! The decision log's admin API: one decision as a person reads it, a visitor's
-//! decisions (found through the keyed hash of the id given), and a replay.
+//! decisions (found through the keyed hash of the id given), a replay; and drift.
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -22,6 +22,12 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/decisions", get(list))
         .route("/admin/v1/decisions/{decision_id}", get(one))
         .route("/admin/v1/decisions/{decision_id}/replay", post(replay))
+        .route("/admin/v1/drift", get(drift))
+}
+
+/// Each feature's PSI over the window, against the serving model version's reference.
+async fn drift(State(state): State<AppState>) -> Json<crate::audit::drift::Report> {
+    Json(state.drift.check(crate::domain::time::unix_now()))
 }
 
 fn decision_id(raw: &str) -> Result<uuid::Uuid, ApiError> {

@@ -508,6 +508,15 @@ pub async fn answer(
         now,
     };
     let decided = page::answer(&inputs, &request.page())?;
+    observe(
+        state,
+        &snapshot,
+        &request,
+        stored.as_deref(),
+        &decided,
+        degraded,
+        now,
+    );
     let body = AnswerJson {
         placement: decided.placement,
         recommendations: decided.items.iter().map(ItemJson::from).collect(),
@@ -594,6 +603,40 @@ pub async fn answer(
         h.insert("server-timing", v);
     }
     Ok(response)
+}
+
+/// Counts the answer's features into the drift window.
+fn observe(
+    state: &AppState,
+    snapshot: &crate::recommend::Snapshot,
+    request: &RecommendRequest,
+    profile: Option<&crate::domain::Profile>,
+    decided: &page::PageAnswer<'_>,
+    degraded: Option<Degraded>,
+    now: i64,
+) {
+    use crate::recommend::features;
+    let catalog = &snapshot.catalog;
+    let views = profile.map_or(0, |p| p.recently_viewed.len());
+    let in_view = request
+        .product_id
+        .as_deref()
+        .or_else(|| profile.and_then(|p| p.recently_viewed.first().map(String::as_str)))
+        .and_then(|id| catalog.lookup(id));
+    state.drift.observe(
+        &snapshot.models,
+        &crate::audit::drift::Observation {
+            placement: request.placement.as_str(),
+            device: features::device(request.context.device_class),
+            country: features::country(request.context.country.as_ref()),
+            history_length: features::history_length(views),
+            category: in_view.map(|p| features::department(catalog, p)),
+            cold: features::flag(profile.is_none_or(|p| views == 0 && p.purchased.is_empty())),
+            degraded: features::flag(degraded.is_some()),
+            top_score: features::top_score(decided.items.first().map(|i| i.score)),
+        },
+        now,
+    );
 }
 
 /// Merges the session into the customer off the answer's path: the merge is a write,

@@ -44,6 +44,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The decision log.
     pub audit: Arc<crate::audit::Recorder>,
+    /// Drift of live requests from the models' training.
+    pub drift: Arc<crate::audit::drift::Drift>,
     pub cache_control: HeaderValue,
 }
 
@@ -71,6 +73,10 @@ impl AppState {
                     "shutdown timeout; buffered events stay in the journal for the next start"
                 ),
             }
+        }
+        // Decisions queued for the log: written unless the deadline comes first.
+        while self.audit.queued() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         if self.learning.queued() > 0 {
             let flushed = tokio::time::timeout_at(deadline, self.learning.flush()).await;

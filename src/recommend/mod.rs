@@ -7,6 +7,7 @@
 pub mod audience;
 pub mod cooccur;
 pub mod engine;
+pub mod features;
 pub mod live;
 pub mod model;
 pub mod portable;

@@ -26,6 +26,8 @@ pub struct Models {
     pub log_cursor: String,
     /// What events taught since training.
     pub live: super::live::Live,
+    /// The training interactions' request features (drift's reference).
+    pub mix: super::features::Mix,
 }
 
 impl Models {
@@ -65,6 +67,7 @@ impl Models {
             audience,
             log_cursor: String::new(),
             live: super::live::Live::new(now, half_life),
+            mix: super::features::trained_mix(catalog, interactions),
         }
     }
 

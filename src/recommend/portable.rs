@@ -46,6 +46,9 @@ struct PortableModels {
     trend_at: i64,
     #[serde(default)]
     trend_half_life_s: f64,
+    /// The training interactions' request features (see [`super::features`]).
+    #[serde(default)]
+    mix: super::features::Mix,
 }
 
 fn export(n: &Neighbors) -> PortableNeighbors {
@@ -88,6 +91,7 @@ pub fn encode(models: &Models, catalog: &Catalog) -> Result<Vec<u8>, String> {
         log_cursor: models.log_cursor.clone(),
         trend_at: models.trending.clock().0,
         trend_half_life_s: models.trending.clock().1,
+        mix: models.mix.clone(),
     };
     let mut out = vec![FORMAT];
     rmp_serde::encode::write(&mut out, &portable).map_err(|e| e.to_string())?;
@@ -171,5 +175,6 @@ pub fn decode(bytes: &[u8], catalog: &Catalog) -> Result<Models, String> {
         ),
         log_cursor: p.log_cursor,
         live: super::live::Live::new(clock.0, clock.1),
+        mix: p.mix,
     })
 }

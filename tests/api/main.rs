@@ -14,6 +14,7 @@ mod customer_tokens;
 mod decide_properties;
 mod decisioning;
 mod decisions;
+mod drift;
 mod durability;
 mod errors_and_access;
 mod eval;
