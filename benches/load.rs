@@ -16,6 +16,9 @@
 //! times `GET /livez` every 20 ms), `LOAD_GROWTH` (1: profiles expire after 60 s; for
 //! `LOAD_SECONDS`, every request is a view by a new session, and the embedded store's
 //! file size is printed every 30 s).
+//! `LOAD_AUDIT` (1: a second server with the decision log off, the same shop, and
+//! `LOAD_AUDIT_ROUNDS` (3) alternating rounds against both: the throughput ratio,
+//! bytes per record and, with `LOAD_REDIS=1`, Redis memory per million records).
 //! With `LOAD_SECONDS=0` it only measures start-up. `LOAD_BARE` (1, the default): after
 //! the normal run, the same load against a bare handler in a process of its own (axum on
 //! a multi-threaded runtime, answering every request with one of Vitrine's own answers,
@@ -547,6 +550,174 @@ fn answer_body(port: u16, request: &[u8]) -> Vec<u8> {
     response.split_off(start)
 }
 
+/// The demo shop a server is started with.
+struct Shop {
+    products: usize,
+    customers: usize,
+    events: usize,
+    l1_ttl: u64,
+    /// The Redis to use as the store (`None`: the embedded store).
+    redis: Option<String>,
+}
+
+impl Shop {
+    /// Starts the real binary on `port` with this shop (and `extra` settings) and waits
+    /// until it answers.
+    fn start(
+        &self,
+        port: u16,
+        store: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> std::process::Child {
+        let started = Instant::now();
+        let mut server = Command::new(env!("CARGO_BIN_EXE_vitrine"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("serve")
+            .env("VITRINE__SERVER__ADDR", format!("127.0.0.1:{port}"))
+            .env("VITRINE__DEMO__PRODUCTS", self.products.to_string())
+            .env("VITRINE__DEMO__CUSTOMERS", self.customers.to_string())
+            .env("VITRINE__DEMO__EVENTS", self.events.to_string())
+            .env("VITRINE__LOG__LEVEL", "warn")
+            .env("VITRINE__STORAGE__PATH", store)
+            .env("VITRINE__CACHE__L1_TTL_MS", self.l1_ttl.to_string())
+            // The largest ruleset the limits allow is a large document.
+            .env("VITRINE__RULES__BODY_LIMIT_BYTES", "268435456")
+            .envs(
+                (env_or("LOAD_GROWTH", 0u8) == 1)
+                    .then_some([
+                        ("VITRINE__STORAGE__PROFILE_TTL_S", "60"),
+                        ("VITRINE__EVENTS__MAX_AGE_S", "60"),
+                    ])
+                    .into_iter()
+                    .flatten(),
+            )
+            .env(
+                "VITRINE__STORAGE__BACKEND",
+                if self.redis.is_some() {
+                    "redis"
+                } else {
+                    "embedded"
+                },
+            )
+            .env(
+                "VITRINE__REDIS__URL",
+                self.redis.clone().unwrap_or_default(),
+            )
+            .envs(extra.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start vitrine");
+        let url = format!("http://127.0.0.1:{port}/livez");
+        while !vitrine::cli::healthcheck(&url) {
+            if let Ok(Some(s)) = server.try_wait() {
+                panic!("server exited: {s}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+/// A sum or count from the server's `/metrics` (every series of `name` added).
+fn metric(port: u16, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0.0;
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Recording on (the server under test) against recording off (a second server, the
+/// same shop), in alternating rounds of the same load: the decision log's cost in
+/// throughput, and what its records weigh.
+fn against_unrecorded(
+    shop: &Shop,
+    on: (u16, u32),
+    requests: &std::sync::Arc<Vec<Vec<u8>>>,
+    connections: usize,
+    warmup: u64,
+    seconds: u64,
+    redis: Option<&redis_server::RedisServer>,
+) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let dir = tempfile::tempdir().expect("store dir");
+    let mut off = shop.start(
+        port,
+        &dir.path().join("vitrine.redb"),
+        &[
+            ("VITRINE__AUDIT__ENABLED", "false"),
+            ("VITRINE__REDIS__KEY_PREFIX", "vitrine-off:"),
+        ],
+    );
+    if env_or("LOAD_RULESET", 0u8) == 1 {
+        let catalog = demo_catalog(shop.products, shop.customers, shop.events);
+        publish_ruleset(port, &ruleset_gen::large_ruleset(&catalog, false));
+    }
+    let memory = |r: &redis_server::RedisServer| -> f64 {
+        r.command(&["INFO", "memory"])
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("used_memory:"))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    let (recorded_before, memory_before) = (
+        metric(on.0, "vitrine_audit_recorded_total"),
+        redis.map(memory),
+    );
+    let rounds: usize = env_or("LOAD_AUDIT_ROUNDS", 3);
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let a = run(on.0, on.1, requests, connections, warmup, seconds);
+        a.print(&format!("round {} recording on", round + 1));
+        let b = run(port, off.id(), requests, connections, warmup, seconds);
+        b.print(&format!("round {} recording off", round + 1));
+        with.push(a.rate());
+        without.push(b.rate());
+    }
+    // Let the writer finish what is queued before weighing.
+    std::thread::sleep(Duration::from_secs(2));
+    let recorded = metric(on.0, "vitrine_audit_recorded_total") - recorded_before;
+    let dropped = metric(on.0, "vitrine_audit_dropped_total");
+    let bytes = metric(on.0, "vitrine_audit_record_bytes_sum")
+        / metric(on.0, "vitrine_audit_record_bytes_count").max(1.0);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    println!(
+        "  decision log: recording on {:.0} req/s, off {:.0} req/s (means of {rounds} alternating rounds): {:.3} x",
+        mean(&with),
+        mean(&without),
+        mean(&with) / mean(&without)
+    );
+    println!(
+        "  {recorded:.0} records written, {dropped:.0} dropped; {bytes:.0} bytes a record (MessagePack)"
+    );
+    if let (Some(r), Some(before)) = (redis, memory_before) {
+        let per_million = (memory(r) - before) / recorded.max(1.0) * 1e6;
+        println!(
+            "  Redis memory per million decisions: {:.0} MiB (used_memory grew {:.1} MiB for {recorded:.0})",
+            per_million / (1024.0 * 1024.0),
+            (memory(r) - before) / (1024.0 * 1024.0)
+        );
+    }
+    let _ = off.kill();
+    let _ = off.wait();
+}
+
 fn main() {
     if let Ok(spec) = std::env::var("LOAD_BARE_SERVE") {
         bare_serve(&spec);
@@ -568,57 +739,15 @@ fn main() {
     let store_dir = tempfile::tempdir().expect("store dir");
     let mut redis = (env_or("LOAD_REDIS", 0u8) == 1).then(redis_server::RedisServer::start);
     let l1_ttl: u64 = env_or("LOAD_L1_TTL_MS", 500);
+    let shop = Shop {
+        products,
+        customers,
+        events,
+        l1_ttl,
+        redis: redis.as_ref().map(redis_server::RedisServer::url),
+    };
     let started = Instant::now();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_vitrine"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("serve")
-        .env("VITRINE__SERVER__ADDR", format!("127.0.0.1:{port}"))
-        .env("VITRINE__DEMO__PRODUCTS", products.to_string())
-        .env("VITRINE__DEMO__CUSTOMERS", customers.to_string())
-        .env("VITRINE__DEMO__EVENTS", events.to_string())
-        .env("VITRINE__LOG__LEVEL", "warn")
-        .env(
-            "VITRINE__STORAGE__PATH",
-            store_dir.path().join("vitrine.redb"),
-        )
-        .env("VITRINE__CACHE__L1_TTL_MS", l1_ttl.to_string())
-        // The largest ruleset the limits allow is a large document.
-        .env("VITRINE__RULES__BODY_LIMIT_BYTES", "268435456")
-        .envs(
-            (env_or("LOAD_GROWTH", 0u8) == 1)
-                .then_some([
-                    ("VITRINE__STORAGE__PROFILE_TTL_S", "60"),
-                    ("VITRINE__EVENTS__MAX_AGE_S", "60"),
-                ])
-                .into_iter()
-                .flatten(),
-        )
-        .env(
-            "VITRINE__STORAGE__BACKEND",
-            if redis.is_some() { "redis" } else { "embedded" },
-        )
-        .env(
-            "VITRINE__REDIS__URL",
-            redis
-                .as_ref()
-                .map(redis_server::RedisServer::url)
-                .unwrap_or_default(),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start vitrine");
-    let url = format!("http://127.0.0.1:{port}/livez");
-    while !vitrine::cli::healthcheck(&url) {
-        if let Ok(Some(s)) = server.try_wait() {
-            panic!("server exited: {s}");
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut server = shop.start(port, &store_dir.path().join("vitrine.redb"), &[]);
     let startup = started.elapsed();
     if env_or("LOAD_RULESET", 0u8) == 1 {
         let catalog = demo_catalog(products, customers, events);
@@ -663,6 +792,17 @@ fn main() {
         if env_or("LOAD_BARE", 1u8) == 1 {
             let body = answer_body(port, &requests[0]);
             against_bare(&normal, &body, &requests, connections, warmup, seconds);
+        }
+        if env_or("LOAD_AUDIT", 0u8) == 1 {
+            against_unrecorded(
+                &shop,
+                (port, server.id()),
+                &requests,
+                connections,
+                warmup,
+                seconds,
+                redis.as_ref(),
+            );
         }
         let outage: String = env_or("LOAD_OUTAGE", String::new());
         if let Some(redis) = redis.as_mut().filter(|_| !outage.is_empty()) {

@@ -27,7 +27,10 @@ use crate::recommend::engine::Policy;
 use crate::store::{CatalogStore, DecisionRetention, ProfileKey, StoreError, StoredDecision};
 
 /// Records written to the store in one append, at most.
-const BATCH: usize = 512;
+const BATCH: usize = 4_096;
+/// How long the writer gathers records before an append (unless a batch fills first):
+/// one commit for many records, so a copy-on-write store writes its pages once.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Takes decisions from requests and writes them.
 pub struct Recorder {
@@ -330,6 +333,14 @@ async fn write(recorder: std::sync::Weak<Recorder>, mut rx: mpsc::Receiver<Pendi
         batch.clear();
         if rx.recv_many(&mut batch, BATCH).await == 0 {
             return;
+        }
+        let gathering = tokio::time::Instant::now() + LINGER;
+        while batch.len() < BATCH {
+            let room = BATCH - batch.len();
+            match tokio::time::timeout_at(gathering, rx.recv_many(&mut batch, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
         }
         let Some(recorder) = recorder.upgrade() else {
             return;

@@ -156,6 +156,7 @@ pub struct Candidate {
     pub product_id: String,
     pub score: f32,
     /// (source, what it added)
+    #[serde(with = "sources")]
     pub sources: Vec<(Reason, f32)>,
 }
 
@@ -194,6 +195,7 @@ pub struct ItemOut {
     /// The price list the price came from (`None`: the catalog price).
     pub price_list: Option<String>,
     pub score: f32,
+    #[serde(with = "reason")]
     pub reason: Reason,
 }
 
@@ -620,6 +622,60 @@ pub fn encode(r: &DecisionRecord) -> Result<Vec<u8>, String> {
 
 pub fn decode(bytes: &[u8]) -> Result<DecisionRecord, String> {
     rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+/// A reason by name in JSON, by its index in [`Reason::ALL`] in MessagePack.
+mod reason {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::recommend::Reason;
+
+    pub fn serialize<S: Serializer>(r: &Reason, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            r.serialize(s)
+        } else {
+            let i = Reason::ALL.iter().position(|x| x == r).unwrap_or(0);
+            s.serialize_u8(u8::try_from(i).unwrap_or(0))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
+        if d.is_human_readable() {
+            Reason::deserialize(d)
+        } else {
+            let i = u8::deserialize(d)?;
+            Reason::ALL
+                .get(usize::from(i))
+                .copied()
+                .ok_or_else(|| serde::de::Error::custom("unknown reason code"))
+        }
+    }
+}
+
+/// A candidate's sources, reasons as in [`reason`].
+mod sources {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::recommend::Reason;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Source(#[serde(with = "super::reason")] Reason, f32);
+
+    pub fn serialize<S: Serializer>(v: &[(Reason, f32)], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for (r, x) in v {
+            seq.serialize_element(&Source(*r, *x))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Reason, f32)>, D::Error> {
+        Ok(Vec::<Source>::deserialize(d)?
+            .into_iter()
+            .map(|Source(r, x)| (r, x))
+            .collect())
+    }
 }
 
 /// A profile key as 32 hex digits in JSON, 16 bytes in MessagePack.

@@ -36,6 +36,23 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order (a reason's index is its compact code).
+    pub const ALL: [Reason; 13] = [
+        Reason::BoughtTogether,
+        Reason::ViewedTogether,
+        Reason::BasedOnYourHistory,
+        Reason::RecentlyViewed,
+        Reason::BuyAgain,
+        Reason::SimilarItem,
+        Reason::MatchesSearch,
+        Reason::TrendingInCategory,
+        Reason::NewArrival,
+        Reason::TrendingInCountry,
+        Reason::TrendingOnDevice,
+        Reason::Trending,
+        Reason::Pinned,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Reason::BoughtTogether => "bought_together",

@@ -62,14 +62,16 @@ const PROFILE_EXPIRY: TableDefinition<&[u8], i64> = TableDefinition::new("profil
 /// Profile key (16 bytes) + op id (8 bytes, big-endian) -> when the id may be forgotten.
 const APPLIED_OPS: TableDefinition<&[u8], i64> = TableDefinition::new("applied_ops");
 
-/// Decision id (a UUIDv7: time-ordered) -> when (8 bytes, little-endian ms), the
-/// visitor's keyed hash (16 bytes), the MessagePack record.
-const DECISIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("decisions");
-/// Visitor (16 bytes) + when (8, big-endian ms) + decision id (16) -> nothing.
-const DECISIONS_BY_VISITOR: TableDefinition<&[u8], ()> =
-    TableDefinition::new("decisions_by_visitor");
-/// Decisions one append may let go of beyond the ones it adds (catching up on age).
-const DECISION_TRIM: usize = 1_000;
+/// Append sequence -> that append's decisions, each an entry: its length (4 bytes,
+/// little-endian, of what follows), when (8, little-endian ms), the visitor's keyed hash
+/// (16), the decision id (16), the MessagePack record. One row per append, so recording
+/// costs one large write rather than a B-tree insert of a large value per decision; an
+/// erased decision's entry is zeroed in place.
+const DECISION_BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("decision_batches");
+/// Decision id -> its append (8 bytes, big-endian), its entry's offset there (4) and the
+/// visitor (16). Ids are UUIDv7s (time first), so appends add at the table's end and
+/// retention takes from its start.
+const DECISION_IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("decision_ids");
 
 /// Entries of each expiring table one sweep looks at.
 const SWEEP_SLICE: usize = 20_000;
@@ -152,8 +154,8 @@ impl EmbeddedStore {
         txn.open_table(APPLIED_OPS).map_err(unavailable)?;
         txn.open_table(MARKERS).map_err(unavailable)?;
         txn.open_table(PROMO_CUSTOMERS).map_err(unavailable)?;
-        txn.open_table(DECISIONS).map_err(unavailable)?;
-        txn.open_table(DECISIONS_BY_VISITOR).map_err(unavailable)?;
+        txn.open_table(DECISION_BATCHES).map_err(unavailable)?;
+        txn.open_table(DECISION_IDS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(Self {
             db: Arc::new(db),
@@ -322,23 +324,77 @@ fn codec_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::Codec(e.to_string())
 }
 
-fn stored_decision(id: &[u8], value: &[u8]) -> Result<StoredDecision, StoreError> {
-    let id: [u8; 16] = id
+/// Where a decision is: its append, its entry's offset, its visitor.
+struct Located {
+    batch: u64,
+    offset: usize,
+    visitor: ProfileKey,
+}
+
+fn located(v: &[u8]) -> Result<Located, StoreError> {
+    if v.len() != 28 {
+        return Err(codec_error("decision index entry of another size"));
+    }
+    let mut batch = [0u8; 8];
+    batch.copy_from_slice(&v[..8]);
+    let mut offset = [0u8; 4];
+    offset.copy_from_slice(&v[8..12]);
+    let mut visitor = [0u8; 16];
+    visitor.copy_from_slice(&v[12..28]);
+    Ok(Located {
+        batch: u64::from_be_bytes(batch),
+        offset: u32::from_le_bytes(offset) as usize,
+        visitor: ProfileKey(visitor),
+    })
+}
+
+/// The entry at `offset` of an append's row, and where the next one starts.
+fn entry_at(batch: &[u8], offset: usize) -> Result<(StoredDecision, usize), StoreError> {
+    let short = || codec_error("decision entry cut short");
+    let len = batch
+        .get(offset..offset + 4)
+        .ok_or_else(short)?
         .try_into()
-        .map_err(|_| codec_error("decision id of another size"))?;
-    if value.len() < 24 {
-        return Err(codec_error("decision record too short"));
+        .map(u32::from_le_bytes)
+        .map_err(|_| short())? as usize;
+    let e = batch.get(offset + 4..offset + 4 + len).ok_or_else(short)?;
+    if e.len() < 40 {
+        return Err(short());
     }
     let mut at = [0u8; 8];
-    at.copy_from_slice(&value[..8]);
+    at.copy_from_slice(&e[..8]);
     let mut visitor = [0u8; 16];
-    visitor.copy_from_slice(&value[8..24]);
-    Ok(StoredDecision {
-        id,
-        at_ms: i64::from_le_bytes(at),
-        visitor: ProfileKey(visitor),
-        bytes: value[24..].to_vec(),
-    })
+    visitor.copy_from_slice(&e[8..24]);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&e[24..40]);
+    Ok((
+        StoredDecision {
+            id,
+            at_ms: i64::from_le_bytes(at),
+            visitor: ProfileKey(visitor),
+            bytes: e[40..].to_vec(),
+        },
+        offset + 4 + len,
+    ))
+}
+
+/// Reads decisions by their index entries, keeping the last append's row read.
+fn read_located<'a>(
+    batches: &impl ReadableTable<u64, &'static [u8]>,
+    found: impl Iterator<Item = &'a Located>,
+) -> Result<Vec<StoredDecision>, StoreError> {
+    let mut out = Vec::new();
+    let mut row: Option<(u64, Vec<u8>)> = None;
+    for l in found {
+        if row.as_ref().is_none_or(|(b, _)| *b != l.batch) {
+            let v = batches.get(l.batch).map_err(unavailable)?;
+            row = v.map(|v| (l.batch, v.value().to_vec()));
+        }
+        if let Some((_, bytes)) = &row {
+            out.push(entry_at(bytes, l.offset)?.0);
+        }
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -349,44 +405,65 @@ impl DecisionLog for EmbeddedStore {
         retention: DecisionRetention,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let records = records.to_vec();
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut row = Vec::with_capacity(records.iter().map(|r| 44 + r.bytes.len()).sum());
+        let mut index = Vec::with_capacity(records.len());
+        for r in records {
+            let offset = u32::try_from(row.len()).map_err(|_| codec_error("append too large"))?;
+            let len = u32::try_from(40 + r.bytes.len())
+                .map_err(|_| codec_error("decision record too large"))?;
+            row.extend_from_slice(&len.to_le_bytes());
+            row.extend_from_slice(&r.at_ms.to_le_bytes());
+            row.extend_from_slice(r.visitor.as_bytes());
+            row.extend_from_slice(&r.id);
+            row.extend_from_slice(&r.bytes);
+            index.push((r.id, offset, r.visitor));
+        }
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             {
-                let mut table = txn.open_table(DECISIONS).map_err(unavailable)?;
-                let mut by_visitor = txn.open_table(DECISIONS_BY_VISITOR).map_err(unavailable)?;
-                let mut value = Vec::new();
-                for r in &records {
-                    value.clear();
-                    value.extend_from_slice(&r.at_ms.to_le_bytes());
-                    value.extend_from_slice(r.visitor.as_bytes());
-                    value.extend_from_slice(&r.bytes);
-                    table
-                        .insert(r.id.as_slice(), value.as_slice())
+                let mut batches = txn.open_table(DECISION_BATCHES).map_err(unavailable)?;
+                let mut ids = txn.open_table(DECISION_IDS).map_err(unavailable)?;
+                let seq = batches
+                    .last()
+                    .map_err(unavailable)?
+                    .map_or(0, |(k, _)| k.value() + 1);
+                batches.insert(seq, row.as_slice()).map_err(unavailable)?;
+                let mut v = [0u8; 28];
+                v[..8].copy_from_slice(&seq.to_be_bytes());
+                for (id, offset, visitor) in &index {
+                    v[8..12].copy_from_slice(&offset.to_le_bytes());
+                    v[12..].copy_from_slice(visitor.as_bytes());
+                    ids.insert(id.as_slice(), v.as_slice())
                         .map_err(unavailable)?;
-                    let k = decisions::visitor_key(&r.visitor, r.at_ms, &r.id);
-                    by_visitor.insert(k.as_slice(), ()).map_err(unavailable)?;
                 }
                 // Oldest first: over the count, or older than the age.
                 let oldest = decisions::id_floor(retention.oldest_ms(now_ms));
-                let mut over = table
+                let over = ids
                     .len()
                     .map_err(unavailable)?
                     .saturating_sub(retention.keep);
-                for _ in 0..records.len() + DECISION_TRIM {
-                    let Some((k, v)) = table.first().map_err(unavailable)? else {
-                        break;
-                    };
-                    if over == 0 && k.value() >= oldest.as_slice() {
+                let mut gone = 0u64;
+                ids.retain_in::<&[u8], _>(..oldest.as_slice(), |_, _| {
+                    gone += 1;
+                    false
+                })
+                .map_err(unavailable)?;
+                for _ in gone..over {
+                    if ids.pop_first().map_err(unavailable)?.is_none() {
                         break;
                     }
-                    let first = stored_decision(k.value(), v.value())?;
-                    drop((k, v));
-                    table.remove(first.id.as_slice()).map_err(unavailable)?;
-                    let vk = decisions::visitor_key(&first.visitor, first.at_ms, &first.id);
-                    by_visitor.remove(vk.as_slice()).map_err(unavailable)?;
-                    over = over.saturating_sub(1);
                 }
+                // An append none of whose decisions is left goes whole.
+                let first_kept = match ids.first().map_err(unavailable)? {
+                    Some((_, v)) => located(v.value())?.batch,
+                    None => seq + 1,
+                };
+                batches
+                    .retain_in(..first_kept.min(seq), |_, _| false)
+                    .map_err(unavailable)?;
             }
             txn.commit().map_err(unavailable)?;
             Ok(())
@@ -398,9 +475,13 @@ impl DecisionLog for EmbeddedStore {
         let id = *id;
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(DECISIONS).map_err(unavailable)?;
-            let v = table.get(id.as_slice()).map_err(unavailable)?;
-            v.map(|v| stored_decision(&id, v.value())).transpose()
+            let ids = txn.open_table(DECISION_IDS).map_err(unavailable)?;
+            let batches = txn.open_table(DECISION_BATCHES).map_err(unavailable)?;
+            let Some(v) = ids.get(id.as_slice()).map_err(unavailable)? else {
+                return Ok(None);
+            };
+            let l = located(v.value())?;
+            Ok(read_located(&batches, std::iter::once(&l))?.pop())
         })
         .await
     }
@@ -414,25 +495,23 @@ impl DecisionLog for EmbeddedStore {
         let visitor = *visitor;
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(DECISIONS).map_err(unavailable)?;
-            let by_visitor = txn.open_table(DECISIONS_BY_VISITOR).map_err(unavailable)?;
-            let from = decisions::visitor_key(&visitor, since_ms, &[0; 16]);
-            let to = decisions::visitor_key(&visitor, i64::MAX, &[0xff; 16]);
-            let mut out = Vec::new();
-            for entry in by_visitor
-                .range(from.as_slice()..=to.as_slice())
-                .map_err(unavailable)?
-                .rev()
-            {
-                if out.len() >= limit {
+            let ids = txn.open_table(DECISION_IDS).map_err(unavailable)?;
+            let batches = txn.open_table(DECISION_BATCHES).map_err(unavailable)?;
+            let from = decisions::id_floor(since_ms);
+            let mut found = Vec::new();
+            // Newest first: the index is in time order.
+            for entry in ids.range(from.as_slice()..).map_err(unavailable)?.rev() {
+                if found.len() >= limit {
                     break;
                 }
-                let (k, _) = entry.map_err(unavailable)?;
-                let k = k.value();
-                if let Some(v) = table.get(&k[24..40]).map_err(unavailable)? {
-                    out.push(stored_decision(&k[24..40], v.value())?);
+                let (_, v) = entry.map_err(unavailable)?;
+                let l = located(v.value())?;
+                if l.visitor == visitor {
+                    found.push(l);
                 }
             }
+            let mut out = read_located(&batches, found.iter())?;
+            out.retain(|d| d.at_ms >= since_ms);
             Ok(out)
         })
         .await
@@ -443,22 +522,39 @@ impl DecisionLog for EmbeddedStore {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             let erased = {
-                let mut table = txn.open_table(DECISIONS).map_err(unavailable)?;
-                let mut by_visitor = txn.open_table(DECISIONS_BY_VISITOR).map_err(unavailable)?;
-                let from = decisions::visitor_key(&visitor, 0, &[0; 16]);
-                let to = decisions::visitor_key(&visitor, i64::MAX, &[0xff; 16]);
-                let mut keys = Vec::new();
-                for entry in by_visitor
-                    .range(from.as_slice()..=to.as_slice())
-                    .map_err(unavailable)?
-                {
-                    keys.push(entry.map_err(unavailable)?.0.value().to_vec());
+                let mut ids = txn.open_table(DECISION_IDS).map_err(unavailable)?;
+                let mut batches = txn.open_table(DECISION_BATCHES).map_err(unavailable)?;
+                let mut theirs: Vec<(Vec<u8>, Located)> = Vec::new();
+                for entry in ids.iter().map_err(unavailable)? {
+                    let (k, v) = entry.map_err(unavailable)?;
+                    let l = located(v.value())?;
+                    if l.visitor == visitor {
+                        theirs.push((k.value().to_vec(), l));
+                    }
                 }
-                for k in &keys {
-                    table.remove(&k[24..40]).map_err(unavailable)?;
-                    by_visitor.remove(k.as_slice()).map_err(unavailable)?;
+                theirs.sort_by_key(|(_, l)| (l.batch, l.offset));
+                let mut i = 0;
+                while i < theirs.len() {
+                    let batch = theirs[i].1.batch;
+                    let row = batches.get(batch).map_err(unavailable)?;
+                    let Some(mut bytes) = row.map(|r| r.value().to_vec()) else {
+                        i += 1;
+                        continue;
+                    };
+                    while i < theirs.len() && theirs[i].1.batch == batch {
+                        // Zeroed in place: the entry's length stays, so offsets do too.
+                        let (_, next) = entry_at(&bytes, theirs[i].1.offset)?;
+                        bytes[theirs[i].1.offset + 4..next].fill(0);
+                        i += 1;
+                    }
+                    batches
+                        .insert(batch, bytes.as_slice())
+                        .map_err(unavailable)?;
                 }
-                keys.len() as u64
+                for (k, _) in &theirs {
+                    ids.remove(k.as_slice()).map_err(unavailable)?;
+                }
+                theirs.len() as u64
             };
             txn.commit().map_err(unavailable)?;
             Ok(erased)
@@ -470,11 +566,11 @@ impl DecisionLog for EmbeddedStore {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             let n = {
-                let mut table = txn.open_table(DECISIONS).map_err(unavailable)?;
-                let mut by_visitor = txn.open_table(DECISIONS_BY_VISITOR).map_err(unavailable)?;
-                let n = table.len().map_err(unavailable)?;
-                table.retain(|_, _| false).map_err(unavailable)?;
-                by_visitor.retain(|_, ()| false).map_err(unavailable)?;
+                let mut ids = txn.open_table(DECISION_IDS).map_err(unavailable)?;
+                let mut batches = txn.open_table(DECISION_BATCHES).map_err(unavailable)?;
+                let n = ids.len().map_err(unavailable)?;
+                ids.retain(|_, _| false).map_err(unavailable)?;
+                batches.retain(|_, _| false).map_err(unavailable)?;
                 n
             };
             txn.commit().map_err(unavailable)?;
@@ -493,29 +589,33 @@ impl DecisionLog for EmbeddedStore {
         let after = decisions::parse_cursor(cursor)?;
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(DECISIONS).map_err(unavailable)?;
+            let ids = txn.open_table(DECISION_IDS).map_err(unavailable)?;
+            let batches = txn.open_table(DECISION_BATCHES).map_err(unavailable)?;
             let from = decisions::id_floor(from_ms);
             let until = decisions::id_floor(until_ms);
-            let mut out = Vec::new();
-            for entry in table
+            let mut found = Vec::new();
+            let mut last = None;
+            for entry in ids
                 .range(from.as_slice()..until.as_slice())
                 .map_err(unavailable)?
             {
-                if out.len() >= limit {
+                if found.len() >= limit {
                     break;
                 }
                 let (k, v) = entry.map_err(unavailable)?;
                 if after.is_some_and(|a| k.value() <= a.as_slice()) {
                     continue;
                 }
-                let d = stored_decision(k.value(), v.value())?;
-                if d.at_ms >= from_ms && d.at_ms < until_ms {
-                    out.push(d);
-                }
+                last = Some(k.value().to_vec());
+                found.push(located(v.value())?);
             }
-            let next = (out.len() >= limit)
-                .then(|| out.last().map(|d| decisions::cursor_of(&d.id)))
-                .flatten();
+            let full = found.len() >= limit;
+            let mut out = read_located(&batches, found.iter())?;
+            out.retain(|d| d.at_ms >= from_ms && d.at_ms < until_ms);
+            let next = full
+                .then(|| last.and_then(|l| <[u8; 16]>::try_from(l.as_slice()).ok()))
+                .flatten()
+                .map(|id| decisions::cursor_of(&id));
             Ok((out, next))
         })
         .await
