@@ -373,6 +373,9 @@ fn stream_decision(fields: &[Vec<u8>]) -> Result<StoredDecision, StoreError> {
     })
 }
 
+/// Decisions appended in one pipeline, at most.
+const DECISION_PIPELINE: usize = 128;
+
 /// How far stream entry times (the server's clock when written) may lie from decision
 /// times when a time range is read.
 const DECISION_CLOCK_SLACK_MS: i64 = 60_000;
@@ -389,71 +392,73 @@ impl super::DecisionLog for RedisStore {
         retention: super::DecisionRetention,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let stream = self.decisions_key();
-        let mut pipe = redis::pipe();
-        for r in records {
-            let mut v = Vec::with_capacity(40 + r.bytes.len());
-            v.extend_from_slice(&r.at_ms.to_le_bytes());
-            v.extend_from_slice(r.visitor.as_bytes());
-            v.extend_from_slice(&r.id);
-            v.extend_from_slice(&r.bytes);
-            pipe.cmd("XADD")
-                .arg(&stream)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(retention.keep)
-                .arg("*")
-                .arg("d")
-                .arg(v);
-        }
-        let mut conn = self.conn.clone();
-        let ids: Vec<String> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let oldest = retention.oldest_ms(now_ms);
-        let ttl = retention.max_age_ms.max(1);
-        let mut pipe = redis::pipe();
-        let mut visitors: Vec<&ProfileKey> = Vec::new();
-        for (r, entry) in records.iter().zip(&ids) {
-            pipe.cmd("SET")
-                .arg(self.decision_key(&r.id))
-                .arg(entry)
-                .arg("PX")
-                .arg(ttl)
-                .ignore();
-            let mut member = r.id.to_vec();
-            member.extend_from_slice(entry.as_bytes());
-            pipe.cmd("ZADD")
-                .arg(self.visitor_decisions_key(&r.visitor))
-                .arg(r.at_ms)
-                .arg(member)
-                .ignore();
-            if !visitors.contains(&&r.visitor) {
-                visitors.push(&r.visitor);
+        // Small pipelines: Redis runs one pipeline's commands back to back, and profile
+        // reads from the serving path must not wait behind thousands of appends.
+        for records in records.chunks(DECISION_PIPELINE) {
+            let stream = self.decisions_key();
+            let mut pipe = redis::pipe();
+            for r in records {
+                let mut v = Vec::with_capacity(40 + r.bytes.len());
+                v.extend_from_slice(&r.at_ms.to_le_bytes());
+                v.extend_from_slice(r.visitor.as_bytes());
+                v.extend_from_slice(&r.id);
+                v.extend_from_slice(&r.bytes);
+                pipe.cmd("XADD")
+                    .arg(&stream)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(retention.keep)
+                    .arg("*")
+                    .arg("d")
+                    .arg(v);
             }
-        }
-        for v in visitors {
-            let key = self.visitor_decisions_key(v);
-            pipe.cmd("ZREMRANGEBYSCORE")
-                .arg(&key)
-                .arg("-inf")
-                .arg(format!("({oldest}"))
+            let mut conn = self.conn.clone();
+            let ids: Vec<String> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            let oldest = retention.oldest_ms(now_ms);
+            let ttl = retention.max_age_ms.max(1);
+            let mut pipe = redis::pipe();
+            let mut visitors: Vec<&ProfileKey> = Vec::new();
+            for (r, entry) in records.iter().zip(&ids) {
+                pipe.cmd("SET")
+                    .arg(self.decision_key(&r.id))
+                    .arg(entry)
+                    .arg("PX")
+                    .arg(ttl)
+                    .ignore();
+                let mut member = r.id.to_vec();
+                member.extend_from_slice(entry.as_bytes());
+                pipe.cmd("ZADD")
+                    .arg(self.visitor_decisions_key(&r.visitor))
+                    .arg(r.at_ms)
+                    .arg(member)
+                    .ignore();
+                if !visitors.contains(&&r.visitor) {
+                    visitors.push(&r.visitor);
+                }
+            }
+            for v in visitors {
+                let key = self.visitor_decisions_key(v);
+                pipe.cmd("ZREMRANGEBYSCORE")
+                    .arg(&key)
+                    .arg("-inf")
+                    .arg(format!("({oldest}"))
+                    .ignore();
+                pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+            }
+            pipe.cmd("XTRIM")
+                .arg(&stream)
+                .arg("MINID")
+                .arg("~")
+                .arg(oldest.max(0))
                 .ignore();
-            pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
         }
-        pipe.cmd("XTRIM")
-            .arg(&stream)
-            .arg("MINID")
-            .arg("~")
-            .arg(oldest.max(0))
-            .ignore();
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| unavailable(&e))
+        Ok(())
     }
 
     async fn decision(&self, id: &[u8; 16]) -> Result<Option<StoredDecision>, StoreError> {
