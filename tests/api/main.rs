@@ -14,7 +14,6 @@ mod customer_tokens;
 mod decide_properties;
 mod decisioning;
 mod decisions;
-mod drift;
 mod durability;
 mod errors_and_access;
 mod eval;

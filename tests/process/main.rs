@@ -7,5 +7,7 @@
 mod common;
 
 mod circuit_breaker;
+mod decision_log;
+mod drift;
 mod ruleset_limits;
 mod slow_clients;
