@@ -41,9 +41,41 @@ pub struct Recorder {
     settings_version: Arc<str>,
     /// Snapshots served lately, newest last (see [`Recorder::keep`]).
     kept: Mutex<VecDeque<Arc<Snapshot>>>,
+    metrics: Metrics,
     /// Visitors erased lately, and when: what was queued for them before is not
     /// written after.
     erased: Mutex<VecDeque<(ProfileKey, std::time::Instant)>>,
+}
+
+/// The decision log's metric handles, looked up once.
+struct Metrics {
+    dropped: [metrics::Counter; 2],
+    bytes: [metrics::Histogram; 2],
+    recorded: metrics::Counter,
+    write_failed: metrics::Counter,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let endpoints = [Endpoint::Recommend, Endpoint::CartEvaluate];
+        Self {
+            dropped: endpoints.map(|e| {
+                metrics::counter!("vitrine_audit_dropped_total", "endpoint" => e.as_str())
+            }),
+            bytes: endpoints.map(|e| {
+                metrics::histogram!("vitrine_audit_record_bytes", "endpoint" => e.as_str())
+            }),
+            recorded: metrics::counter!("vitrine_audit_recorded_total"),
+            write_failed: metrics::counter!("vitrine_audit_write_failed_total"),
+        }
+    }
+
+    fn slot(endpoint: Endpoint) -> usize {
+        match endpoint {
+            Endpoint::Recommend => 0,
+            Endpoint::CartEvaluate => 1,
+        }
+    }
 }
 
 /// How long an erased visitor's queued decisions are watched for (far longer than the
@@ -95,6 +127,7 @@ impl Recorder {
             store,
             settings_version: settings_version.into(),
             kept: Mutex::new(VecDeque::new()),
+            metrics: Metrics::new(),
             erased: Mutex::new(VecDeque::new()),
         });
         tokio::spawn(write(Arc::downgrade(&recorder), rx));
@@ -130,12 +163,11 @@ impl Recorder {
 
     /// Queues a decision for the writer; a full queue drops it (counted).
     pub fn submit(&self, pending: Pending) {
-        let endpoint = pending.endpoint.as_str();
+        let slot = Metrics::slot(pending.endpoint);
         match self.queue.try_send(pending) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) => {
-                metrics::counter!("vitrine_audit_dropped_total", "endpoint" => endpoint)
-                    .increment(1);
+                self.metrics.dropped[slot].increment(1);
             }
         }
     }
@@ -351,12 +383,11 @@ async fn write(recorder: std::sync::Weak<Recorder>, mut rx: mpsc::Receiver<Pendi
                 continue;
             }
             recorder.keep(&pending.snapshot);
-            let endpoint = pending.endpoint.as_str();
+            let slot = Metrics::slot(pending.endpoint);
             let r = pending.into_record();
             match record::encode(&r) {
                 Ok(bytes) => {
-                    metrics::histogram!("vitrine_audit_record_bytes", "endpoint" => endpoint)
-                        .record(bytes.len() as f64);
+                    recorder.metrics.bytes[slot].record(bytes.len() as f64);
                     stored.push(StoredDecision {
                         id: *r.decision_id.as_bytes(),
                         at_ms: r.at_ms,
@@ -373,9 +404,9 @@ async fn write(recorder: std::sync::Weak<Recorder>, mut rx: mpsc::Receiver<Pendi
             .append_decisions(&stored, recorder.retention(), now_ms())
             .await
         {
-            Ok(()) => metrics::counter!("vitrine_audit_recorded_total").increment(n),
+            Ok(()) => recorder.metrics.recorded.increment(n),
             Err(e) => {
-                metrics::counter!("vitrine_audit_write_failed_total").increment(n);
+                recorder.metrics.write_failed.increment(n);
                 tracing::warn!(error = %e, records = n, "decision records not written");
             }
         }

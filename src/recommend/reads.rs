@@ -165,6 +165,9 @@ struct Memo {
     stock: FxHashMap<ProductIdx, bool>,
 }
 
+/// Products a typical answer reads the trend and stock of.
+const READS: usize = 256;
+
 enum Mode<'a> {
     Record(&'a (dyn Volatile + Sync), RefCell<Memo>),
     Replay(Indexed),
@@ -190,7 +193,15 @@ impl<'a> Reads<'a> {
     /// Reads `source`, keeping each value read.
     pub fn recording(source: &'a (dyn Volatile + Sync)) -> Self {
         Self {
-            mode: Mode::Record(source, RefCell::new(Memo::default())),
+            mode: Mode::Record(
+                source,
+                RefCell::new(Memo {
+                    // Sized for a typical answer's reads, so they are not rehashed.
+                    trend: FxHashMap::with_capacity_and_hasher(READS, Default::default()),
+                    stock: FxHashMap::with_capacity_and_hasher(READS, Default::default()),
+                    ..Memo::default()
+                }),
+            ),
         }
     }
 
