@@ -59,12 +59,12 @@ impl Metrics {
     fn new() -> Self {
         let endpoints = [Endpoint::Recommend, Endpoint::CartEvaluate];
         Self {
-            dropped: endpoints.map(|e| {
-                metrics::counter!("vitrine_audit_dropped_total", "endpoint" => e.as_str())
-            }),
-            bytes: endpoints.map(|e| {
-                metrics::histogram!("vitrine_audit_record_bytes", "endpoint" => e.as_str())
-            }),
+            dropped: endpoints.map(
+                |e| metrics::counter!("vitrine_audit_dropped_total", "endpoint" => e.as_str()),
+            ),
+            bytes: endpoints.map(
+                |e| metrics::histogram!("vitrine_audit_record_bytes", "endpoint" => e.as_str()),
+            ),
             recorded: metrics::counter!("vitrine_audit_recorded_total"),
             write_failed: metrics::counter!("vitrine_audit_write_failed_total"),
         }
