@@ -590,20 +590,22 @@ pub async fn export_decisions(
     out: &mut dyn std::io::Write,
 ) -> Result<u64, String> {
     let (_, store) = open_store(settings).await.map_err(|e| e.to_string())?;
-    let oldest = crate::domain::time::unix_now_ms().saturating_sub(
-        i64::try_from(settings.audit.max_age_s.saturating_mul(1000)).unwrap_or(i64::MAX),
-    );
-    let from = since_ms.max(oldest);
+    let retention = settings.audit.retention();
     let mut cursor = String::new();
     let mut n = 0u64;
     loop {
-        let (page, next) = store
-            .decisions_between(from, until_ms, &cursor, EXPORT_PAGE)
-            .await
-            .map_err(|e| e.to_string())?;
-        for d in &page {
-            let record = crate::decide::record::decode(&d.bytes)?;
-            serde_json::to_writer(&mut *out, &record).map_err(|e| e.to_string())?;
+        let (page, next) = crate::audit::page(
+            store.as_ref(),
+            retention,
+            since_ms,
+            until_ms,
+            &cursor,
+            EXPORT_PAGE,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        for record in &page {
+            serde_json::to_writer(&mut *out, record).map_err(|e| e.to_string())?;
             out.write_all(b"\n").map_err(|e| e.to_string())?;
             n += 1;
         }

@@ -110,6 +110,16 @@ pub struct AuditSettings {
     pub keep_versions: usize,
 }
 
+impl AuditSettings {
+    /// What the decision log keeps, as the stores take it.
+    pub fn retention(&self) -> crate::store::DecisionRetention {
+        crate::store::DecisionRetention {
+            keep: self.keep,
+            max_age_ms: i64::try_from(self.max_age_s.saturating_mul(1000)).unwrap_or(i64::MAX),
+        }
+    }
+}
+
 impl Default for AuditSettings {
     fn default() -> Self {
         Self {

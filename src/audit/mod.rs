@@ -221,11 +221,7 @@ impl Recorder {
     }
 
     fn retention(&self) -> DecisionRetention {
-        DecisionRetention {
-            keep: self.settings.keep,
-            max_age_ms: i64::try_from(self.settings.max_age_s.saturating_mul(1000))
-                .unwrap_or(i64::MAX),
-        }
+        self.settings.retention()
     }
 
     /// A kept decision.
@@ -294,26 +290,6 @@ impl Recorder {
         erased.iter().any(|(k, _)| k == visitor)
     }
 
-    /// One page of decisions made in `[from_ms, until_ms)` for an export.
-    pub async fn page(
-        &self,
-        from_ms: i64,
-        until_ms: i64,
-        cursor: &str,
-        limit: usize,
-    ) -> Result<(Vec<DecisionRecord>, Option<String>), AuditError> {
-        let from = from_ms.max(self.retention().oldest_ms(now_ms()));
-        let (stored, next) = self
-            .store
-            .decisions_between(from, until_ms, cursor, limit)
-            .await?;
-        let records = stored
-            .iter()
-            .map(|d| record::decode(&d.bytes).map_err(AuditError::Unreadable))
-            .collect::<Result<_, _>>()?;
-        Ok((records, next))
-    }
-
     /// Decides a kept decision again with the versions it names and compares.
     pub async fn replay(
         &self,
@@ -356,6 +332,28 @@ impl Recorder {
 
 fn now_ms() -> i64 {
     crate::domain::time::unix_now_ms()
+}
+
+/// One page of the kept decisions made in `[from_ms, until_ms)`, oldest first, from
+/// `cursor` (empty: the start), and the next page's cursor: what an export reads, with
+/// or without a running recorder.
+pub async fn page(
+    store: &dyn CatalogStore,
+    retention: DecisionRetention,
+    from_ms: i64,
+    until_ms: i64,
+    cursor: &str,
+    limit: usize,
+) -> Result<(Vec<DecisionRecord>, Option<String>), AuditError> {
+    let from = from_ms.max(retention.oldest_ms(now_ms()));
+    let (stored, next) = store
+        .decisions_between(from, until_ms, cursor, limit)
+        .await?;
+    let records = stored
+        .iter()
+        .map(|d| record::decode(&d.bytes).map_err(AuditError::Unreadable))
+        .collect::<Result<_, _>>()?;
+    Ok((records, next))
 }
 
 /// The writer: takes what is queued, in batches, until every sender is gone.
