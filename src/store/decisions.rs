@@ -22,6 +22,36 @@ pub struct StoredDecision {
     pub bytes: Vec<u8>,
 }
 
+impl StoredDecision {
+    /// The bytes before the record in an encoded decision: when (8, little-endian ms),
+    /// the visitor (16), the id (16).
+    pub const HEAD: usize = 40;
+
+    /// Appends the decision as the stores keep it: [`StoredDecision::HEAD`], then the
+    /// record.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.at_ms.to_le_bytes());
+        out.extend_from_slice(self.visitor.as_bytes());
+        out.extend_from_slice(&self.id);
+        out.extend_from_slice(&self.bytes);
+    }
+
+    /// A decision from [`StoredDecision::encode_into`]'s bytes.
+    pub fn decode(e: &[u8]) -> Result<Self, StoreError> {
+        let cut = || StoreError::Codec("decision entry cut short".into());
+        let head = e.get(..Self::HEAD).ok_or_else(cut)?;
+        let at: [u8; 8] = head[..8].try_into().map_err(|_| cut())?;
+        let visitor: [u8; 16] = head[8..24].try_into().map_err(|_| cut())?;
+        let id: [u8; 16] = head[24..40].try_into().map_err(|_| cut())?;
+        Ok(Self {
+            id,
+            at_ms: i64::from_le_bytes(at),
+            visitor: ProfileKey(visitor),
+            bytes: e[Self::HEAD..].to_vec(),
+        })
+    }
+}
+
 /// How many decisions are kept, and how long (`audit.keep`, `audit.max_age_s`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecisionRetention {

@@ -358,24 +358,7 @@ fn entry_at(batch: &[u8], offset: usize) -> Result<(StoredDecision, usize), Stor
         .map(u32::from_le_bytes)
         .map_err(|_| short())? as usize;
     let e = batch.get(offset + 4..offset + 4 + len).ok_or_else(short)?;
-    if e.len() < 40 {
-        return Err(short());
-    }
-    let mut at = [0u8; 8];
-    at.copy_from_slice(&e[..8]);
-    let mut visitor = [0u8; 16];
-    visitor.copy_from_slice(&e[8..24]);
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&e[24..40]);
-    Ok((
-        StoredDecision {
-            id,
-            at_ms: i64::from_le_bytes(at),
-            visitor: ProfileKey(visitor),
-            bytes: e[40..].to_vec(),
-        },
-        offset + 4 + len,
-    ))
+    Ok((StoredDecision::decode(e)?, offset + 4 + len))
 }
 
 /// Reads decisions by their index entries, keeping the last append's row read.
@@ -412,13 +395,10 @@ impl DecisionLog for EmbeddedStore {
         let mut index = Vec::with_capacity(records.len());
         for r in records {
             let offset = u32::try_from(row.len()).map_err(|_| codec_error("append too large"))?;
-            let len = u32::try_from(40 + r.bytes.len())
+            let len = u32::try_from(StoredDecision::HEAD + r.bytes.len())
                 .map_err(|_| codec_error("decision record too large"))?;
             row.extend_from_slice(&len.to_le_bytes());
-            row.extend_from_slice(&r.at_ms.to_le_bytes());
-            row.extend_from_slice(r.visitor.as_bytes());
-            row.extend_from_slice(&r.id);
-            row.extend_from_slice(&r.bytes);
+            r.encode_into(&mut row);
             index.push((r.id, offset, r.visitor));
         }
         self.blocking(move |db| {

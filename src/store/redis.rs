@@ -352,25 +352,13 @@ impl RedisStore {
     }
 }
 
-/// A decision entry's one field `d`: when (8 bytes, little-endian ms), the visitor (16),
-/// the decision id (16), the record.
+/// A decision entry's one field `d`: the decision as [`StoredDecision::encode_into`]
+/// writes it.
 fn stream_decision(fields: &[Vec<u8>]) -> Result<StoredDecision, StoreError> {
     let v = fields
         .get(1)
-        .filter(|v| v.len() >= 40)
         .ok_or_else(|| StoreError::Codec("decision entry without its record".into()))?;
-    let mut at = [0u8; 8];
-    at.copy_from_slice(&v[..8]);
-    let mut visitor = [0u8; 16];
-    visitor.copy_from_slice(&v[8..24]);
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&v[24..40]);
-    Ok(StoredDecision {
-        id,
-        at_ms: i64::from_le_bytes(at),
-        visitor: ProfileKey(visitor),
-        bytes: v[40..].to_vec(),
-    })
+    StoredDecision::decode(v)
 }
 
 /// Decisions appended in one pipeline, at most.
@@ -398,11 +386,8 @@ impl super::DecisionLog for RedisStore {
             let stream = self.decisions_key();
             let mut pipe = redis::pipe();
             for r in records {
-                let mut v = Vec::with_capacity(40 + r.bytes.len());
-                v.extend_from_slice(&r.at_ms.to_le_bytes());
-                v.extend_from_slice(r.visitor.as_bytes());
-                v.extend_from_slice(&r.id);
-                v.extend_from_slice(&r.bytes);
+                let mut v = Vec::with_capacity(StoredDecision::HEAD + r.bytes.len());
+                r.encode_into(&mut v);
                 pipe.cmd("XADD")
                     .arg(&stream)
                     .arg("MAXLEN")
