@@ -676,8 +676,9 @@ fn against_unrecorded(
             })
             .unwrap_or(0.0)
     };
-    let (recorded_before, memory_before) = (
+    let (recorded_before, bytes_before, memory_before) = (
         metric(on.0, "vitrine_audit_recorded_total"),
+        metric(on.0, "vitrine_audit_bytes_total"),
         redis.map(memory),
     );
     let rounds: usize = env_or("LOAD_AUDIT_ROUNDS", 3);
@@ -694,8 +695,7 @@ fn against_unrecorded(
     std::thread::sleep(Duration::from_secs(2));
     let recorded = metric(on.0, "vitrine_audit_recorded_total") - recorded_before;
     let dropped = metric(on.0, "vitrine_audit_dropped_total");
-    let bytes = metric(on.0, "vitrine_audit_record_bytes_sum")
-        / metric(on.0, "vitrine_audit_record_bytes_count").max(1.0);
+    let bytes = (metric(on.0, "vitrine_audit_bytes_total") - bytes_before) / recorded.max(1.0);
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     println!(
         "  decision log: recording on {:.0} req/s, off {:.0} req/s (means of {rounds} alternating rounds): {:.3} x",

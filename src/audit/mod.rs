@@ -2,10 +2,10 @@
 //! replayed and exported.
 //!
 //! A request that is recorded reads live learning and stock through a recording
-//! ([`crate::recommend::reads::Reads`]) and hands a [`Pending`] to [`Recorder::submit`]:
-//! a bounded queue in front of one writer task, which names products by id, encodes
-//! the record and appends batches to the store's [`DecisionLog`]. A full queue drops
-//! the record (counted), never the request. Replays need the versions a record names:
+//! ([`crate::recommend::reads::Reads`]) and hands a [`Pending`] to [`Recorder::submit`],
+//! which names products by id, encodes the record and queues its bytes: a bounded queue
+//! in front of one writer task that appends batches to the store's [`DecisionLog`]. A
+//! full queue drops the record (counted), never the request. Replays need the versions a record names:
 //! rulesets are stored by version; the models and catalogs this replica served are kept
 //! in memory ([`Recorder::keep`]) up to `audit.keep_versions` beside the serving ones.
 
@@ -14,7 +14,7 @@ pub mod drift;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::config::AuditSettings;
 use crate::decide::content::Banners;
@@ -35,7 +35,9 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 /// Takes decisions from requests and writes them.
 pub struct Recorder {
     settings: AuditSettings,
-    queue: mpsc::Sender<Pending>,
+    queue: mpsc::Sender<Queued>,
+    /// Tells the writer the queue is half full (it is not woken per decision).
+    filling: Arc<Notify>,
     store: Arc<dyn CatalogStore>,
     /// The serving settings' digest (`recommend`, `content`): a replay needs the same.
     settings_version: Arc<str>,
@@ -50,7 +52,7 @@ pub struct Recorder {
 /// The decision log's metric handles, looked up once.
 struct Metrics {
     dropped: [metrics::Counter; 2],
-    bytes: [metrics::Histogram; 2],
+    bytes: [metrics::Counter; 2],
     recorded: metrics::Counter,
     write_failed: metrics::Counter,
 }
@@ -62,9 +64,8 @@ impl Metrics {
             dropped: endpoints.map(
                 |e| metrics::counter!("vitrine_audit_dropped_total", "endpoint" => e.as_str()),
             ),
-            bytes: endpoints.map(
-                |e| metrics::histogram!("vitrine_audit_record_bytes", "endpoint" => e.as_str()),
-            ),
+            bytes: endpoints
+                .map(|e| metrics::counter!("vitrine_audit_bytes_total", "endpoint" => e.as_str())),
             recorded: metrics::counter!("vitrine_audit_recorded_total"),
             write_failed: metrics::counter!("vitrine_audit_write_failed_total"),
         }
@@ -121,16 +122,18 @@ impl Recorder {
         settings_version: String,
     ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
+        let filling = Arc::new(Notify::new());
         let recorder = Arc::new(Self {
             settings,
             queue: tx,
+            filling: filling.clone(),
             store,
             settings_version: settings_version.into(),
             kept: Mutex::new(VecDeque::new()),
             metrics: Metrics::new(),
             erased: Mutex::new(VecDeque::new()),
         });
-        tokio::spawn(write(Arc::downgrade(&recorder), rx));
+        tokio::spawn(write(Arc::downgrade(&recorder), rx, filling));
         recorder
     }
 
@@ -161,13 +164,62 @@ impl Recorder {
         self.queue.max_capacity() - self.queue.capacity()
     }
 
-    /// Queues a decision for the writer; a full queue drops it (counted).
+    /// Encodes a decision and queues it for the writer; a full queue drops it
+    /// (counted). Encoding here, as the answer is made, frees what the decision holds
+    /// at once, and the queue holds only bytes.
     pub fn submit(&self, pending: Pending) {
         let slot = Metrics::slot(pending.endpoint);
-        match self.queue.try_send(pending) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) => {
-                self.metrics.dropped[slot].increment(1);
+        let Ok(permit) = self.queue.try_reserve() else {
+            self.metrics.dropped[slot].increment(1);
+            return;
+        };
+        self.keep(&pending.snapshot);
+        let r = pending.into_record();
+        match record::encode(&r) {
+            Ok(bytes) => {
+                permit.send(Queued {
+                    slot,
+                    decision: StoredDecision {
+                        id: *r.decision_id.as_bytes(),
+                        at_ms: r.at_ms,
+                        visitor: r.visitor,
+                        bytes,
+                    },
+                });
+                if self.queue.capacity() < self.queue.max_capacity() / 2 {
+                    self.filling.notify_one();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "decision record not encoded"),
+        }
+    }
+
+    /// Writes a batch of queued decisions (leaving `batch` empty).
+    async fn append(&self, batch: &mut Vec<Queued>) {
+        let mut stored = Vec::with_capacity(batch.len());
+        let mut bytes_of = [0u64; 2];
+        for queued in batch.drain(..) {
+            if self.was_erased(&queued.decision.visitor) {
+                continue;
+            }
+            bytes_of[queued.slot] += queued.decision.bytes.len() as u64;
+            stored.push(queued.decision);
+        }
+        let n = stored.len() as u64;
+        match self
+            .store
+            .append_decisions(&stored, self.retention(), now_ms())
+            .await
+        {
+            Ok(()) => {
+                self.metrics.recorded.increment(n);
+                for (counter, bytes) in self.metrics.bytes.iter().zip(bytes_of) {
+                    counter.increment(bytes);
+                }
+            }
+            Err(e) => {
+                self.metrics.write_failed.increment(n);
+                tracing::warn!(error = %e, records = n, "decision records not written");
             }
         }
     }
@@ -356,56 +408,45 @@ pub async fn page(
     Ok((records, next))
 }
 
+/// A decision encoded and waiting for the writer.
+struct Queued {
+    /// Its endpoint's slot in [`Metrics`].
+    slot: usize,
+    decision: StoredDecision,
+}
+
 /// The writer: takes what is queued, in batches, until every sender is gone.
-async fn write(recorder: std::sync::Weak<Recorder>, mut rx: mpsc::Receiver<Pending>) {
+async fn write(
+    recorder: std::sync::Weak<Recorder>,
+    mut rx: mpsc::Receiver<Queued>,
+    filling: Arc<Notify>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        batch.clear();
-        if rx.recv_many(&mut batch, BATCH).await == 0 {
-            return;
+        // One wake for the first decision of a quiet spell; then the queue fills
+        // without waking anyone for LINGER, or until it is half full.
+        match rx.recv().await {
+            Some(q) => batch.push(q),
+            None => return,
         }
-        let gathering = tokio::time::Instant::now() + LINGER;
-        while batch.len() < BATCH {
-            let room = BATCH - batch.len();
-            match tokio::time::timeout_at(gathering, rx.recv_many(&mut batch, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
+        tokio::select! {
+            () = tokio::time::sleep(LINGER) => {}
+            () = filling.notified() => {}
         }
-        let Some(recorder) = recorder.upgrade() else {
-            return;
-        };
-        let mut stored = Vec::with_capacity(batch.len());
-        for pending in batch.drain(..) {
-            if recorder.was_erased(&pending.visitor) {
-                continue;
-            }
-            recorder.keep(&pending.snapshot);
-            let slot = Metrics::slot(pending.endpoint);
-            let r = pending.into_record();
-            match record::encode(&r) {
-                Ok(bytes) => {
-                    recorder.metrics.bytes[slot].record(bytes.len() as f64);
-                    stored.push(StoredDecision {
-                        id: *r.decision_id.as_bytes(),
-                        at_ms: r.at_ms,
-                        visitor: r.visitor,
-                        bytes,
-                    });
+        loop {
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(q) => batch.push(q),
+                    Err(_) => break,
                 }
-                Err(e) => tracing::warn!(error = %e, "decision record not encoded"),
             }
-        }
-        let n = stored.len() as u64;
-        match recorder
-            .store
-            .append_decisions(&stored, recorder.retention(), now_ms())
-            .await
-        {
-            Ok(()) => recorder.metrics.recorded.increment(n),
-            Err(e) => {
-                recorder.metrics.write_failed.increment(n);
-                tracing::warn!(error = %e, records = n, "decision records not written");
+            let full = batch.len() == BATCH;
+            let Some(recorder) = recorder.upgrade() else {
+                return;
+            };
+            recorder.append(&mut batch).await;
+            if !full {
+                break;
             }
         }
     }

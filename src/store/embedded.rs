@@ -20,7 +20,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use super::{
     Applied, CatalogChange, CatalogStore, DecisionLog, DecisionRetention, EventLog, LogEntry,
     ProfileKey, ProfileStore, StoreError, StoredDecision, apply_ops, codec, decisions,
-    record_result,
+    record_result, segments, segments::Segments,
 };
 use crate::domain::Profile;
 use crate::domain::catalog::ProductRecord;
@@ -62,16 +62,13 @@ const PROFILE_EXPIRY: TableDefinition<&[u8], i64> = TableDefinition::new("profil
 /// Profile key (16 bytes) + op id (8 bytes, big-endian) -> when the id may be forgotten.
 const APPLIED_OPS: TableDefinition<&[u8], i64> = TableDefinition::new("applied_ops");
 
-/// Append sequence -> that append's decisions, each an entry: its length (4 bytes,
-/// little-endian, of what follows), when (8, little-endian ms), the visitor's keyed hash
-/// (16), the decision id (16), the MessagePack record. One row per append, so recording
-/// costs one large write rather than a B-tree insert of a large value per decision; an
-/// erased decision's entry is zeroed in place.
-const DECISION_BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("decision_batches");
-/// Decision id -> its append (8 bytes, big-endian), its entry's offset there (4) and the
-/// visitor (16). Ids are UUIDv7s (time first), so appends add at the table's end and
-/// retention takes from its start.
-const DECISION_IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("decision_ids");
+/// Decision id -> its segment (8 bytes, big-endian), its entry's offset there (4,
+/// little-endian) and the visitor (16); the records are in [`Segments`]. Ids are
+/// UUIDv7s (time first), so appends add at the table's end and retention takes from
+/// its start.
+const DECISION_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("decision_index");
+/// Where decisions were kept before they moved to segment files: dropped at open.
+const LEGACY_DECISION_TABLES: [&str; 2] = ["decision_batches", "decision_ids"];
 
 /// Entries of each expiring table one sweep looks at.
 const SWEEP_SLICE: usize = 20_000;
@@ -99,6 +96,15 @@ pub struct EmbeddedStore {
     retention: super::Retention,
     /// Where the sweep stopped in `profile_expiry` and `applied_ops` (empty: start).
     sweep_from: std::sync::Mutex<(Vec<u8>, Vec<u8>)>,
+    /// The decision records.
+    segments: Arc<Segments>,
+}
+
+/// Where the decision records of the store at `path` are: `<path>.decisions/`.
+fn segments_dir(path: &Path) -> std::path::PathBuf {
+    let mut dir = path.as_os_str().to_owned();
+    dir.push(".decisions");
+    dir.into()
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -154,13 +160,17 @@ impl EmbeddedStore {
         txn.open_table(APPLIED_OPS).map_err(unavailable)?;
         txn.open_table(MARKERS).map_err(unavailable)?;
         txn.open_table(PROMO_CUSTOMERS).map_err(unavailable)?;
-        txn.open_table(DECISION_BATCHES).map_err(unavailable)?;
-        txn.open_table(DECISION_IDS).map_err(unavailable)?;
+        txn.open_table(DECISION_INDEX).map_err(unavailable)?;
+        for name in LEGACY_DECISION_TABLES {
+            let legacy: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
+            txn.delete_table(legacy).map_err(unavailable)?;
+        }
         txn.commit().map_err(unavailable)?;
         Ok(Self {
             db: Arc::new(db),
             retention,
             sweep_from: std::sync::Mutex::default(),
+            segments: Arc::new(Segments::open(&segments_dir(path))?),
         })
     }
 
@@ -324,10 +334,10 @@ fn codec_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::Codec(e.to_string())
 }
 
-/// Where a decision is: its append, its entry's offset, its visitor.
+/// Where a decision is: its segment, its entry's offset there, its visitor.
 struct Located {
-    batch: u64,
-    offset: usize,
+    segment: u64,
+    offset: u32,
     visitor: ProfileKey,
 }
 
@@ -335,49 +345,39 @@ fn located(v: &[u8]) -> Result<Located, StoreError> {
     if v.len() != 28 {
         return Err(codec_error("decision index entry of another size"));
     }
-    let mut batch = [0u8; 8];
-    batch.copy_from_slice(&v[..8]);
+    let mut segment = [0u8; 8];
+    segment.copy_from_slice(&v[..8]);
     let mut offset = [0u8; 4];
     offset.copy_from_slice(&v[8..12]);
     let mut visitor = [0u8; 16];
     visitor.copy_from_slice(&v[12..28]);
     Ok(Located {
-        batch: u64::from_be_bytes(batch),
-        offset: u32::from_le_bytes(offset) as usize,
+        segment: u64::from_be_bytes(segment),
+        offset: u32::from_le_bytes(offset),
         visitor: ProfileKey(visitor),
     })
 }
 
-/// The entry at `offset` of an append's row, and where the next one starts.
-fn entry_at(batch: &[u8], offset: usize) -> Result<(StoredDecision, usize), StoreError> {
-    let short = || codec_error("decision entry cut short");
-    let len = batch
-        .get(offset..offset + 4)
-        .ok_or_else(short)?
-        .try_into()
-        .map(u32::from_le_bytes)
-        .map_err(|_| short())? as usize;
-    let e = batch.get(offset + 4..offset + 4 + len).ok_or_else(short)?;
-    Ok((StoredDecision::decode(e)?, offset + 4 + len))
-}
-
-/// Reads decisions by their index entries, keeping the last append's row read.
-fn read_located<'a>(
-    batches: &impl ReadableTable<u64, &'static [u8]>,
-    found: impl Iterator<Item = &'a Located>,
+/// Reads decisions by their index entries; one erased since it was found (zeroed, so
+/// of another id) or in a segment gone is left out.
+fn read_located(
+    segments: &Segments,
+    found: &[([u8; 16], Located)],
 ) -> Result<Vec<StoredDecision>, StoreError> {
-    let mut out = Vec::new();
-    let mut row: Option<(u64, Vec<u8>)> = None;
-    for l in found {
-        if row.as_ref().is_none_or(|(b, _)| *b != l.batch) {
-            let v = batches.get(l.batch).map_err(unavailable)?;
-            row = v.map(|v| (l.batch, v.value().to_vec()));
-        }
-        if let Some((_, bytes)) = &row {
-            out.push(entry_at(bytes, l.offset)?.0);
+    let mut out = Vec::with_capacity(found.len());
+    for (id, l) in found {
+        if let Some(d) = segments.read(l.segment, l.offset)?
+            && d.id == *id
+        {
+            out.push(d);
         }
     }
     Ok(out)
+}
+
+fn decision_id(k: &[u8]) -> Result<[u8; 16], StoreError> {
+    k.try_into()
+        .map_err(|_| codec_error("decision id of another size"))
 }
 
 #[async_trait]
@@ -391,29 +391,22 @@ impl DecisionLog for EmbeddedStore {
         if records.is_empty() {
             return Ok(());
         }
-        let mut row = Vec::with_capacity(records.iter().map(|r| 44 + r.bytes.len()).sum());
-        let mut index = Vec::with_capacity(records.len());
-        for r in records {
-            let offset = u32::try_from(row.len()).map_err(|_| codec_error("append too large"))?;
-            let len = u32::try_from(StoredDecision::HEAD + r.bytes.len())
-                .map_err(|_| codec_error("decision record too large"))?;
-            row.extend_from_slice(&len.to_le_bytes());
-            r.encode_into(&mut row);
-            index.push((r.id, offset, r.visitor));
-        }
+        let segments = self.segments.clone();
+        let mut entries = segments.buffer();
+        let starts = segments::frame(records, &mut entries)?;
+        let index: Vec<([u8; 16], ProfileKey)> =
+            records.iter().map(|r| (r.id, r.visitor)).collect();
         self.blocking(move |db| {
+            // The bytes first: the index never points at what was not written.
+            let (segment, base) = segments.write(entries)?;
             let txn = db.begin_write().map_err(unavailable)?;
-            {
-                let mut batches = txn.open_table(DECISION_BATCHES).map_err(unavailable)?;
-                let mut ids = txn.open_table(DECISION_IDS).map_err(unavailable)?;
-                let seq = batches
-                    .last()
-                    .map_err(unavailable)?
-                    .map_or(0, |(k, _)| k.value() + 1);
-                batches.insert(seq, row.as_slice()).map_err(unavailable)?;
+            let first_kept = {
+                let mut ids = txn.open_table(DECISION_INDEX).map_err(unavailable)?;
                 let mut v = [0u8; 28];
-                v[..8].copy_from_slice(&seq.to_be_bytes());
-                for (id, offset, visitor) in &index {
+                v[..8].copy_from_slice(&segment.to_be_bytes());
+                for ((id, visitor), start) in index.iter().zip(&starts) {
+                    let offset = u32::try_from(base + start)
+                        .map_err(|_| codec_error("decision segment too large"))?;
                     v[8..12].copy_from_slice(&offset.to_le_bytes());
                     v[12..].copy_from_slice(visitor.as_bytes());
                     ids.insert(id.as_slice(), v.as_slice())
@@ -436,32 +429,29 @@ impl DecisionLog for EmbeddedStore {
                         break;
                     }
                 }
-                // An append none of whose decisions is left goes whole.
-                let first_kept = match ids.first().map_err(unavailable)? {
-                    Some((_, v)) => located(v.value())?.batch,
-                    None => seq + 1,
-                };
-                batches
-                    .retain_in(..first_kept.min(seq), |_, _| false)
-                    .map_err(unavailable)?;
-            }
+                match ids.first().map_err(unavailable)? {
+                    Some((_, v)) => located(v.value())?.segment,
+                    None => segment,
+                }
+            };
             txn.commit().map_err(unavailable)?;
-            Ok(())
+            // A segment none of whose decisions is left goes whole.
+            segments.remove_before(first_kept)
         })
         .await
     }
 
     async fn decision(&self, id: &[u8; 16]) -> Result<Option<StoredDecision>, StoreError> {
         let id = *id;
+        let segments = self.segments.clone();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
-            let ids = txn.open_table(DECISION_IDS).map_err(unavailable)?;
-            let batches = txn.open_table(DECISION_BATCHES).map_err(unavailable)?;
+            let ids = txn.open_table(DECISION_INDEX).map_err(unavailable)?;
             let Some(v) = ids.get(id.as_slice()).map_err(unavailable)? else {
                 return Ok(None);
             };
             let l = located(v.value())?;
-            Ok(read_located(&batches, std::iter::once(&l))?.pop())
+            Ok(read_located(&segments, &[(id, l)])?.pop())
         })
         .await
     }
@@ -473,10 +463,10 @@ impl DecisionLog for EmbeddedStore {
         limit: usize,
     ) -> Result<Vec<StoredDecision>, StoreError> {
         let visitor = *visitor;
+        let segments = self.segments.clone();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
-            let ids = txn.open_table(DECISION_IDS).map_err(unavailable)?;
-            let batches = txn.open_table(DECISION_BATCHES).map_err(unavailable)?;
+            let ids = txn.open_table(DECISION_INDEX).map_err(unavailable)?;
             let from = decisions::id_floor(since_ms);
             let mut found = Vec::new();
             // Newest first: the index is in time order.
@@ -484,13 +474,13 @@ impl DecisionLog for EmbeddedStore {
                 if found.len() >= limit {
                     break;
                 }
-                let (_, v) = entry.map_err(unavailable)?;
+                let (k, v) = entry.map_err(unavailable)?;
                 let l = located(v.value())?;
                 if l.visitor == visitor {
-                    found.push(l);
+                    found.push((decision_id(k.value())?, l));
                 }
             }
-            let mut out = read_located(&batches, found.iter())?;
+            let mut out = read_located(&segments, &found)?;
             out.retain(|d| d.at_ms >= since_ms);
             Ok(out)
         })
@@ -499,40 +489,26 @@ impl DecisionLog for EmbeddedStore {
 
     async fn erase_decisions(&self, visitor: &ProfileKey) -> Result<u64, StoreError> {
         let visitor = *visitor;
+        let segments = self.segments.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             let erased = {
-                let mut ids = txn.open_table(DECISION_IDS).map_err(unavailable)?;
-                let mut batches = txn.open_table(DECISION_BATCHES).map_err(unavailable)?;
-                let mut theirs: Vec<(Vec<u8>, Located)> = Vec::new();
+                let mut ids = txn.open_table(DECISION_INDEX).map_err(unavailable)?;
+                let mut theirs: Vec<([u8; 16], Located)> = Vec::new();
                 for entry in ids.iter().map_err(unavailable)? {
                     let (k, v) = entry.map_err(unavailable)?;
                     let l = located(v.value())?;
                     if l.visitor == visitor {
-                        theirs.push((k.value().to_vec(), l));
+                        theirs.push((decision_id(k.value())?, l));
                     }
                 }
-                theirs.sort_by_key(|(_, l)| (l.batch, l.offset));
-                let mut i = 0;
-                while i < theirs.len() {
-                    let batch = theirs[i].1.batch;
-                    let row = batches.get(batch).map_err(unavailable)?;
-                    let Some(mut bytes) = row.map(|r| r.value().to_vec()) else {
-                        i += 1;
-                        continue;
-                    };
-                    while i < theirs.len() && theirs[i].1.batch == batch {
-                        // Zeroed in place: the entry's length stays, so offsets do too.
-                        let (_, next) = entry_at(&bytes, theirs[i].1.offset)?;
-                        bytes[theirs[i].1.offset + 4..next].fill(0);
-                        i += 1;
-                    }
-                    batches
-                        .insert(batch, bytes.as_slice())
-                        .map_err(unavailable)?;
+                // Zeroed before the index lets go, so no byte of theirs outlives a
+                // crash unpointed-to.
+                for (_, l) in &theirs {
+                    segments.zero(l.segment, l.offset)?;
                 }
-                for (k, _) in &theirs {
-                    ids.remove(k.as_slice()).map_err(unavailable)?;
+                for (id, _) in &theirs {
+                    ids.remove(id.as_slice()).map_err(unavailable)?;
                 }
                 theirs.len() as u64
             };
@@ -543,16 +519,16 @@ impl DecisionLog for EmbeddedStore {
     }
 
     async fn erase_all_decisions(&self) -> Result<u64, StoreError> {
+        let segments = self.segments.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             let n = {
-                let mut ids = txn.open_table(DECISION_IDS).map_err(unavailable)?;
-                let mut batches = txn.open_table(DECISION_BATCHES).map_err(unavailable)?;
+                let mut ids = txn.open_table(DECISION_INDEX).map_err(unavailable)?;
                 let n = ids.len().map_err(unavailable)?;
                 ids.retain(|_, _| false).map_err(unavailable)?;
-                batches.retain(|_, _| false).map_err(unavailable)?;
                 n
             };
+            segments.clear()?;
             txn.commit().map_err(unavailable)?;
             Ok(n)
         })
@@ -567,14 +543,13 @@ impl DecisionLog for EmbeddedStore {
         limit: usize,
     ) -> Result<(Vec<StoredDecision>, Option<String>), StoreError> {
         let after = decisions::parse_cursor(cursor)?;
+        let segments = self.segments.clone();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
-            let ids = txn.open_table(DECISION_IDS).map_err(unavailable)?;
-            let batches = txn.open_table(DECISION_BATCHES).map_err(unavailable)?;
+            let ids = txn.open_table(DECISION_INDEX).map_err(unavailable)?;
             let from = decisions::id_floor(from_ms);
             let until = decisions::id_floor(until_ms);
             let mut found = Vec::new();
-            let mut last = None;
             for entry in ids
                 .range(from.as_slice()..until.as_slice())
                 .map_err(unavailable)?
@@ -583,17 +558,18 @@ impl DecisionLog for EmbeddedStore {
                     break;
                 }
                 let (k, v) = entry.map_err(unavailable)?;
-                if after.is_some_and(|a| k.value() <= a.as_slice()) {
+                let id = decision_id(k.value())?;
+                if after.is_some_and(|a| id <= a) {
                     continue;
                 }
-                last = Some(k.value().to_vec());
-                found.push(located(v.value())?);
+                found.push((id, located(v.value())?));
             }
             let full = found.len() >= limit;
-            let mut out = read_located(&batches, found.iter())?;
+            let last = found.last().map(|(id, _)| *id);
+            let mut out = read_located(&segments, &found)?;
             out.retain(|d| d.at_ms >= from_ms && d.at_ms < until_ms);
             let next = full
-                .then(|| last.and_then(|l| <[u8; 16]>::try_from(l.as_slice()).ok()))
+                .then_some(last)
                 .flatten()
                 .map(|id| decisions::cursor_of(&id));
             Ok((out, next))

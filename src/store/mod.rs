@@ -18,6 +18,7 @@ pub mod embedded;
 pub mod key;
 pub mod memory;
 pub mod redis;
+pub mod segments;
 pub mod tiered;
 
 use std::sync::Arc;
