@@ -382,12 +382,12 @@ impl Pending {
             reads: self.tape.map(id).unwrap_or_default(),
             candidates: self
                 .considered
-                .iter()
+                .into_iter()
                 .filter_map(|c| {
                     Some(Candidate {
                         product_id: id(&c.product)?,
                         score: c.score,
-                        sources: c.sources.clone(),
+                        sources: c.sources,
                     })
                 })
                 .collect(),
@@ -617,7 +617,10 @@ fn diff(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<
 
 /// Encodes a record for the store (MessagePack, structs as arrays).
 pub fn encode(r: &DecisionRecord) -> Result<Vec<u8>, String> {
-    rmp_serde::to_vec(r).map_err(|e| e.to_string())
+    // Room for a typical record, so it is not grown step by step.
+    let mut out = Vec::with_capacity(1024);
+    rmp_serde::encode::write(&mut out, r).map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 pub fn decode(bytes: &[u8]) -> Result<DecisionRecord, String> {

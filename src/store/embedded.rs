@@ -412,22 +412,29 @@ impl DecisionLog for EmbeddedStore {
                     ids.insert(id.as_slice(), v.as_slice())
                         .map_err(unavailable)?;
                 }
-                // Oldest first: over the count, or older than the age.
+                // Oldest first: older than the age, or over the count. The count is
+                // trimmed in steps of `keep / 64` (one range delete, not one per
+                // record): between steps a few more than `keep` are kept.
                 let oldest = decisions::id_floor(retention.oldest_ms(now_ms));
+                ids.retain_in::<&[u8], _>(..oldest.as_slice(), |_, _| false)
+                    .map_err(unavailable)?;
                 let over = ids
                     .len()
                     .map_err(unavailable)?
                     .saturating_sub(retention.keep);
-                let mut gone = 0u64;
-                ids.retain_in::<&[u8], _>(..oldest.as_slice(), |_, _| {
-                    gone += 1;
-                    false
-                })
-                .map_err(unavailable)?;
-                for _ in gone..over {
-                    if ids.pop_first().map_err(unavailable)?.is_none() {
-                        break;
+                if over > retention.keep / 64 {
+                    let first_kept = ids
+                        .iter()
+                        .map_err(unavailable)?
+                        .nth(usize::try_from(over).unwrap_or(usize::MAX))
+                        .transpose()
+                        .map_err(unavailable)?
+                        .map(|(k, _)| k.value().to_vec());
+                    match first_kept {
+                        Some(k) => ids.retain_in::<&[u8], _>(..k.as_slice(), |_, _| false),
+                        None => ids.retain(|_, _| false),
                     }
+                    .map_err(unavailable)?;
                 }
                 match ids.first().map_err(unavailable)? {
                     Some((_, v)) => located(v.value())?.segment,
