@@ -313,11 +313,17 @@ impl RedisStore {
         k
     }
 
-    /// `{prefix}dec:<id>`: a decision's stream entry id, expiring with the record.
-    fn decision_key(&self, id: &[u8; 16]) -> Vec<u8> {
+    /// `{prefix}deci:<minute>`: a hash of the decisions whose ids (UUIDv7s) were made
+    /// in that minute, each pointing at its stream entry until it expires
+    /// (`<entry>|<expires, Unix ms>`): one `HSET` an append for all of a minute's
+    /// decisions rather than one key each.
+    fn decision_index_key(&self, id: &[u8; 16]) -> Vec<u8> {
+        let mut ms = [0u8; 8];
+        ms[2..].copy_from_slice(&id[..6]);
+        let minute = u64::from_be_bytes(ms) / 60_000;
         let mut k = self.prefix.clone();
-        k.extend_from_slice(b"dec:");
-        k.extend_from_slice(id);
+        k.extend_from_slice(b"deci:");
+        k.extend_from_slice(minute.to_string().as_bytes());
         k
     }
 
@@ -369,9 +375,10 @@ const DECISION_PIPELINE: usize = 128;
 const DECISION_CLOCK_SLACK_MS: i64 = 60_000;
 
 /// The decision log: records in one stream (`{prefix}decisions`), trimmed by count
-/// (`MAXLEN ~`) and by age (`MINID ~`) on every append; `{prefix}dec:<id>` points from a
-/// decision id to its entry and expires with it; `{prefix}decv:<visitor>` is a sorted
-/// set of a visitor's entries by time, pruned by age and erased with the visitor.
+/// (`MAXLEN ~`) and by age (`MINID ~`) on every append; `{prefix}deci:<minute>` hashes
+/// point from decision ids to their entries until each expires; `{prefix}decv:<visitor>`
+/// is a sorted set of a visitor's entries by time, expiring with their last decision,
+/// pruned by age now and then and erased with the visitor.
 #[async_trait]
 impl super::DecisionLog for RedisStore {
     async fn append_decisions(
@@ -388,14 +395,7 @@ impl super::DecisionLog for RedisStore {
             for r in records {
                 let mut v = Vec::with_capacity(StoredDecision::HEAD + r.bytes.len());
                 r.encode_into(&mut v);
-                pipe.cmd("XADD")
-                    .arg(&stream)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(retention.keep)
-                    .arg("*")
-                    .arg("d")
-                    .arg(v);
+                pipe.cmd("XADD").arg(&stream).arg("*").arg("d").arg(v);
             }
             let mut conn = self.conn.clone();
             let ids: Vec<String> = pipe
@@ -404,35 +404,46 @@ impl super::DecisionLog for RedisStore {
                 .map_err(|e| unavailable(&e))?;
             let oldest = retention.oldest_ms(now_ms);
             let ttl = retention.max_age_ms.max(1);
+            let expires = now_ms.saturating_add(ttl);
             let mut pipe = redis::pipe();
-            let mut visitors: Vec<&ProfileKey> = Vec::new();
+            // The id index: one HSET a minute of ids (an append spans one or two).
+            let mut index: Vec<(Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
             for (r, entry) in records.iter().zip(&ids) {
-                pipe.cmd("SET")
-                    .arg(self.decision_key(&r.id))
-                    .arg(entry)
-                    .arg("PX")
-                    .arg(ttl)
-                    .ignore();
-                let mut member = r.id.to_vec();
-                member.extend_from_slice(entry.as_bytes());
-                pipe.cmd("ZADD")
-                    .arg(self.visitor_decisions_key(&r.visitor))
-                    .arg(r.at_ms)
-                    .arg(member)
-                    .ignore();
-                if !visitors.contains(&&r.visitor) {
-                    visitors.push(&r.visitor);
+                let key = self.decision_index_key(&r.id);
+                let value = format!("{entry}|{expires}").into_bytes();
+                match index.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, fields)) => fields.extend([r.id.to_vec(), value]),
+                    None => index.push((key, vec![r.id.to_vec(), value])),
                 }
             }
-            for v in visitors {
-                let key = self.visitor_decisions_key(v);
-                pipe.cmd("ZREMRANGEBYSCORE")
-                    .arg(&key)
-                    .arg("-inf")
-                    .arg(format!("({oldest}"))
-                    .ignore();
-                pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+            for (key, fields) in &index {
+                pipe.cmd("HSET").arg(key).arg(fields).ignore();
+                pipe.cmd("PEXPIRE").arg(key).arg(ttl).ignore();
             }
+            for (r, entry) in records.iter().zip(&ids) {
+                let key = self.visitor_decisions_key(&r.visitor);
+                let mut member = r.id.to_vec();
+                member.extend_from_slice(entry.as_bytes());
+                pipe.cmd("ZADD").arg(&key).arg(r.at_ms).arg(member).ignore();
+                pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+                // A visitor's expired members go one append in eight (by the id's
+                // random bits): their set stays within about eight of what is kept,
+                // without a command more for every decision.
+                if r.id[15] % 8 == 0 {
+                    pipe.cmd("ZREMRANGEBYSCORE")
+                        .arg(&key)
+                        .arg("-inf")
+                        .arg(format!("({oldest}"))
+                        .ignore();
+                }
+            }
+            // Trimmed once a pipeline, not on every XADD.
+            pipe.cmd("XTRIM")
+                .arg(&stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(retention.keep)
+                .ignore();
             pipe.cmd("XTRIM")
                 .arg(&stream)
                 .arg("MINID")
@@ -448,14 +459,23 @@ impl super::DecisionLog for RedisStore {
 
     async fn decision(&self, id: &[u8; 16]) -> Result<Option<StoredDecision>, StoreError> {
         let mut conn = self.conn.clone();
-        let entry: Option<String> = redis::cmd("GET")
-            .arg(self.decision_key(id))
+        let indexed: Option<String> = redis::cmd("HGET")
+            .arg(self.decision_index_key(id))
+            .arg(id.as_slice())
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
-        let Some(entry) = entry else {
+        let Some((entry, expires)) = indexed.as_deref().and_then(|v| v.split_once('|')) else {
             return Ok(None);
         };
+        if expires
+            .parse::<i64>()
+            .map_err(|_| StoreError::Codec(format!("decision index entry {indexed:?}")))?
+            <= crate::domain::time::unix_now_ms()
+        {
+            return Ok(None);
+        }
+        let entry = entry.to_owned();
         Ok(self
             .decisions_at(&[entry])
             .await?
@@ -503,7 +523,10 @@ impl super::DecisionLog for RedisStore {
         for m in members.iter().filter(|m| m.len() > 16) {
             let id: [u8; 16] = m[..16].try_into().unwrap_or([0; 16]);
             pipe.cmd("XDEL").arg(&stream).arg(&m[16..]).ignore();
-            pipe.cmd("DEL").arg(self.decision_key(&id)).ignore();
+            pipe.cmd("HDEL")
+                .arg(self.decision_index_key(&id))
+                .arg(id.as_slice())
+                .ignore();
         }
         pipe.cmd("DEL").arg(&key).ignore();
         pipe.query_async::<()>(&mut conn)
@@ -535,7 +558,10 @@ impl super::DecisionLog for RedisStore {
             let mut pipe = redis::pipe();
             for (_, fields) in &reply {
                 let d = stream_decision(fields)?;
-                pipe.cmd("DEL").arg(self.decision_key(&d.id)).ignore();
+                pipe.cmd("HDEL")
+                    .arg(self.decision_index_key(&d.id))
+                    .arg(d.id.as_slice())
+                    .ignore();
                 pipe.cmd("DEL")
                     .arg(self.visitor_decisions_key(&d.visitor))
                     .ignore();
