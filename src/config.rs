@@ -127,7 +127,7 @@ impl Default for AuditSettings {
             sample_rate: 1.0,
             keep: 1_000_000,
             max_age_s: 30 * 86_400,
-            queue: 10_000,
+            queue: 50_000,
             candidates: 10,
             keep_versions: 4,
         }
