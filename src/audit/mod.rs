@@ -5,9 +5,10 @@
 //! ([`crate::recommend::reads::Reads`]) and hands a [`Pending`] to [`Recorder::submit`],
 //! which names products by id, encodes the record and queues its bytes: a bounded queue
 //! in front of one writer task that appends batches to the store's [`DecisionLog`]. A
-//! full queue drops the record (counted), never the request. Replays need the versions a record names:
-//! rulesets are stored by version; the models and catalogs this replica served are kept
-//! in memory ([`Recorder::keep`]) up to `audit.keep_versions` beside the serving ones.
+//! full queue drops the record (counted), never the request. Replays need the versions
+//! a record names: rulesets are stored by version; the models and catalogs this
+//! replica served are kept in memory ([`Recorder::keep`]) up to `audit.keep_versions`
+//! beside the serving ones.
 
 pub mod drift;
 

@@ -292,8 +292,8 @@ fn replay_profile(r: &DecisionRecord) -> Option<Profile> {
     })
 }
 
-/// What the serving path keeps of one decision until the writer records it: cheap to
-/// take (moves and reference counts), turned into a [`DecisionRecord`] off the path.
+/// What the serving path keeps of one decision: cheap to take (moves and reference
+/// counts), turned into a [`DecisionRecord`] and encoded when the answer is made.
 pub struct Pending {
     pub decision_id: uuid::Uuid,
     pub at_ms: i64,

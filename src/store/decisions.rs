@@ -128,6 +128,13 @@ pub fn id_floor(ms: i64) -> [u8; 16] {
     id
 }
 
+/// The millisecond a UUIDv7 was made in (its first 48 bits).
+pub fn id_ms(id: &[u8; 16]) -> u64 {
+    let mut ms = [0u8; 8];
+    ms[2..].copy_from_slice(&id[..6]);
+    u64::from_be_bytes(ms)
+}
+
 /// The visitor index's key: visitor, time (big-endian), id.
 pub fn visitor_key(visitor: &ProfileKey, at_ms: i64, id: &[u8; 16]) -> [u8; 40] {
     let mut k = [0u8; 40];

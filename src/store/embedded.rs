@@ -67,8 +67,14 @@ const APPLIED_OPS: TableDefinition<&[u8], i64> = TableDefinition::new("applied_o
 /// UUIDv7s (time first), so appends add at the table's end and retention takes from
 /// its start.
 const DECISION_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("decision_index");
-/// Where decisions were kept before they moved to segment files: dropped at open.
-const LEGACY_DECISION_TABLES: [&str; 2] = ["decision_batches", "decision_ids"];
+/// Where earlier versions kept decisions (records and indexes in the database): dropped
+/// at open, so no record outlives an erasure in a table nothing reads any more.
+const LEGACY_DECISION_TABLES: [&str; 4] = [
+    "decisions",
+    "decisions_by_visitor",
+    "decision_batches",
+    "decision_ids",
+];
 
 /// Entries of each expiring table one sweep looks at.
 const SWEEP_SLICE: usize = 20_000;
@@ -1222,5 +1228,40 @@ impl ProfileStore for EmbeddedStore {
                 return Ok(erased);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::TableHandle;
+
+    use super::*;
+
+    #[test]
+    fn decision_tables_of_earlier_versions_are_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            for name in LEGACY_DECISION_TABLES {
+                let t: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
+                txn.open_table(t)
+                    .unwrap()
+                    .insert(b"id".as_slice(), b"a record".as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        drop(EmbeddedStore::open(&path).unwrap());
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let left: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_owned())
+            .filter(|n| LEGACY_DECISION_TABLES.contains(&n.as_str()))
+            .collect();
+        assert!(left.is_empty(), "still there: {left:?}");
     }
 }

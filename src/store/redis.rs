@@ -318,9 +318,7 @@ impl RedisStore {
     /// (`<entry>|<expires, Unix ms>`): one `HSET` an append for all of a minute's
     /// decisions rather than one key each.
     fn decision_index_key(&self, id: &[u8; 16]) -> Vec<u8> {
-        let mut ms = [0u8; 8];
-        ms[2..].copy_from_slice(&id[..6]);
-        let minute = u64::from_be_bytes(ms) / 60_000;
+        let minute = super::decisions::id_ms(id) / 60_000;
         let mut k = self.prefix.clone();
         k.extend_from_slice(b"deci:");
         k.extend_from_slice(minute.to_string().as_bytes());
@@ -389,8 +387,8 @@ impl super::DecisionLog for RedisStore {
     ) -> Result<(), StoreError> {
         // Small pipelines: Redis runs one pipeline's commands back to back, and profile
         // reads from the serving path must not wait behind thousands of appends.
+        let stream = self.decisions_key();
         for records in records.chunks(DECISION_PIPELINE) {
-            let stream = self.decisions_key();
             let mut pipe = redis::pipe();
             for r in records {
                 let mut v = Vec::with_capacity(StoredDecision::HEAD + r.bytes.len());

@@ -107,7 +107,7 @@ impl Segments {
             len,
             spare,
         } = &mut *current;
-        let path = self.dir.join(name(*seq));
+        let path = self.path(*seq);
         if file.is_none() {
             let f = OpenOptions::new()
                 .create(true)
