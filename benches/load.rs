@@ -17,8 +17,10 @@
 //! `LOAD_SECONDS`, every request is a view by a new session, and the embedded store's
 //! file size is printed every 30 s).
 //! `LOAD_AUDIT` (1: a second server with the decision log off, the same shop, and
-//! `LOAD_AUDIT_ROUNDS` (3) alternating rounds against both: the throughput ratio,
-//! bytes per record and, with `LOAD_REDIS=1`, Redis memory per million records).
+//! `LOAD_AUDIT_ROUNDS` (20) pairs of short rounds (`LOAD_AUDIT_SECONDS`, 3, after 1 s of
+//! warm-up) against both, in ABBA order so that neither always goes first: the
+//! throughput ratio, bytes per record and, with `LOAD_REDIS=1`, Redis memory per
+//! million records).
 //! With `LOAD_SECONDS=0` it only measures start-up. `LOAD_BARE` (1, the default): after
 //! the normal run, the same load against a bare handler in a process of its own (axum on
 //! a multi-threaded runtime, answering every request with one of Vitrine's own answers,
@@ -646,8 +648,6 @@ fn against_unrecorded(
     on: (u16, u32),
     requests: &std::sync::Arc<Vec<Vec<u8>>>,
     connections: usize,
-    warmup: u64,
-    seconds: u64,
     redis: Option<&redis_server::RedisServer>,
 ) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -681,15 +681,39 @@ fn against_unrecorded(
         metric(on.0, "vitrine_audit_bytes_total"),
         redis.map(memory),
     );
-    let rounds: usize = env_or("LOAD_AUDIT_ROUNDS", 3);
+    // Many short rounds, paired and in ABBA order: this machine's speed drifts over
+    // seconds, and each pair sees the same drift.
+    let rounds: usize = env_or("LOAD_AUDIT_ROUNDS", 20);
+    let round_seconds: u64 = env_or("LOAD_AUDIT_SECONDS", 3);
     let (mut with, mut without) = (Vec::new(), Vec::new());
+    let (mut cpu_with, mut cpu_without) = (Vec::new(), Vec::new());
+    println!("  round  recording on (req/s, µs CPU a request)  off  on/off");
     for round in 0..rounds {
-        let a = run(on.0, on.1, requests, connections, warmup, seconds);
-        a.print(&format!("round {} recording on", round + 1));
-        let b = run(port, off.id(), requests, connections, warmup, seconds);
-        b.print(&format!("round {} recording off", round + 1));
+        let drive = |port: u16, pid: u32| run(port, pid, requests, connections, 1, round_seconds);
+        let (a, b) = if round % 2 == 0 {
+            let a = drive(on.0, on.1);
+            (a, drive(port, off.id()))
+        } else {
+            let b = drive(port, off.id());
+            (drive(on.0, on.1), b)
+        };
+        let cpu = |s: &Summary| {
+            s.cpu
+                .map_or(0.0, |c| c * 1e6 / (s.ok + s.other).max(1) as f64)
+        };
+        println!(
+            "  {:5}  {:8.0} {:6.1}  {:8.0} {:6.1}  {:.3}",
+            round + 1,
+            a.rate(),
+            cpu(&a),
+            b.rate(),
+            cpu(&b),
+            a.rate() / b.rate()
+        );
         with.push(a.rate());
         without.push(b.rate());
+        cpu_with.push(cpu(&a));
+        cpu_without.push(cpu(&b));
     }
     // Let the writer finish what is queued before weighing.
     std::thread::sleep(Duration::from_secs(2));
@@ -697,11 +721,16 @@ fn against_unrecorded(
     let dropped = metric(on.0, "vitrine_audit_dropped_total");
     let bytes = (metric(on.0, "vitrine_audit_bytes_total") - bytes_before) / recorded.max(1.0);
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let mut ratios: Vec<f64> = with.iter().zip(&without).map(|(a, b)| a / b).collect();
+    ratios.sort_by(f64::total_cmp);
     println!(
-        "  decision log: recording on {:.0} req/s, off {:.0} req/s (means of {rounds} alternating rounds): {:.3} x",
+        "  decision log: recording on {:.0} req/s, off {:.0} req/s (means of {rounds} paired rounds): {:.3} x (median pair {:.3} x); server CPU {:.1} against {:.1} µs a request",
         mean(&with),
         mean(&without),
-        mean(&with) / mean(&without)
+        mean(&with) / mean(&without),
+        ratios.get(ratios.len() / 2).copied().unwrap_or(0.0),
+        mean(&cpu_with),
+        mean(&cpu_without)
     );
     println!(
         "  {recorded:.0} records written, {dropped:.0} dropped; {bytes:.0} bytes a record (MessagePack)"
@@ -799,8 +828,6 @@ fn main() {
                 (port, server.id()),
                 &requests,
                 connections,
-                warmup,
-                seconds,
                 redis.as_ref(),
             );
         }

@@ -3,9 +3,10 @@
 //!
 //! A request that is recorded reads live learning and stock through a recording
 //! ([`crate::recommend::reads::Reads`]) and hands a [`Pending`] to [`Recorder::submit`],
-//! which names products by id, encodes the record and queues its bytes: a bounded queue
-//! in front of one writer task that appends batches to the store's [`DecisionLog`]. A
-//! full queue drops the record (counted), never the request. Replays need the versions
+//! which encodes the record (products by id) and appends its bytes to the batch being
+//! filled: a bounded queue in front of one writer task, which takes the whole batch at
+//! once and appends it to the store's [`DecisionLog`], while requests fill the batch
+//! written before. A full queue drops the record (counted), never the request. Replays need the versions
 //! a record names: rulesets are stored by version; the models and catalogs this
 //! replica served are kept in memory ([`Recorder::keep`]) up to `audit.keep_versions`
 //! beside the serving ones.
@@ -13,9 +14,10 @@
 pub mod drift;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::config::AuditSettings;
 use crate::decide::content::Banners;
@@ -25,19 +27,28 @@ use crate::decide::record::{
 };
 use crate::recommend::Snapshot;
 use crate::recommend::engine::Policy;
-use crate::store::{CatalogStore, DecisionRetention, ProfileKey, StoreError, StoredDecision};
+use crate::store::{CatalogStore, DecisionBatch, DecisionRetention, ProfileKey, StoreError};
 
-/// Records written to the store in one append, at most.
-const BATCH: usize = 4_096;
-/// How long the writer gathers records before an append (unless a batch fills first):
-/// one commit for many records, so a copy-on-write store writes its pages once.
+/// How long the writer gathers records before an append (unless the queue is half full
+/// first): one write and one commit for many records.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A batch's buffer larger than this (after a burst) is let go of once written, not
+/// kept for the next.
+const SPARE_BYTES: usize = 8 << 20;
 
 /// Takes decisions from requests and writes them.
 pub struct Recorder {
     settings: AuditSettings,
-    queue: mpsc::Sender<Queued>,
-    /// Tells the writer the queue is half full (it is not woken per decision).
+    /// The batch being filled.
+    queue: Mutex<Waiting>,
+    /// Decisions in the batch being filled (read without the lock).
+    waiting: AtomicUsize,
+    /// Decisions taken by the writer and not yet written.
+    writing: AtomicUsize,
+    /// Wakes the writer for the first decision of a quiet spell (not for every one).
+    arrived: Arc<Notify>,
+    /// Tells the writer to write now: the queue is half full, or a flush.
     filling: Arc<Notify>,
     store: Arc<dyn CatalogStore>,
     /// The serving settings' digest (`recommend`, `content`): a replay needs the same.
@@ -122,11 +133,14 @@ impl Recorder {
         store: Arc<dyn CatalogStore>,
         settings_version: String,
     ) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel(settings.queue.max(1));
+        let arrived = Arc::new(Notify::new());
         let filling = Arc::new(Notify::new());
         let recorder = Arc::new(Self {
             settings,
-            queue: tx,
+            queue: Mutex::new(Waiting::default()),
+            waiting: AtomicUsize::new(0),
+            writing: AtomicUsize::new(0),
+            arrived: arrived.clone(),
             filling: filling.clone(),
             store,
             settings_version: settings_version.into(),
@@ -134,7 +148,7 @@ impl Recorder {
             metrics: Metrics::new(),
             erased: Mutex::new(VecDeque::new()),
         });
-        tokio::spawn(write(Arc::downgrade(&recorder), rx, filling));
+        tokio::spawn(write(Arc::downgrade(&recorder), arrived, filling));
         recorder
     }
 
@@ -160,56 +174,92 @@ impl Recorder {
         (random >> 11) as f64 / (1u64 << 53) as f64 <= self.settings.sample_rate
     }
 
-    /// Decisions queued and not yet taken by the writer.
+    /// Decisions queued and not yet written.
     pub fn queued(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
+        self.waiting.load(Ordering::Relaxed) + self.writing.load(Ordering::Relaxed)
+    }
+
+    /// Asks the writer to write what is queued now rather than after `LINGER`.
+    pub fn flush(&self) {
+        self.filling.notify_one();
     }
 
     /// Encodes a decision and queues it for the writer; a full queue drops it
     /// (counted). Encoding here, as the answer is made, frees what the decision holds
-    /// at once, and the queue holds only bytes.
+    /// at once, and the queue holds only bytes, one batch's in one buffer.
     pub fn submit(&self, pending: Pending) {
-        let slot = Metrics::slot(pending.endpoint);
-        let Ok(permit) = self.queue.try_reserve() else {
+        let endpoint = pending.endpoint;
+        let slot = Metrics::slot(endpoint);
+        let limit = self.settings.queue.max(1);
+        if self.waiting.load(Ordering::Relaxed) >= limit {
             self.metrics.dropped[slot].increment(1);
             return;
-        };
+        }
         self.keep(&pending.snapshot);
-        let r = pending.into_record();
-        match record::encode(&r) {
-            Ok(bytes) => {
-                permit.send(Queued {
-                    slot,
-                    decision: StoredDecision {
-                        id: *r.decision_id.as_bytes(),
-                        at_ms: r.at_ms,
-                        visitor: r.visitor,
-                        bytes,
-                    },
-                });
-                if self.queue.capacity() < self.queue.max_capacity() / 2 {
-                    self.filling.notify_one();
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "decision record not encoded"),
+        let (id, at_ms, visitor) = (
+            *pending.decision_id.as_bytes(),
+            pending.at_ms,
+            pending.visitor,
+        );
+        // Room for a typical record, so it is not grown step by step.
+        let mut bytes = Vec::with_capacity(1024);
+        if let Err(e) = pending.encode_into(&mut bytes) {
+            tracing::warn!(error = %e, "decision record not encoded");
+            return;
+        }
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.batch.len() >= limit {
+            drop(queue);
+            self.metrics.dropped[slot].increment(1);
+            return;
+        }
+        if let Err(e) = queue.batch.push_record(&id, at_ms, &visitor, &bytes) {
+            drop(queue);
+            tracing::warn!(error = %e, "decision record not queued");
+            return;
+        }
+        queue.endpoints.push(endpoint);
+        let n = queue.batch.len();
+        self.waiting.store(n, Ordering::Relaxed);
+        drop(queue);
+        if n == 1 {
+            self.arrived.notify_one();
+        }
+        if n == (limit / 2).max(1) {
+            self.filling.notify_one();
         }
     }
 
-    /// Writes a batch of queued decisions (leaving `batch` empty).
-    async fn append(&self, batch: &mut Vec<Queued>) {
-        let mut stored = Vec::with_capacity(batch.len());
-        let mut bytes_of = [0u64; 2];
-        for queued in batch.drain(..) {
-            if self.was_erased(&queued.decision.visitor) {
-                continue;
-            }
-            bytes_of[queued.slot] += queued.decision.bytes.len() as u64;
-            stored.push(queued.decision);
+    /// Takes the batch being filled (leaving `spare`, empty, in its place) and writes
+    /// it; the written batch's buffer, emptied, for the next.
+    async fn append(&self, mut spare: Waiting) -> Waiting {
+        {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut *queue, &mut spare);
+            self.writing.store(spare.batch.len(), Ordering::Relaxed);
+            self.waiting.store(0, Ordering::Relaxed);
         }
-        let n = stored.len() as u64;
+        let Waiting { batch, endpoints } = &mut spare;
+        if self.erased_lately() {
+            let mut kept = Vec::with_capacity(endpoints.len());
+            batch.retain(|i, d| {
+                let keep = !self.was_erased(&d.visitor);
+                if keep {
+                    kept.push(endpoints[i]);
+                }
+                keep
+            });
+            *endpoints = kept;
+        }
+        let mut bytes_of = [0u64; 2];
+        for (d, endpoint) in batch.iter().zip(endpoints.iter()) {
+            bytes_of[Metrics::slot(*endpoint)] += d.bytes.len() as u64;
+        }
+        let n = batch.len() as u64;
+        let shared = Arc::new(std::mem::take(batch));
         match self
             .store
-            .append_decisions(&stored, self.retention(), now_ms())
+            .append_decisions(shared.clone(), self.retention(), now_ms())
             .await
         {
             Ok(()) => {
@@ -223,6 +273,14 @@ impl Recorder {
                 tracing::warn!(error = %e, records = n, "decision records not written");
             }
         }
+        self.writing.store(0, Ordering::Relaxed);
+        *batch = Arc::try_unwrap(shared)
+            .ok()
+            .filter(|b| b.framed().len() <= SPARE_BYTES)
+            .unwrap_or_default();
+        batch.clear();
+        endpoints.clear();
+        spare
     }
 
     /// Keeps a snapshot served for a recorded decision, so its models and catalog can
@@ -337,6 +395,15 @@ impl Recorder {
         self.store.erase_all_decisions().await
     }
 
+    /// Whether any visitor was erased lately (a batch is then checked record by record).
+    fn erased_lately(&self) -> bool {
+        !self
+            .erased
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// Whether a visitor was erased after this decision was queued.
     fn was_erased(&self, visitor: &ProfileKey) -> bool {
         let erased = self.erased.lock().unwrap_or_else(|e| e.into_inner());
@@ -409,46 +476,37 @@ pub async fn page(
     Ok((records, next))
 }
 
-/// A decision encoded and waiting for the writer.
-struct Queued {
-    /// Its endpoint's slot in [`Metrics`].
-    slot: usize,
-    decision: StoredDecision,
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        // The writer wakes, finds the recorder gone and ends.
+        self.arrived.notify_one();
+    }
 }
 
-/// The writer: takes what is queued, in batches, until every sender is gone.
-async fn write(
-    recorder: std::sync::Weak<Recorder>,
-    mut rx: mpsc::Receiver<Queued>,
-    filling: Arc<Notify>,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
+/// The batch being filled, and each decision's endpoint.
+#[derive(Default)]
+struct Waiting {
+    batch: DecisionBatch,
+    endpoints: Vec<Endpoint>,
+}
+
+/// The writer: one wake for the first decision of a quiet spell; then the batch fills
+/// without waking anyone for `LINGER`, or until the queue is half full, and is written
+/// whole, until the recorder is gone.
+async fn write(recorder: std::sync::Weak<Recorder>, arrived: Arc<Notify>, filling: Arc<Notify>) {
+    let mut spare = Waiting::default();
     loop {
-        // One wake for the first decision of a quiet spell; then the queue fills
-        // without waking anyone for LINGER, or until it is half full.
-        match rx.recv().await {
-            Some(q) => batch.push(q),
-            None => return,
+        arrived.notified().await;
+        if recorder.strong_count() == 0 {
+            return;
         }
         tokio::select! {
             () = tokio::time::sleep(LINGER) => {}
             () = filling.notified() => {}
         }
-        loop {
-            while batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(q) => batch.push(q),
-                    Err(_) => break,
-                }
-            }
-            let full = batch.len() == BATCH;
-            let Some(recorder) = recorder.upgrade() else {
-                return;
-            };
-            recorder.append(&mut batch).await;
-            if !full {
-                break;
-            }
-        }
+        let Some(recorder) = recorder.upgrade() else {
+            return;
+        };
+        spare = recorder.append(spare).await;
     }
 }

@@ -47,9 +47,10 @@ impl Endpoint {
     }
 }
 
-/// One decision.
+/// One decision. Products are named by `P`: ids owned (`String`) as read back, or
+/// borrowed from the catalog (`&str`) as encoded on the serving path; both encode alike.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DecisionRecord {
+pub struct DecisionRecord<P = String> {
     pub decision_id: uuid::Uuid,
     /// When it was decided (Unix milliseconds).
     pub at_ms: i64,
@@ -76,9 +77,9 @@ pub struct DecisionRecord {
     /// The decision's time (Unix seconds), as the core read it.
     pub now: i64,
     /// What the answer read of live learning and stock.
-    pub reads: Tape<String>,
+    pub reads: Tape<P>,
     /// The strongest candidates, with what each source gave them.
-    pub candidates: Vec<Candidate>,
+    pub candidates: Vec<Candidate<P>>,
     pub output: Output,
     pub latency_us: u64,
     /// Why the profile was not read (`deadline`, `store_error`).
@@ -152,8 +153,8 @@ pub struct Caps {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Candidate {
-    pub product_id: String,
+pub struct Candidate<P = String> {
+    pub product_id: P,
     pub score: f32,
     /// (source, what it added)
     #[serde(with = "sources")]
@@ -340,10 +341,21 @@ pub fn usage_of(usage: &FxHashMap<String, (u64, i64)>) -> Vec<(String, u64, i64)
 impl Pending {
     /// The record, products named by id.
     pub fn into_record(self) -> DecisionRecord {
+        let snapshot = self.snapshot.clone();
+        self.record_naming(|p| product_id(&snapshot, p).map(str::to_owned))
+    }
+
+    /// Encodes the record (as [`encode`] does [`Pending::into_record`]'s) without
+    /// copying a product id: they are borrowed from the catalog.
+    pub fn encode_into(self, out: &mut Vec<u8>) -> Result<(), String> {
+        let snapshot = self.snapshot.clone();
+        let r = self.record_naming(|p| product_id(&snapshot, p));
+        rmp_serde::encode::write(out, &r).map_err(|e| e.to_string())
+    }
+
+    /// The record, products named by `name` (those it cannot name are left out).
+    fn record_naming<P>(self, name: impl Fn(ProductIdx) -> Option<P>) -> DecisionRecord<P> {
         let catalog = &self.snapshot.catalog;
-        let id = |p: &ProductIdx| -> Option<String> {
-            (usize::try_from(*p).ok()? < catalog.len()).then(|| catalog.product(*p).id.to_string())
-        };
         let (consent, profile, caps) = kept_profile(self.profile.as_deref());
         DecisionRecord {
             decision_id: self.decision_id,
@@ -379,13 +391,13 @@ impl Pending {
             usage: self.usage,
             exhausted: self.exhausted,
             now: self.now,
-            reads: self.tape.map(id).unwrap_or_default(),
+            reads: self.tape.map(|p| name(*p)).unwrap_or_default(),
             candidates: self
                 .considered
                 .into_iter()
                 .filter_map(|c| {
                     Some(Candidate {
-                        product_id: id(&c.product)?,
+                        product_id: name(c.product)?,
                         score: c.score,
                         sources: c.sources,
                     })
@@ -396,6 +408,12 @@ impl Pending {
             degraded: self.degraded.map(str::to_owned),
         }
     }
+}
+
+/// A product's id, if the snapshot's catalog has it.
+fn product_id(snapshot: &Snapshot, p: ProductIdx) -> Option<&str> {
+    let catalog = &snapshot.catalog;
+    (usize::try_from(p).ok()? < catalog.len()).then(|| &*catalog.product(p).id)
 }
 
 /// What a replay decides with besides the record.

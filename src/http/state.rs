@@ -74,7 +74,8 @@ impl AppState {
                 ),
             }
         }
-        // Decisions queued for the log: written unless the deadline comes first.
+        // Decisions queued for the log: written now, unless the deadline comes first.
+        self.audit.flush();
         while self.audit.queued() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }

@@ -94,7 +94,7 @@ pub type Pairs<P> = Vec<(P, f32, f32)>;
 /// What one answer read, by product `P` (a catalog index while deciding, a product id
 /// once stored). Values that are the default (no trend, no pairs, in stock) are left
 /// out.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Tape<P> {
     pub clock: Option<i64>,
     pub trending: Option<Vec<(P, f32)>>,
@@ -103,6 +103,20 @@ pub struct Tape<P> {
     pub pairs: Vec<(P, Pairs<P>)>,
     pub occurrences: Vec<(P, f32)>,
     pub out_of_stock: Vec<P>,
+}
+
+impl<P> Default for Tape<P> {
+    fn default() -> Self {
+        Self {
+            clock: None,
+            trending: None,
+            trend: Vec::new(),
+            segments: Vec::new(),
+            pairs: Vec::new(),
+            occurrences: Vec::new(),
+            out_of_stock: Vec::new(),
+        }
+    }
 }
 
 impl<P> Tape<P> {

@@ -7,6 +7,7 @@
 //! time index.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -52,6 +53,134 @@ impl StoredDecision {
     }
 }
 
+/// Decisions on their way to a store, one after another in one buffer, each framed as
+/// the embedded store's segment files hold it: its length (4 bytes, little-endian, of
+/// what follows), then [`StoredDecision::HEAD`] and the record. Filled as answers are
+/// made and written whole, then emptied and filled again (its memory stays).
+#[derive(Clone, Debug, Default)]
+pub struct DecisionBatch {
+    data: Vec<u8>,
+    starts: Vec<usize>,
+}
+
+/// One decision of a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct DecisionRef<'a> {
+    pub id: [u8; 16],
+    pub at_ms: i64,
+    pub visitor: ProfileKey,
+    /// The record.
+    pub bytes: &'a [u8],
+    /// The decision as the stores keep it ([`StoredDecision::encode_into`]'s bytes).
+    pub entry: &'a [u8],
+}
+
+impl DecisionRef<'_> {
+    pub fn to_stored(&self) -> StoredDecision {
+        StoredDecision {
+            id: self.id,
+            at_ms: self.at_ms,
+            visitor: self.visitor,
+            bytes: self.bytes.to_vec(),
+        }
+    }
+}
+
+impl DecisionBatch {
+    /// A batch of these decisions.
+    pub fn of(records: &[StoredDecision]) -> Result<Self, StoreError> {
+        let mut batch = Self::default();
+        for r in records {
+            batch.push(r)?;
+        }
+        Ok(batch)
+    }
+
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// The framed decisions, one after another.
+    pub fn framed(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Where each decision's frame starts in [`DecisionBatch::framed`].
+    pub fn starts(&self) -> &[usize] {
+        &self.starts
+    }
+
+    /// Appends a decision (a record of 4 GiB or more cannot be framed, and is not).
+    pub fn push(&mut self, d: &StoredDecision) -> Result<(), StoreError> {
+        self.push_record(&d.id, d.at_ms, &d.visitor, &d.bytes)
+    }
+
+    /// Appends a decision from its parts.
+    pub fn push_record(
+        &mut self,
+        id: &[u8; 16],
+        at_ms: i64,
+        visitor: &ProfileKey,
+        record: &[u8],
+    ) -> Result<(), StoreError> {
+        let start = self.data.len();
+        let len = u32::try_from(StoredDecision::HEAD + record.len())
+            .map_err(|_| StoreError::Codec("decision record too large".into()))?;
+        self.data.extend_from_slice(&len.to_le_bytes());
+        self.data.extend_from_slice(&at_ms.to_le_bytes());
+        self.data.extend_from_slice(visitor.as_bytes());
+        self.data.extend_from_slice(id);
+        self.data.extend_from_slice(record);
+        self.starts.push(start);
+        Ok(())
+    }
+
+    /// The decision at position `i`.
+    fn get(&self, i: usize) -> DecisionRef<'_> {
+        let start = self.starts[i];
+        let end = self.starts.get(i + 1).copied().unwrap_or(self.data.len());
+        let entry = &self.data[start + 4..end];
+        let field =
+            |from: usize| -> [u8; 16] { entry[from..from + 16].try_into().unwrap_or([0; 16]) };
+        DecisionRef {
+            at_ms: i64::from_le_bytes(entry[..8].try_into().unwrap_or([0; 8])),
+            visitor: ProfileKey(field(8)),
+            id: field(24),
+            bytes: &entry[StoredDecision::HEAD..],
+            entry,
+        }
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = DecisionRef<'_>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Keeps only the decisions `keep` says yes to (`keep` is told each one's position).
+    pub fn retain(&mut self, mut keep: impl FnMut(usize, &DecisionRef<'_>) -> bool) {
+        if (0..self.len()).all(|i| keep(i, &self.get(i))) {
+            return;
+        }
+        let mut kept = Self::default();
+        for (i, d) in self.iter().enumerate() {
+            if keep(i, &d) {
+                // Framed once already, so it fits again.
+                let _ = kept.push_record(&d.id, d.at_ms, &d.visitor, d.bytes);
+            }
+        }
+        *self = kept;
+    }
+
+    /// Empties the batch (its memory stays for the next).
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.starts.clear();
+    }
+}
+
 /// How many decisions are kept, and how long (`audit.keep`, `audit.max_age_s`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecisionRetention {
@@ -69,9 +198,11 @@ impl DecisionRetention {
 #[async_trait]
 pub trait DecisionLog: Send + Sync + 'static {
     /// Stores decisions (in time order) and lets go of what retention no longer keeps.
+    /// The batch is shared for the write only: once it is done, the caller holds the
+    /// one reference again and can reuse it.
     async fn append_decisions(
         &self,
-        records: &[StoredDecision],
+        records: Arc<DecisionBatch>,
         retention: DecisionRetention,
         now_ms: i64,
     ) -> Result<(), StoreError>;
@@ -152,16 +283,11 @@ pub struct DecisionTable {
 }
 
 impl DecisionTable {
-    pub fn append(
-        &mut self,
-        records: &[StoredDecision],
-        retention: DecisionRetention,
-        now_ms: i64,
-    ) {
-        for r in records {
+    pub fn append(&mut self, records: &DecisionBatch, retention: DecisionRetention, now_ms: i64) {
+        for r in records.iter() {
             self.by_visitor
                 .insert(visitor_key(&r.visitor, r.at_ms, &r.id));
-            self.by_id.insert(r.id, r.clone());
+            self.by_id.insert(r.id, r.to_stored());
         }
         let oldest = retention.oldest_ms(now_ms);
         while let Some((_, first)) = self.by_id.first_key_value() {
@@ -251,6 +377,35 @@ mod tests {
         }
     }
 
+    fn batch(records: &[StoredDecision]) -> DecisionBatch {
+        DecisionBatch::of(records).unwrap()
+    }
+
+    #[test]
+    fn a_batch_reads_back_what_was_pushed_and_keeps_what_is_retained() {
+        let records = [record(100, 1), record(200, 2), record(300, 3)];
+        let mut b = batch(&records);
+        assert_eq!(b.len(), 3);
+        let back: Vec<StoredDecision> = b.iter().map(|d| d.to_stored()).collect();
+        assert_eq!(back, records);
+        let mut framed = Vec::new();
+        for r in &records {
+            framed.extend_from_slice(&(StoredDecision::HEAD as u32 + 1).to_le_bytes());
+            r.encode_into(&mut framed);
+        }
+        assert_eq!(
+            b.framed(),
+            framed,
+            "framed as the segment files hold decisions"
+        );
+        assert_eq!(b.starts(), [0, 45, 90]);
+        b.retain(|i, d| i != 1 && d.visitor != ProfileKey([9; 16]));
+        let kept: Vec<StoredDecision> = b.iter().map(|d| d.to_stored()).collect();
+        assert_eq!(kept, [record(100, 1), record(300, 3)]);
+        b.clear();
+        assert!(b.is_empty() && b.framed().is_empty());
+    }
+
     #[test]
     fn the_table_keeps_by_count_and_age_and_finds_by_visitor_and_time() {
         let mut t = DecisionTable::default();
@@ -258,16 +413,20 @@ mod tests {
             keep: 3,
             max_age_ms: 1_000,
         };
-        t.append(&[record(100, 1), record(200, 2), record(300, 1)], keep, 300);
+        t.append(
+            &batch(&[record(100, 1), record(200, 2), record(300, 1)]),
+            keep,
+            300,
+        );
         assert_eq!(t.of_visitor(&ProfileKey([1; 16]), 0, 10).len(), 2);
         assert_eq!(
             t.of_visitor(&ProfileKey([1; 16]), 0, 10)[0].at_ms,
             300,
             "newest first"
         );
-        t.append(&[record(400, 2)], keep, 400);
+        t.append(&batch(&[record(400, 2)]), keep, 400);
         assert!(t.get(&record(100, 1).id).is_none(), "over the count");
-        t.append(&[record(1_500, 3)], keep, 1_500);
+        t.append(&batch(&[record(1_500, 3)]), keep, 1_500);
         assert!(t.get(&record(400, 2).id).is_none(), "too old");
         assert_eq!(t.between(0, 2_000, None, 10).len(), 1);
         assert_eq!(t.erase(&ProfileKey([2; 16])), 0);

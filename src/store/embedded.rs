@@ -18,9 +18,9 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
-    Applied, CatalogChange, CatalogStore, DecisionLog, DecisionRetention, EventLog, LogEntry,
-    ProfileKey, ProfileStore, StoreError, StoredDecision, apply_ops, codec, decisions,
-    record_result, segments, segments::Segments,
+    Applied, CatalogChange, CatalogStore, DecisionBatch, DecisionLog, DecisionRetention, EventLog,
+    LogEntry, ProfileKey, ProfileStore, StoreError, StoredDecision, apply_ops, codec, decisions,
+    record_result, segments::Segments,
 };
 use crate::domain::Profile;
 use crate::domain::catalog::ProductRecord;
@@ -390,7 +390,7 @@ fn decision_id(k: &[u8]) -> Result<[u8; 16], StoreError> {
 impl DecisionLog for EmbeddedStore {
     async fn append_decisions(
         &self,
-        records: &[StoredDecision],
+        records: Arc<DecisionBatch>,
         retention: DecisionRetention,
         now_ms: i64,
     ) -> Result<(), StoreError> {
@@ -398,24 +398,20 @@ impl DecisionLog for EmbeddedStore {
             return Ok(());
         }
         let segments = self.segments.clone();
-        let mut entries = segments.buffer();
-        let starts = segments::frame(records, &mut entries)?;
-        let index: Vec<([u8; 16], ProfileKey)> =
-            records.iter().map(|r| (r.id, r.visitor)).collect();
         self.blocking(move |db| {
             // The bytes first: the index never points at what was not written.
-            let (segment, base) = segments.write(entries)?;
+            let (segment, base) = segments.write(&records)?;
             let txn = db.begin_write().map_err(unavailable)?;
             let first_kept = {
                 let mut ids = txn.open_table(DECISION_INDEX).map_err(unavailable)?;
                 let mut v = [0u8; 28];
                 v[..8].copy_from_slice(&segment.to_be_bytes());
-                for ((id, visitor), start) in index.iter().zip(&starts) {
-                    let offset = u32::try_from(base + start)
+                for (d, start) in records.iter().zip(records.starts()) {
+                    let offset = u32::try_from(base + *start as u64)
                         .map_err(|_| codec_error("decision segment too large"))?;
                     v[8..12].copy_from_slice(&offset.to_le_bytes());
-                    v[12..].copy_from_slice(visitor.as_bytes());
-                    ids.insert(id.as_slice(), v.as_slice())
+                    v[12..].copy_from_slice(d.visitor.as_bytes());
+                    ids.insert(d.id.as_slice(), v.as_slice())
                         .map_err(unavailable)?;
                 }
                 // Oldest first: older than the age, or over the count. The count is

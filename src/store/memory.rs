@@ -114,12 +114,12 @@ impl MemoryStore {
 impl super::DecisionLog for MemoryStore {
     async fn append_decisions(
         &self,
-        records: &[super::StoredDecision],
+        records: std::sync::Arc<super::DecisionBatch>,
         retention: super::DecisionRetention,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut t = self.decisions.write().unwrap_or_else(|e| e.into_inner());
-        t.append(records, retention, now_ms);
+        t.append(&records, retention, now_ms);
         Ok(())
     }
 

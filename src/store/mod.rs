@@ -30,7 +30,7 @@ use crate::domain::catalog::ProductRecord;
 use crate::domain::profile::ProfileOp;
 
 pub use breaker::Breaker;
-pub use decisions::{DecisionLog, DecisionRetention, StoredDecision};
+pub use decisions::{DecisionBatch, DecisionLog, DecisionRef, DecisionRetention, StoredDecision};
 pub use embedded::EmbeddedStore;
 pub use key::{KeyHasher, ProfileKey};
 pub use memory::MemoryStore;

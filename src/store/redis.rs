@@ -381,19 +381,18 @@ const DECISION_CLOCK_SLACK_MS: i64 = 60_000;
 impl super::DecisionLog for RedisStore {
     async fn append_decisions(
         &self,
-        records: &[StoredDecision],
+        records: std::sync::Arc<super::DecisionBatch>,
         retention: super::DecisionRetention,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         // Small pipelines: Redis runs one pipeline's commands back to back, and profile
         // reads from the serving path must not wait behind thousands of appends.
         let stream = self.decisions_key();
-        for records in records.chunks(DECISION_PIPELINE) {
+        let all: Vec<super::DecisionRef<'_>> = records.iter().collect();
+        for records in all.chunks(DECISION_PIPELINE) {
             let mut pipe = redis::pipe();
             for r in records {
-                let mut v = Vec::with_capacity(StoredDecision::HEAD + r.bytes.len());
-                r.encode_into(&mut v);
-                pipe.cmd("XADD").arg(&stream).arg("*").arg("d").arg(v);
+                pipe.cmd("XADD").arg(&stream).arg("*").arg("d").arg(r.entry);
             }
             let mut conn = self.conn.clone();
             let ids: Vec<String> = pipe

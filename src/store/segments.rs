@@ -1,8 +1,9 @@
 //! The embedded store's decision records: append-only segment files beside its database.
 //!
 //! Decisions are written once, read rarely and let go of oldest first, so their bytes
-//! go to the end of a file (one write and one sync per append, from one reused
-//! buffer) rather than into the database's copy-on-write pages; the database keeps the
+//! go to the end of a file (one write and one sync per append, a
+//! [`DecisionBatch`]'s bytes as they are) rather than into the database's copy-on-write
+//! pages; the database keeps the
 //! index that finds them. A segment is `<seq>.seg` (16 hex digits); a new one starts
 //! when the current one passes [`SEGMENT_BYTES`], and retention deletes whole segments
 //! nothing points into any more. Each entry is its length (4 bytes, little-endian, of
@@ -15,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{StoreError, StoredDecision};
+use super::{DecisionBatch, StoreError, StoredDecision};
 
 /// A segment is closed once it holds this many bytes.
 const SEGMENT_BYTES: u64 = 64 << 20;
@@ -30,8 +31,6 @@ struct Current {
     seq: u64,
     file: Option<File>,
     len: u64,
-    /// The last append's buffer, reused.
-    spare: Vec<u8>,
 }
 
 fn failed(path: &Path, e: impl std::fmt::Display) -> StoreError {
@@ -59,7 +58,6 @@ impl Segments {
                 seq,
                 file: None,
                 len,
-                spare: Vec::new(),
             }),
         })
     }
@@ -86,27 +84,17 @@ impl Segments {
         self.dir.join(name(seq))
     }
 
-    /// A buffer for [`frame`] (the last one written, emptied).
-    pub fn buffer(&self) -> Vec<u8> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut current.spare)
-    }
-
-    /// Writes framed entries after the current segment's end and syncs them; the
-    /// segment and where they start. The buffer is kept for the next append.
-    pub fn write(&self, mut entries: Vec<u8>) -> Result<(u64, u64), StoreError> {
+    /// Writes a batch's entries after the current segment's end and syncs them; the
+    /// segment and where they start.
+    pub fn write(&self, batch: &DecisionBatch) -> Result<(u64, u64), StoreError> {
+        let entries = batch.framed();
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if current.len >= SEGMENT_BYTES {
             current.seq += 1;
             current.file = None;
             current.len = 0;
         }
-        let Current {
-            seq,
-            file,
-            len,
-            spare,
-        } = &mut *current;
+        let Current { seq, file, len } = &mut *current;
         let path = self.path(*seq);
         if file.is_none() {
             let f = OpenOptions::new()
@@ -121,7 +109,7 @@ impl Segments {
         let Some(f) = file.as_mut() else {
             return Err(failed(&path, "not open"));
         };
-        if let Err(e) = f.write_all(&entries).and_then(|()| f.sync_data()) {
+        if let Err(e) = f.write_all(entries).and_then(|()| f.sync_data()) {
             // What was written of it is left behind: the next append reopens the file
             // and goes after it.
             *file = None;
@@ -129,8 +117,6 @@ impl Segments {
         }
         let start = *len;
         *len += entries.len() as u64;
-        entries.clear();
-        *spare = entries;
         Ok((*seq, start))
     }
 
@@ -189,19 +175,6 @@ impl Segments {
     }
 }
 
-/// Appends each decision's entry to `out`; where each starts in it.
-pub fn frame(records: &[StoredDecision], out: &mut Vec<u8>) -> Result<Vec<u64>, StoreError> {
-    let mut starts = Vec::with_capacity(records.len());
-    for r in records {
-        let entry = u32::try_from(StoredDecision::HEAD + r.bytes.len())
-            .map_err(|_| StoreError::Codec("decision record too large".into()))?;
-        starts.push(out.len() as u64);
-        out.extend_from_slice(&entry.to_le_bytes());
-        r.encode_into(out);
-    }
-    Ok(starts)
-}
-
 fn name(seq: u64) -> String {
     format!("{seq:016x}.seg")
 }
@@ -234,12 +207,12 @@ mod tests {
     }
 
     fn append(s: &Segments, records: &[StoredDecision]) -> Vec<(u64, u32)> {
-        let mut buf = s.buffer();
-        let starts = frame(records, &mut buf).unwrap();
-        let (seq, base) = s.write(buf).unwrap();
-        starts
+        let batch = DecisionBatch::of(records).unwrap();
+        let (seq, base) = s.write(&batch).unwrap();
+        batch
+            .starts()
             .iter()
-            .map(|o| (seq, u32::try_from(base + o).unwrap()))
+            .map(|o| (seq, u32::try_from(base + *o as u64).unwrap()))
             .collect()
     }
 

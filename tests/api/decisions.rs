@@ -428,3 +428,124 @@ async fn the_embedded_store_holds_no_raw_id_of_a_recorded_visitor() {
         assert!(!holds(&bytes, raw), "{raw} is stored on disk");
     }
 }
+
+/// A pending decision over the demo shop's first products: every part a record names
+/// products in (reads, candidates), one product the catalog does not have, a profile.
+fn pending(
+    snapshot: &std::sync::Arc<vitrine::recommend::Snapshot>,
+) -> vitrine::decide::record::Pending {
+    use vitrine::decide::record::{Endpoint, ItemOut, Output, PageOutput, Pending, PendingRequest};
+    use vitrine::domain::{Currency, Money, PageContext, Placement, Profile};
+    use vitrine::recommend::reads::Tape;
+    use vitrine::recommend::{Considered, Reason};
+    let gbp = Currency::parse("GBP").unwrap();
+    let profile = Profile {
+        segments: vec!["vip".into()],
+        recently_viewed: vec![demo_id(3)],
+        ..Profile::default()
+    };
+    Pending {
+        decision_id: uuid::Uuid::now_v7(),
+        at_ms: 1_700_000_000_123,
+        endpoint: Endpoint::Recommend,
+        placement: Placement::Product,
+        visitor: vitrine::store::ProfileKey([7; 16]),
+        profile: Some(std::sync::Arc::new(profile)),
+        snapshot: snapshot.clone(),
+        ruleset_version: "r-1".into(),
+        settings_version: "s-1".into(),
+        request: PendingRequest {
+            product_id: Some(demo_id(1)),
+            category: None,
+            query: None,
+            cart: Vec::new(),
+            candidates: Vec::new(),
+            limit: 4,
+            context: PageContext::default(),
+            codes: Vec::new(),
+        },
+        usage: vec![("ten-off".into(), 3, 500)],
+        exhausted: Vec::new(),
+        now: 1_700_000_000,
+        tape: Tape {
+            clock: Some(1_700_000_000),
+            trending: Some(vec![(2, 1.5), (5, 0.25)]),
+            trend: vec![(2, 1.5)],
+            segments: Vec::new(),
+            pairs: vec![(1, vec![(2, 3.0, 4.0)])],
+            occurrences: vec![(1, 4.0)],
+            out_of_stock: vec![6],
+        },
+        considered: [2, 5, 9_999_999]
+            .iter()
+            .map(|&p| Considered {
+                product: p,
+                score: 0.5,
+                sources: vec![(Reason::BoughtTogether, 0.5)],
+            })
+            .collect(),
+        output: Output::Page(PageOutput {
+            items: vec![ItemOut {
+                product_id: demo_id(2),
+                price: Money {
+                    amount: 1999,
+                    currency: gbp,
+                },
+                compare_at: None,
+                price_list: Some("vip".into()),
+                score: 0.5,
+                reason: Reason::BoughtTogether,
+            }],
+            offers: json!([]),
+            banners: vec!["uk".into()],
+            collections: Vec::new(),
+            modules: Vec::new(),
+            merchandising: json!({}),
+        }),
+        latency_us: 250,
+        degraded: None,
+    }
+}
+
+fn demo_id(i: usize) -> String {
+    vitrine::ingest::demo::product_id(i)
+}
+
+#[test]
+fn a_record_encoded_from_borrowed_ids_is_the_record_encoded() {
+    use vitrine::config::{DemoSettings, RecommendSettings};
+    use vitrine::decide::record;
+    let shop = vitrine::ingest::demo::generate(
+        &DemoSettings {
+            products: 50,
+            customers: 5,
+            events: 500,
+            ..DemoSettings::default()
+        },
+        1_700_000_000,
+    )
+    .unwrap();
+    let models = vitrine::recommend::Models::train(
+        &shop.catalog,
+        &shop.interactions,
+        &RecommendSettings::default(),
+    );
+    let snapshot = std::sync::Arc::new(vitrine::recommend::Snapshot {
+        catalog: shop.catalog,
+        models: std::sync::Arc::new(models),
+    });
+    let a = pending(&snapshot);
+    let mut b = pending(&snapshot);
+    b.decision_id = a.decision_id;
+    let owned = a.into_record();
+    assert_eq!(
+        owned.candidates.len(),
+        2,
+        "a product the catalog lacks is left out"
+    );
+    assert_eq!(owned.reads.out_of_stock, [demo_id(6)]);
+    let mut borrowed = Vec::new();
+    b.encode_into(&mut borrowed).unwrap();
+    assert_eq!(borrowed, record::encode(&owned).unwrap());
+    assert_eq!(record::decode(&borrowed).unwrap(), owned);
+}

@@ -13,8 +13,9 @@ use vitrine::domain::profile::{Behaviour, ProfileOp};
 use vitrine::domain::{Currency, Money, Profile};
 use vitrine::store::redis::RedisOptions;
 use vitrine::store::{
-    CatalogChange, CatalogStore, DecisionRetention, EmbeddedStore, LogEntry, LogKind, MemoryStore,
-    ProfileKey, ProfileStore, Redeemed, Redemption, RedisStore, StoredDecision, Tiered,
+    CatalogChange, CatalogStore, DecisionBatch, DecisionRetention, EmbeddedStore, LogEntry,
+    LogKind, MemoryStore, ProfileKey, ProfileStore, Redeemed, Redemption, RedisStore,
+    StoredDecision, Tiered,
 };
 
 fn key(n: u8) -> ProfileKey {
@@ -388,6 +389,10 @@ fn decision(ms: i64, visitor: u8, n: u8) -> StoredDecision {
     }
 }
 
+fn batch(records: &[StoredDecision]) -> std::sync::Arc<DecisionBatch> {
+    std::sync::Arc::new(DecisionBatch::of(records).unwrap())
+}
+
 /// Reads every page of an export.
 async fn export(store: &dyn CatalogStore, from: i64, until: i64) -> Vec<StoredDecision> {
     let mut out = Vec::new();
@@ -413,11 +418,14 @@ async fn decision_log_conformance(store: Arc<dyn CatalogStore>, exact: bool) {
         keep: 1_000,
         max_age_ms: 60_000,
     };
-    let batch: Vec<StoredDecision> = (0..5)
+    let records: Vec<StoredDecision> = (0..5)
         .map(|i| decision(now - 5_000 + i64::from(i) * 1_000, 1 + i % 2, i))
         .collect();
-    store.append_decisions(&batch, keep, now).await.unwrap();
-    for d in &batch {
+    store
+        .append_decisions(batch(&records), keep, now)
+        .await
+        .unwrap();
+    for d in &records {
         assert_eq!(store.decision(&d.id).await.unwrap().as_ref(), Some(d));
     }
     assert!(
@@ -443,14 +451,14 @@ async fn decision_log_conformance(store: Arc<dyn CatalogStore>, exact: bool) {
         1
     );
     // An export reads every page, oldest first, within its range.
-    assert_eq!(export(store.as_ref(), 0, now + 1).await, batch);
+    assert_eq!(export(store.as_ref(), 0, now + 1).await, records);
     assert_eq!(
         export(store.as_ref(), now - 4_000, now - 2_000).await,
-        batch[1..3]
+        records[1..3]
     );
     // Erasure takes one visitor's, all of them.
     assert_eq!(store.erase_decisions(&key(2)).await.unwrap(), 2);
-    assert!(store.decision(&batch[1].id).await.unwrap().is_none());
+    assert!(store.decision(&records[1].id).await.unwrap().is_none());
     assert!(
         store
             .visitor_decisions(&key(2), 0, 10)
@@ -467,7 +475,7 @@ async fn decision_log_conformance(store: Arc<dyn CatalogStore>, exact: bool) {
     };
     let first = decision(vitrine::domain::time::unix_now_ms(), 3, 7);
     store
-        .append_decisions(std::slice::from_ref(&first), short, first.at_ms)
+        .append_decisions(batch(std::slice::from_ref(&first)), short, first.at_ms)
         .await
         .unwrap();
     assert!(store.decision(&first.id).await.unwrap().is_some());
@@ -480,7 +488,7 @@ async fn decision_log_conformance(store: Arc<dyn CatalogStore>, exact: bool) {
             let t = vitrine::domain::time::unix_now_ms();
             let next = decision(t, 5, n);
             store
-                .append_decisions(std::slice::from_ref(&next), short, t)
+                .append_decisions(batch(std::slice::from_ref(&next)), short, t)
                 .await
                 .unwrap();
             store.decision(&first.id).await.unwrap().is_none()
@@ -507,7 +515,7 @@ async fn decision_log_conformance(store: Arc<dyn CatalogStore>, exact: bool) {
         .map(|i| decision(later + 10 + i, 4, i as u8))
         .collect();
     store
-        .append_decisions(&more, small, later + 20)
+        .append_decisions(batch(&more), small, later + 20)
         .await
         .unwrap();
     assert!(store.decision(&more[2].id).await.unwrap().is_some());
