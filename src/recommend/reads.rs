@@ -172,11 +172,55 @@ impl<P> Tape<P> {
 struct Memo {
     clock: Option<Option<i64>>,
     trending: Option<Vec<(ProductIdx, f32)>>,
-    trend: FxHashMap<ProductIdx, f32>,
+    trend: Recorded<f32>,
     segments: Vec<(Segment, Vec<(ProductIdx, f32)>)>,
     pairs: FxHashMap<ProductIdx, Vec<(ProductIdx, f32, f32)>>,
-    occurrences: FxHashMap<ProductIdx, f32>,
-    stock: FxHashMap<ProductIdx, bool>,
+    occurrences: Recorded<f32>,
+    stock: Recorded<bool>,
+}
+
+/// Values read once per product, in reading order, with a bit per hashed product in
+/// front: nearly every read is a product's first, and a first read is one bit test and
+/// one push, no search and no hashing into a table.
+struct Recorded<V> {
+    seen: [u64; SEEN_WORDS],
+    log: Vec<(ProductIdx, V)>,
+}
+
+/// The filter's size in 64-bit words (4,096 bits: a typical answer's reads set one in
+/// fifteen, so few first reads are searched for).
+const SEEN_WORDS: usize = 64;
+
+impl<V> Default for Recorded<V> {
+    fn default() -> Self {
+        Self {
+            seen: [0; SEEN_WORDS],
+            log: Vec::new(),
+        }
+    }
+}
+
+impl<V: Copy + PartialEq> Recorded<V> {
+    /// The value read before for `p`, else `read()`'s, kept.
+    fn get_or_read(&mut self, p: ProductIdx, read: impl FnOnce() -> V) -> V {
+        // Fibonacci hashing: the top 12 bits of the product.
+        let bit = (p.wrapping_mul(0x9E37_79B9) >> 20) as usize;
+        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+        if self.seen[word] & mask != 0
+            && let Some(&(_, v)) = self.log.iter().find(|e| e.0 == p)
+        {
+            return v;
+        }
+        let v = read();
+        self.seen[word] |= mask;
+        self.log.push((p, v));
+        v
+    }
+
+    /// What was read, other than `default`, by product, in reading order.
+    fn kept(&self, default: V) -> impl Iterator<Item = (ProductIdx, V)> + '_ {
+        self.log.iter().filter(move |e| e.1 != default).copied()
+    }
 }
 
 /// Products a typical answer reads the trend and stock of.
@@ -210,9 +254,15 @@ impl<'a> Reads<'a> {
             mode: Mode::Record(
                 source,
                 RefCell::new(Memo {
-                    // Sized for a typical answer's reads, so they are not rehashed.
-                    trend: FxHashMap::with_capacity_and_hasher(READS, Default::default()),
-                    stock: FxHashMap::with_capacity_and_hasher(READS, Default::default()),
+                    // Sized for a typical answer's reads, so they are not grown.
+                    trend: Recorded {
+                        log: Vec::with_capacity(READS),
+                        ..Recorded::default()
+                    },
+                    stock: Recorded {
+                        log: Vec::with_capacity(READS),
+                        ..Recorded::default()
+                    },
                     ..Memo::default()
                 }),
             ),
@@ -242,12 +292,8 @@ impl<'a> Reads<'a> {
             Mode::Record(_, memo) => memo.borrow(),
             Mode::Replay(_) => return Tape::default(),
         };
-        let sorted = |m: &FxHashMap<ProductIdx, f32>| {
-            let mut v: Vec<(ProductIdx, f32)> = m
-                .iter()
-                .filter(|e| *e.1 != 0.0)
-                .map(|(p, v)| (*p, *v))
-                .collect();
+        let sorted = |m: &Recorded<f32>| {
+            let mut v: Vec<(ProductIdx, f32)> = m.kept(0.0).collect();
             v.sort_unstable_by_key(|e| e.0);
             v
         };
@@ -258,8 +304,7 @@ impl<'a> Reads<'a> {
             .map(|(p, l)| (*p, l.clone()))
             .collect();
         pairs.sort_unstable_by_key(|e| e.0);
-        let mut out_of_stock: Vec<ProductIdx> =
-            memo.stock.iter().filter(|e| !*e.1).map(|e| *e.0).collect();
+        let mut out_of_stock: Vec<ProductIdx> = memo.stock.kept(true).map(|e| e.0).collect();
         out_of_stock.sort_unstable();
         Tape {
             clock: memo.clock.flatten(),
@@ -288,11 +333,10 @@ impl Volatile for Reads<'_> {
 
     fn trend_of(&self, p: ProductIdx) -> f32 {
         match &self.mode {
-            Mode::Record(s, memo) => *memo
+            Mode::Record(s, memo) => memo
                 .borrow_mut()
                 .trend
-                .entry(p)
-                .or_insert_with(|| s.trend_of(p)),
+                .get_or_read(p, || s.trend_of(p)),
             Mode::Replay(t) => t.trend.get(&p).copied().unwrap_or(0.0),
         }
     }
@@ -342,22 +386,20 @@ impl Volatile for Reads<'_> {
 
     fn occurrences(&self, p: ProductIdx) -> f32 {
         match &self.mode {
-            Mode::Record(s, memo) => *memo
+            Mode::Record(s, memo) => memo
                 .borrow_mut()
                 .occurrences
-                .entry(p)
-                .or_insert_with(|| s.occurrences(p)),
+                .get_or_read(p, || s.occurrences(p)),
             Mode::Replay(t) => t.occurrences.get(&p).copied().unwrap_or(0.0),
         }
     }
 
     fn in_stock(&self, catalog: &Catalog, p: ProductIdx) -> bool {
         match &self.mode {
-            Mode::Record(s, memo) => *memo
+            Mode::Record(s, memo) => memo
                 .borrow_mut()
                 .stock
-                .entry(p)
-                .or_insert_with(|| s.in_stock(catalog, p)),
+                .get_or_read(p, || s.in_stock(catalog, p)),
             Mode::Replay(t) => t.out_of_stock.binary_search(&p).is_err(),
         }
     }
@@ -367,6 +409,20 @@ impl Volatile for Reads<'_> {
 mod tests {
     use super::*;
     use crate::domain::{Audience, InteractionKind};
+
+    #[test]
+    fn a_product_read_again_gets_its_first_value_whatever_shares_its_filter_bit() {
+        let mut r = Recorded::<f32>::default();
+        // More products than the filter has bits: every bit is shared.
+        for p in 0..10_000u32 {
+            assert_eq!(r.get_or_read(p, || p as f32), p as f32);
+        }
+        for p in (0..10_000u32).rev() {
+            assert_eq!(r.get_or_read(p, || -1.0), p as f32, "product {p}");
+        }
+        assert_eq!(r.log.len(), 10_000, "each product kept once");
+        assert_eq!(r.kept(0.0).count(), 9_999);
+    }
 
     #[test]
     fn a_recording_answers_what_was_first_read_and_replays_it() {
