@@ -66,7 +66,9 @@ impl Shop {
             banners: Banners::new(&ContentSettings::default().banners),
             context: PageContext::default(),
             // The load bench's products: every 7th of the first 1,000.
-            products: (0..1_000).map(|i| demo::product_id(1 + i * 7 % 1_000)).collect(),
+            products: (0..1_000)
+                .map(|i| demo::product_id(1 + i * 7 % 1_000))
+                .collect(),
             explain: AuditSettings::default().candidates,
         }
     }

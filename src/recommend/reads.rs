@@ -227,7 +227,7 @@ impl<V: Copy + PartialEq> Recorded<V> {
 const READS: usize = 256;
 
 enum Mode<'a> {
-    Record(&'a (dyn Volatile + Sync), RefCell<Memo>),
+    Record(&'a (dyn Volatile + Sync), Box<RefCell<Memo>>),
     Replay(Indexed),
 }
 
@@ -253,7 +253,7 @@ impl<'a> Reads<'a> {
         Self {
             mode: Mode::Record(
                 source,
-                RefCell::new(Memo {
+                Box::new(RefCell::new(Memo {
                     // Sized for a typical answer's reads, so they are not grown.
                     trend: Recorded {
                         log: Vec::with_capacity(READS),
@@ -264,7 +264,7 @@ impl<'a> Reads<'a> {
                         ..Recorded::default()
                     },
                     ..Memo::default()
-                }),
+                })),
             ),
         }
     }
@@ -333,10 +333,7 @@ impl Volatile for Reads<'_> {
 
     fn trend_of(&self, p: ProductIdx) -> f32 {
         match &self.mode {
-            Mode::Record(s, memo) => memo
-                .borrow_mut()
-                .trend
-                .get_or_read(p, || s.trend_of(p)),
+            Mode::Record(s, memo) => memo.borrow_mut().trend.get_or_read(p, || s.trend_of(p)),
             Mode::Replay(t) => t.trend.get(&p).copied().unwrap_or(0.0),
         }
     }

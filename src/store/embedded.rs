@@ -20,7 +20,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use super::{
     Applied, CatalogChange, CatalogStore, DecisionBatch, DecisionLog, DecisionRetention, EventLog,
     LogEntry, ProfileKey, ProfileStore, StoreError, StoredDecision, apply_ops, codec, decisions,
-    record_result, segments::Segments,
+    record_result, segments::Segments, windows,
 };
 use crate::domain::Profile;
 use crate::domain::catalog::ProductRecord;
@@ -63,9 +63,8 @@ const PROFILE_EXPIRY: TableDefinition<&[u8], i64> = TableDefinition::new("profil
 const APPLIED_OPS: TableDefinition<&[u8], i64> = TableDefinition::new("applied_ops");
 
 /// Decision id -> its segment (8 bytes, big-endian), its entry's offset there (4,
-/// little-endian) and the visitor (16); the records are in [`Segments`]. Ids are
-/// UUIDv7s (time first), so appends add at the table's end and retention takes from
-/// its start.
+/// little-endian) and the visitor (16): the previous version's index of the records in
+/// [`Segments`], one row per decision; moved into [`windows`] at open.
 const DECISION_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("decision_index");
 /// Where earlier versions kept decisions (records and indexes in the database): dropped
 /// at open, so no record outlives an erasure in a table nothing reads any more.
@@ -166,7 +165,10 @@ impl EmbeddedStore {
         txn.open_table(APPLIED_OPS).map_err(unavailable)?;
         txn.open_table(MARKERS).map_err(unavailable)?;
         txn.open_table(PROMO_CUSTOMERS).map_err(unavailable)?;
-        txn.open_table(DECISION_INDEX).map_err(unavailable)?;
+        txn.open_table(windows::WINDOWS).map_err(unavailable)?;
+        txn.open_table(windows::COUNTS).map_err(unavailable)?;
+        txn.open_table(windows::TOTAL).map_err(unavailable)?;
+        migrate_decision_index(&txn)?;
         for name in LEGACY_DECISION_TABLES {
             let legacy: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
             txn.delete_table(legacy).map_err(unavailable)?;
@@ -340,50 +342,52 @@ fn codec_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::Codec(e.to_string())
 }
 
-/// Where a decision is: its segment, its entry's offset there, its visitor.
-struct Located {
-    segment: u64,
-    offset: u32,
-    visitor: ProfileKey,
-}
-
-fn located(v: &[u8]) -> Result<Located, StoreError> {
-    if v.len() != 28 {
-        return Err(codec_error("decision index entry of another size"));
+/// Moves the previous version's decision index (a row per decision) into windows.
+fn migrate_decision_index(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut entries = Vec::new();
+    {
+        let index = txn.open_table(DECISION_INDEX).map_err(unavailable)?;
+        for row in index.iter().map_err(unavailable)? {
+            let (k, v) = row.map_err(unavailable)?;
+            let (k, v) = (k.value(), v.value());
+            let (Ok(id), Ok(segment), Ok(offset), Ok(visitor)) = (
+                <[u8; 16]>::try_from(k),
+                <[u8; 8]>::try_from(v.get(..8).unwrap_or_default()),
+                <[u8; 4]>::try_from(v.get(8..12).unwrap_or_default()),
+                <[u8; 16]>::try_from(v.get(12..).unwrap_or_default()),
+            ) else {
+                return Err(codec_error("decision index entry of another size"));
+            };
+            entries.push(windows::Entry {
+                id,
+                visitor: ProfileKey(visitor),
+                segment: u64::from_be_bytes(segment),
+                offset: u32::from_le_bytes(offset),
+            });
+        }
     }
-    let mut segment = [0u8; 8];
-    segment.copy_from_slice(&v[..8]);
-    let mut offset = [0u8; 4];
-    offset.copy_from_slice(&v[8..12]);
-    let mut visitor = [0u8; 16];
-    visitor.copy_from_slice(&v[12..28]);
-    Ok(Located {
-        segment: u64::from_be_bytes(segment),
-        offset: u32::from_le_bytes(offset),
-        visitor: ProfileKey(visitor),
-    })
+    if !entries.is_empty() {
+        windows::add(txn, entries)?;
+    }
+    txn.delete_table(DECISION_INDEX).map_err(unavailable)?;
+    Ok(())
 }
 
 /// Reads decisions by their index entries; one erased since it was found (zeroed, so
 /// of another id) or in a segment gone is left out.
 fn read_located(
     segments: &Segments,
-    found: &[([u8; 16], Located)],
+    found: &[windows::Entry],
 ) -> Result<Vec<StoredDecision>, StoreError> {
     let mut out = Vec::with_capacity(found.len());
-    for (id, l) in found {
-        if let Some(d) = segments.read(l.segment, l.offset)?
-            && d.id == *id
+    for e in found {
+        if let Some(d) = segments.read(e.segment, e.offset)?
+            && d.id == e.id
         {
             out.push(d);
         }
     }
     Ok(out)
-}
-
-fn decision_id(k: &[u8]) -> Result<[u8; 16], StoreError> {
-    k.try_into()
-        .map_err(|_| codec_error("decision id of another size"))
 }
 
 #[async_trait]
@@ -401,51 +405,25 @@ impl DecisionLog for EmbeddedStore {
         self.blocking(move |db| {
             // The bytes first: the index never points at what was not written.
             let (segment, base) = segments.write(&records)?;
+            let entries = records
+                .iter()
+                .zip(records.starts())
+                .map(|(d, start)| {
+                    Ok(windows::Entry {
+                        id: d.id,
+                        visitor: d.visitor,
+                        segment,
+                        offset: u32::try_from(base + *start as u64)
+                            .map_err(|_| codec_error("decision segment too large"))?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
             let txn = db.begin_write().map_err(unavailable)?;
-            let first_kept = {
-                let mut ids = txn.open_table(DECISION_INDEX).map_err(unavailable)?;
-                let mut v = [0u8; 28];
-                v[..8].copy_from_slice(&segment.to_be_bytes());
-                for (d, start) in records.iter().zip(records.starts()) {
-                    let offset = u32::try_from(base + *start as u64)
-                        .map_err(|_| codec_error("decision segment too large"))?;
-                    v[8..12].copy_from_slice(&offset.to_le_bytes());
-                    v[12..].copy_from_slice(d.visitor.as_bytes());
-                    ids.insert(d.id.as_slice(), v.as_slice())
-                        .map_err(unavailable)?;
-                }
-                // Oldest first: older than the age, or over the count. The count is
-                // trimmed in steps of `keep / 64` (one range delete, not one per
-                // record): between steps a few more than `keep` are kept.
-                let oldest = decisions::id_floor(retention.oldest_ms(now_ms));
-                ids.retain_in::<&[u8], _>(..oldest.as_slice(), |_, _| false)
-                    .map_err(unavailable)?;
-                let over = ids
-                    .len()
-                    .map_err(unavailable)?
-                    .saturating_sub(retention.keep);
-                if over > retention.keep / 64 {
-                    let first_kept = ids
-                        .iter()
-                        .map_err(unavailable)?
-                        .nth(usize::try_from(over).unwrap_or(usize::MAX))
-                        .transpose()
-                        .map_err(unavailable)?
-                        .map(|(k, _)| k.value().to_vec());
-                    match first_kept {
-                        Some(k) => ids.retain_in::<&[u8], _>(..k.as_slice(), |_, _| false),
-                        None => ids.retain(|_, _| false),
-                    }
-                    .map_err(unavailable)?;
-                }
-                match ids.first().map_err(unavailable)? {
-                    Some((_, v)) => located(v.value())?.segment,
-                    None => segment,
-                }
-            };
+            windows::add(&txn, entries)?;
+            let first_kept = windows::trim(&txn, retention, now_ms)?;
             txn.commit().map_err(unavailable)?;
             // A segment none of whose decisions is left goes whole.
-            segments.remove_before(first_kept)
+            segments.remove_before(first_kept.unwrap_or(segment))
         })
         .await
     }
@@ -455,12 +433,10 @@ impl DecisionLog for EmbeddedStore {
         let segments = self.segments.clone();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
-            let ids = txn.open_table(DECISION_INDEX).map_err(unavailable)?;
-            let Some(v) = ids.get(id.as_slice()).map_err(unavailable)? else {
-                return Ok(None);
-            };
-            let l = located(v.value())?;
-            Ok(read_located(&segments, &[(id, l)])?.pop())
+            match windows::find(&txn, &id)? {
+                Some(e) => Ok(read_located(&segments, &[e])?.pop()),
+                None => Ok(None),
+            }
         })
         .await
     }
@@ -475,20 +451,7 @@ impl DecisionLog for EmbeddedStore {
         let segments = self.segments.clone();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
-            let ids = txn.open_table(DECISION_INDEX).map_err(unavailable)?;
-            let from = decisions::id_floor(since_ms);
-            let mut found = Vec::new();
-            // Newest first: the index is in time order.
-            for entry in ids.range(from.as_slice()..).map_err(unavailable)?.rev() {
-                if found.len() >= limit {
-                    break;
-                }
-                let (k, v) = entry.map_err(unavailable)?;
-                let l = located(v.value())?;
-                if l.visitor == visitor {
-                    found.push((decision_id(k.value())?, l));
-                }
-            }
+            let found = windows::of_visitor(&txn, &visitor, &decisions::id_floor(since_ms), limit)?;
             let mut out = read_located(&segments, &found)?;
             out.retain(|d| d.at_ms >= since_ms);
             Ok(out)
@@ -501,28 +464,14 @@ impl DecisionLog for EmbeddedStore {
         let segments = self.segments.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
-            let erased = {
-                let mut ids = txn.open_table(DECISION_INDEX).map_err(unavailable)?;
-                let mut theirs: Vec<([u8; 16], Located)> = Vec::new();
-                for entry in ids.iter().map_err(unavailable)? {
-                    let (k, v) = entry.map_err(unavailable)?;
-                    let l = located(v.value())?;
-                    if l.visitor == visitor {
-                        theirs.push((decision_id(k.value())?, l));
-                    }
-                }
-                // Zeroed before the index lets go, so no byte of theirs outlives a
-                // crash unpointed-to.
-                for (_, l) in &theirs {
-                    segments.zero(l.segment, l.offset)?;
-                }
-                for (id, _) in &theirs {
-                    ids.remove(id.as_slice()).map_err(unavailable)?;
-                }
-                theirs.len() as u64
-            };
+            let theirs = windows::remove_visitor(&txn, &visitor)?;
+            // Zeroed before the index lets go, so no byte of theirs outlives a crash
+            // unpointed-to.
+            for e in &theirs {
+                segments.zero(e.segment, e.offset)?;
+            }
             txn.commit().map_err(unavailable)?;
-            Ok(erased)
+            Ok(theirs.len() as u64)
         })
         .await
     }
@@ -531,12 +480,7 @@ impl DecisionLog for EmbeddedStore {
         let segments = self.segments.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
-            let n = {
-                let mut ids = txn.open_table(DECISION_INDEX).map_err(unavailable)?;
-                let n = ids.len().map_err(unavailable)?;
-                ids.retain(|_, _| false).map_err(unavailable)?;
-                n
-            };
+            let n = windows::clear(&txn)?;
             segments.clear()?;
             txn.commit().map_err(unavailable)?;
             Ok(n)
@@ -555,26 +499,15 @@ impl DecisionLog for EmbeddedStore {
         let segments = self.segments.clone();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
-            let ids = txn.open_table(DECISION_INDEX).map_err(unavailable)?;
-            let from = decisions::id_floor(from_ms);
-            let until = decisions::id_floor(until_ms);
-            let mut found = Vec::new();
-            for entry in ids
-                .range(from.as_slice()..until.as_slice())
-                .map_err(unavailable)?
-            {
-                if found.len() >= limit {
-                    break;
-                }
-                let (k, v) = entry.map_err(unavailable)?;
-                let id = decision_id(k.value())?;
-                if after.is_some_and(|a| id <= a) {
-                    continue;
-                }
-                found.push((id, located(v.value())?));
-            }
+            let found = windows::between(
+                &txn,
+                &decisions::id_floor(from_ms),
+                &decisions::id_floor(until_ms),
+                after,
+                limit,
+            )?;
             let full = found.len() >= limit;
-            let last = found.last().map(|(id, _)| *id);
+            let last = found.last().map(|e| e.id);
             let mut out = read_located(&segments, &found)?;
             out.retain(|d| d.at_ms >= from_ms && d.at_ms < until_ms);
             let next = full
@@ -1232,6 +1165,63 @@ mod tests {
     use redb::TableHandle;
 
     use super::*;
+
+    #[tokio::test]
+    async fn the_previous_versions_decision_index_moves_into_windows_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.redb");
+        let records: Vec<StoredDecision> = (0..3u8)
+            .map(|n| {
+                let mut id = decisions::id_floor(1_700_000_000_000 + i64::from(n) * 70);
+                id[15] = n;
+                StoredDecision {
+                    id,
+                    at_ms: 1_700_000_000_000 + i64::from(n) * 70,
+                    visitor: ProfileKey([n % 2; 16]),
+                    bytes: vec![n; 5],
+                }
+            })
+            .collect();
+        {
+            let batch = DecisionBatch::of(&records).unwrap();
+            let (segment, base) = Segments::open(&segments_dir(&path))
+                .unwrap()
+                .write(&batch)
+                .unwrap();
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut index = txn.open_table(DECISION_INDEX).unwrap();
+                for (r, start) in records.iter().zip(batch.starts()) {
+                    let mut v = segment.to_be_bytes().to_vec();
+                    v.extend_from_slice(
+                        &u32::try_from(base + *start as u64).unwrap().to_le_bytes(),
+                    );
+                    v.extend_from_slice(r.visitor.as_bytes());
+                    index.insert(r.id.as_slice(), v.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let store = EmbeddedStore::open(&path).unwrap();
+        for r in &records {
+            assert_eq!(store.decision(&r.id).await.unwrap().as_ref(), Some(r));
+        }
+        let zeros = store
+            .visitor_decisions(&ProfileKey([0; 16]), 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(zeros, [records[2].clone(), records[0].clone()]);
+        drop(store);
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        assert!(
+            !txn.list_tables()
+                .unwrap()
+                .any(|t| t.name() == DECISION_INDEX.name()),
+            "the old index is gone"
+        );
+    }
 
     #[test]
     fn decision_tables_of_earlier_versions_are_dropped_at_open() {

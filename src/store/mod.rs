@@ -20,6 +20,7 @@ pub mod memory;
 pub mod redis;
 pub mod segments;
 pub mod tiered;
+pub mod windows;
 
 use std::sync::Arc;
 

@@ -29,6 +29,9 @@ pub struct Segments {
 /// The segment appends go to.
 struct Current {
     seq: u64,
+    /// No segment before this one is on disk (so most appends delete nothing without
+    /// reading the directory).
+    first: u64,
     file: Option<File>,
     len: u64,
 }
@@ -45,7 +48,9 @@ impl Segments {
     /// The segments in `dir` (created if missing); appends continue the newest.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
-        let seq = Self::list(dir)?.last().copied().unwrap_or(0);
+        let on_disk = Self::list(dir)?;
+        let seq = on_disk.last().copied().unwrap_or(0);
+        let first = on_disk.first().copied().unwrap_or(0);
         let path = dir.join(name(seq));
         let len = match std::fs::metadata(&path) {
             Ok(m) => m.len(),
@@ -56,6 +61,7 @@ impl Segments {
             dir: dir.to_owned(),
             current: Mutex::new(Current {
                 seq,
+                first,
                 file: None,
                 len,
             }),
@@ -94,7 +100,7 @@ impl Segments {
             current.file = None;
             current.len = 0;
         }
-        let Current { seq, file, len } = &mut *current;
+        let Current { seq, file, len, .. } = &mut *current;
         let path = self.path(*seq);
         if file.is_none() {
             let f = OpenOptions::new()
@@ -151,13 +157,18 @@ impl Segments {
 
     /// Deletes every segment before `seq` (never the one appends go to).
     pub fn remove_before(&self, seq: u64) -> Result<(), StoreError> {
-        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let before = seq.min(current.seq);
+        if before <= current.first {
+            return Ok(());
+        }
         for s in Self::list(&self.dir)? {
-            if s < seq.min(current.seq) {
+            if s < before {
                 let path = self.path(s);
                 std::fs::remove_file(&path).map_err(|e| failed(&path, e))?;
             }
         }
+        current.first = before;
         Ok(())
     }
 
@@ -167,6 +178,7 @@ impl Segments {
         current.seq += 1;
         current.file = None;
         current.len = 0;
+        current.first = current.seq;
         for s in Self::list(&self.dir)? {
             let path = self.path(s);
             std::fs::remove_file(&path).map_err(|e| failed(&path, e))?;
@@ -240,10 +252,23 @@ mod tests {
         assert_eq!(s.read(after[0].0, after[0].1).unwrap(), Some(decision(4)));
         assert_eq!(s.read(more[0].0, more[0].1).unwrap(), Some(decision(3)));
 
-        s.clear().unwrap();
+        // A newer segment (as after 64 MiB): the older goes once nothing points into it.
+        drop(s);
+        File::create(dir.path().join(name(3))).unwrap();
+        let s = Segments::open(dir.path()).unwrap();
+        let newer = append(&s, &[decision(6)]);
+        assert_eq!(newer[0].0, 3);
+        s.remove_before(2).unwrap();
         assert_eq!(s.read(at[1].0, at[1].1).unwrap(), None);
+        assert_eq!(s.read(newer[0].0, newer[0].1).unwrap(), Some(decision(6)));
+
+        s.clear().unwrap();
+        assert_eq!(s.read(newer[0].0, newer[0].1).unwrap(), None);
         let fresh = append(&s, &[decision(5)]);
-        assert!(fresh[0].0 > at[0].0, "a cleared log starts a new segment");
+        assert!(
+            fresh[0].0 > newer[0].0,
+            "a cleared log starts a new segment"
+        );
         s.remove_before(fresh[0].0 + 1).unwrap();
         assert_eq!(
             s.read(fresh[0].0, fresh[0].1).unwrap(),
