@@ -187,6 +187,10 @@ pub struct RedisStore {
     window_s: i64,
     cas: Arc<redis::Script>,
     stripes: Vec<tokio::sync::Mutex<()>>,
+    /// The minute before which the decision id hashes are gone (0: not swept yet).
+    decisions_swept: std::sync::atomic::AtomicU64,
+    /// The minute of the last sweep.
+    decisions_swept_at: std::sync::atomic::AtomicU64,
 }
 
 fn unavailable(e: &redis::RedisError) -> StoreError {
@@ -212,6 +216,8 @@ impl RedisStore {
             window_s: options.retention.op_window_s(),
             cas: Arc::new(redis::Script::new(CAS)),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            decisions_swept: std::sync::atomic::AtomicU64::new(0),
+            decisions_swept_at: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -318,7 +324,10 @@ impl RedisStore {
     /// (`<entry>|<expires, Unix ms>`): one `HSET` an append for all of a minute's
     /// decisions rather than one key each.
     fn decision_index_key(&self, id: &[u8; 16]) -> Vec<u8> {
-        let minute = super::decisions::id_ms(id) / 60_000;
+        self.decision_minute_key(super::decisions::id_ms(id) / 60_000)
+    }
+
+    fn decision_minute_key(&self, minute: u64) -> Vec<u8> {
         let mut k = self.prefix.clone();
         k.extend_from_slice(b"deci:");
         k.extend_from_slice(minute.to_string().as_bytes());
@@ -331,6 +340,58 @@ impl RedisStore {
         k.extend_from_slice(b"decv:");
         k.extend_from_slice(visitor.as_bytes());
         k
+    }
+
+    /// Deletes the id hashes of the minutes well before the stream's first entry: count
+    /// retention trimmed their decisions, and the hashes would otherwise wait out
+    /// `max_age`. A record is written within seconds of its decision (a failed write
+    /// drops it), so a minute's hash is kept until the first entry is
+    /// [`DECISION_SWEEP_MARGIN_MS`] past it. At most once a minute.
+    async fn sweep_decision_index(
+        &self,
+        now_ms: i64,
+        retention: super::DecisionRetention,
+    ) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let now_minute = u64::try_from(now_ms).unwrap_or(0) / 60_000;
+        if self.decisions_swept_at.swap(now_minute, Ordering::Relaxed) == now_minute {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let first: StreamEntries = redis::cmd("XRANGE")
+            .arg(self.decisions_key())
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let first_ms = first
+            .first()
+            .and_then(|(entry, _)| entry.split('-').next()?.parse::<u64>().ok())
+            .unwrap_or(u64::try_from(now_ms).unwrap_or(0));
+        let until = first_ms.saturating_sub(DECISION_SWEEP_MARGIN_MS) / 60_000;
+        let swept = self.decisions_swept.load(Ordering::Relaxed);
+        // A process's first sweep starts from the oldest minute age keeps.
+        let from = if swept == 0 {
+            u64::try_from(retention.oldest_ms(now_ms)).unwrap_or(0) / 60_000
+        } else {
+            swept
+        };
+        let minutes: Vec<u64> = (from..until).collect();
+        for chunk in minutes.chunks(1_000) {
+            let mut pipe = redis::pipe();
+            for m in chunk {
+                pipe.cmd("DEL").arg(self.decision_minute_key(*m)).ignore();
+            }
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+        }
+        self.decisions_swept
+            .store(until.max(swept), Ordering::Relaxed);
+        Ok(())
     }
 
     /// The decisions at these stream entry ids (those trimmed since are left out).
@@ -371,6 +432,10 @@ const DECISION_PIPELINE: usize = 128;
 /// How far stream entry times (the server's clock when written) may lie from decision
 /// times when a time range is read.
 const DECISION_CLOCK_SLACK_MS: i64 = 60_000;
+
+/// How far the stream's first entry must be past a minute before that minute's id hash
+/// goes (the time a record may take to be written, and clock skew, with room).
+const DECISION_SWEEP_MARGIN_MS: u64 = 10 * 60_000;
 
 /// The decision log: records in one stream (`{prefix}decisions`), trimmed by count
 /// (`MAXLEN ~`) and by age (`MINID ~`) on every append; `{prefix}deci:<minute>` hashes
@@ -451,7 +516,7 @@ impl super::DecisionLog for RedisStore {
                 .await
                 .map_err(|e| unavailable(&e))?;
         }
-        Ok(())
+        self.sweep_decision_index(now_ms, retention).await
     }
 
     async fn decision(&self, id: &[u8; 16]) -> Result<Option<StoredDecision>, StoreError> {

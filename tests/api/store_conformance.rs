@@ -742,3 +742,38 @@ async fn redis_keys_hold_no_raw_ids_and_always_expire() {
     let expiring = server.command(&["INFO", "keyspace"]).unwrap();
     assert!(expiring.contains("expires=2"), "{expiring}");
 }
+
+/// On Redis, count retention trims the stream only: the id hashes of minutes well
+/// before the stream's first entry are deleted by the appends, not left to `max_age`.
+#[tokio::test]
+async fn redis_drops_the_id_hashes_count_retention_has_outrun() {
+    use vitrine::store::DecisionLog;
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&redis_options(&server)).await.unwrap();
+    let now = vitrine::domain::time::unix_now_ms();
+    // Ids made 30 and 5 minutes before the stream's entries (written now).
+    let old = decision(now - 30 * 60_000, 1, 1);
+    let recent = decision(now - 5 * 60_000, 2, 2);
+    let keep = DecisionRetention {
+        keep: 1_000,
+        max_age_ms: 3_600_000,
+    };
+    store
+        .append_decisions(batch(&[old.clone(), recent.clone()]), keep, now)
+        .await
+        .unwrap();
+    let minute = |d: &StoredDecision| vitrine::store::decisions::id_ms(&d.id) / 60_000;
+    let exists = |d: &StoredDecision| {
+        server
+            .command(&["EXISTS", &format!("test:deci:{}", minute(d))])
+            .unwrap()
+    };
+    assert_eq!(
+        exists(&old),
+        ":0\r\n",
+        "ten minutes and more before the first entry"
+    );
+    assert_eq!(exists(&recent), ":1\r\n");
+    assert!(store.decision(&old.id).await.unwrap().is_none());
+    assert_eq!(store.decision(&recent.id).await.unwrap(), Some(recent));
+}
