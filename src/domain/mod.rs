@@ -5,6 +5,7 @@
 //! with a currency, a placement is one of a closed set).
 
 pub mod audience;
+pub mod bucket;
 pub mod catalog;
 pub mod ids;
 pub mod interaction;
