@@ -9,6 +9,7 @@
 pub mod checkout;
 pub mod compile;
 pub mod content;
+pub mod experiment;
 pub mod expr;
 pub mod limits;
 pub mod live;

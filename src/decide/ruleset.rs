@@ -50,6 +50,9 @@ pub struct Ruleset {
     /// Every price list's entries, by product: a price looks up its product once and
     /// sees the lists that name it, not every list.
     pub prices: Prices,
+    /// In the document's order.
+    pub experiments: Vec<super::experiment::Experiment>,
+    pub holdout: Option<super::experiment::Holdout>,
 }
 
 impl Ruleset {
@@ -85,6 +88,8 @@ impl Ruleset {
             content: Content::default(),
             codes: Vec::new(),
             prices: Prices::default(),
+            experiments: Vec::new(),
+            holdout: None,
         }
     }
 }
@@ -106,6 +111,10 @@ struct RawDocument {
     merchandising: Vec<Value>,
     #[serde(default)]
     content: Option<Value>,
+    #[serde(default)]
+    experiments: Vec<Value>,
+    #[serde(default)]
+    holdout: Option<Value>,
 }
 
 /// Compiles a ruleset document; `Err` holds every problem, each with its path.
@@ -205,6 +214,8 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
         "$.merchandising",
         &mut errors,
     );
+    let (experiments, holdout) =
+        super::experiment::compile(&raw.experiments, raw.holdout.as_ref(), &mut errors);
     let content = raw
         .content
         .as_ref()
@@ -283,6 +294,8 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
         content,
         codes,
         prices,
+        experiments,
+        holdout,
     };
     check(&rules, &mut errors);
     if !errors.0.is_empty() {

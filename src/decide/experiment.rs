@@ -1,0 +1,622 @@
+//! Experiments in the ruleset: percentage rollouts, A/B tests against a baseline,
+//! holdouts and shadow variants, compiled and validated with the rest of the document
+//! (every problem at its JSON path), and the stateless assignment of a visitor to their
+//! arms ([`crate::domain::bucket`]: GrowthBook's published bucketing).
+//!
+//! An experiment hashes one attribute of the visitor (`session_id` or `customer_id`)
+//! with its `seed` (its id unless set) and `bucket_version`; the served variants split
+//! `coverage` of the visitors by their weights; a shadow variant is never served (it
+//! is decided beside the served answer and recorded). A namespace (`id`, `range`) makes
+//! experiments whose ranges do not overlap mutually exclusive. The holdout takes a
+//! share of every visitor, by its own seed, out of every experiment: they get the
+//! baseline everywhere.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::compile::{check_id, expression, parse, unique};
+use super::expr::{Env, Errors, Expr, Scope};
+use crate::domain::{Placement, bucket};
+
+/// Experiments a ruleset may define (any status), and may run at once.
+pub const MAX_EXPERIMENTS: usize = 100;
+pub const MAX_RUNNING: usize = 20;
+/// Variants an experiment may have (the shadow included).
+pub const MAX_VARIANTS: usize = 10;
+
+/// The candidate sources a variant's `blend` may weigh (the `recommend.blend` names).
+pub const BLEND_SOURCES: [&str; 13] = [
+    "bought_together",
+    "viewed_together",
+    "similar_items",
+    "history",
+    "recently_viewed",
+    "sessions",
+    "buy_again",
+    "category_trend",
+    "new_arrivals",
+    "search",
+    "trending",
+    "audience_trend",
+    // Kept for symmetry with the configuration's names; weighs nothing today.
+    "pinned",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Draft,
+    Running,
+    Stopped,
+}
+
+/// The visitor attribute an experiment hashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashAttribute {
+    /// Sticky across a log-in (the session keeps its id); a customer on two devices
+    /// may see two arms.
+    SessionId,
+    /// One arm per customer on every device; visitors without a customer id are not
+    /// in the experiment.
+    CustomerId,
+}
+
+/// What the visitor gets instead of the personalized answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Baseline {
+    /// Trending products only.
+    Popularity,
+    /// Seeded random in-stock products.
+    Random,
+    /// The storefront's own list, untouched.
+    None,
+}
+
+/// What a variant changes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VariantPolicy {
+    /// Source -> weight, replacing the placement's configured weight.
+    pub blend: BTreeMap<String, f32>,
+    pub baseline: Option<Baseline>,
+    /// Offers on (`None`: as configured) or off.
+    pub offers: Option<bool>,
+    /// The content variant shown.
+    pub content: Option<String>,
+    /// The named promotion set applied.
+    pub promotions: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variant {
+    pub id: String,
+    pub weight: f64,
+    pub shadow: bool,
+    pub policy: VariantPolicy,
+}
+
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    pub id: String,
+    pub status: Status,
+    /// Empty: every placement.
+    pub placements: Vec<Placement>,
+    pub hash_attribute: HashAttribute,
+    pub seed: String,
+    pub bucket_version: u32,
+    pub coverage: f64,
+    pub when: Expr,
+    /// Served variants first (in the document's order), then the shadow, if any.
+    pub variants: Vec<Variant>,
+    /// The served variants' ranges.
+    pub ranges: Vec<(f64, f64)>,
+    pub namespace: Option<(String, f64, f64)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Holdout {
+    pub coverage: f64,
+    pub seed: String,
+}
+
+/// The ids an experiment hashes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Visitor<'a> {
+    pub session_id: Option<&'a str>,
+    pub customer_id: Option<&'a str>,
+}
+
+/// One experiment's arms for a visitor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    /// Index into the ruleset's experiments.
+    pub experiment: usize,
+    /// The variant served (index into the experiment's variants).
+    pub variant: usize,
+    /// The shadow variant decided beside it, if the experiment has one.
+    pub shadow: Option<usize>,
+}
+
+// ---- the document as written --------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExperiment {
+    id: String,
+    status: Status,
+    #[serde(default)]
+    placements: Vec<String>,
+    hash_attribute: HashAttribute,
+    #[serde(default)]
+    seed: Option<String>,
+    #[serde(default = "one")]
+    bucket_version: u32,
+    #[serde(default = "full")]
+    coverage: f64,
+    #[serde(default)]
+    when: Option<Value>,
+    variants: Vec<RawVariant>,
+    #[serde(default)]
+    namespace: Option<RawNamespace>,
+}
+
+const fn one() -> u32 {
+    1
+}
+
+const fn full() -> f64 {
+    1.0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVariant {
+    id: String,
+    #[serde(default)]
+    weight: Option<f64>,
+    #[serde(default)]
+    shadow: bool,
+    #[serde(default)]
+    policy: RawPolicy,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    blend: BTreeMap<String, f32>,
+    #[serde(default)]
+    baseline: Option<Baseline>,
+    #[serde(default)]
+    offers: Option<bool>,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    promotions: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNamespace {
+    id: String,
+    range: [f64; 2],
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHoldout {
+    coverage: f64,
+    seed: String,
+}
+
+fn share(v: f64, path: &str, errors: &mut Errors) -> f64 {
+    if !(0.0..=1.0).contains(&v) {
+        errors.push(path, "a share from 0 to 1");
+    }
+    if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) }
+}
+
+/// Compiles the document's experiments (`$.experiments`) and holdout (`$.holdout`).
+pub fn compile(
+    experiments: &[Value],
+    holdout: Option<&Value>,
+    errors: &mut Errors,
+) -> (Vec<Experiment>, Option<Holdout>) {
+    if experiments.len() > MAX_EXPERIMENTS {
+        errors.push(
+            "$.experiments",
+            format!("at most {MAX_EXPERIMENTS} experiments"),
+        );
+        return (Vec::new(), None);
+    }
+    let mut out = Vec::new();
+    for (i, v) in experiments.iter().enumerate() {
+        let path = format!("$.experiments[{i}]");
+        if let Some(raw) = parse::<RawExperiment>(v, &path, errors) {
+            out.push(compile_one(raw, &path, errors));
+        }
+    }
+    unique(out.iter().map(|e| e.id.as_str()), "$.experiments", errors);
+    let running = out.iter().filter(|e| e.status == Status::Running).count();
+    if running > MAX_RUNNING {
+        errors.push(
+            "$.experiments",
+            format!("{running} experiments running: at most {MAX_RUNNING}"),
+        );
+    }
+    overlapping_namespaces(&out, errors);
+    let holdout = holdout
+        .and_then(|h| parse::<RawHoldout>(h, "$.holdout", errors))
+        .map(|h| Holdout {
+            coverage: share(h.coverage, "$.holdout.coverage", errors),
+            seed: h.seed,
+        });
+    (out, holdout)
+}
+
+fn compile_one(raw: RawExperiment, path: &str, errors: &mut Errors) -> Experiment {
+    check_id(&raw.id, &format!("{path}.id"), errors);
+    let mut placements = Vec::new();
+    for (j, p) in raw.placements.iter().enumerate() {
+        match p.parse::<Placement>() {
+            Ok(p) => placements.push(p),
+            Err(_) => errors.push(
+                &format!("{path}.placements[{j}]"),
+                format!("no placement {p:?}"),
+            ),
+        }
+    }
+    if raw.bucket_version == 0 {
+        errors.push(&format!("{path}.bucket_version"), "starts at 1");
+    }
+    let coverage = share(raw.coverage, &format!("{path}.coverage"), errors);
+    let when = expression(
+        raw.when.as_ref(),
+        Scope::Context,
+        &format!("{path}.when"),
+        errors,
+    );
+    if raw.variants.len() > MAX_VARIANTS {
+        errors.push(
+            &format!("{path}.variants"),
+            format!("at most {MAX_VARIANTS} variants"),
+        );
+    }
+    let mut served = Vec::new();
+    let mut shadows = Vec::new();
+    for (j, v) in raw.variants.into_iter().enumerate() {
+        let vpath = format!("{path}.variants[{j}]");
+        check_id(&v.id, &format!("{vpath}.id"), errors);
+        for source in v.policy.blend.keys() {
+            if !BLEND_SOURCES.contains(&source.as_str()) {
+                errors.push(
+                    &format!("{vpath}.policy.blend.{source}"),
+                    format!("no candidate source {source:?}"),
+                );
+            }
+        }
+        for (source, w) in &v.policy.blend {
+            if !w.is_finite() || *w < 0.0 {
+                errors.push(
+                    &format!("{vpath}.policy.blend.{source}"),
+                    "a weight is 0 or more",
+                );
+            }
+        }
+        let weight = match (v.shadow, v.weight) {
+            (true, Some(_)) => {
+                errors.push(
+                    &format!("{vpath}.weight"),
+                    "a shadow variant is never served: it has no weight",
+                );
+                0.0
+            }
+            (true, None) => 0.0,
+            (false, None) => {
+                errors.push(
+                    &format!("{vpath}.weight"),
+                    "a served variant needs a weight",
+                );
+                0.0
+            }
+            (false, Some(w)) => {
+                if !w.is_finite() || w < 0.0 {
+                    errors.push(&format!("{vpath}.weight"), "a weight is 0 or more");
+                }
+                w
+            }
+        };
+        let variant = Variant {
+            id: v.id,
+            weight,
+            shadow: v.shadow,
+            policy: VariantPolicy {
+                blend: v.policy.blend,
+                baseline: v.policy.baseline,
+                offers: v.policy.offers,
+                content: v.policy.content,
+                promotions: v.policy.promotions,
+            },
+        };
+        if v.shadow {
+            shadows.push(variant);
+        } else {
+            served.push(variant);
+        }
+    }
+    if shadows.len() > 1 {
+        errors.push(
+            &format!("{path}.variants"),
+            "at most one shadow variant an experiment",
+        );
+    }
+    if served.is_empty() {
+        errors.push(&format!("{path}.variants"), "at least one served variant");
+    }
+    let sum: f64 = served.iter().map(|v| v.weight).sum();
+    if !served.is_empty() && (sum - 1.0).abs() > 1e-9 {
+        errors.push(
+            &format!("{path}.variants"),
+            format!("the served variants' weights sum to {sum}, not 1"),
+        );
+    }
+    let weights: Vec<f64> = served.iter().map(|v| v.weight).collect();
+    let ranges = bucket::ranges(served.len(), coverage, Some(&weights));
+    let mut variants = served;
+    variants.extend(shadows);
+    unique(
+        variants.iter().map(|v| v.id.as_str()),
+        &format!("{path}.variants"),
+        errors,
+    );
+    let namespace = raw.namespace.map(|n| {
+        let [start, end] = n.range;
+        if !(0.0..=1.0).contains(&start) || !(0.0..=1.0).contains(&end) || start >= end {
+            errors.push(
+                &format!("{path}.namespace.range"),
+                "a range [start, end) within [0, 1], start before end",
+            );
+        }
+        check_id(&n.id, &format!("{path}.namespace.id"), errors);
+        (n.id, start, end)
+    });
+    Experiment {
+        seed: raw.seed.unwrap_or_else(|| raw.id.clone()),
+        id: raw.id,
+        status: raw.status,
+        placements,
+        hash_attribute: raw.hash_attribute,
+        bucket_version: raw.bucket_version,
+        coverage,
+        when,
+        variants,
+        ranges,
+        namespace,
+    }
+}
+
+/// Running experiments of one namespace must not share any part of it.
+fn overlapping_namespaces(experiments: &[Experiment], errors: &mut Errors) {
+    let mut by_namespace: BTreeMap<&str, Vec<(f64, f64, usize)>> = BTreeMap::new();
+    for (i, e) in experiments.iter().enumerate() {
+        if let (Status::Running, Some((id, start, end))) = (e.status, &e.namespace) {
+            by_namespace
+                .entry(id.as_str())
+                .or_default()
+                .push((*start, *end, i));
+        }
+    }
+    for (id, mut ranges) in by_namespace {
+        ranges.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for pair in ranges.windows(2) {
+            let ((_, end, a), (start, _, b)) = (pair[0], pair[1]);
+            if start < end {
+                errors.push(
+                    &format!("$.experiments[{b}].namespace.range"),
+                    format!(
+                        "overlaps $.experiments[{a}] ({:?}) in namespace {id:?}",
+                        experiments[a].id
+                    ),
+                );
+            }
+        }
+    }
+}
+
+// ---- assignment -----------------------------------------------------------------------
+
+impl Experiment {
+    /// The hashed value and its seed, versioned (`bucket_version` 1 hashes the seed
+    /// as written, so the arms match a GrowthBook experiment with that seed).
+    fn seed(&self) -> std::borrow::Cow<'_, str> {
+        if self.bucket_version <= 1 {
+            std::borrow::Cow::Borrowed(&self.seed)
+        } else {
+            std::borrow::Cow::Owned(format!("{}:v{}", self.seed, self.bucket_version))
+        }
+    }
+
+    fn value<'v>(&self, visitor: &Visitor<'v>) -> Option<&'v str> {
+        match self.hash_attribute {
+            HashAttribute::SessionId => visitor.session_id,
+            HashAttribute::CustomerId => visitor.customer_id,
+        }
+        .filter(|v| !v.is_empty())
+    }
+
+    /// The visitor's arms in this experiment on `placement`, if they are in it.
+    pub fn assign(
+        &self,
+        index: usize,
+        visitor: &Visitor<'_>,
+        placement: Placement,
+        env: Option<Env<'_, '_>>,
+    ) -> Option<Assignment> {
+        if self.status != Status::Running
+            || !(self.placements.is_empty() || self.placements.contains(&placement))
+        {
+            return None;
+        }
+        let value = self.value(visitor)?;
+        if let Some((id, start, end)) = &self.namespace
+            && !bucket::in_namespace(value, id, *start, *end)
+        {
+            return None;
+        }
+        if !matches!(self.when, Expr::Const(true)) && !env.is_some_and(|env| self.when.holds(env)) {
+            return None;
+        }
+        let n = bucket::hash(&self.seed(), value, 2)?;
+        let variant = bucket::choose(n, &self.ranges)?;
+        let served = self.ranges.len();
+        Some(Assignment {
+            experiment: index,
+            variant,
+            shadow: (self.variants.len() > served).then_some(served),
+        })
+    }
+}
+
+impl Holdout {
+    /// Whether the visitor is held out of every experiment (hashed on the session,
+    /// else the customer id).
+    pub fn holds(&self, visitor: &Visitor<'_>) -> bool {
+        let Some(value) = visitor
+            .session_id
+            .or(visitor.customer_id)
+            .filter(|v| !v.is_empty())
+        else {
+            return false;
+        };
+        bucket::hash(&self.seed, value, 2).is_some_and(|n| n < self.coverage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn compiled(doc: &Value) -> Result<(Vec<Experiment>, Option<Holdout>), Vec<String>> {
+        let mut errors = Errors::default();
+        let list = doc["experiments"].as_array().cloned().unwrap_or_default();
+        let out = compile(&list, doc.get("holdout"), &mut errors);
+        if errors.0.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors.0.into_iter().map(|e| e.path).collect())
+        }
+    }
+
+    fn pdp() -> Value {
+        json!({
+            "id": "pdp-recs-v2", "status": "running", "placements": ["product", "cart"],
+            "hash_attribute": "session_id", "seed": "pdp-recs-v2", "bucket_version": 1,
+            "coverage": 0.5,
+            "variants": [
+                {"id": "control", "weight": 0.5, "policy": {"baseline": "popularity"}},
+                {"id": "personalized", "weight": 0.5, "policy": {}},
+                {"id": "more-history", "shadow": true, "policy": {"blend": {"history": 2.0}}}
+            ],
+            "namespace": {"id": "pdp", "range": [0.0, 0.5]}
+        })
+    }
+
+    #[test]
+    fn a_valid_experiment_compiles_with_its_ranges_and_its_shadow_last() {
+        let (list, holdout) = compiled(&json!({
+            "experiments": [pdp()],
+            "holdout": {"coverage": 0.05, "seed": "global-holdout"}
+        }))
+        .unwrap();
+        let e = &list[0];
+        assert_eq!(e.ranges, [(0.0, 0.25), (0.5, 0.75)]);
+        assert_eq!(e.variants[2].id, "more-history");
+        assert!(e.variants[2].shadow);
+        assert_eq!(e.variants[2].policy.blend["history"], 2.0);
+        assert_eq!(holdout.unwrap().coverage, 0.05);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_its_path() {
+        let mut bad = pdp();
+        bad["coverage"] = json!(1.5);
+        bad["placements"] = json!(["product", "moon"]);
+        bad["variants"] = json!([
+            {"id": "a", "weight": 0.7},
+            {"id": "a", "weight": 0.7},
+            {"id": "s1", "shadow": true, "policy": {"blend": {"karma": 1.0}}},
+            {"id": "s2", "shadow": true, "weight": 0.1}
+        ]);
+        let mut clash = pdp();
+        clash["id"] = json!("other");
+        clash["namespace"] = json!({"id": "pdp", "range": [0.4, 0.9]});
+        let paths = compiled(&json!({
+            "experiments": [bad, clash, pdp()],
+            "holdout": {"coverage": -1, "seed": "h"}
+        }))
+        .unwrap_err();
+        for expected in [
+            "$.experiments[0].coverage",
+            "$.experiments[0].placements[1]",
+            "$.experiments[0].variants[2].policy.blend.karma",
+            "$.experiments[0].variants[3].weight",
+            "$.experiments[0].variants",
+            "$.experiments",
+            "$.experiments[1].namespace.range",
+            "$.holdout.coverage",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == expected),
+                "{expected} in {paths:?}"
+            );
+        }
+        let count = |p: &str| paths.iter().filter(|x| *x == p).count();
+        // Two shadows, weights summing to 1.4, a variant id used twice.
+        assert_eq!(count("$.experiments[0].variants"), 3, "{paths:?}");
+        assert!(
+            compiled(&json!({"experiments": [{"id": "x", "status": "running",
+                "hash_attribute": "email", "variants": []}]}))
+            .unwrap_err()
+            .iter()
+            .any(|p| p.starts_with("$.experiments[0]"))
+        );
+    }
+
+    #[test]
+    fn visitors_split_by_weight_within_coverage_and_namespaces_exclude() {
+        let (list, _) = compiled(&json!({"experiments": [pdp()]})).unwrap();
+        let e = &list[0];
+        let mut arms = [0u32; 2];
+        let mut outside = 0;
+        for i in 0..10_000 {
+            let id = format!("s-{i}");
+            let v = Visitor {
+                session_id: Some(&id),
+                customer_id: None,
+            };
+            match e.assign(0, &v, Placement::Product, None) {
+                Some(a) => {
+                    arms[a.variant] += 1;
+                    assert_eq!(a.shadow, Some(2));
+                    assert!(bucket::in_namespace(&id, "pdp", 0.0, 0.5));
+                }
+                None => outside += 1,
+            }
+            assert!(e.assign(0, &v, Placement::Home, None).is_none());
+        }
+        // Half the namespace, half coverage: about a quarter in, split evenly. Binomial
+        // bounds at over 4 standard deviations.
+        let inside = arms[0] + arms[1];
+        assert!((2_200..=2_800).contains(&inside), "{arms:?} {outside}");
+        let sd = (f64::from(inside) * 0.25).sqrt();
+        assert!(
+            (f64::from(arms[0]) - f64::from(inside) / 2.0).abs() < 4.5 * sd,
+            "{arms:?}"
+        );
+    }
+}
