@@ -136,6 +136,23 @@ mod tests {
     }
 
     #[test]
+    fn the_worked_example_of_docs_experiments_md_holds() {
+        assert_eq!(fnv1a32("s-4__pdp"), 2_632_791_319);
+        assert!(in_namespace("s-4", "pdp", 0.0, 0.5));
+        assert_eq!(fnv1a32("pdp-recs-v2s-4"), 2_495_410_072);
+        assert_eq!(fnv1a32("2495410072"), 2_634_900_607);
+        let r = ranges(2, 0.5, Some(&[0.5, 0.5]));
+        assert_eq!(r, [(0.0, 0.25), (0.5, 0.75)]);
+        let arm = |v: &str| choose(hash("pdp-recs-v2", v, 2).unwrap(), &r);
+        assert_eq!(hash("pdp-recs-v2", "s-4", 2), Some(0.0607));
+        assert_eq!(arm("s-4"), Some(0));
+        assert_eq!(hash("pdp-recs-v2", "s-11", 2), Some(0.6384));
+        assert_eq!(arm("s-11"), Some(1));
+        assert_eq!(hash("__pdp", "s-7", 1), Some(0.2));
+        assert_eq!(arm("s-7"), None);
+    }
+
+    #[test]
     fn raising_coverage_keeps_every_visitor_in_the_arm_they_were_in() {
         let half = ranges(2, 0.5, Some(&[0.5, 0.5]));
         let all = ranges(2, 1.0, Some(&[0.5, 0.5]));
