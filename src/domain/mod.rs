@@ -13,6 +13,7 @@ pub mod money;
 pub mod page;
 pub mod placement;
 pub mod profile;
+pub mod stats;
 pub mod time;
 
 pub use audience::{Audience, Country, Device, Segment};
