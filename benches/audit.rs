@@ -105,6 +105,7 @@ impl Shop {
             },
             explain: if recording { self.explain } else { 0 },
             now: 1_700_000_000,
+            arms: vitrine::decide::experiment::Arms::None,
         };
         let request = self.request(n);
         let decided = page::answer(&inputs, &request).expect("answered");
@@ -126,6 +127,7 @@ impl Shop {
             exhausted: Vec::new(),
             now: 1_700_000_000,
             tape: reads.tape(),
+            experiments: Vec::new(),
             output: Output::Page(PageOutput::of(&decided)),
             considered: decided.considered,
             latency_us: 40,

@@ -27,7 +27,7 @@ pub const MAX_RUNNING: usize = 20;
 pub const MAX_VARIANTS: usize = 10;
 
 /// The candidate sources a variant's `blend` may weigh (the `recommend.blend` names).
-pub const BLEND_SOURCES: [&str; 13] = [
+pub const BLEND_SOURCES: [&str; 12] = [
     "bought_together",
     "viewed_together",
     "similar_items",
@@ -40,9 +40,11 @@ pub const BLEND_SOURCES: [&str; 13] = [
     "search",
     "trending",
     "audience_trend",
-    // Kept for symmetry with the configuration's names; weighs nothing today.
-    "pinned",
 ];
+
+/// What answers and records name a held-out visitor's arm: (`HOLDOUT`, `BASELINE`).
+pub const HOLDOUT: &str = "holdout";
+pub const BASELINE: &str = "baseline";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -259,6 +261,12 @@ pub fn compile(
 
 fn compile_one(raw: RawExperiment, path: &str, errors: &mut Errors) -> Experiment {
     check_id(&raw.id, &format!("{path}.id"), errors);
+    if raw.id == HOLDOUT {
+        errors.push(
+            &format!("{path}.id"),
+            "\"holdout\" names the global holdout",
+        );
+    }
     let mut placements = Vec::new();
     for (j, p) in raw.placements.iter().enumerate() {
         match p.parse::<Placement>() {
@@ -297,6 +305,27 @@ fn compile_one(raw: RawExperiment, path: &str, errors: &mut Errors) -> Experimen
                     format!("no candidate source {source:?}"),
                 );
             }
+        }
+        // Served by a later version; refused rather than ignored.
+        let unserved = [
+            (
+                matches!(v.policy.baseline, Some(Baseline::Random | Baseline::None)),
+                "baseline",
+                "only the popularity baseline is served so far",
+            ),
+            (
+                v.policy.content.is_some(),
+                "content",
+                "content variants are not served yet",
+            ),
+            (
+                v.policy.promotions.is_some(),
+                "promotions",
+                "promotion sets are not served yet",
+            ),
+        ];
+        for (_, field, why) in unserved.iter().filter(|u| u.0) {
+            errors.push(&format!("{vpath}.policy.{field}"), *why);
         }
         for (source, w) in &v.policy.blend {
             if !w.is_finite() || *w < 0.0 {
@@ -495,6 +524,175 @@ impl Holdout {
     }
 }
 
+/// How an answer finds its arms.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Arms<'a> {
+    /// None (a tool deciding without a visitor).
+    #[default]
+    None,
+    /// From the visitor's ids.
+    Visitor(Visitor<'a>),
+    /// As a record holds them (a replay): (experiment, variant) ids.
+    Recorded(&'a [(String, String)]),
+}
+
+/// The arms one answer serves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Served {
+    pub held_out: bool,
+    pub arms: Vec<Assignment>,
+}
+
+impl Served {
+    /// (experiment, variant) ids, as answers and records name them.
+    pub fn named(&self, experiments: &[Experiment]) -> Vec<(String, String)> {
+        if self.held_out {
+            return vec![(HOLDOUT.to_owned(), BASELINE.to_owned())];
+        }
+        self.arms
+            .iter()
+            .filter_map(|a| {
+                let e = experiments.get(a.experiment)?;
+                Some((e.id.clone(), e.variants.get(a.variant)?.id.clone()))
+            })
+            .collect()
+    }
+
+    /// Whether any arm turns offers off.
+    pub fn offers_off(&self, experiments: &[Experiment]) -> bool {
+        self.arms.iter().any(|a| {
+            experiments
+                .get(a.experiment)
+                .and_then(|e| e.variants.get(a.variant))
+                .is_some_and(|v| v.policy.offers == Some(false))
+        })
+    }
+}
+
+/// The arms an answer on `placement` serves.
+pub fn serve(
+    experiments: &[Experiment],
+    holdout: Option<&Holdout>,
+    arms: &Arms<'_>,
+    placement: Placement,
+    env: Env<'_, '_>,
+) -> Served {
+    match arms {
+        Arms::None => Served::default(),
+        Arms::Visitor(v) => {
+            if holdout.is_some_and(|h| h.holds(v)) {
+                return Served {
+                    held_out: true,
+                    arms: Vec::new(),
+                };
+            }
+            Served {
+                held_out: false,
+                arms: experiments
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, e)| e.assign(i, v, placement, Some(env)))
+                    .collect(),
+            }
+        }
+        Arms::Recorded(named) => Served {
+            held_out: named.iter().any(|(e, v)| e == HOLDOUT && v == BASELINE),
+            arms: named
+                .iter()
+                .filter_map(|(id, variant)| {
+                    let (i, e) = experiments.iter().enumerate().find(|(_, e)| e.id == *id)?;
+                    let served = e.ranges.len();
+                    Some(Assignment {
+                        experiment: i,
+                        variant: e.variants[..served].iter().position(|v| v.id == *variant)?,
+                        shadow: (e.variants.len() > served).then_some(served),
+                    })
+                })
+                .collect(),
+        },
+    }
+}
+
+/// The recommendation policy an answer serves with: the configured one, or changed
+/// by the arms (a baseline, blend weights) for `placement`.
+pub fn policy<'p>(
+    base: &'p crate::recommend::engine::Policy,
+    experiments: &[Experiment],
+    served: &Served,
+    placement: Placement,
+) -> std::borrow::Cow<'p, crate::recommend::engine::Policy> {
+    let changes: Vec<&VariantPolicy> = served
+        .arms
+        .iter()
+        .filter_map(|a| {
+            let v = experiments.get(a.experiment)?.variants.get(a.variant)?;
+            (!v.policy.blend.is_empty() || v.policy.baseline.is_some()).then_some(&v.policy)
+        })
+        .collect();
+    if !served.held_out && changes.is_empty() {
+        return std::borrow::Cow::Borrowed(base);
+    }
+    let mut policy = base.clone();
+    let blend = blend_of(&mut policy.blend, placement);
+    let popular = served.held_out
+        || changes
+            .iter()
+            .any(|c| c.baseline == Some(Baseline::Popularity));
+    if popular {
+        // Trending only (at its configured weight, or 1).
+        let trending = if blend.trending > 0.0 {
+            blend.trending
+        } else {
+            1.0
+        };
+        *blend = crate::config::Blend {
+            trending,
+            ..crate::config::Blend::default()
+        };
+    } else {
+        for c in changes {
+            for (source, w) in &c.blend {
+                set_weight(blend, source, *w);
+            }
+        }
+    }
+    std::borrow::Cow::Owned(policy)
+}
+
+fn blend_of(
+    b: &mut crate::config::BlendSettings,
+    placement: Placement,
+) -> &mut crate::config::Blend {
+    match placement {
+        Placement::Home => &mut b.home,
+        Placement::Product => &mut b.product,
+        Placement::Cart => &mut b.cart,
+        Placement::Category => &mut b.category,
+        Placement::Search => &mut b.search,
+        Placement::Checkout => &mut b.checkout,
+        Placement::PostPurchase => &mut b.post_purchase,
+    }
+}
+
+fn set_weight(b: &mut crate::config::Blend, source: &str, w: f32) {
+    let field = match source {
+        "bought_together" => &mut b.bought_together,
+        "viewed_together" => &mut b.viewed_together,
+        "similar_items" => &mut b.similar_items,
+        "history" => &mut b.history,
+        "recently_viewed" => &mut b.recently_viewed,
+        "sessions" => &mut b.sessions,
+        "buy_again" => &mut b.buy_again,
+        "category_trend" => &mut b.category_trend,
+        "new_arrivals" => &mut b.new_arrivals,
+        "search" => &mut b.search,
+        "trending" => &mut b.trending,
+        "audience_trend" => &mut b.audience_trend,
+        _ => return,
+    };
+    *field = w;
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -578,6 +776,20 @@ mod tests {
         let count = |p: &str| paths.iter().filter(|x| *x == p).count();
         // Two shadows, weights summing to 1.4, a variant id used twice.
         assert_eq!(count("$.experiments[0].variants"), 3, "{paths:?}");
+        let mut later = pdp();
+        later["id"] = json!("holdout");
+        later["status"] = json!("draft");
+        later["variants"][0]["policy"] = json!({"baseline": "random", "content": "c"});
+        let paths = compiled(&json!({"experiments": [later]})).unwrap_err();
+        assert_eq!(
+            paths,
+            [
+                "$.experiments[0].id",
+                "$.experiments[0].variants[0].policy.baseline",
+                "$.experiments[0].variants[0].policy.content"
+            ],
+            "the reserved id, and policies not served yet"
+        );
         assert!(
             compiled(&json!({"experiments": [{"id": "x", "status": "running",
                 "hash_attribute": "email", "variants": []}]}))

@@ -60,6 +60,8 @@ pub struct Inputs<'a> {
     pub volatile: &'a dyn Volatile,
     /// How many of the strongest candidates the answer explains (0: none).
     pub explain: usize,
+    /// How the answer finds its experiment arms.
+    pub arms: super::experiment::Arms<'a>,
     /// Unix seconds.
     pub now: i64,
 }
@@ -96,6 +98,8 @@ pub struct PageAnswer<'a> {
     /// The strongest candidates with what each source gave them (see
     /// [`Inputs::explain`]).
     pub considered: Vec<Considered>,
+    /// The experiment arms served: (experiment, variant).
+    pub experiments: Vec<(String, String)>,
 }
 
 /// The answer to one page view, or why it cannot be given (a category the shop does
@@ -147,8 +151,21 @@ pub fn answer<'a>(
         return Err(Refusal::unpriced(request.context, u, ctx.session.currency));
     }
     let merch = super::merch::active(&rules.merchandising, request.placement, &ctx);
+    let served = super::experiment::serve(
+        &rules.experiments,
+        rules.holdout.as_ref(),
+        &inputs.arms,
+        request.placement,
+        super::expr::Env::of(&ctx),
+    );
+    let policy = super::experiment::policy(
+        inputs.policy,
+        &rules.experiments,
+        &served,
+        request.placement,
+    );
     let mut query = Query {
-        policy: inputs.policy,
+        policy: &policy,
         placement: request.placement,
         product: request.product_id,
         category: request.category,
@@ -205,15 +222,20 @@ pub fn answer<'a>(
     } else {
         Cow::Owned(content.banners)
     };
-    // Budgets as of the last look, and this customer's own uses.
-    let offers = super::promo::offers(rules.promotions(), &ctx, &priced, &|id| {
-        let (uses, spent) = inputs.usage.get(id).copied().unwrap_or_default();
-        Usage {
-            uses,
-            spent,
-            customer_uses: stored.map_or(0, |p| u64::from(p.promotion_uses(id))),
-        }
-    });
+    // Budgets as of the last look, and this customer's own uses; none in an arm that
+    // turns offers off.
+    let offers = if served.offers_off(&rules.experiments) {
+        Vec::new()
+    } else {
+        super::promo::offers(rules.promotions(), &ctx, &priced, &|id| {
+            let (uses, spent) = inputs.usage.get(id).copied().unwrap_or_default();
+            Usage {
+                uses,
+                spent,
+                customer_uses: stored.map_or(0, |p| u64::from(p.promotion_uses(id))),
+            }
+        })
+    };
     // A product with no price in the request's currency cannot be sold in it: it is
     // not recommended.
     let items = scored
@@ -242,5 +264,6 @@ pub fn answer<'a>(
         model_version: &snapshot.models.version,
         ruleset_version: &rules.version,
         considered,
+        experiments: served.named(&rules.experiments),
     })
 }

@@ -311,6 +311,8 @@ pub struct Pending {
     pub now: i64,
     pub tape: Tape<ProductIdx>,
     pub considered: Vec<Considered>,
+    /// The experiment arms served: (experiment, variant).
+    pub experiments: Vec<(String, String)>,
     pub output: Output,
     pub latency_us: u64,
     pub degraded: Option<&'static str>,
@@ -370,7 +372,7 @@ impl Pending {
                 catalog: format!("{:016x}", catalog.version()),
                 settings: self.settings_version.to_string(),
             },
-            experiments: Vec::new(),
+            experiments: self.experiments,
             request: RecordedRequest {
                 product_id: self.request.product_id,
                 category: self.request.category,
@@ -502,6 +504,7 @@ pub fn replay_page(
         volatile: &reads,
         explain,
         now: r.now,
+        arms: super::experiment::Arms::Recorded(&r.experiments),
     };
     let answer = page::answer(&inputs, &request).map_err(ReplayError::Refused)?;
     let catalog = &kept.snapshot.catalog;

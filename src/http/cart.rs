@@ -179,6 +179,7 @@ async fn evaluate(
             exhausted: ran.exhausted,
             now,
             tape: reads.tape(),
+            experiments: Vec::new(),
             considered: Vec::new(),
             output: Output::Cart {
                 currency: currency.as_str().to_owned(),

@@ -20,6 +20,7 @@ use super::error::{ApiError, ErrorCode};
 use super::extract::{JsonBody, QueryParams};
 use super::state::AppState;
 use crate::decide::content::Banner;
+use crate::decide::experiment::{Arms, Visitor};
 use crate::decide::page;
 use crate::decide::record::{Endpoint, Output, PageOutput, Pending, PendingRequest, usage_of};
 use crate::domain::ids::{InvalidId, check_id};
@@ -436,6 +437,12 @@ impl<'a> BannerJson<'a> {
     }
 }
 
+#[derive(Serialize)]
+struct ExperimentJson<'a> {
+    id: &'a str,
+    variant: &'a str,
+}
+
 /// The page answer as served (the decision id is written in front of it).
 #[derive(Serialize)]
 struct AnswerJson<'a> {
@@ -451,6 +458,9 @@ struct AnswerJson<'a> {
     ruleset_version: &'a str,
     /// What merchandising rules changed in this answer.
     merchandising: &'a [crate::decide::merch::Effect],
+    /// The experiment arms served (none: the field is left out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    experiments: Vec<ExperimentJson<'a>>,
     degraded: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     degraded_reason: Option<&'static str>,
@@ -506,6 +516,16 @@ pub async fn answer(
             0
         },
         now,
+        arms: Arms::Visitor(match &request.visitor {
+            VisitorKey::Customer(c) => Visitor {
+                customer_id: Some(c.as_str()),
+                session_id: request.merge_session.as_ref().map(VisitorId::as_str),
+            },
+            VisitorKey::Session(s) => Visitor {
+                customer_id: None,
+                session_id: Some(s.as_str()),
+            },
+        }),
     };
     let decided = page::answer(&inputs, &request.page())?;
     observe(
@@ -531,11 +551,17 @@ pub async fn answer(
         model_version: decided.model_version,
         ruleset_version: decided.ruleset_version,
         merchandising: &decided.effects,
+        experiments: decided
+            .experiments
+            .iter()
+            .map(|(id, variant)| ExperimentJson { id, variant })
+            .collect(),
         degraded: degraded.is_some(),
         degraded_reason: degraded.map(Degraded::as_str),
     };
     let content = serde_json::to_vec(&body).map_err(|e| ApiError::internal(&e))?;
     let ranked = started.elapsed();
+    let experiments = decided.experiments.clone();
     let kept = recording
         .is_some()
         .then(|| (Output::Page(PageOutput::of(&decided)), decided.considered));
@@ -562,6 +588,7 @@ pub async fn answer(
                 now,
                 tape: reads.tape(),
                 considered,
+                experiments,
                 output,
                 latency_us: u64::try_from(ranked.as_micros()).unwrap_or(u64::MAX),
                 degraded: degraded.map(Degraded::as_str),

@@ -476,6 +476,7 @@ fn pending(
             occurrences: vec![(1, 4.0)],
             out_of_stock: vec![6],
         },
+        experiments: vec![("pdp".into(), "control".into())],
         considered: [2, 5, 9_999_999]
             .iter()
             .map(|&p| Considered {

@@ -67,3 +67,99 @@ async fn experiments_are_validated_with_the_ruleset_and_published_with_it() {
     let live = app.get_json("/admin/v1/ruleset").await;
     assert_eq!(live["version"], version.as_str(), "nothing of it published");
 }
+
+fn pdp_test(holdout: f64) -> Value {
+    json!({
+        "experiments": [{
+            "id": "pdp-test", "status": "running", "placements": ["product"],
+            "hash_attribute": "session_id", "coverage": 1.0,
+            "variants": [
+                {"id": "control", "weight": 0.5, "policy": {"baseline": "popularity"}},
+                {"id": "personalized", "weight": 0.5, "policy": {"blend": {"trending": 0.5}}}
+            ]
+        }],
+        "holdout": {"coverage": holdout, "seed": "global-holdout"}
+    })
+}
+
+fn reasons(answer: &Value) -> Vec<String> {
+    answer["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn answers_serve_and_name_the_arm_the_published_scheme_gives_and_replay_it() {
+    use vitrine::domain::bucket;
+    let app = TestApp::spawn(settings()).await;
+    app.publish_ruleset(&pdp_test(0.0)).await;
+    let mut arms = [0usize; 2];
+    let mut a_control = None;
+    let mut personalized_reasons = Vec::new();
+    for i in 0..200 {
+        let session = format!("s-{i}");
+        let answer = app
+            .get_json(&format!(
+                "/v1/recommend?session_id={session}&placement=product&product_id=p000001"
+            ))
+            .await;
+        let n = bucket::hash("pdp-test", &session, 2).unwrap();
+        let expected = if n < 0.5 { "control" } else { "personalized" };
+        assert_eq!(
+            answer["experiments"],
+            json!([{"id": "pdp-test", "variant": expected}]),
+            "{session}"
+        );
+        if expected == "control" {
+            arms[0] += 1;
+            // The popularity baseline: the global trend only.
+            assert!(reasons(&answer).iter().all(|r| r == "trending"), "{answer}");
+            a_control.get_or_insert_with(|| answer["decision_id"].as_str().unwrap().to_owned());
+        } else {
+            arms[1] += 1;
+            personalized_reasons.extend(reasons(&answer));
+        }
+        // Not on another placement.
+        let home = app
+            .get_json(&format!(
+                "/v1/recommend?session_id={session}&placement=home"
+            ))
+            .await;
+        assert!(home.get("experiments").is_none(), "{home}");
+    }
+    assert!(arms[0] > 70 && arms[1] > 70, "{arms:?}");
+    assert!(
+        personalized_reasons.iter().any(|r| r != "trending"),
+        "the other arm is personalized: {personalized_reasons:?}"
+    );
+    // The record holds the arm, and a replay serves it again.
+    let id = a_control.unwrap();
+    let path = format!("/admin/v1/decisions/{id}");
+    common::eventually("the decision recorded", || async {
+        app.get(&path).await.status() == 200
+    })
+    .await;
+    let record = app.get_json(&path).await;
+    assert_eq!(record["experiments"], json!([["pdp-test", "control"]]));
+    let replay: Value = app
+        .post_json(&format!("/admin/v1/decisions/{id}/replay"), &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replay["identical"], true, "{replay}");
+
+    // Held out: the baseline everywhere, named as such.
+    app.publish_ruleset(&pdp_test(1.0)).await;
+    let answer = app
+        .get_json("/v1/recommend?session_id=s-1&placement=product&product_id=p000001")
+        .await;
+    assert_eq!(
+        answer["experiments"],
+        json!([{"id": "holdout", "variant": "baseline"}])
+    );
+    assert!(reasons(&answer).iter().all(|r| r == "trending"), "{answer}");
+}
