@@ -128,6 +128,7 @@ impl Shop {
             now: 1_700_000_000,
             tape: reads.tape(),
             experiments: Vec::new(),
+            shadow: None,
             output: Output::Page(PageOutput::of(&decided)),
             considered: decided.considered,
             latency_us: 40,

@@ -558,6 +558,27 @@ impl Served {
             .collect()
     }
 
+    /// The arms of the one extra answer the shadow variants get (each experiment's
+    /// shadow in place of its served variant, the others as served), if any arm has a
+    /// shadow.
+    pub fn shadow_arms(&self, experiments: &[Experiment]) -> Option<Vec<(String, String)>> {
+        if self.held_out || self.arms.iter().all(|a| a.shadow.is_none()) {
+            return None;
+        }
+        let shadowed = Served {
+            held_out: false,
+            arms: self
+                .arms
+                .iter()
+                .map(|a| Assignment {
+                    variant: a.shadow.unwrap_or(a.variant),
+                    ..*a
+                })
+                .collect(),
+        };
+        Some(shadowed.named(experiments))
+    }
+
     /// Whether any arm turns offers off.
     pub fn offers_off(&self, experiments: &[Experiment]) -> bool {
         self.arms.iter().any(|a| {
@@ -602,9 +623,10 @@ pub fn serve(
                 .filter_map(|(id, variant)| {
                     let (i, e) = experiments.iter().enumerate().find(|(_, e)| e.id == *id)?;
                     let served = e.ranges.len();
+                    // A shadow's answer names the shadow: it is decided as recorded.
                     Some(Assignment {
                         experiment: i,
-                        variant: e.variants[..served].iter().position(|v| v.id == *variant)?,
+                        variant: e.variants.iter().position(|v| v.id == *variant)?,
                         shadow: (e.variants.len() > served).then_some(served),
                     })
                 })

@@ -100,6 +100,8 @@ pub struct PageAnswer<'a> {
     pub considered: Vec<Considered>,
     /// The experiment arms served: (experiment, variant).
     pub experiments: Vec<(String, String)>,
+    /// The arms of the shadow variants' answer, if any arm has a shadow.
+    pub shadow_arms: Option<Vec<(String, String)>>,
 }
 
 /// The answer to one page view, or why it cannot be given (a category the shop does
@@ -265,5 +267,6 @@ pub fn answer<'a>(
         ruleset_version: &rules.version,
         considered,
         experiments: served.named(&rules.experiments),
+        shadow_arms: served.shadow_arms(&rules.experiments),
     })
 }

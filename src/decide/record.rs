@@ -84,6 +84,18 @@ pub struct DecisionRecord<P = String> {
     pub latency_us: u64,
     /// Why the profile was not read (`deadline`, `store_error`).
     pub degraded: Option<String>,
+    /// The shadow variants' answer to the same request, never shown.
+    #[serde(default)]
+    pub shadow: Option<Shadow>,
+}
+
+/// The one extra answer an experiment's shadow variants get.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Shadow {
+    /// The arms it was decided with: (experiment, variant), the shadows in place of the
+    /// served variants.
+    pub experiments: Vec<(String, String)>,
+    pub output: Output,
 }
 
 /// The versions a decision names: with these kept, it can be replayed.
@@ -314,6 +326,7 @@ pub struct Pending {
     /// The experiment arms served: (experiment, variant).
     pub experiments: Vec<(String, String)>,
     pub output: Output,
+    pub shadow: Option<Shadow>,
     pub latency_us: u64,
     pub degraded: Option<&'static str>,
 }
@@ -408,6 +421,7 @@ impl Pending {
             output: self.output,
             latency_us: self.latency_us,
             degraded: self.degraded.map(str::to_owned),
+            shadow: self.shadow,
         }
     }
 }

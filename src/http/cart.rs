@@ -180,6 +180,7 @@ async fn evaluate(
             now,
             tape: reads.tape(),
             experiments: Vec::new(),
+            shadow: None,
             considered: Vec::new(),
             output: Output::Cart {
                 currency: currency.as_str().to_owned(),

@@ -22,7 +22,9 @@ use super::state::AppState;
 use crate::decide::content::Banner;
 use crate::decide::experiment::{Arms, Visitor};
 use crate::decide::page;
-use crate::decide::record::{Endpoint, Output, PageOutput, Pending, PendingRequest, usage_of};
+use crate::decide::record::{
+    Endpoint, Output, PageOutput, Pending, PendingRequest, Shadow, usage_of,
+};
 use crate::domain::ids::{InvalidId, check_id};
 use crate::domain::time::{unix_now, unix_now_ms};
 use crate::domain::{Money, PageContext, Placement, RawPageContext, VisitorId, VisitorKey};
@@ -528,6 +530,26 @@ pub async fn answer(
         }),
     };
     let decided = page::answer(&inputs, &request.page())?;
+    // The shadow variants' answer: one more decision, recorded only, and not when the
+    // service is near shedding load (under a quarter of its permits left).
+    let shadow = match (&recording, &decided.shadow_arms) {
+        (Some(_), Some(arms))
+            if state.permits.available_permits() * 4 > state.settings.server.max_concurrency =>
+        {
+            let shadow_inputs = page::Inputs {
+                arms: Arms::Recorded(arms),
+                explain: 0,
+                ..inputs
+            };
+            page::answer(&shadow_inputs, &request.page())
+                .ok()
+                .map(|a| Shadow {
+                    experiments: arms.clone(),
+                    output: Output::Page(PageOutput::of(&a)),
+                })
+        }
+        _ => None,
+    };
     observe(
         state,
         &snapshot,
@@ -589,6 +611,7 @@ pub async fn answer(
                 tape: reads.tape(),
                 considered,
                 experiments,
+                shadow,
                 output,
                 latency_us: u64::try_from(ranked.as_micros()).unwrap_or(u64::MAX),
                 degraded: degraded.map(Degraded::as_str),

@@ -505,6 +505,7 @@ fn pending(
         }),
         latency_us: 250,
         degraded: None,
+        shadow: None,
     }
 }
 
@@ -549,4 +550,13 @@ fn a_record_encoded_from_borrowed_ids_is_the_record_encoded() {
     b.encode_into(&mut borrowed).unwrap();
     assert_eq!(borrowed, record::encode(&owned).unwrap());
     assert_eq!(record::decode(&borrowed).unwrap(), owned);
+    // A record written before the shadow field existed still reads (it has none).
+    let mut fields = match rmpv::decode::read_value(&mut borrowed.as_slice()).unwrap() {
+        rmpv::Value::Array(fields) => fields,
+        other => panic!("a record is an array: {other}"),
+    };
+    assert_eq!(fields.pop(), Some(rmpv::Value::Nil), "the shadow is last");
+    let mut earlier = Vec::new();
+    rmpv::encode::write_value(&mut earlier, &rmpv::Value::Array(fields)).unwrap();
+    assert_eq!(record::decode(&earlier).unwrap(), owned);
 }

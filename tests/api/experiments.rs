@@ -163,3 +163,53 @@ async fn answers_serve_and_name_the_arm_the_published_scheme_gives_and_replay_it
     );
     assert!(reasons(&answer).iter().all(|r| r == "trending"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_shadow_variants_answer_is_in_the_record_and_never_in_the_answer() {
+    let app = TestApp::spawn(settings()).await;
+    let mut doc = pdp_test(0.0);
+    doc["experiments"][0]["variants"]
+        .as_array_mut()
+        .unwrap()
+        .push(
+            json!({"id": "popular-shadow", "shadow": true, "policy": {"baseline": "popularity"}}),
+        );
+    app.publish_ruleset(&doc).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let answer = app
+            .get_json(&format!(
+                "/v1/recommend?session_id=s-{i}&placement=product&product_id=p000001"
+            ))
+            .await;
+        assert!(
+            !answer.to_string().contains("popular-shadow"),
+            "a shadow is never shown: {answer}"
+        );
+        if answer["experiments"][0]["variant"] == "personalized" {
+            ids.push(answer["decision_id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(!ids.is_empty());
+    for id in &ids {
+        let path = format!("/admin/v1/decisions/{id}");
+        common::eventually("the decision recorded", || async {
+            app.get(&path).await.status() == 200
+        })
+        .await;
+        let record = app.get_json(&path).await;
+        assert_eq!(record["experiments"], json!([["pdp-test", "personalized"]]));
+        let shadow = &record["shadow"];
+        assert_eq!(
+            shadow["experiments"],
+            json!([["pdp-test", "popular-shadow"]]),
+            "{record}"
+        );
+        let items = shadow["output"]["page"]["items"].as_array().unwrap();
+        assert!(!items.is_empty());
+        assert!(
+            items.iter().all(|i| i["reason"] == "trending"),
+            "the shadow's own policy: {shadow}"
+        );
+    }
+}
