@@ -20,7 +20,9 @@
 //! `LOAD_AUDIT_ROUNDS` (20) pairs of short rounds (`LOAD_AUDIT_SECONDS`, 3, after 1 s of
 //! warm-up) against both, in ABBA order so that neither always goes first: the
 //! throughput ratio, bytes per record and, with `LOAD_REDIS=1`, Redis memory per
-//! million records).
+//! million records). `LOAD_EXPERIMENTS` (1: three running experiments, one with a
+//! shadow variant, published on the server under test, against a second server of the
+//! same shop without them, in the same paired rounds).
 //! With `LOAD_SECONDS=0` it only measures start-up. `LOAD_BARE` (1, the default): after
 //! the normal run, the same load against a bare handler in a process of its own (axum on
 //! a multi-threaded runtime, answering every request with one of Vitrine's own answers,
@@ -640,6 +642,130 @@ fn metric(port: u16, name: &str) -> f64 {
         .sum()
 }
 
+/// Throughputs and CPU a request of two servers driven alike.
+struct Paired {
+    with: Vec<f64>,
+    without: Vec<f64>,
+    cpu_with: Vec<f64>,
+    cpu_without: Vec<f64>,
+}
+
+/// `LOAD_AUDIT_ROUNDS` (20) pairs of `LOAD_AUDIT_SECONDS` (3) rounds after 1 s of
+/// warm-up each, against `a` and `b` in ABBA order: this machine's speed drifts over
+/// seconds, and each pair sees the same drift.
+fn paired_rounds(
+    a: (u16, u32),
+    b: (u16, u32),
+    requests: &std::sync::Arc<Vec<Vec<u8>>>,
+    connections: usize,
+) -> Paired {
+    let rounds: usize = env_or("LOAD_AUDIT_ROUNDS", 20);
+    let round_seconds: u64 = env_or("LOAD_AUDIT_SECONDS", 3);
+    let mut out = Paired {
+        with: Vec::new(),
+        without: Vec::new(),
+        cpu_with: Vec::new(),
+        cpu_without: Vec::new(),
+    };
+    println!("  round  A (req/s, µs CPU a request)  B  A/B");
+    for round in 0..rounds {
+        let drive =
+            |(port, pid): (u16, u32)| run(port, pid, requests, connections, 1, round_seconds);
+        let (x, y) = if round % 2 == 0 {
+            let x = drive(a);
+            (x, drive(b))
+        } else {
+            let y = drive(b);
+            (drive(a), y)
+        };
+        let cpu = |s: &Summary| {
+            s.cpu
+                .map_or(0.0, |c| c * 1e6 / (s.ok + s.other).max(1) as f64)
+        };
+        println!(
+            "  {:5}  {:8.0} {:6.1}  {:8.0} {:6.1}  {:.3}",
+            round + 1,
+            x.rate(),
+            cpu(&x),
+            y.rate(),
+            cpu(&y),
+            x.rate() / y.rate()
+        );
+        out.with.push(x.rate());
+        out.without.push(y.rate());
+        out.cpu_with.push(cpu(&x));
+        out.cpu_without.push(cpu(&y));
+    }
+    out
+}
+
+/// The ratio of the means and the median pair's.
+fn ratios(p: &Paired) -> (f64, f64, f64, f64) {
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let mut pairs: Vec<f64> = p.with.iter().zip(&p.without).map(|(a, b)| a / b).collect();
+    pairs.sort_by(f64::total_cmp);
+    (
+        mean(&p.with),
+        mean(&p.without),
+        mean(&p.with) / mean(&p.without),
+        pairs.get(pairs.len() / 2).copied().unwrap_or(0.0),
+    )
+}
+
+/// Three running experiments (two sharing a namespace, one with a shadow variant)
+/// published on the server under test, against a second server of the same shop
+/// without them (both recording decisions): what experiments cost a request.
+fn against_no_experiments(
+    shop: &Shop,
+    on: (u16, u32),
+    requests: &std::sync::Arc<Vec<Vec<u8>>>,
+    connections: usize,
+) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let dir = tempfile::tempdir().expect("store dir");
+    let mut off = shop.start(
+        port,
+        &dir.path().join("vitrine.redb"),
+        &[("VITRINE__REDIS__KEY_PREFIX", "vitrine-off:")],
+    );
+    let arms = |a: &str, b: serde_json::Value| {
+        serde_json::json!([
+            {"id": "control", "weight": 0.5, "policy": {}},
+            {"id": a, "weight": 0.5, "policy": b}
+        ])
+    };
+    let mut shadowed = arms(
+        "more-bought",
+        serde_json::json!({"blend": {"bought_together": 2.0}}),
+    );
+    shadowed.as_array_mut().expect("variants").push(
+        serde_json::json!({"id": "popular", "shadow": true, "policy": {"baseline": "popularity"}}),
+    );
+    publish_ruleset(
+        on.0,
+        &serde_json::json!({"experiments": [
+            {"id": "pdp-a", "status": "running", "placements": ["product"], "hash_attribute": "session_id",
+             "variants": arms("popular", serde_json::json!({"baseline": "popularity"})),
+             "namespace": {"id": "pdp", "range": [0.0, 0.5]}},
+            {"id": "pdp-b", "status": "running", "placements": ["product"], "hash_attribute": "session_id",
+             "variants": shadowed, "namespace": {"id": "pdp", "range": [0.5, 1.0]}},
+            {"id": "offers", "status": "running", "hash_attribute": "session_id", "coverage": 0.5,
+             "variants": arms("no-offers", serde_json::json!({"offers": false}))}
+        ]}),
+    );
+    let p = paired_rounds(on, (port, off.id()), requests, connections);
+    let (a, b, ratio, median) = ratios(&p);
+    println!(
+        "  experiments: three running {a:.0} req/s, none {b:.0} req/s (means of {} paired rounds): {ratio:.3} x (median pair {median:.3} x)",
+        p.with.len()
+    );
+    let _ = off.kill();
+    let _ = off.wait();
+}
+
 /// Recording on (the server under test) against recording off (a second server, the
 /// same shop), in alternating rounds of the same load: the decision log's cost in
 /// throughput, and what its records weigh.
@@ -681,54 +807,28 @@ fn against_unrecorded(
         metric(on.0, "vitrine_audit_bytes_total"),
         redis.map(memory),
     );
-    // Many short rounds, paired and in ABBA order: this machine's speed drifts over
-    // seconds, and each pair sees the same drift.
-    let rounds: usize = env_or("LOAD_AUDIT_ROUNDS", 20);
-    let round_seconds: u64 = env_or("LOAD_AUDIT_SECONDS", 3);
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    let (mut cpu_with, mut cpu_without) = (Vec::new(), Vec::new());
-    println!("  round  recording on (req/s, µs CPU a request)  off  on/off");
-    for round in 0..rounds {
-        let drive = |port: u16, pid: u32| run(port, pid, requests, connections, 1, round_seconds);
-        let (a, b) = if round % 2 == 0 {
-            let a = drive(on.0, on.1);
-            (a, drive(port, off.id()))
-        } else {
-            let b = drive(port, off.id());
-            (drive(on.0, on.1), b)
-        };
-        let cpu = |s: &Summary| {
-            s.cpu
-                .map_or(0.0, |c| c * 1e6 / (s.ok + s.other).max(1) as f64)
-        };
-        println!(
-            "  {:5}  {:8.0} {:6.1}  {:8.0} {:6.1}  {:.3}",
-            round + 1,
-            a.rate(),
-            cpu(&a),
-            b.rate(),
-            cpu(&b),
-            a.rate() / b.rate()
-        );
-        with.push(a.rate());
-        without.push(b.rate());
-        cpu_with.push(cpu(&a));
-        cpu_without.push(cpu(&b));
-    }
+    let paired = paired_rounds(on, (port, off.id()), requests, connections);
+    let Paired {
+        with,
+        without,
+        cpu_with,
+        cpu_without,
+    } = paired;
+    let rounds = with.len();
     // Let the writer finish what is queued before weighing.
     std::thread::sleep(Duration::from_secs(2));
     let recorded = metric(on.0, "vitrine_audit_recorded_total") - recorded_before;
     let dropped = metric(on.0, "vitrine_audit_dropped_total");
     let bytes = (metric(on.0, "vitrine_audit_bytes_total") - bytes_before) / recorded.max(1.0);
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let mut ratios: Vec<f64> = with.iter().zip(&without).map(|(a, b)| a / b).collect();
-    ratios.sort_by(f64::total_cmp);
+    let (a, b, ratio, median) = ratios(&Paired {
+        with,
+        without,
+        cpu_with: cpu_with.clone(),
+        cpu_without: cpu_without.clone(),
+    });
     println!(
-        "  decision log: recording on {:.0} req/s, off {:.0} req/s (means of {rounds} paired rounds): {:.3} x (median pair {:.3} x); server CPU {:.1} against {:.1} µs a request",
-        mean(&with),
-        mean(&without),
-        mean(&with) / mean(&without),
-        ratios.get(ratios.len() / 2).copied().unwrap_or(0.0),
+        "  decision log: recording on {a:.0} req/s, off {b:.0} req/s (means of {rounds} paired rounds): {ratio:.3} x (median pair {median:.3} x); server CPU {:.1} against {:.1} µs a request",
         mean(&cpu_with),
         mean(&cpu_without)
     );
@@ -821,6 +921,9 @@ fn main() {
         if env_or("LOAD_BARE", 1u8) == 1 {
             let body = answer_body(port, &requests[0]);
             against_bare(&normal, &body, &requests, connections, warmup, seconds);
+        }
+        if env_or("LOAD_EXPERIMENTS", 0u8) == 1 {
+            against_no_experiments(&shop, (port, server.id()), &requests, connections);
         }
         if env_or("LOAD_AUDIT", 0u8) == 1 {
             against_unrecorded(
