@@ -161,15 +161,15 @@ impl DecisionBatch {
 
     /// Keeps only the decisions `keep` says yes to (`keep` is told each one's position).
     pub fn retain(&mut self, mut keep: impl FnMut(usize, &DecisionRef<'_>) -> bool) {
-        if (0..self.len()).all(|i| keep(i, &self.get(i))) {
+        // `keep` is asked once a decision (it may count what it keeps).
+        let verdicts: Vec<bool> = self.iter().enumerate().map(|(i, d)| keep(i, &d)).collect();
+        if verdicts.iter().all(|&k| k) {
             return;
         }
         let mut kept = Self::default();
-        for (i, d) in self.iter().enumerate() {
-            if keep(i, &d) {
-                // Framed once already, so it fits again.
-                let _ = kept.push_record(&d.id, d.at_ms, &d.visitor, d.bytes);
-            }
+        for (d, _) in self.iter().zip(&verdicts).filter(|(_, k)| **k) {
+            // Framed once already, so it fits again.
+            let _ = kept.push_record(&d.id, d.at_ms, &d.visitor, d.bytes);
         }
         *self = kept;
     }
@@ -399,7 +399,12 @@ mod tests {
             "framed as the segment files hold decisions"
         );
         assert_eq!(b.starts(), [0, 45, 90]);
-        b.retain(|i, d| i != 1 && d.visitor != ProfileKey([9; 16]));
+        let mut asked = 0;
+        b.retain(|i, d| {
+            asked += 1;
+            i != 1 && d.visitor != ProfileKey([9; 16])
+        });
+        assert_eq!(asked, 3, "asked once a decision");
         let kept: Vec<StoredDecision> = b.iter().map(|d| d.to_stored()).collect();
         assert_eq!(kept, [record(100, 1), record(300, 3)]);
         b.clear();
