@@ -504,10 +504,7 @@ fn against_bare(
     warmup: u64,
     seconds: u64,
 ) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
+    let port = free_port();
     let file = tempfile::NamedTempFile::new().expect("body file");
     std::fs::write(file.path(), body).expect("write body");
     let mut bare = Command::new(std::env::current_exe().expect("this bench"))
@@ -627,6 +624,31 @@ impl Shop {
     }
 }
 
+/// A loopback port nothing listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Shop {
+    /// A second server of this shop (`extra` settings besides) on a free port, with a
+    /// store of its own (on Redis, a key prefix of its own): the port, the process and
+    /// the store's directory (removed when dropped).
+    fn start_beside(
+        &self,
+        extra: &[(&str, &str)],
+    ) -> (u16, std::process::Child, tempfile::TempDir) {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("store dir");
+        let mut settings = vec![("VITRINE__REDIS__KEY_PREFIX", "vitrine-off:")];
+        settings.extend_from_slice(extra);
+        let server = self.start(port, &dir.path().join("vitrine.redb"), &settings);
+        (port, server, dir)
+    }
+}
+
 /// A sum or count from the server's `/metrics` (every series of `name` added).
 fn metric(port: u16, name: &str) -> f64 {
     use std::io::{Read, Write};
@@ -699,9 +721,12 @@ fn paired_rounds(
     out
 }
 
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
 /// The ratio of the means and the median pair's.
 fn ratios(p: &Paired) -> (f64, f64, f64, f64) {
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let mut pairs: Vec<f64> = p.with.iter().zip(&p.without).map(|(a, b)| a / b).collect();
     pairs.sort_by(f64::total_cmp);
     (
@@ -721,16 +746,7 @@ fn against_no_experiments(
     requests: &std::sync::Arc<Vec<Vec<u8>>>,
     connections: usize,
 ) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let dir = tempfile::tempdir().expect("store dir");
-    let mut off = shop.start(
-        port,
-        &dir.path().join("vitrine.redb"),
-        &[("VITRINE__REDIS__KEY_PREFIX", "vitrine-off:")],
-    );
+    let (port, mut off, _dir) = shop.start_beside(&[]);
     let arms = |a: &str, b: serde_json::Value| {
         serde_json::json!([
             {"id": "control", "weight": 0.5, "policy": {}},
@@ -776,19 +792,7 @@ fn against_unrecorded(
     connections: usize,
     redis: Option<&redis_server::RedisServer>,
 ) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let dir = tempfile::tempdir().expect("store dir");
-    let mut off = shop.start(
-        port,
-        &dir.path().join("vitrine.redb"),
-        &[
-            ("VITRINE__AUDIT__ENABLED", "false"),
-            ("VITRINE__REDIS__KEY_PREFIX", "vitrine-off:"),
-        ],
-    );
+    let (port, mut off, _dir) = shop.start_beside(&[("VITRINE__AUDIT__ENABLED", "false")]);
     if env_or("LOAD_RULESET", 0u8) == 1 {
         let catalog = demo_catalog(shop.products, shop.customers, shop.events);
         publish_ruleset(port, &ruleset_gen::large_ruleset(&catalog, false));
@@ -808,29 +812,17 @@ fn against_unrecorded(
         redis.map(memory),
     );
     let paired = paired_rounds(on, (port, off.id()), requests, connections);
-    let Paired {
-        with,
-        without,
-        cpu_with,
-        cpu_without,
-    } = paired;
-    let rounds = with.len();
     // Let the writer finish what is queued before weighing.
     std::thread::sleep(Duration::from_secs(2));
     let recorded = metric(on.0, "vitrine_audit_recorded_total") - recorded_before;
     let dropped = metric(on.0, "vitrine_audit_dropped_total");
     let bytes = (metric(on.0, "vitrine_audit_bytes_total") - bytes_before) / recorded.max(1.0);
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let (a, b, ratio, median) = ratios(&Paired {
-        with,
-        without,
-        cpu_with: cpu_with.clone(),
-        cpu_without: cpu_without.clone(),
-    });
+    let (a, b, ratio, median) = ratios(&paired);
     println!(
-        "  decision log: recording on {a:.0} req/s, off {b:.0} req/s (means of {rounds} paired rounds): {ratio:.3} x (median pair {median:.3} x); server CPU {:.1} against {:.1} µs a request",
-        mean(&cpu_with),
-        mean(&cpu_without)
+        "  decision log: recording on {a:.0} req/s, off {b:.0} req/s (means of {} paired rounds): {ratio:.3} x (median pair {median:.3} x); server CPU {:.1} against {:.1} µs a request",
+        paired.with.len(),
+        mean(&paired.cpu_with),
+        mean(&paired.cpu_without)
     );
     println!(
         "  {recorded:.0} records written, {dropped:.0} dropped; {bytes:.0} bytes a record (MessagePack)"
@@ -861,10 +853,7 @@ fn main() {
     let placement: String = env_or("LOAD_PLACEMENT", "product".to_owned());
     let context: String = env_or("LOAD_CONTEXT", String::new());
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
+    let port = free_port();
     let store_dir = tempfile::tempdir().expect("store dir");
     let mut redis = (env_or("LOAD_REDIS", 0u8) == 1).then(redis_server::RedisServer::start);
     let l1_ttl: u64 = env_or("LOAD_L1_TTL_MS", 500);

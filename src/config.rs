@@ -562,7 +562,41 @@ impl Default for BlendSettings {
     }
 }
 
+impl Blend {
+    /// The weight of a source by its name here (`history`, `trending`, ...), if there
+    /// is such a source.
+    pub fn weight_mut(&mut self, source: &str) -> Option<&mut f32> {
+        Some(match source {
+            "bought_together" => &mut self.bought_together,
+            "viewed_together" => &mut self.viewed_together,
+            "similar_items" => &mut self.similar_items,
+            "history" => &mut self.history,
+            "recently_viewed" => &mut self.recently_viewed,
+            "sessions" => &mut self.sessions,
+            "buy_again" => &mut self.buy_again,
+            "category_trend" => &mut self.category_trend,
+            "new_arrivals" => &mut self.new_arrivals,
+            "search" => &mut self.search,
+            "trending" => &mut self.trending,
+            "audience_trend" => &mut self.audience_trend,
+            _ => return None,
+        })
+    }
+}
+
 impl BlendSettings {
+    pub const fn of_mut(&mut self, placement: Placement) -> &mut Blend {
+        match placement {
+            Placement::Home => &mut self.home,
+            Placement::Product => &mut self.product,
+            Placement::Cart => &mut self.cart,
+            Placement::Category => &mut self.category,
+            Placement::Search => &mut self.search,
+            Placement::Checkout => &mut self.checkout,
+            Placement::PostPurchase => &mut self.post_purchase,
+        }
+    }
+
     pub const fn of(&self, placement: Placement) -> &Blend {
         match placement {
             Placement::Home => &self.home,

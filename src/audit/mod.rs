@@ -240,10 +240,15 @@ impl Recorder {
             self.waiting.store(0, Ordering::Relaxed);
         }
         let Waiting { batch, endpoints } = &mut spare;
-        if self.erased_lately() {
+        // Visitors erased after their decisions were queued: those are not written.
+        let erased: Vec<ProfileKey> = {
+            let erased = self.erased.lock().unwrap_or_else(|e| e.into_inner());
+            erased.iter().map(|(k, _)| *k).collect()
+        };
+        if !erased.is_empty() {
             let mut kept = Vec::with_capacity(endpoints.len());
             batch.retain(|i, d| {
-                let keep = !self.was_erased(&d.visitor);
+                let keep = !erased.contains(&d.visitor);
                 if keep {
                     kept.push(endpoints[i]);
                 }
@@ -393,21 +398,6 @@ impl Recorder {
     /// Erases every decision (the shop's data was erased).
     pub async fn erase_all(&self) -> Result<u64, StoreError> {
         self.store.erase_all_decisions().await
-    }
-
-    /// Whether any visitor was erased lately (a batch is then checked record by record).
-    fn erased_lately(&self) -> bool {
-        !self
-            .erased
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-    }
-
-    /// Whether a visitor was erased after this decision was queued.
-    fn was_erased(&self, visitor: &ProfileKey) -> bool {
-        let erased = self.erased.lock().unwrap_or_else(|e| e.into_inner());
-        erased.iter().any(|(k, _)| k == visitor)
     }
 
     /// Decides a kept decision again with the versions it names and compares.

@@ -26,22 +26,6 @@ pub const MAX_RUNNING: usize = 20;
 /// Variants an experiment may have (the shadow included).
 pub const MAX_VARIANTS: usize = 10;
 
-/// The candidate sources a variant's `blend` may weigh (the `recommend.blend` names).
-pub const BLEND_SOURCES: [&str; 12] = [
-    "bought_together",
-    "viewed_together",
-    "similar_items",
-    "history",
-    "recently_viewed",
-    "sessions",
-    "buy_again",
-    "category_trend",
-    "new_arrivals",
-    "search",
-    "trending",
-    "audience_trend",
-];
-
 /// What answers and records name a held-out visitor's arm: (`HOLDOUT`, `BASELINE`).
 pub const HOLDOUT: &str = "holdout";
 pub const BASELINE: &str = "baseline";
@@ -299,7 +283,7 @@ fn compile_one(raw: RawExperiment, path: &str, errors: &mut Errors) -> Experimen
         let vpath = format!("{path}.variants[{j}]");
         check_id(&v.id, &format!("{vpath}.id"), errors);
         for source in v.policy.blend.keys() {
-            if !BLEND_SOURCES.contains(&source.as_str()) {
+            if crate::config::Blend::default().weight_mut(source).is_none() {
                 errors.push(
                     &format!("{vpath}.policy.blend.{source}"),
                     format!("no candidate source {source:?}"),
@@ -655,7 +639,7 @@ pub fn policy<'p>(
         return std::borrow::Cow::Borrowed(base);
     }
     let mut policy = base.clone();
-    let blend = blend_of(&mut policy.blend, placement);
+    let blend = policy.blend.of_mut(placement);
     let popular = served.held_out
         || changes
             .iter()
@@ -674,45 +658,13 @@ pub fn policy<'p>(
     } else {
         for c in changes {
             for (source, w) in &c.blend {
-                set_weight(blend, source, *w);
+                if let Some(weight) = blend.weight_mut(source) {
+                    *weight = *w;
+                }
             }
         }
     }
     std::borrow::Cow::Owned(policy)
-}
-
-fn blend_of(
-    b: &mut crate::config::BlendSettings,
-    placement: Placement,
-) -> &mut crate::config::Blend {
-    match placement {
-        Placement::Home => &mut b.home,
-        Placement::Product => &mut b.product,
-        Placement::Cart => &mut b.cart,
-        Placement::Category => &mut b.category,
-        Placement::Search => &mut b.search,
-        Placement::Checkout => &mut b.checkout,
-        Placement::PostPurchase => &mut b.post_purchase,
-    }
-}
-
-fn set_weight(b: &mut crate::config::Blend, source: &str, w: f32) {
-    let field = match source {
-        "bought_together" => &mut b.bought_together,
-        "viewed_together" => &mut b.viewed_together,
-        "similar_items" => &mut b.similar_items,
-        "history" => &mut b.history,
-        "recently_viewed" => &mut b.recently_viewed,
-        "sessions" => &mut b.sessions,
-        "buy_again" => &mut b.buy_again,
-        "category_trend" => &mut b.category_trend,
-        "new_arrivals" => &mut b.new_arrivals,
-        "search" => &mut b.search,
-        "trending" => &mut b.trending,
-        "audience_trend" => &mut b.audience_trend,
-        _ => return,
-    };
-    *field = w;
 }
 
 #[cfg(test)]

@@ -583,10 +583,13 @@ pub async fn answer(
     };
     let content = serde_json::to_vec(&body).map_err(|e| ApiError::internal(&e))?;
     let ranked = started.elapsed();
-    let experiments = decided.experiments.clone();
-    let kept = recording
-        .is_some()
-        .then(|| (Output::Page(PageOutput::of(&decided)), decided.considered));
+    let kept = recording.is_some().then(|| {
+        (
+            Output::Page(PageOutput::of(&decided)),
+            decided.considered,
+            decided.experiments,
+        )
+    });
 
     // The ETag covers the content, not the decision id, so an unchanged answer
     // revalidates with 304 even though every decision gets its own id.
@@ -594,7 +597,7 @@ pub async fn answer(
     let mut response = if if_none_match(headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        if let (Some(reads), Some((output, considered))) = (recording, kept) {
+        if let (Some(reads), Some((output, considered, experiments))) = (recording, kept) {
             state.audit.submit(Pending {
                 decision_id,
                 at_ms: unix_now_ms(),

@@ -147,6 +147,28 @@ pub fn add(txn: &WriteTransaction, mut new: Vec<Entry>) -> Result<(), StoreError
     set_total(txn, n)
 }
 
+/// Deletes the windows in `range`, rows and counts; how many entries they held.
+fn drop_windows(
+    txn: &WriteTransaction,
+    range: impl std::ops::RangeBounds<u64> + Clone,
+) -> Result<u64, StoreError> {
+    let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
+    let mut held = 0u64;
+    for c in counts.range(range.clone()).map_err(unavailable)? {
+        held += c.map_err(unavailable)?.1.value();
+    }
+    if held > 0 {
+        counts
+            .retain_in(range.clone(), |_, _| false)
+            .map_err(unavailable)?;
+        txn.open_table(WINDOWS)
+            .map_err(unavailable)?
+            .retain_in(range, |_, _| false)
+            .map_err(unavailable)?;
+    }
+    Ok(held)
+}
+
 /// Lets go of the windows wholly older than retention's age, then of the oldest entries
 /// while more than `keep` are left (once over by more than `keep / 64`, so that most
 /// appends trim nothing). The segment of the oldest entry left, if any.
@@ -156,51 +178,35 @@ pub fn trim(
     now_ms: i64,
 ) -> Result<Option<u64>, StoreError> {
     let oldest = u64::try_from(retention.oldest_ms(now_ms)).unwrap_or(0);
-    let old = oldest / WINDOW_MS;
-    let mut left = total(txn)?;
-    {
-        let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
-        let mut aged = 0u64;
-        for c in counts.range(..old).map_err(unavailable)? {
-            aged += c.map_err(unavailable)?.1.value();
-        }
-        if aged > 0 {
-            counts.retain_in(..old, |_, _| false).map_err(unavailable)?;
-            let mut rows = txn.open_table(WINDOWS).map_err(unavailable)?;
-            rows.retain_in(..old, |_, _| false).map_err(unavailable)?;
-            left = left.saturating_sub(aged);
-        }
-    }
+    let mut left = total(txn)?.saturating_sub(drop_windows(txn, ..oldest / WINDOW_MS)?);
     let over = left.saturating_sub(retention.keep);
     if over > retention.keep / 64 {
-        // Whole windows first, then the oldest entries of the next.
-        let mut whole = Vec::new();
-        let mut taken = 0u64;
-        let mut partial = None;
+        // Whole windows first (the table's first ones), then the oldest entries of the
+        // next: `cut` is the first window not taken whole, `taken` what goes before it.
+        let (mut cut, mut taken) = (None, 0u64);
         {
             let counts = txn.open_table(COUNTS).map_err(unavailable)?;
             for c in counts.iter().map_err(unavailable)? {
                 let (w, n) = c.map_err(unavailable)?;
-                let (w, n) = (w.value(), n.value());
-                if taken + n <= over {
-                    whole.push(w);
-                    taken += n;
-                } else {
-                    partial = Some(w);
+                if taken + n.value() > over {
+                    cut = Some(w.value());
                     break;
                 }
-                if taken == over {
-                    break;
-                }
+                taken += n.value();
             }
         }
-        for w in whole {
-            put(txn, w, &[])?;
-        }
-        if let Some(w) = partial.filter(|_| taken < over) {
-            let all = row(txn, w)?;
-            let cut = usize::try_from(over - taken).unwrap_or(usize::MAX);
-            put(txn, w, all.get(cut..).unwrap_or(&[]))?;
+        match cut {
+            Some(w) => {
+                drop_windows(txn, ..w)?;
+                if taken < over {
+                    let all = row(txn, w)?;
+                    let from = usize::try_from(over - taken).unwrap_or(usize::MAX);
+                    put(txn, w, all.get(from..).unwrap_or(&[]))?;
+                }
+            }
+            None => {
+                drop_windows(txn, ..)?;
+            }
         }
         left -= over;
     }
@@ -216,21 +222,11 @@ pub fn find(txn: &ReadTransaction, id: &[u8; 16]) -> Result<Option<Entry>, Store
     let Some(row) = rows.get(window_of(id)).map_err(unavailable)? else {
         return Ok(None);
     };
-    let row = row.value();
-    let n = row.len() / ENTRY;
-    let (mut lo, mut hi) = (0, n);
-    while lo < hi {
-        let mid = usize::midpoint(lo, hi);
-        let at = &row[mid * ENTRY..mid * ENTRY + 16];
-        match at.cmp(id.as_slice()) {
-            std::cmp::Ordering::Less => lo = mid + 1,
-            std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => {
-                return Ok(Some(Entry::decode(&row[mid * ENTRY..(mid + 1) * ENTRY])));
-            }
-        }
-    }
-    Ok(None)
+    let (entries, _) = row.value().as_chunks::<ENTRY>();
+    Ok(entries
+        .binary_search_by(|e| e[..16].cmp(id.as_slice()))
+        .ok()
+        .map(|i| Entry::decode(&entries[i])))
 }
 
 /// Entries with ids in `[from, until)` after `after`, oldest first, at most `limit`.
