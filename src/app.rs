@@ -186,6 +186,14 @@ impl App {
             catalog_store.clone(),
             serving_settings_version(&settings),
         );
+        let attribution = crate::ingest::attribution::Attribution::start(
+            settings.experiments.clone(),
+            store.clone(),
+            catalog_store.clone(),
+            hasher.clone(),
+            snapshot.clone(),
+            rules.clone(),
+        );
         let catalog = Arc::new(CatalogService::new(snapshot.clone(), catalog_store));
         catalog.start().await?;
         // Weak: the follower must not keep the ruleset (and its store) alive.
@@ -232,6 +240,7 @@ impl App {
             hasher,
             metrics,
             audit,
+            attribution,
             drift: Arc::new(crate::audit::drift::Drift::new(settings.drift.clone())),
             cache_control,
             settings: Arc::new(settings),

@@ -84,6 +84,28 @@ pub struct Settings {
     pub rules: RulesSettings,
     pub audit: AuditSettings,
     pub drift: DriftSettings,
+    pub experiments: ExperimentSettings,
+}
+
+/// Experiments' attribution (their definitions live in the ruleset).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExperimentSettings {
+    /// A platform order is credited to the answers that showed its products to the
+    /// customer within this many seconds before it.
+    pub attribution_window_s: u64,
+    /// Events and orders waiting to be credited; past this, new ones are not credited
+    /// (counted in vitrine_experiment_uncredited_total), never refused.
+    pub queue: usize,
+}
+
+impl Default for ExperimentSettings {
+    fn default() -> Self {
+        Self {
+            attribution_window_s: 7 * 86_400,
+            queue: 100_000,
+        }
+    }
 }
 
 /// The decision log: every answer of `/v1/recommend` and `/v1/cart/evaluate` on the
@@ -882,6 +904,17 @@ impl Settings {
             a.keep_versions <= 64,
             "audit.keep_versions",
             "must be at most 64",
+        )?;
+        let x = &self.experiments;
+        check(
+            (60..=90 * 86_400).contains(&x.attribution_window_s),
+            "experiments.attribution_window_s",
+            "must be between 60 and 7776000",
+        )?;
+        check(
+            (1..=10_000_000).contains(&x.queue),
+            "experiments.queue",
+            "must be between 1 and 10000000",
         )?;
         let dr = &self.drift;
         check(

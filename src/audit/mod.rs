@@ -12,6 +12,7 @@
 //! beside the serving ones.
 
 pub mod drift;
+pub mod experiments;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -29,6 +29,9 @@ pub const MAX_VARIANTS: usize = 10;
 /// What answers and records name a held-out visitor's arm: (`HOLDOUT`, `BASELINE`).
 pub const HOLDOUT: &str = "holdout";
 pub const BASELINE: &str = "baseline";
+/// The holdout's comparison slice: as many visitors as it holds out, served as
+/// everyone else is, named (`HOLDOUT`, `COMPARISON`) so the two can be compared.
+pub const COMPARISON: &str = "comparison";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -108,11 +111,14 @@ pub struct Holdout {
     pub seed: String,
 }
 
-/// The ids an experiment hashes.
+/// The ids an experiment hashes, and the arms the visitor's profile holds.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Visitor<'a> {
     pub session_id: Option<&'a str>,
     pub customer_id: Option<&'a str>,
+    /// The arms first served to the visitor ([`crate::domain::arms`]): kept while the
+    /// experiment's `bucket_version` is theirs, whatever its weights and coverage now.
+    pub arms: &'a [crate::domain::arms::Arm],
 }
 
 /// One experiment's arms for a visitor.
@@ -474,37 +480,65 @@ impl Experiment {
             return None;
         }
         let value = self.value(visitor)?;
+        if !matches!(self.when, Expr::Const(true)) && !env.is_some_and(|env| self.when.holds(env)) {
+            return None;
+        }
+        let served = self.ranges.len();
+        let shadow = (self.variants.len() > served).then_some(served);
+        // The arm first served, while its bucket version holds and it is still served.
+        let kept = visitor
+            .arms
+            .iter()
+            .find(|a| a.experiment == self.id && a.version == self.bucket_version)
+            .and_then(|a| {
+                self.variants[..served]
+                    .iter()
+                    .position(|v| v.id == a.variant)
+            });
+        if let Some(variant) = kept {
+            return Some(Assignment {
+                experiment: index,
+                variant,
+                shadow,
+            });
+        }
         if let Some((id, start, end)) = &self.namespace
             && !bucket::in_namespace(value, id, *start, *end)
         {
             return None;
         }
-        if !matches!(self.when, Expr::Const(true)) && !env.is_some_and(|env| self.when.holds(env)) {
-            return None;
-        }
         let n = bucket::hash(&self.seed(), value, 2)?;
         let variant = bucket::choose(n, &self.ranges)?;
-        let served = self.ranges.len();
         Some(Assignment {
             experiment: index,
             variant,
-            shadow: (self.variants.len() > served).then_some(served),
+            shadow,
         })
     }
 }
 
 impl Holdout {
-    /// Whether the visitor is held out of every experiment (hashed on the session,
-    /// else the customer id).
-    pub fn holds(&self, visitor: &Visitor<'_>) -> bool {
-        let Some(value) = visitor
+    /// Whether the visitor is held out of every experiment (`Some(true)`), in the
+    /// equally sized comparison slice next to it (`Some(false)`), or neither; hashed on
+    /// the session, else the customer id.
+    pub fn slice(&self, visitor: &Visitor<'_>) -> Option<bool> {
+        let value = visitor
             .session_id
             .or(visitor.customer_id)
-            .filter(|v| !v.is_empty())
-        else {
-            return false;
-        };
-        bucket::hash(&self.seed, value, 2).is_some_and(|n| n < self.coverage)
+            .filter(|v| !v.is_empty())?;
+        let n = bucket::hash(&self.seed, value, 2)?;
+        if n < self.coverage {
+            Some(true)
+        } else if n < 2.0 * self.coverage {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the visitor is held out of every experiment.
+    pub fn holds(&self, visitor: &Visitor<'_>) -> bool {
+        self.slice(visitor) == Some(true)
     }
 }
 
@@ -524,6 +558,8 @@ pub enum Arms<'a> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Served {
     pub held_out: bool,
+    /// In the holdout's comparison slice.
+    pub compared: bool,
     pub arms: Vec<Assignment>,
 }
 
@@ -533,13 +569,18 @@ impl Served {
         if self.held_out {
             return vec![(HOLDOUT.to_owned(), BASELINE.to_owned())];
         }
-        self.arms
+        let mut named: Vec<(String, String)> = self
+            .arms
             .iter()
             .filter_map(|a| {
                 let e = experiments.get(a.experiment)?;
                 Some((e.id.clone(), e.variants.get(a.variant)?.id.clone()))
             })
-            .collect()
+            .collect();
+        if self.compared {
+            named.push((HOLDOUT.to_owned(), COMPARISON.to_owned()));
+        }
+        named
     }
 
     /// The arms of the one extra answer the shadow variants get (each experiment's
@@ -551,6 +592,7 @@ impl Served {
         }
         let shadowed = Served {
             held_out: false,
+            compared: false,
             arms: self
                 .arms
                 .iter()
@@ -585,14 +627,17 @@ pub fn serve(
     match arms {
         Arms::None => Served::default(),
         Arms::Visitor(v) => {
-            if holdout.is_some_and(|h| h.holds(v)) {
+            let slice = holdout.and_then(|h| h.slice(v));
+            if slice == Some(true) {
                 return Served {
                     held_out: true,
+                    compared: false,
                     arms: Vec::new(),
                 };
             }
             Served {
                 held_out: false,
+                compared: slice == Some(false),
                 arms: experiments
                     .iter()
                     .enumerate()
@@ -602,6 +647,7 @@ pub fn serve(
         }
         Arms::Recorded(named) => Served {
             held_out: named.iter().any(|(e, v)| e == HOLDOUT && v == BASELINE),
+            compared: named.iter().any(|(e, v)| e == HOLDOUT && v == COMPARISON),
             arms: named
                 .iter()
                 .filter_map(|(id, variant)| {
@@ -774,6 +820,51 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_arm_outlives_weight_and_coverage_changes_but_not_the_bucket_version() {
+        let mut doc = pdp();
+        doc["namespace"] = Value::Null;
+        let (list, _) = compiled(&json!({"experiments": [doc.clone()]})).unwrap();
+        // A visitor outside the coverage by hash, holding "personalized" from before.
+        let id = (0..)
+            .map(|i| format!("s-{i}"))
+            .find(|id| {
+                let v = Visitor {
+                    session_id: Some(id),
+                    ..Visitor::default()
+                };
+                list[0].assign(0, &v, Placement::Product, None).is_none()
+            })
+            .unwrap();
+        let kept = [crate::domain::arms::Arm {
+            experiment: "pdp-recs-v2".into(),
+            version: 1,
+            variant: "personalized".into(),
+            ..Default::default()
+        }];
+        let v = Visitor {
+            session_id: Some(&id),
+            arms: &kept,
+            ..Visitor::default()
+        };
+        doc["variants"][0]["weight"] = json!(0.9);
+        doc["variants"][1]["weight"] = json!(0.1);
+        let (list, _) = compiled(&json!({"experiments": [doc.clone()]})).unwrap();
+        let a = list[0].assign(0, &v, Placement::Product, None).unwrap();
+        assert_eq!(list[0].variants[a.variant].id, "personalized");
+        // Not on a placement the experiment is not on.
+        assert!(list[0].assign(0, &v, Placement::Home, None).is_none());
+        // A new bucket version hashes again.
+        doc["bucket_version"] = json!(2);
+        let (list, _) = compiled(&json!({"experiments": [doc]})).unwrap();
+        let again = list[0].assign(0, &v, Placement::Product, None);
+        let fresh = Visitor {
+            session_id: Some(&id),
+            ..Visitor::default()
+        };
+        assert_eq!(again, list[0].assign(0, &fresh, Placement::Product, None));
+    }
+
+    #[test]
     fn visitors_split_by_weight_within_coverage_and_namespaces_exclude() {
         let (list, _) = compiled(&json!({"experiments": [pdp()]})).unwrap();
         let e = &list[0];
@@ -783,7 +874,7 @@ mod tests {
             let id = format!("s-{i}");
             let v = Visitor {
                 session_id: Some(&id),
-                customer_id: None,
+                ..Visitor::default()
             };
             match e.assign(0, &v, Placement::Product, None) {
                 Some(a) => {

@@ -56,6 +56,15 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
+    /// Whether an experiment (or the holdout) is running: answers may serve arms.
+    pub fn running_experiments(&self) -> bool {
+        self.holdout.is_some()
+            || self
+                .experiments
+                .iter()
+                .any(|e| e.status == super::experiment::Status::Running)
+    }
+
     /// The ruleset in force before any is published: no rules at all.
     /// What pricing reads: the price lists, their index by product, the guardrails.
     pub fn pricing(&self) -> Pricing<'_> {

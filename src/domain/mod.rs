@@ -4,6 +4,7 @@
 //! guarantee their own invariants (an id is never empty, money is integer minor units
 //! with a currency, a placement is one of a closed set).
 
+pub mod arms;
 pub mod audience;
 pub mod bucket;
 pub mod catalog;

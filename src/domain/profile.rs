@@ -124,6 +124,9 @@ pub struct Profile {
     /// profile written before counts were kept: one view each).
     #[serde(default)]
     pub view_counts: Vec<u16>,
+    /// The experiment arms the visitor was served, and what they did in each.
+    #[serde(default)]
+    pub arms: Vec<super::arms::Arm>,
 }
 
 /// Aliases one customer keeps (emails they have had).
@@ -328,6 +331,22 @@ pub enum ProfileOp {
     AliasOf { id: u64, at: i64, of: [u8; 16] },
     /// `alias` is the key of another name of this customer (erased with them).
     AddAlias { id: u64, at: i64, alias: [u8; 16] },
+    /// An answer served the visitor an experiment's arm ([`super::arms::expose`]).
+    Exposed {
+        id: u64,
+        at: i64,
+        experiment: String,
+        version: u32,
+        variant: String,
+    },
+    /// Something the visitor did, credited to an arm ([`super::arms::credit`]).
+    Credit {
+        id: u64,
+        at: i64,
+        experiment: String,
+        variant: String,
+        outcome: super::arms::ArmOutcome,
+    },
 }
 
 impl ProfileOp {
@@ -344,7 +363,9 @@ impl ProfileOp {
             | ProfileOp::Absorb { id, .. }
             | ProfileOp::Fold { id, .. }
             | ProfileOp::AliasOf { id, .. }
-            | ProfileOp::AddAlias { id, .. } => *id,
+            | ProfileOp::AddAlias { id, .. }
+            | ProfileOp::Exposed { id, .. }
+            | ProfileOp::Credit { id, .. } => *id,
         }
     }
 }
@@ -557,6 +578,38 @@ impl Profile {
                 self.aliases.insert(0, *alias);
                 self.aliases.truncate(MAX_ALIASES);
             }
+            ProfileOp::Exposed {
+                id,
+                at,
+                experiment,
+                version,
+                variant,
+            } => {
+                return super::arms::expose(
+                    &mut self.arms,
+                    fingerprint(*id),
+                    *at,
+                    experiment,
+                    *version,
+                    variant,
+                );
+            }
+            ProfileOp::Credit {
+                id,
+                at,
+                experiment,
+                variant,
+                outcome,
+            } => {
+                return super::arms::credit(
+                    &mut self.arms,
+                    fingerprint(*id),
+                    *at,
+                    experiment,
+                    variant,
+                    outcome,
+                );
+            }
         }
         true
     }
@@ -755,6 +808,7 @@ impl Profile {
             self.touch(from.first_seen);
         }
         self.touch(from.last_seen);
+        super::arms::absorb(&mut self.arms, &from.arms);
         if !self.consent.personalization {
             return;
         }

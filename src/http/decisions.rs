@@ -23,6 +23,42 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/decisions/{decision_id}", get(one))
         .route("/admin/v1/decisions/{decision_id}/replay", post(replay))
         .route("/admin/v1/drift", get(drift))
+        .route("/admin/v1/experiments", get(experiments))
+        .route(
+            "/admin/v1/experiments/{experiment_id}/results",
+            get(results),
+        )
+}
+
+/// The live ruleset's experiments, and the holdout.
+async fn experiments(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let rules = state.rules.load();
+    Json(serde_json::json!({
+        "ruleset_version": rules.version,
+        "experiments": crate::audit::experiments::list(&rules),
+    }))
+}
+
+/// One experiment's results, from the counts every replica shares.
+async fn results(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<crate::audit::experiments::Results>, ApiError> {
+    let rules = state.rules.load();
+    match crate::audit::experiments::results(state.catalog.store(), &rules, &id).await {
+        Ok(Some(r)) => Ok(Json(r)),
+        Ok(None) => Err(ApiError::new(
+            ErrorCode::ExperimentNotFound,
+            format!("the live ruleset defines no experiment {id:?}"),
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "experiment counts unavailable");
+            Err(ApiError::new(
+                ErrorCode::StoreUnavailable,
+                "the experiment counts are unavailable",
+            ))
+        }
+    }
 }
 
 /// Each feature's PSI over the window, against the serving model version's reference.

@@ -67,6 +67,7 @@ error_codes! {
     InvalidCodes => "invalid_codes", UNPROCESSABLE_ENTITY;
     RulesetNotFound => "ruleset_not_found", NOT_FOUND;
     DecisionNotFound => "decision_not_found", NOT_FOUND;
+    ExperimentNotFound => "experiment_not_found", NOT_FOUND;
     VersionsNotKept => "versions_not_kept", CONFLICT;
     InvalidParameter => "invalid_parameter", UNPROCESSABLE_ENTITY;
     BatchTooLarge => "batch_too_large", UNPROCESSABLE_ENTITY;

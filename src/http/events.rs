@@ -151,9 +151,11 @@ async fn post_events(
         match stored {
             Ok(fresh) => {
                 state.learning.learn(batch.lessons(&fresh));
-                for (slot, new) in slots.iter().zip(fresh) {
+                for ((slot, new), event) in slots.iter().zip(fresh).zip(&valid) {
                     if !new {
                         results[*slot].status = "duplicate";
+                    } else if let Some(touch) = event.touch(&state.hasher) {
+                        state.attribution.touched(touch);
                     }
                 }
             }

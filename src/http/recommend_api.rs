@@ -494,12 +494,15 @@ pub async fn answer(
     let rules = state.rules.load();
     let usage = state.rules.usage();
     let decision_id = uuid::Uuid::now_v7();
-    // A recorded answer reads live learning and stock through a recording.
-    let recording = state
+    // A recorded answer reads live learning and stock through a recording. While
+    // experiments run every answer is recorded: events credit arms through it.
+    let recording = (state
         .audit
         .wants(Endpoint::Recommend, degraded.is_some(), &decision_id)
+        || (rules.running_experiments() && state.audit.settings().enabled))
         .then(|| Reads::recording(&snapshot.models.live));
     let now = unix_now();
+    let kept_arms = stored.as_deref().map_or(&[][..], |p| p.arms.as_slice());
     let inputs = page::Inputs {
         snapshot: &snapshot,
         rules: &rules,
@@ -522,10 +525,12 @@ pub async fn answer(
             VisitorKey::Customer(c) => Visitor {
                 customer_id: Some(c.as_str()),
                 session_id: request.merge_session.as_ref().map(VisitorId::as_str),
+                arms: kept_arms,
             },
             VisitorKey::Session(s) => Visitor {
                 customer_id: None,
                 session_id: Some(s.as_str()),
+                arms: kept_arms,
             },
         }),
     };
@@ -559,6 +564,7 @@ pub async fn answer(
         degraded,
         now,
     );
+    expose(state, &rules, key, kept_arms, &decided.experiments, now);
     let body = AnswerJson {
         placement: decided.placement,
         recommendations: decided.items.iter().map(ItemJson::from).collect(),
@@ -690,6 +696,39 @@ fn observe(
         },
         now,
     );
+}
+
+/// Queues the arms the answer served that the visitor's profile does not hold yet:
+/// their first exposure, counted once, and the arm kept for them from now on.
+fn expose(
+    state: &AppState,
+    rules: &crate::decide::ruleset::Ruleset,
+    key: crate::store::ProfileKey,
+    kept: &[crate::domain::arms::Arm],
+    served: &[(String, String)],
+    now: i64,
+) {
+    let new: Vec<(String, u32, String)> = served
+        .iter()
+        .filter_map(|(id, variant)| {
+            let version = if id == crate::decide::experiment::HOLDOUT {
+                0
+            } else {
+                rules
+                    .experiments
+                    .iter()
+                    .find(|e| e.id == *id)?
+                    .bucket_version
+            };
+            let known = kept
+                .iter()
+                .any(|a| a.experiment == *id && a.version == version && a.variant == *variant);
+            (!known).then(|| (id.clone(), version, variant.clone()))
+        })
+        .collect();
+    if !new.is_empty() {
+        state.attribution.expose(key, new, now);
+    }
 }
 
 /// Merges the session into the customer off the answer's path: the merge is a write,

@@ -44,6 +44,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The decision log.
     pub audit: Arc<crate::audit::Recorder>,
+    /// Credits what visitors do to the experiment arms they were served.
+    pub attribution: Arc<crate::ingest::attribution::Attribution>,
     /// Drift of live requests from the models' training.
     pub drift: Arc<crate::audit::drift::Drift>,
     pub cache_control: HeaderValue,
@@ -78,6 +80,17 @@ impl AppState {
         self.audit.flush();
         while self.audit.queued() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // Credits queued for experiment arms (their decisions are written by now).
+        if self.attribution.queued() > 0
+            && tokio::time::timeout_at(deadline, self.attribution.pass())
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                queued = self.attribution.queued(),
+                "experiment credits not applied before exit"
+            );
         }
         if self.learning.queued() > 0 {
             let flushed = tokio::time::timeout_at(deadline, self.learning.flush()).await;

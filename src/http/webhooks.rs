@@ -266,6 +266,7 @@ fn targets(state: &AppState) -> Targets<'_> {
         catalog: &state.catalog,
         learning: &state.learning,
         decisions: &state.audit,
+        attribution: &state.attribution,
     }
 }
 

@@ -101,6 +101,9 @@ pub struct Event {
     pub query: Option<String>,
     pub order_id: Option<String>,
     pub content_id: Option<String>,
+    /// The answer the event followed (a `decision_id` Vitrine gave; any other value
+    /// names none): its experiment arms are credited.
+    pub decision: Option<[u8; 16]>,
     pub at: i64,
     pub consent: Option<(Option<bool>, Option<bool>)>,
     pub audience: Audience,
@@ -193,6 +196,11 @@ impl RawEvent {
             query,
             order_id: opt_id(self.order_id)?,
             content_id: opt_id(self.content_id)?,
+            decision: self
+                .decision_id
+                .as_deref()
+                .and_then(|d| uuid::Uuid::parse_str(d).ok())
+                .map(|d| *d.as_bytes()),
             at,
             consent: self.consent.map(|c| (c.personalization, c.marketing)),
             audience: self
@@ -207,6 +215,25 @@ impl RawEvent {
 }
 
 impl Event {
+    /// What experiment attribution needs of the event, when it names a decision.
+    pub fn touch(&self, hasher: &KeyHasher) -> Option<super::attribution::Touch> {
+        Some(super::attribution::Touch {
+            visitor: hasher.key(&self.visitor),
+            decision: self.decision?,
+            event: hasher.id64(b'e', &self.event_id),
+            behaviour: self.behaviour,
+            product: self.product_id.clone(),
+            order: self.order_id.as_deref().map(|o| hasher.id64(b'o', o)),
+            amount: self.price.map(|p| {
+                Money::new(
+                    p.amount.saturating_mul(i64::from(self.quantity)),
+                    p.currency,
+                )
+            }),
+            at: self.at,
+        })
+    }
+
     /// The ops this event applies to its profile. The category comes from the catalog
     /// when the event does not name one.
     pub fn ops(&self, hasher: &KeyHasher, catalog: &Catalog) -> Vec<ProfileOp> {

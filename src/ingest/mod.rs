@@ -1,6 +1,7 @@
 //! Where data enters Vitrine: storefront events, platform webhooks, bulk imports, and
 //! the generated demo shop.
 
+pub mod attribution;
 pub mod bigcommerce;
 pub mod buffer;
 pub mod catalog;

@@ -48,6 +48,8 @@ pub struct Targets<'a> {
     pub learning: &'a Learning,
     /// The decision log: erased with the visitors.
     pub decisions: &'a crate::audit::Recorder,
+    /// Credits new orders to the experiment arms that showed their products.
+    pub attribution: &'a super::attribution::Attribution,
 }
 
 /// What became of an action.
@@ -131,6 +133,27 @@ async fn apply_profile(
         &applied.fresh,
         t.learning.origin(),
     ));
+    for (op, new) in ops.iter().zip(&applied.fresh) {
+        if let (
+            ProfileOp::Order {
+                order,
+                at,
+                total,
+                lines,
+                ..
+            },
+            true,
+        ) = (op, new)
+        {
+            t.attribution.ordered(super::attribution::PlacedOrder {
+                customer: key,
+                order: *order,
+                at: *at,
+                total: *total,
+                lines: lines.iter().map(|(p, q, _)| (p.clone(), *q)).collect(),
+            });
+        }
+    }
     Ok(Outcome::Applied)
 }
 

@@ -65,6 +65,8 @@ const APPLIED_OPS: TableDefinition<&[u8], i64> = TableDefinition::new("applied_o
 /// Decision id -> its segment (8 bytes, big-endian), its entry's offset there (4,
 /// little-endian) and the visitor (16): the previous version's index of the records in
 /// [`Segments`], one row per decision; moved into [`windows`] at open.
+/// Experiment counts: `<experiment>\n<variant>` -> MessagePack [`super::Counts`].
+const TALLIES: TableDefinition<&str, &[u8]> = TableDefinition::new("experiment_tallies");
 const DECISION_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("decision_index");
 /// Where earlier versions kept decisions (records and indexes in the database): dropped
 /// at open, so no record outlives an erasure in a table nothing reads any more.
@@ -160,6 +162,7 @@ impl EmbeddedStore {
         txn.open_table(RULESET_ORDER).map_err(unavailable)?;
         txn.open_table(RULESET_LIVE).map_err(unavailable)?;
         txn.open_table(PROMO_USAGE).map_err(unavailable)?;
+        txn.open_table(TALLIES).map_err(unavailable)?;
         txn.open_table(REDEEMED).map_err(unavailable)?;
         txn.open_table(PROFILE_EXPIRY).map_err(unavailable)?;
         txn.open_table(APPLIED_OPS).map_err(unavailable)?;
@@ -388,6 +391,61 @@ fn read_located(
         }
     }
     Ok(out)
+}
+
+fn tally_key(experiment: &str, variant: &str) -> String {
+    format!("{experiment}\n{variant}")
+}
+
+#[async_trait]
+impl super::ExperimentTally for EmbeddedStore {
+    async fn add_tallies(&self, tallies: &[super::ArmTally]) -> Result<(), StoreError> {
+        if tallies.is_empty() {
+            return Ok(());
+        }
+        let tallies = tallies.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(TALLIES).map_err(unavailable)?;
+                for t in &tallies {
+                    let key = tally_key(&t.experiment, &t.variant);
+                    let mut counts: super::Counts =
+                        match table.get(key.as_str()).map_err(unavailable)? {
+                            Some(v) => rmp_serde::from_slice(v.value()).map_err(codec_error)?,
+                            None => super::Counts::default(),
+                        };
+                    counts.merge(&t.counts);
+                    let bytes = rmp_serde::to_vec(&counts).map_err(codec_error)?;
+                    table
+                        .insert(key.as_str(), bytes.as_slice())
+                        .map_err(unavailable)?;
+                }
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn tallies(&self, experiment: &str) -> Result<Vec<(String, super::Counts)>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(TALLIES).map_err(unavailable)?;
+        let from = format!("{experiment}\n");
+        let until = format!("{experiment}\u{b}");
+        let mut out = Vec::new();
+        for row in table
+            .range(from.as_str()..until.as_str())
+            .map_err(unavailable)?
+        {
+            let (k, v) = row.map_err(unavailable)?;
+            let variant = k.value()[from.len()..].to_owned();
+            out.push((
+                variant,
+                rmp_serde::from_slice(v.value()).map_err(codec_error)?,
+            ));
+        }
+        Ok(out)
+    }
 }
 
 #[async_trait]

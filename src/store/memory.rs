@@ -69,6 +69,7 @@ pub struct MemoryStore {
     catalog: RwLock<StoredCatalog>,
     log: RwLock<StoredLog>,
     decisions: RwLock<super::decisions::DecisionTable>,
+    tallies: RwLock<super::tally::TallyTable>,
 }
 
 impl Default for MemoryStore {
@@ -91,6 +92,7 @@ impl MemoryStore {
             catalog: RwLock::default(),
             log: RwLock::default(),
             decisions: RwLock::default(),
+            tallies: RwLock::default(),
         }
     }
 
@@ -107,6 +109,20 @@ impl MemoryStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[async_trait]
+impl super::ExperimentTally for MemoryStore {
+    async fn add_tallies(&self, tallies: &[super::ArmTally]) -> Result<(), StoreError> {
+        let mut t = self.tallies.write().unwrap_or_else(|e| e.into_inner());
+        t.add(tallies);
+        Ok(())
+    }
+
+    async fn tallies(&self, experiment: &str) -> Result<Vec<(String, super::Counts)>, StoreError> {
+        let t = self.tallies.read().unwrap_or_else(|e| e.into_inner());
+        Ok(t.of(experiment))
     }
 }
 

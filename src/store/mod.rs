@@ -19,6 +19,7 @@ pub mod key;
 pub mod memory;
 pub mod redis;
 pub mod segments;
+pub mod tally;
 pub mod tiered;
 pub mod windows;
 
@@ -36,6 +37,7 @@ pub use embedded::EmbeddedStore;
 pub use key::{KeyHasher, ProfileKey};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
+pub use tally::{ArmTally, Count, Counts, ExperimentTally};
 pub use tiered::Tiered;
 
 /// Why an answer was given without the visitor's profile.
@@ -249,7 +251,7 @@ pub trait EventLog: Send + Sync + 'static {
 /// stock change never rewrites (or races) a product's record. Every catalog change
 /// moves a version counter on; replicas poll it and reload on a change.
 #[async_trait]
-pub trait CatalogStore: EventLog + DecisionLog {
+pub trait CatalogStore: EventLog + DecisionLog + ExperimentTally {
     /// The store's epoch: a value a replica writes once into an empty store. A store
     /// that lost its data (Redis restarted without persistence) has none, or another;
     /// replicas compare it with the one they started on to tell a reset from a change.

@@ -334,6 +334,16 @@ impl RedisStore {
         k
     }
 
+    /// `{prefix}x:<experiment>`: an experiment's counts, one hash: fields
+    /// `<variant>\n<count>`, and `<variant>\nrevenue\n<currency>` and
+    /// `<variant>\nsquares\n<currency>` (a float) per currency.
+    fn tally_key(&self, experiment: &str) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"x:");
+        k.extend_from_slice(experiment.as_bytes());
+        k
+    }
+
     /// `{prefix}decv:<visitor>`: a visitor's decisions (id + stream entry id), by time.
     fn visitor_decisions_key(&self, visitor: &ProfileKey) -> Vec<u8> {
         let mut k = self.prefix.clone();
@@ -442,6 +452,89 @@ const DECISION_SWEEP_MARGIN_MS: u64 = 10 * 60_000;
 /// point from decision ids to their entries until each expires; `{prefix}decv:<visitor>`
 /// is a sorted set of a visitor's entries by time, expiring with their last decision,
 /// pruned by age now and then and erased with the visitor.
+#[async_trait]
+impl super::ExperimentTally for RedisStore {
+    async fn add_tallies(&self, tallies: &[super::ArmTally]) -> Result<(), StoreError> {
+        if tallies.is_empty() {
+            return Ok(());
+        }
+        // Increments only: replicas add at once, none reads first.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for t in tallies {
+            let key = self.tally_key(&t.experiment);
+            for c in super::Count::ALL {
+                let n = t.counts.get(c);
+                if n != 0 {
+                    pipe.cmd("HINCRBY")
+                        .arg(&key)
+                        .arg(format!("{}\n{}", t.variant, c.as_str()))
+                        .arg(n)
+                        .ignore();
+                }
+            }
+            for r in &t.counts.revenue {
+                pipe.cmd("HINCRBY")
+                    .arg(&key)
+                    .arg(format!("{}\nrevenue\n{}", t.variant, r.currency))
+                    .arg(r.total)
+                    .ignore();
+                pipe.cmd("HINCRBYFLOAT")
+                    .arg(&key)
+                    .arg(format!("{}\nsquares\n{}", t.variant, r.currency))
+                    .arg(r.squares)
+                    .ignore();
+            }
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    async fn tallies(&self, experiment: &str) -> Result<Vec<(String, super::Counts)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.tally_key(experiment))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let mut out: Vec<(String, super::Counts)> = Vec::new();
+        for (field, value) in fields {
+            let mut parts = field.split('\n');
+            let (Some(variant), Some(what)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let i = match out.iter().position(|(v, _)| v == variant) {
+                Some(i) => i,
+                None => {
+                    out.push((variant.to_owned(), super::Counts::default()));
+                    out.len() - 1
+                }
+            };
+            let counts = &mut out[i].1;
+            let bad = || StoreError::Codec(format!("experiment count {field:?}: {value:?}"));
+            match (what, parts.next()) {
+                ("revenue", Some(cur)) => {
+                    let currency = crate::domain::Currency::parse(cur).map_err(|_| bad())?;
+                    counts.add_revenue(currency, value.parse().map_err(|_| bad())?, 0.0);
+                }
+                ("squares", Some(cur)) => {
+                    let currency = crate::domain::Currency::parse(cur).map_err(|_| bad())?;
+                    counts.add_revenue(currency, 0, value.parse().map_err(|_| bad())?);
+                }
+                (name, None) => {
+                    if let Some(c) = super::Count::parse(name) {
+                        counts.add(c, value.parse().map_err(|_| bad())?);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl super::DecisionLog for RedisStore {
     async fn append_decisions(

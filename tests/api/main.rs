@@ -18,6 +18,7 @@ mod durability;
 mod errors_and_access;
 mod eval;
 mod events_api;
+mod experiment_results;
 mod experiments;
 mod full_answers;
 mod identities;
