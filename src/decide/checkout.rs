@@ -24,6 +24,8 @@ pub struct CartRequest<'r> {
     /// Promotion codes, upper case, distinct.
     pub codes: &'r [String],
     pub context: &'r PageContext,
+    /// How the visitor's experiment arms are found (promotion sets).
+    pub arms: super::experiment::Arms<'r>,
 }
 
 /// A cart ready to be decided: its lines on the catalog, the visitor's facts, and the
@@ -35,6 +37,8 @@ pub struct Checkout<'a> {
     profile: Option<&'a Profile>,
     budgeted: Vec<String>,
     page: &'a PageContext,
+    /// The arms that put promotion sets in force: (experiment, variant).
+    experiments: Vec<(String, String)>,
 }
 
 /// What became of an order's redemptions.
@@ -90,7 +94,7 @@ impl<'a> Checkout<'a> {
     ) -> Result<Self, Refusal> {
         super::check_currency(request.context, catalog, rules)?;
         let lines = super::cart_lines(catalog, volatile, request.cart)?;
-        let ctx = super::context(
+        let mut ctx = super::context(
             catalog,
             request.context,
             profile,
@@ -98,6 +102,14 @@ impl<'a> Checkout<'a> {
             lines,
             now,
         );
+        let served = super::experiment::serve_checkout(
+            &rules.experiments,
+            rules.holdout.as_ref(),
+            &request.arms,
+            super::expr::Env::of(&ctx),
+        );
+        ctx.promotion_sets = served.promotion_sets(&rules.experiments);
+        let experiments = served.named(&rules.experiments);
         let budgeted = rules
             .promotions
             .iter()
@@ -111,7 +123,13 @@ impl<'a> Checkout<'a> {
             profile,
             budgeted,
             page: request.context,
+            experiments,
         })
+    }
+
+    /// The experiment arms whose promotion sets the decision honours.
+    pub fn experiments(&self) -> &[(String, String)] {
+        &self.experiments
     }
 
     /// The promotions with a budget, whose usage [`Checkout::evaluate`] reads.

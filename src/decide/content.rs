@@ -53,6 +53,8 @@ pub struct ContentItem {
     /// Shown at most this often to one visitor.
     pub max_impressions: Option<u32>,
     pub body: Body,
+    /// Shown only to visitors whose experiment arm names this content variant.
+    pub variant: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -65,6 +67,18 @@ pub struct Content {
 impl Content {
     pub fn is_empty(&self) -> bool {
         self.banners.is_empty() && self.collections.is_empty() && self.modules.is_empty()
+    }
+
+    /// Every content variant an item names.
+    pub fn variants(&self) -> Vec<String> {
+        let mut out: Vec<String> = [&self.banners, &self.collections, &self.modules]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.variant.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 }
 
@@ -98,6 +112,7 @@ struct RawItem {
     alt: Option<String>,
     product_ids: Option<Vec<String>>,
     order: Option<Vec<String>>,
+    variant: Option<String>,
 }
 
 const fn one() -> u32 {
@@ -193,7 +208,11 @@ fn item(raw: RawItem, kind: Kind, path: &str, errors: &mut Errors) -> ContentIte
             Body::Modules(order)
         }
     };
+    if let Some(v) = &raw.variant {
+        super::compile::check_id(v, &format!("{path}.variant"), errors);
+    }
     ContentItem {
+        variant: raw.variant,
         when: expression(
             raw.when.as_ref(),
             Scope::Context,
@@ -273,6 +292,9 @@ fn choose<'c>(
                 && c.max_impressions
                     .is_none_or(|m| profile.is_none_or(|p| p.content_times(&c.id) < m))
                 && c.when.holds(env)
+                && c.variant
+                    .as_ref()
+                    .is_none_or(|v| ctx.content_variant.as_ref() == Some(v))
         })
         .map(|c| {
             (

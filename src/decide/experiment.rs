@@ -211,10 +211,20 @@ fn share(v: f64, path: &str, errors: &mut Errors) -> f64 {
     if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) }
 }
 
+/// What the rest of the document names, that variants may refer to.
+#[derive(Debug, Default)]
+pub struct Named {
+    /// The promotions' sets.
+    pub promotion_sets: Vec<String>,
+    /// The content items' variants.
+    pub content_variants: Vec<String>,
+}
+
 /// Compiles the document's experiments (`$.experiments`) and holdout (`$.holdout`).
 pub fn compile(
     experiments: &[Value],
     holdout: Option<&Value>,
+    named: &Named,
     errors: &mut Errors,
 ) -> (Vec<Experiment>, Option<Holdout>) {
     if experiments.len() > MAX_EXPERIMENTS {
@@ -228,7 +238,7 @@ pub fn compile(
     for (i, v) in experiments.iter().enumerate() {
         let path = format!("$.experiments[{i}]");
         if let Some(raw) = parse::<RawExperiment>(v, &path, errors) {
-            out.push(compile_one(raw, &path, errors));
+            out.push(compile_one(raw, &path, named, errors));
         }
     }
     unique(out.iter().map(|e| e.id.as_str()), "$.experiments", errors);
@@ -249,7 +259,7 @@ pub fn compile(
     (out, holdout)
 }
 
-fn compile_one(raw: RawExperiment, path: &str, errors: &mut Errors) -> Experiment {
+fn compile_one(raw: RawExperiment, path: &str, named: &Named, errors: &mut Errors) -> Experiment {
     check_id(&raw.id, &format!("{path}.id"), errors);
     if raw.id == HOLDOUT {
         errors.push(
@@ -296,26 +306,21 @@ fn compile_one(raw: RawExperiment, path: &str, errors: &mut Errors) -> Experimen
                 );
             }
         }
-        // Served by a later version; refused rather than ignored.
-        let unserved = [
-            (
-                matches!(v.policy.baseline, Some(Baseline::Random | Baseline::None)),
-                "baseline",
-                "only the popularity baseline is served so far",
-            ),
-            (
-                v.policy.content.is_some(),
-                "content",
-                "content variants are not served yet",
-            ),
-            (
-                v.policy.promotions.is_some(),
-                "promotions",
-                "promotion sets are not served yet",
-            ),
-        ];
-        for (_, field, why) in unserved.iter().filter(|u| u.0) {
-            errors.push(&format!("{vpath}.policy.{field}"), *why);
+        if let Some(set) = &v.policy.promotions
+            && !named.promotion_sets.contains(set)
+        {
+            errors.push(
+                &format!("{vpath}.policy.promotions"),
+                format!("no promotion has the set {set:?}"),
+            );
+        }
+        if let Some(variant) = &v.policy.content
+            && !named.content_variants.contains(variant)
+        {
+            errors.push(
+                &format!("{vpath}.policy.content"),
+                format!("no content item has the variant {variant:?}"),
+            );
         }
         for (source, w) in &v.policy.blend {
             if !w.is_finite() || *w < 0.0 {
@@ -474,9 +479,25 @@ impl Experiment {
         placement: Placement,
         env: Option<Env<'_, '_>>,
     ) -> Option<Assignment> {
-        if self.status != Status::Running
-            || !(self.placements.is_empty() || self.placements.contains(&placement))
-        {
+        if !(self.placements.is_empty() || self.placements.contains(&placement)) {
+            return None;
+        }
+        self.assign_anywhere(index, visitor, env)
+    }
+
+    /// Whether a variant puts a promotion set in force.
+    pub fn sets_promotions(&self) -> bool {
+        self.variants.iter().any(|v| v.policy.promotions.is_some())
+    }
+
+    /// The visitor's arms in this experiment whatever the placement.
+    fn assign_anywhere(
+        &self,
+        index: usize,
+        visitor: &Visitor<'_>,
+        env: Option<Env<'_, '_>>,
+    ) -> Option<Assignment> {
+        if self.status != Status::Running {
             return None;
         }
         let value = self.value(visitor)?;
@@ -605,6 +626,47 @@ impl Served {
         Some(shadowed.named(experiments))
     }
 
+    /// The `random` or `none` baseline an arm serves instead of the engine's answer
+    /// (the first arm's that sets one).
+    pub fn fixed_baseline(&self, experiments: &[Experiment]) -> Option<Baseline> {
+        self.arms.iter().find_map(|a| {
+            let b = experiments
+                .get(a.experiment)?
+                .variants
+                .get(a.variant)?
+                .policy
+                .baseline?;
+            (b != Baseline::Popularity).then_some(b)
+        })
+    }
+
+    /// The promotion sets the served arms put in force.
+    pub fn promotion_sets(&self, experiments: &[Experiment]) -> Vec<String> {
+        self.policies(experiments)
+            .filter_map(|p| p.promotions.clone())
+            .collect()
+    }
+
+    /// The content variant the served arms show (the first arm's that names one).
+    pub fn content_variant(&self, experiments: &[Experiment]) -> Option<String> {
+        self.policies(experiments).find_map(|p| p.content.clone())
+    }
+
+    fn policies<'e>(
+        &'e self,
+        experiments: &'e [Experiment],
+    ) -> impl Iterator<Item = &'e VariantPolicy> + 'e {
+        self.arms.iter().filter_map(|a| {
+            Some(
+                &experiments
+                    .get(a.experiment)?
+                    .variants
+                    .get(a.variant)?
+                    .policy,
+            )
+        })
+    }
+
     /// Whether any arm turns offers off.
     pub fn offers_off(&self, experiments: &[Experiment]) -> bool {
         self.arms.iter().any(|a| {
@@ -665,6 +727,36 @@ pub fn serve(
     }
 }
 
+/// The arms a checkout serves: those of experiments that put a promotion set in force,
+/// wherever they run, so the cart honours the offers the visitor was shown.
+pub fn serve_checkout(
+    experiments: &[Experiment],
+    holdout: Option<&Holdout>,
+    arms: &Arms<'_>,
+    env: Env<'_, '_>,
+) -> Served {
+    match arms {
+        Arms::Visitor(v) => {
+            if holdout.is_some_and(|h| h.holds(v)) {
+                return Served::default();
+            }
+            Served {
+                held_out: false,
+                compared: false,
+                arms: experiments
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.sets_promotions())
+                    .filter_map(|(i, e)| e.assign_anywhere(i, v, Some(env)))
+                    .collect(),
+            }
+        }
+        Arms::None | Arms::Recorded(_) => {
+            serve(experiments, holdout, arms, Placement::Checkout, env)
+        }
+    }
+}
+
 /// The recommendation policy an answer serves with: the configured one, or changed
 /// by the arms (a baseline, blend weights) for `placement`.
 pub fn policy<'p>(
@@ -722,7 +814,7 @@ mod tests {
     fn compiled(doc: &Value) -> Result<(Vec<Experiment>, Option<Holdout>), Vec<String>> {
         let mut errors = Errors::default();
         let list = doc["experiments"].as_array().cloned().unwrap_or_default();
-        let out = compile(&list, doc.get("holdout"), &mut errors);
+        let out = compile(&list, doc.get("holdout"), &Named::default(), &mut errors);
         if errors.0.is_empty() {
             Ok(out)
         } else {
@@ -805,10 +897,9 @@ mod tests {
             paths,
             [
                 "$.experiments[0].id",
-                "$.experiments[0].variants[0].policy.baseline",
                 "$.experiments[0].variants[0].policy.content"
             ],
-            "the reserved id, and policies not served yet"
+            "the reserved id, and a content variant no item has"
         );
         assert!(
             compiled(&json!({"experiments": [{"id": "x", "status": "running",

@@ -449,6 +449,12 @@ pub struct Context<'a> {
     pub now: i64,
     /// Item discounts taken so far: order thresholds read the subtotal after them.
     pub discount: i64,
+    /// The promotion sets the visitor's experiment arms put in force (a promotion in a
+    /// set is in force only for them).
+    pub promotion_sets: Vec<String>,
+    /// The content variant the visitor's experiment arms show (content of a variant is
+    /// shown only to them).
+    pub content_variant: Option<String>,
 }
 
 impl<'a> Context<'a> {
@@ -471,6 +477,8 @@ impl<'a> Context<'a> {
             marketing,
             now,
             discount: 0,
+            promotion_sets: Vec::new(),
+            content_variant: None,
         }
     }
 
@@ -1042,6 +1050,8 @@ mod tests {
             marketing: false,
             now: 0,
             discount: 0,
+            promotion_sets: Vec::new(),
+            content_variant: None,
         };
         let env = Env::of(&ctx);
         let gold = ok(
@@ -1085,6 +1095,8 @@ mod tests {
             marketing: false,
             now: 0,
             discount: 0,
+            promotion_sets: Vec::new(),
+            content_variant: None,
         };
         let env = Env::of(&ctx);
         assert!(

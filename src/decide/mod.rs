@@ -97,6 +97,8 @@ pub fn context<'a>(
         marketing,
         now,
         discount: 0,
+        promotion_sets: Vec::new(),
+        content_variant: None,
     }
 }
 

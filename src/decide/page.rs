@@ -12,11 +12,12 @@ use std::borrow::Cow;
 use rustc_hash::FxHashMap;
 
 use super::content::{Banner, Banners, Collection};
+use super::experiment::Baseline;
 use super::merch::Effect;
 use super::promo::{Offer, Usage};
 use super::{Refusal, Ruleset};
 use crate::domain::{Money, PageContext, Placement, Product, Profile};
-use crate::recommend::engine::Policy;
+use crate::recommend::engine::{Policy, random_in_stock, storefront_order};
 use crate::recommend::reads::Volatile;
 use crate::recommend::{
     CartItem, Considered, Query, Reason, Snapshot, recommend, recommend_explained,
@@ -152,7 +153,6 @@ pub fn answer<'a>(
     if let Some(u) = super::unpriced(&ctx, &priced) {
         return Err(Refusal::unpriced(request.context, u, ctx.session.currency));
     }
-    let merch = super::merch::active(&rules.merchandising, request.placement, &ctx);
     let served = super::experiment::serve(
         &rules.experiments,
         rules.holdout.as_ref(),
@@ -160,6 +160,15 @@ pub fn answer<'a>(
         request.placement,
         super::expr::Env::of(&ctx),
     );
+    ctx.promotion_sets = served.promotion_sets(&rules.experiments);
+    ctx.content_variant = served.content_variant(&rules.experiments);
+    // A `random` or `none` baseline is answered as it is: no engine, no merchandising.
+    let fixed = served.fixed_baseline(&rules.experiments);
+    let merch = if fixed.is_some() {
+        Vec::new()
+    } else {
+        super::merch::active(&rules.merchandising, request.placement, &ctx)
+    };
     let policy = super::experiment::policy(
         inputs.policy,
         &rules.experiments,
@@ -182,8 +191,27 @@ pub fn answer<'a>(
         audience: request.context.audience(),
         volatile: inputs.volatile,
     };
-    let (mut scored, considered) =
-        recommend_explained(&snapshot.models, catalog, &query, profile, inputs.explain);
+    let (mut scored, considered) = match fixed {
+        Some(Baseline::None) => (storefront_order(catalog, &query), Vec::new()),
+        Some(_) => {
+            // Seeded by the visitor and the page: the same draw on a reload and a replay.
+            let page = xxhash_rust::xxh3::xxh3_64(
+                format!(
+                    "{}\n{}\n{}\n{}",
+                    request.placement.as_str(),
+                    request.product_id.unwrap_or(""),
+                    request.category.unwrap_or(""),
+                    request.query.unwrap_or("")
+                )
+                .as_bytes(),
+            );
+            (
+                random_in_stock(catalog, &query, inputs.visitor ^ page),
+                Vec::new(),
+            )
+        }
+        None => recommend_explained(&snapshot.models, catalog, &query, profile, inputs.explain),
+    };
     let mut effects = Vec::new();
     if merch.is_empty() {
         scored.truncate(request.limit);

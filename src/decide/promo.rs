@@ -137,6 +137,8 @@ pub struct Promotion {
     pub requires_consent: Option<Consent>,
     /// The currency of its amounts (none for percentages only: any currency).
     pub currency: Option<Currency>,
+    /// In force only for visitors whose experiment arm names this promotion set.
+    pub set: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -205,6 +207,7 @@ pub(super) struct RawPromotion {
     #[serde(default)]
     budget: RawBudget,
     requires_consent: Option<Consent>,
+    set: Option<String>,
 }
 
 pub(super) const fn auto() -> Trigger {
@@ -261,6 +264,9 @@ pub(super) fn compile_promotion(
     errors: &mut Errors,
 ) -> Option<Promotion> {
     check_id(&raw.id, &format!("{path}.id"), errors);
+    if let Some(set) = &raw.set {
+        check_id(set, &format!("{path}.set"), errors);
+    }
     let mut currencies: Vec<Currency> = Vec::new();
     let mut amount = |m: &RawMoney, at: String, errors: &mut Errors| {
         let m = money(m, &at, errors)?;
@@ -402,6 +408,7 @@ pub(super) fn compile_promotion(
         budget,
         requires_consent: raw.requires_consent,
         currency: currencies.first().copied(),
+        set: raw.set,
     })
 }
 
@@ -619,7 +626,11 @@ fn prepare<'r>(
         Some(NotApplied::CurrencyMismatch)
     } else if !consented {
         Some(NotApplied::NoConsent)
-    } else if !p.eligibility.holds(Env::of(ctx)) {
+    } else if !p.eligibility.holds(Env::of(ctx))
+        || p.set
+            .as_ref()
+            .is_some_and(|s| !ctx.promotion_sets.contains(s))
+    {
         Some(NotApplied::NotEligible)
     } else if b.max_uses.is_some_and(|m| used.uses >= m)
         || b.per_customer_uses.is_some_and(|m| used.customer_uses >= m)

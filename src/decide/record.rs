@@ -550,6 +550,7 @@ pub fn replay_cart(r: &DecisionRecord, kept: Kept<'_>) -> Result<Replayed, Repla
         cart: &cart,
         codes: &r.request.codes,
         context: &context,
+        arms: super::experiment::Arms::Recorded(&r.experiments),
     };
     let checkout = Checkout::new(
         kept.rules,

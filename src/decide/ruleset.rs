@@ -223,14 +223,18 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
         "$.merchandising",
         &mut errors,
     );
-    let (experiments, holdout) =
-        super::experiment::compile(&raw.experiments, raw.holdout.as_ref(), &mut errors);
     let content = raw
         .content
         .as_ref()
         .and_then(|c| parse::<super::content::RawContent>(c, "$.content", &mut errors))
         .map(|c| super::content::compile(&c, &mut errors))
         .unwrap_or_default();
+    let named = super::experiment::Named {
+        promotion_sets: promotions.iter().filter_map(|p| p.set.clone()).collect(),
+        content_variants: content.variants(),
+    };
+    let (experiments, holdout) =
+        super::experiment::compile(&raw.experiments, raw.holdout.as_ref(), &named, &mut errors);
     // Ids are unique per kind, and adjustments name lists that exist.
     unique(
         price_lists.iter().map(|l| l.id.as_str()),

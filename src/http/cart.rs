@@ -17,6 +17,7 @@ use super::state::AppState;
 use crate::decide::checkout::{
     self, CartRequest as CartDecision, Checkout, CheckoutError, Commit, Order, Stores,
 };
+use crate::decide::experiment::{Arms, Visitor};
 use crate::decide::promo::Evaluation;
 use crate::decide::record::{Endpoint, Output, Pending, PendingRequest};
 use crate::domain::Placement;
@@ -117,6 +118,11 @@ async fn evaluate(
         cart: &cart,
         codes: &codes,
         context: &page,
+        arms: Arms::Visitor(Visitor {
+            customer_id: raw.customer_id.as_deref(),
+            session_id: raw.session_id.as_deref(),
+            arms: profile.as_deref().map_or(&[][..], |p| p.arms.as_slice()),
+        }),
     };
     let decision_id = uuid::Uuid::now_v7();
     let recording = state
@@ -158,6 +164,7 @@ async fn evaluate(
     let elapsed = started.elapsed();
     metrics::histogram!("vitrine_cart_evaluate_seconds").record(elapsed.as_secs_f64());
     let currency = checkout.currency();
+    let experiments = checkout.experiments().to_vec();
     if let Some(reads) = recording {
         let usage = checkout
             .budgeted()
@@ -179,7 +186,7 @@ async fn evaluate(
             exhausted: ran.exhausted,
             now,
             tape: reads.tape(),
-            experiments: Vec::new(),
+            experiments,
             shadow: None,
             considered: Vec::new(),
             output: Output::Cart {

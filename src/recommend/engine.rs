@@ -33,11 +33,15 @@ pub enum Reason {
     Trending,
     /// Placed by a merchandising rule.
     Pinned,
+    /// Drawn at random (an experiment's `random` baseline).
+    Random,
+    /// The storefront's own list, as sent (an experiment's `none` baseline).
+    Storefront,
 }
 
 impl Reason {
     /// Every reason, in declaration order (a reason's index is its compact code).
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 15] = [
         Reason::BoughtTogether,
         Reason::ViewedTogether,
         Reason::BasedOnYourHistory,
@@ -51,6 +55,8 @@ impl Reason {
         Reason::TrendingOnDevice,
         Reason::Trending,
         Reason::Pinned,
+        Reason::Random,
+        Reason::Storefront,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -68,6 +74,8 @@ impl Reason {
             Reason::TrendingOnDevice => "trending_on_device",
             Reason::Trending => "trending",
             Reason::Pinned => "pinned",
+            Reason::Random => "random",
+            Reason::Storefront => "storefront",
         }
     }
 }
@@ -412,6 +420,63 @@ fn buy_again(
             pool.add(p, weight * (frequency + tie), Reason::BuyAgain);
         }
     }
+}
+
+/// The storefront's candidates as sent, in its order, the products the catalog knows
+/// (once each), whatever their stock: an experiment's `none` baseline.
+pub fn storefront_order(catalog: &Catalog, query: &Query<'_>) -> Vec<Scored> {
+    let mut out: Vec<Scored> = Vec::with_capacity(query.limit.min(query.candidates.len()));
+    for id in query.candidates {
+        if out.len() == query.limit {
+            break;
+        }
+        if let Some(p) = catalog.lookup(id)
+            && !out.iter().any(|s| s.product == p)
+        {
+            out.push(Scored {
+                product: p,
+                score: 0.0,
+                reason: Reason::Storefront,
+            });
+        }
+    }
+    out
+}
+
+/// `query.limit` in-stock products drawn at random, the same for the same `seed`
+/// (never the product in view or one in the cart): an experiment's `random` baseline.
+pub fn random_in_stock(catalog: &Catalog, query: &Query<'_>, seed: u64) -> Vec<Scored> {
+    use rand::{Rng, SeedableRng};
+    let n = ProductIdx::try_from(catalog.len()).unwrap_or(ProductIdx::MAX);
+    let mut out: Vec<Scored> = Vec::with_capacity(query.limit);
+    if n == 0 {
+        return out;
+    }
+    let in_view = query.product.and_then(|id| catalog.lookup(id));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    // Bounded draws: a catalog mostly out of stock answers fewer, never loops long.
+    for _ in 0..query.limit.saturating_mul(20) {
+        if out.len() == query.limit {
+            break;
+        }
+        let p: ProductIdx = rng.random_range(0..n);
+        if Some(p) == in_view
+            || !query.volatile.in_stock(catalog, p)
+            || query
+                .cart
+                .iter()
+                .any(|l| catalog.lookup(&l.product_id) == Some(p))
+            || out.iter().any(|s| s.product == p)
+        {
+            continue;
+        }
+        out.push(Scored {
+            product: p,
+            score: 0.0,
+            reason: Reason::Random,
+        });
+    }
+    out
 }
 
 /// The storefront's order of re-ranked candidates is worth up to this (first place).

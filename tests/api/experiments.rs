@@ -219,3 +219,137 @@ async fn a_shadow_variants_answer_is_in_the_record_and_never_in_the_answer() {
         );
     }
 }
+
+#[tokio::test]
+async fn arms_serve_their_baseline_their_content_and_a_promotion_set_the_checkout_honours() {
+    use vitrine::domain::bucket;
+    let app = TestApp::spawn(settings()).await;
+    let banner = |id: &str, extra: Value| {
+        let mut b = json!({"id": id, "placements": ["product"], "title": id,
+            "image_url": "https://example.com/b.jpg", "link_url": "https://example.com/b"});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let mut doc = json!({
+        "promotions": [{"id": "arm-b-10", "title": "10% off", "class": "order",
+                        "set": "b-offers", "value": {"percent_bps": 1000}}],
+        "content": {"banners": [
+            banner("plain", json!({})),
+            banner("bold", json!({"priority": 10, "variant": "bold"}))
+        ]},
+        "experiments": [{
+            "id": "mix", "status": "running", "placements": ["product", "search"],
+            "hash_attribute": "session_id",
+            "variants": [
+                {"id": "none", "weight": 0.34, "policy": {"baseline": "none"}},
+                {"id": "random", "weight": 0.33, "policy": {"baseline": "random"}},
+                {"id": "b", "weight": 0.33, "policy": {"content": "bold", "promotions": "b-offers"}}
+            ]
+        }]
+    });
+    // A set or variant nothing carries is refused at its path.
+    let mut wrong = doc.clone();
+    wrong["experiments"][0]["variants"][2]["policy"]["promotions"] = json!("nope");
+    let paths: Vec<String> = app
+        .refused_ruleset(&wrong)
+        .await
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(paths, ["$.experiments[0].variants[2].policy.promotions"]);
+    app.publish_ruleset(&doc).await;
+
+    let arm_of = |s: &str| {
+        let n = bucket::hash("mix", s, 2).unwrap();
+        if n < 0.34 {
+            "none"
+        } else if n < 0.67 {
+            "random"
+        } else {
+            "b"
+        }
+    };
+    let session = |arm: &str| {
+        (0..)
+            .map(|i| format!("mix-{i}"))
+            .find(|s| arm_of(s) == arm)
+            .unwrap()
+    };
+    let page = |s: &str| format!("session_id={s}&placement=product&product_id=p000001");
+    let ids = |a: &Value| -> Vec<String> {
+        a["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["product_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let banners = |a: &Value| -> Vec<String> {
+        a["banners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let offered = |a: &Value| a["offers"].to_string().contains("arm-b-10");
+
+    // `none`: the storefront's list as sent (once each); no offer of the set, the
+    // content everyone sees.
+    let s = session("none");
+    let none = app
+        .recommend(&format!(
+            "session_id={s}&placement=search&query=tea&candidates=p000009,p000003,p000005,p000003"
+        ))
+        .await;
+    assert_eq!(ids(&none), ["p000009", "p000003", "p000005"], "{none}");
+    assert!(reasons(&none).iter().all(|r| r == "storefront"));
+    let none = app.recommend(&page(&s)).await;
+    assert!(ids(&none).is_empty(), "no list sent, none answered: {none}");
+    assert!(!offered(&none));
+    assert_eq!(banners(&none)[0], "plain");
+
+    // `random`: in-stock products drawn by the visitor's seed, the same on a reload.
+    let s = session("random");
+    let random = app.recommend(&page(&s)).await;
+    assert!(reasons(&random).iter().all(|r| r == "random"), "{random}");
+    assert!(!ids(&random).contains(&"p000001".to_owned()));
+    assert_eq!(ids(&app.recommend(&page(&s)).await), ids(&random));
+
+    // `b`: its content variant first, and its promotion set offered...
+    let s = session("b");
+    let b = app.recommend(&page(&s)).await;
+    assert_eq!(banners(&b)[0], "bold", "{b}");
+    assert!(offered(&b), "{b}");
+    // ... and applied at checkout, for this visitor only; the record replays it.
+    let cart = json!([{"product_id": "p000001", "quantity": 2}]);
+    let applied = |e: &Value| e["applied"].to_string().contains("arm-b-10");
+    let theirs = app
+        .evaluate_cart(json!({"session_id": s, "cart": cart}))
+        .await;
+    assert!(applied(&theirs), "{theirs}");
+    let others = app
+        .evaluate_cart(json!({"session_id": session("none"), "cart": cart}))
+        .await;
+    assert!(!applied(&others), "{others}");
+    let id = theirs["decision_id"].as_str().unwrap();
+    let record = recorded(&app, id).await;
+    assert_eq!(record["experiments"], json!([["mix", "b"]]));
+    let replay: Value = app
+        .post_json(&format!("/admin/v1/decisions/{id}/replay"), &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replay["identical"], true, "{replay}");
+
+    // Stopped: nobody gets the set any more.
+    doc["experiments"][0]["status"] = json!("stopped");
+    app.publish_ruleset(&doc).await;
+    let after = app
+        .evaluate_cart(json!({"session_id": s, "cart": cart}))
+        .await;
+    assert!(!applied(&after), "{after}");
+}
