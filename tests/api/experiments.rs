@@ -98,6 +98,19 @@ async fn recorded(app: &TestApp, id: &str) -> Value {
     app.get_json(&path).await
 }
 
+/// The decision's record names `arms`, and a replay decides it identically.
+async fn replays_with_arms(app: &TestApp, id: &str, arms: Value) {
+    let record = recorded(app, id).await;
+    assert_eq!(record["experiments"], arms);
+    let replay: Value = app
+        .post_json(&format!("/admin/v1/decisions/{id}/replay"), &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replay["identical"], true, "{replay}");
+}
+
 fn reasons(answer: &Value) -> Vec<String> {
     answer["recommendations"]
         .as_array()
@@ -153,15 +166,7 @@ async fn answers_serve_and_name_the_arm_the_published_scheme_gives_and_replay_it
     );
     // The record holds the arm, and a replay serves it again.
     let id = a_control.unwrap();
-    let record = recorded(&app, &id).await;
-    assert_eq!(record["experiments"], json!([["pdp-test", "control"]]));
-    let replay: Value = app
-        .post_json(&format!("/admin/v1/decisions/{id}/replay"), &json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(replay["identical"], true, "{replay}");
+    replays_with_arms(&app, &id, json!([["pdp-test", "control"]])).await;
 
     // Held out: the baseline everywhere, named as such.
     app.publish_ruleset(&pdp_test(1.0)).await;
@@ -335,15 +340,7 @@ async fn arms_serve_their_baseline_their_content_and_a_promotion_set_the_checkou
         .await;
     assert!(!applied(&others), "{others}");
     let id = theirs["decision_id"].as_str().unwrap();
-    let record = recorded(&app, id).await;
-    assert_eq!(record["experiments"], json!([["mix", "b"]]));
-    let replay: Value = app
-        .post_json(&format!("/admin/v1/decisions/{id}/replay"), &json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(replay["identical"], true, "{replay}");
+    replays_with_arms(&app, id, json!([["mix", "b"]])).await;
 
     // Stopped: nobody gets the set any more.
     doc["experiments"][0]["status"] = json!("stopped");
