@@ -1,5 +1,6 @@
 //! The decision log's admin API: one decision as a person reads it, a visitor's
-//! decisions (found through the keyed hash of the id given), a replay; and drift.
+//! decisions (found through the keyed hash of the id given), a replay; drift; and the
+//! experiments measured from the decisions, with their results.
 
 use axum::extract::State;
 use axum::routing::{get, post};

@@ -203,11 +203,14 @@ async fn a_shadow_variants_answer_is_in_the_record_and_never_in_the_answer() {
             "a shadow is never shown: {answer}"
         );
         if answer["experiments"][0]["variant"] == "personalized" {
-            ids.push(answer["decision_id"].as_str().unwrap().to_owned());
+            ids.push((
+                answer["decision_id"].as_str().unwrap().to_owned(),
+                format!("s-{i}"),
+            ));
         }
     }
     assert!(!ids.is_empty());
-    for id in &ids {
+    for (id, _) in &ids {
         let record = recorded(&app, id).await;
         assert_eq!(record["experiments"], json!([["pdp-test", "personalized"]]));
         let shadow = &record["shadow"];
@@ -223,6 +226,76 @@ async fn a_shadow_variants_answer_is_in_the_record_and_never_in_the_answer() {
             "the shadow's own policy: {shadow}"
         );
     }
+
+    // What the visitor then clicked: in the served list, the shadow's, or both.
+    let (id, session) = &ids[0];
+    let record = recorded(&app, id).await;
+    let products = |items: &Value| -> Vec<String> {
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["product_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let served = products(&record["output"]["page"]["items"]);
+    let shadowed = products(&record["shadow"]["output"]["page"]["items"]);
+    let mut clicked = vec![served[0].clone()];
+    clicked.extend(shadowed.iter().find(|p| !served.contains(p)).cloned());
+    let events: Vec<Value> = clicked
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            json!({"event_id": format!("shadow-click-{k}"), "type": "click",
+                   "session_id": session, "product_id": p, "decision_id": id})
+        })
+        .collect();
+    app.accept_events(&Value::Array(events)).await;
+    let in_list = |list: &[String]| clicked.iter().filter(|p| list.contains(p)).count();
+    let want = json!({"checked": clicked.len(), "in_served": in_list(&served),
+                      "in_shadow": in_list(&shadowed)});
+    common::eventually("the clicks checked against both lists", || async {
+        let r = app.get_json("/admin/v1/experiments/pdp-test/results").await;
+        let hits = &r["arms"][1]["shadow_hits"];
+        ["checked", "in_served", "in_shadow"]
+            .iter()
+            .all(|k| hits[*k] == want[*k])
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_holdout_is_compared_with_an_equal_slice_of_everyone_else() {
+    use vitrine::domain::bucket;
+    let app = TestApp::spawn(settings()).await;
+    app.publish_ruleset(&pdp_test(0.2)).await;
+    let mut counts = [0i64; 2];
+    for i in 0..300 {
+        let s = format!("h-{i}");
+        let answer = app
+            .recommend(&format!("session_id={s}&placement=home"))
+            .await;
+        let n = bucket::hash("global-holdout", &s, 2).unwrap();
+        let named = answer["experiments"].to_string();
+        if n < 0.2 {
+            assert!(named.contains("baseline"), "{s}: {answer}");
+            assert!(reasons(&answer).iter().all(|r| r == "trending"));
+            counts[0] += 1;
+        } else if n < 0.4 {
+            assert!(named.contains("comparison"), "{s}: {answer}");
+            counts[1] += 1;
+        } else {
+            assert!(answer.get("experiments").is_none(), "{s}: {answer}");
+        }
+    }
+    common::eventually("both slices exposed", || async {
+        let r = app.get_json("/admin/v1/experiments/holdout/results").await;
+        r["arms"][0]["exposed"] == counts[0] && r["arms"][1]["exposed"] == counts[1]
+    })
+    .await;
+    let r = app.get_json("/admin/v1/experiments/holdout/results").await;
+    assert_eq!(r["control"], "baseline");
+    assert_eq!(r["comparisons"][0]["variant"], "comparison");
 }
 
 #[tokio::test]
