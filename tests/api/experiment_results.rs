@@ -546,3 +546,81 @@ async fn a_platform_order_is_credited_to_the_answer_that_showed_it_on_another_re
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(arm(&results(&b, "orders").await, &variant)["orders"], 1);
 }
+
+#[tokio::test]
+async fn answers_give_the_arms_the_growthbook_vectors_give() {
+    let vectors: Value =
+        serde_json::from_str(include_str!("../fixtures/experiments/bucketing.json")).unwrap();
+    let app = TestApp::spawn(settings()).await;
+    // One experiment per seed of the vectors (on `home`, 50/50 over everyone), and two
+    // halves of the `pdp` namespace (on `product`).
+    let hashes: Vec<&Value> = vectors["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["version"] == 2 && h["seed"] != "" && h["value"] != "")
+        .collect();
+    let mut seeds: Vec<&str> = hashes.iter().map(|h| h["seed"].as_str().unwrap()).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    let mut experiments: Vec<Value> = seeds
+        .iter()
+        .enumerate()
+        .map(|(i, seed)| {
+            let mut e = two_arms(&format!("seed-{i}"), "home", [0.5, 0.5], 1);
+            e["seed"] = json!(seed);
+            e
+        })
+        .collect();
+    for (id, range) in [("ns-low", [0.0, 0.5]), ("ns-high", [0.5, 1.0])] {
+        let mut e = two_arms(id, "product", [0.5, 0.5], 1);
+        e["namespace"] = json!({"id": "pdp", "range": range});
+        experiments.push(e);
+    }
+    app.publish_ruleset(&json!({"experiments": experiments}))
+        .await;
+    let query = |v: &str| {
+        let mut u = reqwest::Url::parse("http://x/").unwrap();
+        u.query_pairs_mut().append_pair("session_id", v);
+        u.query().unwrap().to_owned()
+    };
+    for h in &hashes {
+        let (seed, value) = (h["seed"].as_str().unwrap(), h["value"].as_str().unwrap());
+        let id = format!("seed-{}", seeds.iter().position(|s| *s == seed).unwrap());
+        let answer = app
+            .recommend(&format!("{}&placement=home", query(value)))
+            .await;
+        let expected = if h["hash"].as_f64().unwrap() < 0.5 {
+            "control"
+        } else {
+            "treatment"
+        };
+        assert_eq!(
+            variant_of(&answer, &id).as_deref(),
+            Some(expected),
+            "{seed} / {value}: {h}"
+        );
+    }
+    for n in vectors["namespaces"].as_array().unwrap() {
+        let value = n["value"].as_str().unwrap();
+        if n["namespace"] != "pdp" || value.is_empty() {
+            continue;
+        }
+        let id = if n["start"] == 0.0 {
+            "ns-low"
+        } else {
+            "ns-high"
+        };
+        let answer = app
+            .recommend(&format!(
+                "{}&placement=product&product_id=p000001",
+                query(value)
+            ))
+            .await;
+        assert_eq!(
+            variant_of(&answer, id).is_some(),
+            n["in"].as_bool().unwrap(),
+            "{n}"
+        );
+    }
+}
