@@ -193,6 +193,7 @@ impl App {
             hasher.clone(),
             snapshot.clone(),
             rules.clone(),
+            audit.clone(),
         );
         let catalog = Arc::new(CatalogService::new(snapshot.clone(), catalog_store));
         catalog.start().await?;

@@ -396,6 +396,15 @@ impl Recorder {
         self.store.erase_decisions(visitor).await
     }
 
+    /// Whether the visitor was erased lately (what was queued for them before is not
+    /// to be written after).
+    pub fn erased_lately(&self, visitor: &ProfileKey) -> bool {
+        let erased = self.erased.lock().unwrap_or_else(|e| e.into_inner());
+        erased
+            .iter()
+            .any(|(k, at)| k == visitor && at.elapsed() <= ERASED_WATCH)
+    }
+
     /// Erases every decision (the shop's data was erased).
     pub async fn erase_all(&self) -> Result<u64, StoreError> {
         self.store.erase_all_decisions().await

@@ -111,6 +111,8 @@ pub struct Attribution {
     hasher: Arc<KeyHasher>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     rules: Arc<LiveRules>,
+    /// Knows who was erased lately: their queued credits are dropped, never written.
+    audit: Arc<crate::audit::Recorder>,
     queue: Mutex<Queue>,
     /// One pass at a time.
     working: tokio::sync::Mutex<()>,
@@ -129,6 +131,7 @@ impl Attribution {
         hasher: Arc<KeyHasher>,
         snapshot: Arc<ArcSwap<Snapshot>>,
         rules: Arc<LiveRules>,
+        audit: Arc<crate::audit::Recorder>,
     ) -> Arc<Self> {
         let this = Arc::new(Self {
             settings,
@@ -137,6 +140,7 @@ impl Attribution {
             hasher,
             snapshot,
             rules,
+            audit,
             queue: Mutex::default(),
             working: tokio::sync::Mutex::new(()),
         });
@@ -276,7 +280,11 @@ impl Attribution {
             return (Vec::new(), Vec::new());
         }
         let mut groups: Vec<(ProfileKey, Vec<Credit>)> = Vec::new();
-        for c in credits {
+        // Erased since they were queued: nothing of theirs is written again.
+        for c in credits
+            .into_iter()
+            .filter(|c| !self.audit.erased_lately(&c.visitor))
+        {
             match groups.iter_mut().find(|(k, _)| *k == c.visitor) {
                 Some((_, g)) => g.push(c),
                 None => groups.push((c.visitor, vec![c])),

@@ -624,3 +624,29 @@ async fn answers_give_the_arms_the_growthbook_vectors_give() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_visitors_queued_exposure_is_never_written() {
+    let app = TestApp::spawn(settings()).await;
+    app.publish_ruleset(&json!({"experiments": [two_arms("gone", "home", [0.5, 0.5], 1)]}))
+        .await;
+    for i in 0..20 {
+        let customer = format!("gone-{i}");
+        let answer = app
+            .recommend(&format!(
+                "customer_id={customer}&session_id=gs-{i}&placement=home"
+            ))
+            .await;
+        assert!(variant_of(&answer, "gone").is_some());
+        // Erased before the exposure queued by the answer is written (it is written
+        // within 100 ms): the profile must not come back.
+        assert_eq!(app.erase_profile(&customer).await, 204);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for i in 0..20 {
+        assert!(
+            app.export_profile(&format!("gone-{i}")).await.is_none(),
+            "gone-{i} came back"
+        );
+    }
+}
