@@ -570,7 +570,8 @@ pub async fn import(
     let target = import::Target {
         profiles,
         catalog,
-        hasher: key_hasher(settings),
+        hasher: Arc::new(key_hasher(settings)),
+        experiments: settings.experiments.clone(),
         shop_currency,
         now: unix_now(),
         log_keep: settings.events.log_keep,

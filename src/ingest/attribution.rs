@@ -31,9 +31,9 @@ use arc_swap::ArcSwap;
 use crate::config::ExperimentSettings;
 use crate::decide::live::LiveRules;
 use crate::decide::record::{self, DecisionRecord, Output};
-use crate::domain::Money;
 use crate::domain::arms::ArmOutcome;
 use crate::domain::profile::{Behaviour, ProfileOp, fingerprint};
+use crate::domain::{Catalog, Money};
 use crate::recommend::Snapshot;
 use crate::store::tally::add_to;
 use crate::store::{
@@ -81,6 +81,29 @@ pub struct PlacedOrder {
     pub lines: Vec<(String, u32)>,
 }
 
+impl PlacedOrder {
+    /// The order an op records, if it is a whole order.
+    pub fn of(customer: ProfileKey, op: &ProfileOp) -> Option<Self> {
+        let ProfileOp::Order {
+            order,
+            at,
+            total,
+            lines,
+            ..
+        } = op
+        else {
+            return None;
+        };
+        Some(Self {
+            customer,
+            order: *order,
+            at: *at,
+            total: *total,
+            lines: lines.iter().map(|(p, q, _)| (p.clone(), *q)).collect(),
+        })
+    }
+}
+
 enum Item {
     Touch(Touch, Instant),
     Order(PlacedOrder),
@@ -104,15 +127,30 @@ struct Queue {
     tallies: Vec<ArmTally>,
 }
 
+/// Where order lines' catalog prices are read.
+enum Prices {
+    /// The serving catalog.
+    Live(Arc<ArcSwap<Snapshot>>),
+    /// A catalog loaded once (an import).
+    Fixed(Arc<Catalog>),
+}
+
+/// What a serving replica adds to attribution.
+struct Serving {
+    rules: Arc<LiveRules>,
+    /// Knows who was erased lately: their queued credits are dropped, never written.
+    audit: Arc<crate::audit::Recorder>,
+}
+
 pub struct Attribution {
     settings: ExperimentSettings,
     profiles: Arc<dyn ProfileStore>,
     store: Arc<dyn CatalogStore>,
     hasher: Arc<KeyHasher>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    rules: Arc<LiveRules>,
-    /// Knows who was erased lately: their queued credits are dropped, never written.
-    audit: Arc<crate::audit::Recorder>,
+    prices: Prices,
+    /// `None` for an import: no metrics, no erasures to watch, and an event whose
+    /// decision is not in the log is not waited for.
+    serving: Option<Serving>,
     queue: Mutex<Queue>,
     /// One pass at a time.
     working: tokio::sync::Mutex<()>,
@@ -138,9 +176,8 @@ impl Attribution {
             profiles,
             store,
             hasher,
-            snapshot,
-            rules,
-            audit,
+            prices: Prices::Live(snapshot),
+            serving: Some(Serving { rules, audit }),
             queue: Mutex::default(),
             working: tokio::sync::Mutex::new(()),
         });
@@ -148,6 +185,42 @@ impl Attribution {
             a.pass().await;
         });
         this
+    }
+
+    /// Attribution for an import on `catalog`: work it through with
+    /// [`Attribution::finish`].
+    pub fn offline(
+        settings: ExperimentSettings,
+        profiles: Arc<dyn ProfileStore>,
+        store: Arc<dyn CatalogStore>,
+        hasher: Arc<KeyHasher>,
+        catalog: Arc<Catalog>,
+    ) -> Self {
+        Self {
+            settings,
+            profiles,
+            store,
+            hasher,
+            prices: Prices::Fixed(catalog),
+            serving: None,
+            queue: Mutex::default(),
+            working: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Passes until nothing is queued, or the store stops taking what is (then what is
+    /// left is not credited). Returns what was left.
+    pub async fn finish(&self) -> usize {
+        let mut left = self.queued();
+        while left > 0 {
+            self.pass().await;
+            let now = self.queued();
+            if now >= left {
+                return now;
+            }
+            left = now;
+        }
+        0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -237,7 +310,7 @@ impl Attribution {
                         Ok(r) => credits.extend(self.touch_credits(&t, &r)),
                         Err(_) => uncredited("unreadable_decision"),
                     },
-                    Ok(None) if since.elapsed() < WAIT_FOR_DECISION => {
+                    Ok(None) if self.serving.is_some() && since.elapsed() < WAIT_FOR_DECISION => {
                         later.push_back(Item::Touch(t, since));
                     }
                     Ok(None) => uncredited("unknown_decision"),
@@ -281,10 +354,11 @@ impl Attribution {
         }
         let mut groups: Vec<(ProfileKey, Vec<Credit>)> = Vec::new();
         // Erased since they were queued: nothing of theirs is written again.
-        for c in credits
-            .into_iter()
-            .filter(|c| !self.audit.erased_lately(&c.visitor))
-        {
+        for c in credits.into_iter().filter(|c| {
+            self.serving
+                .as_ref()
+                .is_none_or(|s| !s.audit.erased_lately(&c.visitor))
+        }) {
             match groups.iter_mut().find(|(k, _)| *k == c.visitor) {
                 Some((_, g)) => g.push(c),
                 None => groups.push((c.visitor, vec![c])),
@@ -424,8 +498,14 @@ impl Attribution {
     /// by the catalog price times quantity (a product the catalog does not hold at the
     /// known products' mean price), else by quantity.
     fn shares(&self, o: &PlacedOrder) -> Vec<i64> {
-        let snapshot = self.snapshot.load();
-        let catalog = &snapshot.catalog;
+        let snapshot;
+        let catalog = match &self.prices {
+            Prices::Live(live) => {
+                snapshot = live.load();
+                &snapshot.catalog
+            }
+            Prices::Fixed(c) => c.as_ref(),
+        };
         let prices: Vec<Option<i128>> = o
             .lines
             .iter()
@@ -455,7 +535,10 @@ impl Attribution {
 
     /// Per-experiment metrics, for the experiments running now (a bounded set).
     fn observe(&self, tallies: &[ArmTally]) {
-        let rules = self.rules.load();
+        let Some(serving) = &self.serving else {
+            return;
+        };
+        let rules = serving.rules.load();
         let running = |id: &str| {
             id == crate::decide::experiment::HOLDOUT
                 || rules

@@ -195,7 +195,10 @@ pub enum ImportError {
 pub struct Target {
     pub profiles: Arc<dyn ProfileStore>,
     pub catalog: Arc<dyn CatalogStore>,
-    pub hasher: KeyHasher,
+    pub hasher: Arc<KeyHasher>,
+    /// Imported orders and events that name a decision are credited to experiment
+    /// arms, as the server credits them.
+    pub experiments: crate::config::ExperimentSettings,
     /// Currency of Shopify's product exports (prices come without one); with none
     /// stated, such a file is refused.
     pub shop_currency: Option<Currency>,
@@ -228,7 +231,14 @@ pub async fn run(
 ) -> Result<Report, ImportError> {
     let read = Arc::new(AtomicU64::new(0));
     let rows = open_rows(kind, path, format, target.shop_currency, read.clone())?;
-    let catalog = load_catalog(target.catalog.as_ref()).await?;
+    let catalog = Arc::new(load_catalog(target.catalog.as_ref()).await?);
+    let attribution = super::attribution::Attribution::offline(
+        target.experiments.clone(),
+        target.profiles.clone(),
+        target.catalog.clone(),
+        target.hasher.clone(),
+        catalog.clone(),
+    );
     let mut report = Report::default();
     let mut products: Vec<(usize, ProductInput)> = Vec::new();
     let mut pending: Vec<(usize, Row)> = Vec::with_capacity(BATCH);
@@ -241,11 +251,19 @@ pub async fn run(
             Ok(row) => pending.push((line, row)),
         }
         if pending.len() >= BATCH {
-            apply(target, &catalog, std::mem::take(&mut pending), &mut report).await?;
+            let rows = std::mem::take(&mut pending);
+            apply(target, &catalog, &attribution, rows, &mut report).await?;
             progress(read.load(Ordering::Relaxed), &report);
         }
     }
-    apply(target, &catalog, pending, &mut report).await?;
+    apply(target, &catalog, &attribution, pending, &mut report).await?;
+    let uncredited = attribution.finish().await;
+    if uncredited > 0 {
+        tracing::warn!(
+            uncredited,
+            "orders and events not credited to experiment arms: the store did not take them"
+        );
+    }
     if kind == Kind::Products {
         write_products(target.catalog.as_ref(), products, &mut report).await?;
     }
@@ -422,6 +440,7 @@ async fn write_products(
 async fn apply(
     target: &Target,
     catalog: &Catalog,
+    attribution: &super::attribution::Attribution,
     rows: Vec<(usize, Row)>,
     report: &mut Report,
 ) -> Result<(), ImportError> {
@@ -470,14 +489,22 @@ async fn apply(
             &target.hasher,
             0,
         ));
-        for fresh in fresh {
+        for (event, fresh) in events.iter().zip(fresh) {
             count(report, fresh);
+            if let (true, Some(touch)) = (fresh, event.touch(&target.hasher)) {
+                attribution.touched(touch);
+            }
         }
     }
     for ((key, ops), result) in batch.iter().zip(target.profiles.apply_batch(&batch).await) {
         let applied = result?;
         count(report, applied.fresh.contains(&true));
         log.extend(super::log::order_entries(key, ops, &applied.fresh, 0));
+        for (op, _) in ops.iter().zip(&applied.fresh).filter(|(_, new)| **new) {
+            if let Some(order) = super::attribution::PlacedOrder::of(*key, op) {
+                attribution.ordered(order);
+            }
+        }
     }
     if !log.is_empty() {
         target.catalog.append_log(&log, target.log_keep).await?;

@@ -133,25 +133,9 @@ async fn apply_profile(
         &applied.fresh,
         t.learning.origin(),
     ));
-    for (op, new) in ops.iter().zip(&applied.fresh) {
-        if let (
-            ProfileOp::Order {
-                order,
-                at,
-                total,
-                lines,
-                ..
-            },
-            true,
-        ) = (op, new)
-        {
-            t.attribution.ordered(super::attribution::PlacedOrder {
-                customer: key,
-                order: *order,
-                at: *at,
-                total: *total,
-                lines: lines.iter().map(|(p, q, _)| (p.clone(), *q)).collect(),
-            });
+    for (op, _) in ops.iter().zip(&applied.fresh).filter(|(_, new)| **new) {
+        if let Some(order) = super::attribution::PlacedOrder::of(key, op) {
+            t.attribution.ordered(order);
         }
     }
     Ok(Outcome::Applied)

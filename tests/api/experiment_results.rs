@@ -650,3 +650,43 @@ async fn an_erased_visitors_queued_exposure_is_never_written() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_order_is_credited_like_a_webhook_one() {
+    let redis = RedisServer::start();
+    let app = TestApp::on_redis(&redis).await;
+    app.publish_ruleset(&json!({"experiments": [two_arms("imported", "product", [0.5, 0.5], 1)]}))
+        .await;
+    let answer = app
+        .recommend("customer_id=imp-x&session_id=imp-s&placement=product&product_id=p000001")
+        .await;
+    let variant = variant_of(&answer, "imported").unwrap();
+    let item = &answer["recommendations"][0];
+    let decision = answer["decision_id"].as_str().unwrap();
+    common::eventually("the decision in the log", || async {
+        app.get(&format!("/admin/v1/decisions/{decision}"))
+            .await
+            .status()
+            == 200
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orders.ndjson");
+    let order = json!({"order_id": "o-exp-1", "customer_id": "imp-x",
+        "created_at": vitrine::domain::time::unix_now(),
+        "total": {"amount": 2000, "currency": item["price"]["currency"]},
+        "lines": [{"product_id": item["product_id"], "quantity": 1}]});
+    std::fs::write(&file, format!("{order}\n")).unwrap();
+    let (code, _, stderr) = common::vitrine(&[
+        "import",
+        "orders",
+        file.to_str().unwrap(),
+        "--redis",
+        &redis.url(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let r = results(&app, "imported").await;
+    let credited = arm(&r, &variant);
+    assert_eq!(credited["orders"], 1, "{r}");
+    assert_eq!(credited["revenue"][0]["amount"], 2000);
+}
