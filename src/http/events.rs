@@ -204,6 +204,7 @@ fn rejection_message(r: Rejection) -> &'static str {
         Rejection::MissingQuery => "search events need a query",
         Rejection::InvalidQuery => "a query is 1 to 256 characters, without control characters",
         Rejection::InvalidQuantity => "quantity must be between 1 and 100000",
+        Rejection::InvalidPosition => "position is the product's place in the answer, 0 to 99",
         Rejection::InvalidPrice => {
             "price is {amount: integer minor units >= 0, currency: ISO 4217}"
         }

@@ -29,6 +29,8 @@ pub struct RawEvent {
     pub price: Option<RawMoney>,
     pub query: Option<String>,
     pub decision_id: Option<String>,
+    /// The product's place in the answer's list (0 first), with `decision_id`.
+    pub position: Option<i64>,
     /// The banner or collection an impression is of (frequency caps).
     pub content_id: Option<String>,
     pub order_id: Option<String>,
@@ -60,6 +62,8 @@ pub enum Rejection {
     /// A query over 256 characters or with control characters.
     InvalidQuery,
     InvalidQuantity,
+    /// A `position` outside 0 to 99.
+    InvalidPosition,
     InvalidPrice,
     InvalidTimestamp,
     InvalidContext,
@@ -78,6 +82,7 @@ impl Rejection {
             Rejection::MissingQuery => "missing_query",
             Rejection::InvalidQuery => "invalid_query",
             Rejection::InvalidQuantity => "invalid_quantity",
+            Rejection::InvalidPosition => "invalid_position",
             Rejection::InvalidPrice => "invalid_price",
             Rejection::InvalidTimestamp => "invalid_timestamp",
             Rejection::InvalidContext => "invalid_context",
@@ -170,6 +175,11 @@ impl RawEvent {
             None => 1,
             Some(q) if (1..=100_000).contains(&q) => q as u32,
             Some(_) => return Err(Rejection::InvalidQuantity),
+        };
+        // Accepted beside `decision_id`; a place outside any answer's list is refused.
+        match self.position {
+            None | Some(0..=99) => {}
+            Some(_) => return Err(Rejection::InvalidPosition),
         };
         let price = match self.price {
             None => None,

@@ -117,7 +117,9 @@ async fn an_invalid_event_is_rejected_with_its_code_and_the_rest_go_on() {
             {"event_id": "bad-7", "type": "search", "customer_id": "mixed"},
             {"event_id": "bad-8", "type": "purchase", "customer_id": "mixed", "product_id": "p1", "price": {"amount": 5, "currency": "pounds"}},
             {"event_id": "bad-9", "type": "view", "product_id": "p000016"},
-            "not an object"
+            "not an object",
+            {"event_id": "ok-2", "type": "click", "customer_id": "placed", "product_id": "p000017", "position": 3},
+            {"event_id": "bad-10", "type": "click", "customer_id": "mixed", "product_id": "p000017", "position": 100}
         ]),
     )
     .await;
@@ -145,10 +147,12 @@ async fn an_invalid_event_is_rejected_with_its_code_and_the_rest_go_on() {
             "missing_query",
             "invalid_price",
             "missing_visitor_id",
-            "invalid_event"
+            "invalid_event",
+            "accepted",
+            "invalid_position"
         ]
     );
-    assert_eq!(report["rejected"], 10);
+    assert_eq!(report["rejected"], 11);
     let p = app.export_profile("mixed").await.expect("a profile");
     assert_eq!(
         p["recently_viewed"],
