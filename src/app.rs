@@ -144,7 +144,7 @@ impl App {
         );
         drop(interactions);
 
-        let keys = Keys::new(&settings.auth);
+        let keys = Arc::new(Keys::new(&settings.auth));
         if keys.is_open() {
             tracing::warn!("no API keys configured: the API is open to anyone who can reach it");
         } else if settings.auth.customer_token_secret.is_empty()
@@ -227,7 +227,7 @@ impl App {
             learning,
             rules,
             policy: Arc::new(crate::recommend::engine::Policy::new(&settings.recommend)),
-            keys: Arc::new(keys),
+            keys: keys.clone(),
             tokens: Arc::new(crate::http::auth::CustomerTokens::new(
                 settings.auth.customer_token_secret.expose(),
             )),
@@ -244,6 +244,11 @@ impl App {
             attribution,
             drift: Arc::new(crate::audit::drift::Drift::new(settings.drift.clone())),
             cache_control,
+            sessions: Arc::new(crate::http::console::session::Sessions::new(
+                keys.admin_keys(),
+                i64::try_from(settings.console.session_ttl_s).unwrap_or(i64::MAX),
+            )),
+            pulse: Arc::default(),
             settings: Arc::new(settings),
         };
 

@@ -85,6 +85,23 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub drift: DriftSettings,
     pub experiments: ExperimentSettings,
+    pub console: ConsoleSettings,
+}
+
+/// The merchandiser console at `/console`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// A console session ends this long after sign-in.
+    pub session_ttl_s: u64,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            session_ttl_s: 8 * 3600,
+        }
+    }
 }
 
 /// Experiments' attribution (their definitions live in the ruleset).
@@ -904,6 +921,11 @@ impl Settings {
             a.keep_versions <= 64,
             "audit.keep_versions",
             "must be at most 64",
+        )?;
+        check(
+            (60..=30 * 86_400).contains(&self.console.session_ttl_s),
+            "console.session_ttl_s",
+            "must be between 60 and 2592000",
         )?;
         let x = &self.experiments;
         check(

@@ -78,20 +78,53 @@ fn bearer(header: &str) -> Option<&str> {
 
 pub struct Keys {
     storefront: Vec<Vec<u8>>,
+    /// Admin keys: the key, and the label the change log names its holder by (an entry
+    /// `label:key`; `admin` without one).
     admin: Vec<Vec<u8>>,
+    labels: Vec<String>,
 }
+
+/// The label an admin key without one goes by.
+pub const UNLABELLED: &str = "admin";
 
 impl Keys {
     pub fn new(settings: &AuthSettings) -> Self {
-        let bytes = |keys: &[crate::config::Secret]| {
-            keys.iter()
-                .map(|k| k.expose().as_bytes().to_vec())
-                .collect()
-        };
+        let (labels, admin) = settings
+            .admin_keys
+            .iter()
+            .map(|k| match k.expose().split_once(':') {
+                Some((label, key)) if !label.is_empty() && !key.is_empty() => {
+                    (label.to_owned(), key.as_bytes().to_vec())
+                }
+                _ => (UNLABELLED.to_owned(), k.expose().as_bytes().to_vec()),
+            })
+            .unzip();
         Self {
-            storefront: bytes(&settings.storefront_keys),
-            admin: bytes(&settings.admin_keys),
+            storefront: settings
+                .storefront_keys
+                .iter()
+                .map(|k| k.expose().as_bytes().to_vec())
+                .collect(),
+            admin,
+            labels,
         }
+    }
+
+    /// The admin keys (what console sessions are signed with).
+    pub fn admin_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.admin.iter().map(Vec::as_slice)
+    }
+
+    /// The label of the admin key `key`, if it is one (every key is compared, so timing
+    /// does not tell which one matched).
+    pub fn admin_label(&self, key: &str) -> Option<&str> {
+        let mut found = None;
+        for (k, label) in self.admin.iter().zip(&self.labels) {
+            if bool::from(k.as_slice().ct_eq(key.as_bytes())) {
+                found = Some(label.as_str());
+            }
+        }
+        found
     }
 
     pub fn is_open(&self) -> bool {

@@ -174,6 +174,9 @@ async fn post_events(
         }
     }
     let count = |s: &str| results.iter().filter(|r| r.status == s).count();
+    state
+        .pulse
+        .events(now, (count("accepted") + count("buffered")) as u64);
     Ok((
         StatusCode::ACCEPTED,
         Json(Report {

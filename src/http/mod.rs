@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod cart;
 pub mod catalog;
+pub mod console;
 pub mod decisions;
 pub mod error;
 pub mod events;
@@ -63,7 +64,14 @@ pub fn router(state: &AppState, include_ops: bool) -> Router {
         .merge(decisions::router())
         .route_layer(from_fn_with_state(state.keys.clone(), auth::admin));
     let hooks = webhooks::router(state);
-    let mut app = Router::new().merge(storefront).merge(admin).merge(hooks);
+    // The console signs its own people in (session cookies), and reads its forms'
+    // bodies within the same limits.
+    let console = read_body(state, limit, console::router());
+    let mut app = Router::new()
+        .merge(storefront)
+        .merge(admin)
+        .merge(hooks)
+        .merge(console);
     if include_ops {
         app = app.merge(health::router());
     }

@@ -661,6 +661,11 @@ pub async fn answer(
     if let Ok(v) = HeaderValue::from_str(&server_timing(store_done, ranked)) {
         h.insert("server-timing", v);
     }
+    state.pulse.answer(
+        now,
+        u64::try_from(ranked.as_micros()).unwrap_or(u64::MAX),
+        degraded.is_some(),
+    );
     Ok(response)
 }
 

@@ -49,6 +49,10 @@ pub struct AppState {
     /// Drift of live requests from the models' training.
     pub drift: Arc<crate::audit::drift::Drift>,
     pub cache_control: HeaderValue,
+    /// Console sessions, signed with a key derived from the admin keys.
+    pub sessions: Arc<super::console::session::Sessions>,
+    /// The console's live figures.
+    pub pulse: Arc<super::console::pulse::Pulse>,
 }
 
 impl AppState {

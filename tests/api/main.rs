@@ -9,6 +9,7 @@ mod common;
 mod bigcommerce_webhooks;
 mod binary;
 mod catalog_api;
+mod console;
 mod container;
 mod customer_tokens;
 mod decide_properties;

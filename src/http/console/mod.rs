@@ -1,0 +1,456 @@
+//! The merchandiser console at `/console`: server-rendered pages (askama templates
+//! under `templates/console/`), a little script that refreshes figures in place, and
+//! pages that read without it.
+//!
+//! Sign-in exchanges an admin key for a session cookie (HttpOnly, SameSite=Strict,
+//! Secure behind TLS, ending after `console.session_ttl_s`); every form carries a token
+//! bound to the session, and a post without it is refused. With no keys configured (the
+//! demo) the console is open, and says so on every page.
+
+pub mod pulse;
+pub mod session;
+
+use askama::Template;
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::state::AppState;
+use session::{COOKIE, SIGN_IN_COOKIE, Session};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/console",
+            get(|| async { Redirect::to("/console/overview") }),
+        )
+        .route("/console/sign-in", get(sign_in_page).post(sign_in))
+        .route("/console/sign-out", post(sign_out))
+        .route("/console/overview", get(overview))
+        .route("/console/overview.json", get(overview_json))
+        .route("/console/assets/console.css", get(css))
+        .route("/console/assets/console.js", get(js))
+}
+
+async fn css() -> impl IntoResponse {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("assets/console.css"),
+    )
+}
+
+async fn js() -> impl IntoResponse {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("assets/console.js"),
+    )
+}
+
+fn asset(kind: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+}
+
+/// What every page's frame shows.
+pub struct Chrome {
+    /// No keys are configured: the console is open.
+    pub open: bool,
+    pub signed_in: bool,
+    pub label: String,
+    pub csrf: String,
+    pub page: &'static str,
+}
+
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+}
+
+/// Whether the request came over TLS (directly or through a proxy that says so).
+fn over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if over_tls(headers) { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn now() -> i64 {
+    crate::domain::time::unix_now()
+}
+
+/// Why a console request is not served.
+enum Denied {
+    /// Not signed in: to the sign-in page, and back to this path after.
+    SignIn(String),
+    /// A form without its session's token.
+    Forged,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::SignIn(here) => {
+                Redirect::to(&format!("/console/sign-in?next={}", url_encode(&here)))
+                    .into_response()
+            }
+            Denied::Forged => refused(
+                StatusCode::FORBIDDEN,
+                "This form was not sent by a console page (its token is missing or wrong). Go back, reload the page and try again.",
+            ),
+        }
+    }
+}
+
+/// The signed-in session.
+fn signed_in(state: &AppState, headers: &HeaderMap, here: &str) -> Result<Session, Denied> {
+    if state.keys.is_open() {
+        let (_, session) = state.sessions.issue("open", now());
+        return Ok(session);
+    }
+    cookie(headers, COOKIE)
+        .and_then(|c| state.sessions.verify(c, now()))
+        .ok_or_else(|| Denied::SignIn(here.to_owned()))
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Only a path of the console is a place to go back to after signing in.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with("/console/") && !n.contains("//") && !n.contains('\\') => n,
+        _ => "/console/overview",
+    }
+}
+
+fn chrome(state: &AppState, session: &Session, page: &'static str) -> Chrome {
+    Chrome {
+        open: state.keys.is_open(),
+        signed_in: true,
+        label: session.label.clone(),
+        csrf: state.sessions.csrf(session),
+        page,
+    }
+}
+
+fn render(t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            html,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "console page not rendered");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/refused.html")]
+struct RefusedPage {
+    chrome: Chrome,
+    message: &'static str,
+}
+
+/// A page saying why a request was refused.
+fn refused(status: StatusCode, message: &'static str) -> Response {
+    let mut r = render(&RefusedPage {
+        chrome: Chrome {
+            open: false,
+            signed_in: false,
+            label: String::new(),
+            csrf: String::new(),
+            page: "refused",
+        },
+        message,
+    });
+    *r.status_mut() = status;
+    r
+}
+
+#[derive(Template)]
+#[template(path = "console/sign_in.html")]
+struct SignInPage {
+    chrome: Chrome,
+    token: String,
+    next: String,
+    error: Option<&'static str>,
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+fn sign_in_form(
+    headers: &HeaderMap,
+    next: &str,
+    error: Option<&'static str>,
+    status: StatusCode,
+) -> Response {
+    let token = session::random_token();
+    let page = SignInPage {
+        chrome: Chrome {
+            open: false,
+            signed_in: false,
+            label: String::new(),
+            csrf: String::new(),
+            page: "sign-in",
+        },
+        token: token.clone(),
+        next: next.to_owned(),
+        error,
+    };
+    let mut r = render(&page);
+    *r.status_mut() = status;
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(headers, SIGN_IN_COOKIE, &token, 600),
+    );
+    r
+}
+
+async fn sign_in_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    let next = safe_next(q.next.as_deref());
+    if state.keys.is_open()
+        || cookie(&headers, COOKIE).is_some_and(|c| state.sessions.verify(c, now()).is_some())
+    {
+        return Redirect::to(next).into_response();
+    }
+    sign_in_form(&headers, next, None, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    key: String,
+    csrf: String,
+    next: Option<String>,
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let next = safe_next(form.next.as_deref()).to_owned();
+    // The form's token must be the one its page set (a form posted from elsewhere has
+    // none).
+    let expected = cookie(&headers, SIGN_IN_COOKIE).unwrap_or("");
+    if !session::same(expected, &form.csrf) {
+        return sign_in_form(
+            &headers,
+            &next,
+            Some("The form expired; sign in again."),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let Some(label) = state.keys.admin_label(form.key.trim()) else {
+        tracing::warn!("console sign-in with an unknown key");
+        return sign_in_form(
+            &headers,
+            &next,
+            Some("That is not an admin key."),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    let (value, _) = state.sessions.issue(label, now());
+    tracing::info!(label, "console sign-in");
+    let mut r = Redirect::to(&next).into_response();
+    let h = r.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(&headers, COOKIE, &value, state.sessions.ttl_s()),
+    );
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(&headers, SIGN_IN_COOKIE, "", 0),
+    );
+    r
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+/// A form post's session, checked against the form's token.
+fn checked_post(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+    here: &str,
+) -> Result<Session, Denied> {
+    let session = signed_in(state, headers, here)?;
+    if state.sessions.csrf_ok(&session, token) {
+        Ok(session)
+    } else {
+        Err(Denied::Forged)
+    }
+}
+
+async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let session = match checked_post(&state, &headers, &form.csrf, "/console/overview") {
+        Ok(s) => s,
+        Err(denied) => return denied.into_response(),
+    };
+    tracing::info!(label = %session.label, "console sign-out");
+    let mut r = Redirect::to("/console/sign-in").into_response();
+    r.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(&headers, COOKIE, "", 0));
+    r
+}
+
+/// The overview's figures, as shown.
+#[derive(Debug, serde::Serialize)]
+struct Figures {
+    window_s: u64,
+    answers_per_s: String,
+    p50_ms: String,
+    p99_ms: String,
+    degraded: String,
+    events_per_s: String,
+    drift: String,
+    drift_class: &'static str,
+    model_version: String,
+    ruleset_version: String,
+    products: String,
+    out_of_stock: String,
+}
+
+const NONE: &str = "–";
+
+fn figures(state: &AppState) -> Figures {
+    let now = now();
+    let pulse = state.pulse.figures(now, 10);
+    let snapshot = state.snapshot.load();
+    let catalog = &snapshot.catalog;
+    let out_of_stock = (0..catalog.len() as u32)
+        .filter(|&i| !catalog.in_stock(i))
+        .count();
+    let drift = state.drift.check(now);
+    let drifting: Vec<&str> = drift
+        .features
+        .iter()
+        .filter(|f| f.drifting)
+        .map(|f| f.feature)
+        .collect();
+    let ms = |v: Option<f64>| v.map_or_else(|| NONE.to_owned(), |v| format!("{v:.2}"));
+    Figures {
+        window_s: pulse.window_s,
+        answers_per_s: format!("{:.1}", pulse.answers_per_s),
+        p50_ms: ms(pulse.p50_ms),
+        p99_ms: ms(pulse.p99_ms),
+        degraded: pulse
+            .degraded_share
+            .map_or_else(|| NONE.to_owned(), |s| format!("{:.1}%", s * 100.0)),
+        events_per_s: format!("{:.1}", pulse.events_per_s),
+        drift: if drifting.is_empty() {
+            "none".to_owned()
+        } else {
+            drifting.join(", ")
+        },
+        drift_class: if drifting.is_empty() { "good" } else { "bad" },
+        model_version: snapshot.models.version.clone(),
+        ruleset_version: state.rules.load().version.clone(),
+        products: catalog.len().to_string(),
+        out_of_stock: out_of_stock.to_string(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/overview.html")]
+struct OverviewPage {
+    chrome: Chrome,
+    figures: Figures,
+}
+
+async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in(&state, &headers, "/console/overview") {
+        Ok(session) => render(&OverviewPage {
+            chrome: chrome(&state, &session, "overview"),
+            figures: figures(&state),
+        }),
+        Err(denied) => denied.into_response(),
+    }
+}
+
+async fn overview_json(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in(&state, &headers, "/console/overview") {
+        Ok(_) => Json(figures(&state)).into_response(),
+        Err(_) => super::error::ApiError::new(
+            super::error::ErrorCode::MissingApiKey,
+            "sign in to the console",
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_console_paths_are_gone_back_to() {
+        assert_eq!(
+            safe_next(Some("/console/review?x=1")),
+            "/console/review?x=1"
+        );
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/admin/v1/status",
+            "/console/\\evil",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/console/overview", "{bad}");
+        }
+        assert_eq!(url_encode("/console/a b?c=d"), "/console/a%20b%3Fc%3Dd");
+    }
+}
