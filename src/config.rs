@@ -732,6 +732,17 @@ pub struct AuthSettings {
     pub customer_token_secret: Secret,
 }
 
+impl AuthSettings {
+    /// An admin key entry's label and key: `label:key`, or (`admin`, the entry) without
+    /// a label.
+    pub fn labelled(entry: &str) -> (&str, &str) {
+        match entry.split_once(':') {
+            Some((label, key)) if !label.is_empty() && !key.is_empty() => (label, key),
+            _ => ("admin", entry),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DemoSettings {
@@ -975,14 +986,15 @@ impl Settings {
             "recommend.neighbors",
             "must be between 1 and 1000",
         )?;
-        for key in self
-            .auth
-            .storefront_keys
-            .iter()
-            .chain(&self.auth.admin_keys)
-        {
+        let keys = self.auth.storefront_keys.iter().map(|k| k.expose()).chain(
+            self.auth
+                .admin_keys
+                .iter()
+                .map(|k| AuthSettings::labelled(k.expose()).1),
+        );
+        for key in keys {
             check(
-                key.expose().len() >= 16 && key.expose().chars().all(|c| c.is_ascii_graphic()),
+                key.len() >= 16 && key.chars().all(|c| c.is_ascii_graphic()),
                 "auth.*_keys",
                 "every key must be at least 16 visible ASCII characters",
             )?;

@@ -96,6 +96,12 @@ fn short_api_keys_are_refused() {
         jail.set_env("VITRINE__AUTH__ADMIN_KEYS", "short");
         let err = Settings::load(Path::new("nowhere"), &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("auth"), "{err}");
+        // A label does not make a short key long enough.
+        jail.set_env("VITRINE__AUTH__ADMIN_KEYS", "a-long-label-for-it:short");
+        let err = Settings::load(Path::new("nowhere"), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("auth"), "{err}");
+        jail.set_env("VITRINE__AUTH__ADMIN_KEYS", "ana:a-key-of-sixteen-or-more");
+        Settings::load(Path::new("nowhere"), &Overrides::default()).unwrap();
         Ok(())
     });
 }

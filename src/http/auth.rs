@@ -84,19 +84,14 @@ pub struct Keys {
     labels: Vec<String>,
 }
 
-/// The label an admin key without one goes by.
-pub const UNLABELLED: &str = "admin";
-
 impl Keys {
     pub fn new(settings: &AuthSettings) -> Self {
         let (labels, admin) = settings
             .admin_keys
             .iter()
-            .map(|k| match k.expose().split_once(':') {
-                Some((label, key)) if !label.is_empty() && !key.is_empty() => {
-                    (label.to_owned(), key.as_bytes().to_vec())
-                }
-                _ => (UNLABELLED.to_owned(), k.expose().as_bytes().to_vec()),
+            .map(|k| {
+                let (label, key) = AuthSettings::labelled(k.expose());
+                (label.to_owned(), key.as_bytes().to_vec())
             })
             .unzip();
         Self {
