@@ -97,11 +97,13 @@ async fn erase(
     PathId(customer_id): PathId,
 ) -> Result<StatusCode, ApiError> {
     let key = customer_key(&state, &customer_id)?;
+    // Their decisions first: that notes them as erased, so nothing queued for them
+    // (decision records, experiment credits) is written after their profile goes.
+    let decisions = state.audit.erase(&key).await.map_err(|e| store_error(&e))?;
     // The profile and every alias of it (an email's keyed hash).
     let existed = crate::ingest::identity::erase(state.store.as_ref(), &key)
         .await
         .map_err(|e| store_error(&e))?;
-    let decisions = state.audit.erase(&key).await.map_err(|e| store_error(&e))?;
     tracing::info!(existed, decisions, "profile and its decisions erased");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -371,7 +371,18 @@ impl Attribution {
         let results = self.profiles.apply_batch(&batch).await;
         let mut tallies = Vec::new();
         let mut unapplied = Vec::new();
-        for ((_, group), result) in groups.into_iter().zip(results) {
+        for ((visitor, group), result) in groups.into_iter().zip(results) {
+            // Erased while this batch was being written: what it wrote goes too.
+            if let Some(serving) = &self.serving
+                && serving.audit.erased_lately(&visitor)
+            {
+                if let Err(e) =
+                    crate::ingest::identity::erase(self.profiles.as_ref(), &visitor).await
+                {
+                    tracing::warn!(error = %e, "an erased visitor's credits could not be taken back");
+                }
+                continue;
+            }
             match result {
                 Ok(applied) => {
                     tally(&group, &applied.fresh, &applied.profile.arms, &mut tallies);

@@ -222,12 +222,13 @@ pub async fn apply(t: Targets<'_>, action: Action) -> Result<Outcome, ApplyError
         }
         Action::Erase { customer_id, email } => {
             let key = t.hasher.key(&visitor(VisitorKey::Customer, &customer_id)?);
-            super::identity::erase(t.store, &key)
-                .await
-                .map_err(|e| store_unavailable(&e))?;
-            // What was decided for them goes too.
+            // What was decided for them goes first: that notes them as erased, so
+            // nothing queued for them is written after their profile goes.
             t.decisions
                 .erase(&key)
+                .await
+                .map_err(|e| store_unavailable(&e))?;
+            super::identity::erase(t.store, &key)
                 .await
                 .map_err(|e| store_unavailable(&e))?;
             if let Some(email) = email {

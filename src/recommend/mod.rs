@@ -12,6 +12,7 @@ pub mod live;
 pub mod model;
 pub mod portable;
 pub mod reads;
+pub mod review;
 pub mod sknn;
 pub mod trending;
 

@@ -285,3 +285,65 @@ async fn the_overview_counts_answers_and_events_of_the_last_seconds() {
         app.state.snapshot.load().catalog.len().to_string()
     );
 }
+
+/// The review page's rows: (the row's html) for each pair.
+fn rows(html: &str) -> Vec<&str> {
+    html.split("<tr class=\"pair").skip(1).collect()
+}
+
+#[tokio::test]
+async fn the_review_lists_the_strongest_pairs_filtered_by_category_product_and_outliers() {
+    let app = TestApp::spawn(settings()).await;
+    let page = |q: String| {
+        let app = &app;
+        async move {
+            let r = app.get(&format!("/console/review{q}")).await;
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let all = page(String::new()).await;
+    let listed = rows(&all);
+    assert!(listed.len() >= 20, "{} pairs", listed.len());
+    assert!(all.contains("bought_together") && all.contains("viewed_together"));
+    // Strongest first.
+    let scores: Vec<f64> = listed
+        .iter()
+        .map(|r| {
+            let cells: Vec<&str> = r.split("<td class=\"num\">").skip(1).collect();
+            cells[1].split('<').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+
+    // One product: every pair names it.
+    let only = page("?q=p000001".into()).await;
+    assert!(!rows(&only).is_empty());
+    assert!(rows(&only).iter().all(|r| r.contains("p000001")));
+
+    // One category: every pair has a product in it.
+    let snapshot = app.state.snapshot.load();
+    let catalog = &snapshot.catalog;
+    let p = catalog.product(catalog.lookup("p000001").unwrap());
+    let category = &catalog.categories()[usize::from(p.category)];
+    let in_category = page(format!("?category={}", category.handle)).await;
+    assert!(!rows(&in_category).is_empty());
+    let path = category.path.replace('>', "&#62;");
+    assert!(
+        rows(&in_category).iter().all(|r| r.contains(&path)),
+        "every row in {path}"
+    );
+
+    // Outliers only: each is flagged, and says why.
+    let outliers = page("?outliers=1".into()).await;
+    assert!(
+        !rows(&outliers).is_empty(),
+        "the demo has products out of stock"
+    );
+    for r in rows(&outliers) {
+        assert!(r.starts_with(" outlier\""), "{r}");
+        assert!(r.contains("class=\"flag\""), "{r}");
+    }
+    let bought = page("?kind=bought_together".into()).await;
+    assert!(rows(&bought).iter().all(|r| r.contains("bought_together")));
+}

@@ -145,3 +145,30 @@ test("a form posted without its token is refused, and signing out ends the sessi
   assert.match(page.url(), /\/console\/sign-in/, "signed out");
   await context.close();
 });
+
+test("the review shows pairs with both products, and filters by product and outliers", async () => {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  const page = await context.newPage();
+  await signedIn(page);
+  await page.click("header nav a[href='/console/review']");
+  await page.waitForURL(`${base}/console/review`);
+  const rows = page.locator("tr.pair");
+  assert.ok((await rows.count()) >= 20, "pairs listed");
+  // Each side shows the product: image, title, id, category and price.
+  const first = rows.first();
+  assert.equal(await first.locator("img").count(), 2);
+  assert.match(await first.textContent(), /p\d{6}.*·.*·\s*\d+\.\d{2} [A-Z]{3}/s);
+  await page.screenshot({ path: join(ARTIFACTS, "review.png"), fullPage: false });
+  await page.fill("input[name=q]", "p000001");
+  await Promise.all([page.waitForURL(/q=p000001/), page.click("form.filters button")]);
+  const named = await page.locator("tr.pair").allTextContents();
+  assert.ok(named.length > 0 && named.every((t) => t.includes("p000001")));
+  await page.fill("input[name=q]", "");
+  await page.check("input[name=outliers]");
+  await Promise.all([page.waitForURL(/outliers=1/), page.click("form.filters button")]);
+  const flagged = page.locator("tr.pair");
+  assert.ok((await flagged.count()) > 0);
+  assert.equal(await page.locator("tr.pair:not(.outlier)").count(), 0);
+  await page.screenshot({ path: join(ARTIFACTS, "review-outliers.png"), fullPage: false });
+  await context.close();
+});

@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/sign-out", post(sign_out))
         .route("/console/overview", get(overview))
         .route("/console/overview.json", get(overview_json))
+        .route("/console/review", get(review))
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))
 }
@@ -431,6 +432,148 @@ async fn overview_json(State(state): State<AppState>, headers: HeaderMap) -> Res
         )
         .into_response(),
     }
+}
+
+/// A product as a review row shows it.
+struct ProductCell {
+    id: String,
+    title: String,
+    image_url: String,
+    category: String,
+    price: String,
+}
+
+/// A price as people read it: `12.50 GBP`.
+fn price_text(m: crate::domain::Money) -> String {
+    let digits = m.currency.minor_digits();
+    let scale = 10i64.pow(digits);
+    let (whole, part) = (m.amount / scale, (m.amount % scale).abs());
+    if digits == 0 {
+        format!("{whole} {}", m.currency)
+    } else {
+        format!(
+            "{whole}.{part:0width$} {}",
+            m.currency,
+            width = digits as usize
+        )
+    }
+}
+
+fn product_cell(catalog: &crate::domain::Catalog, p: crate::domain::ProductIdx) -> ProductCell {
+    let product = catalog.product(p);
+    ProductCell {
+        id: product.id.to_string(),
+        title: product.title.to_string(),
+        image_url: product.image_url.to_string(),
+        category: catalog.categories()[usize::from(product.category)]
+            .path
+            .to_string(),
+        price: price_text(product.price),
+    }
+}
+
+struct PairRow {
+    a: ProductCell,
+    b: ProductCell,
+    kind: &'static str,
+    support: u32,
+    score: String,
+    outlier: bool,
+    flags: Vec<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "console/review.html")]
+struct ReviewPage {
+    chrome: Chrome,
+    kind: String,
+    category: String,
+    q: String,
+    outliers: bool,
+    /// (handle, path)
+    categories: Vec<(String, String)>,
+    pairs: Vec<PairRow>,
+    model_version: String,
+    weak: u32,
+}
+
+#[derive(Deserialize)]
+struct ReviewQuery {
+    kind: Option<String>,
+    category: Option<String>,
+    q: Option<String>,
+    outliers: Option<String>,
+}
+
+/// Pairs a review page lists at most.
+const REVIEW_ROWS: usize = 100;
+
+async fn review(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ReviewQuery>,
+) -> Response {
+    let session = match signed_in(&state, &headers, "/console/review") {
+        Ok(s) => s,
+        Err(denied) => return denied.into_response(),
+    };
+    use crate::recommend::review::{self, Filter, PairKind};
+    fn nonempty(v: &Option<String>) -> Option<&str> {
+        v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+    }
+    let kind = nonempty(&query.kind).and_then(PairKind::parse);
+    let category = nonempty(&query.category);
+    let search = nonempty(&query.q);
+    let outliers = query.outliers.is_some();
+    let snapshot = state.snapshot.load();
+    let catalog = &snapshot.catalog;
+    let filter = Filter {
+        kind,
+        category,
+        search,
+        outliers_only: outliers,
+    };
+    let pairs = review::strongest(
+        &snapshot.models,
+        catalog,
+        &snapshot.models.live,
+        &filter,
+        REVIEW_ROWS,
+    )
+    .into_iter()
+    .map(|p| PairRow {
+        a: product_cell(catalog, p.a),
+        b: product_cell(catalog, p.b),
+        kind: p.kind.as_str(),
+        support: p.support,
+        score: format!("{:.4}", p.score),
+        outlier: p.outlier(),
+        flags: [
+            (p.unrelated, "unrelated departments, little support"),
+            (p.out_of_stock, "out of stock"),
+        ]
+        .into_iter()
+        .filter_map(|(on, f)| on.then_some(f))
+        .collect(),
+    })
+    .collect();
+    let mut categories: Vec<(String, String)> = catalog
+        .categories()
+        .iter()
+        .map(|c| (c.handle.to_string(), c.path.to_string()))
+        .collect();
+    categories.sort_by(|a, b| a.1.cmp(&b.1));
+    render(&ReviewPage {
+        chrome: chrome(&state, &session, "review"),
+        kind: kind.map_or("", PairKind::as_str).to_owned(),
+        category: category.unwrap_or("").to_owned(),
+        q: search.unwrap_or("").to_owned(),
+        outliers,
+        categories,
+        pairs,
+        model_version: snapshot.models.version.clone(),
+        weak: review::WEAK_SUPPORT,
+    })
 }
 
 #[cfg(test)]
