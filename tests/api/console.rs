@@ -347,3 +347,55 @@ async fn the_review_lists_the_strongest_pairs_filtered_by_category_product_and_o
     let bought = page("?kind=bought_together".into()).await;
     assert!(rows(&bought).iter().all(|r| r.contains("bought_together")));
 }
+
+#[tokio::test]
+async fn a_decision_is_looked_up_and_replayed_from_its_page() {
+    let app = TestApp::spawn(settings()).await;
+    let answer = app.recommend("session_id=dc-1&placement=home").await;
+    let id = answer["decision_id"].as_str().unwrap().to_owned();
+    common::eventually("the decision recorded", || async {
+        app.get(&format!("/admin/v1/decisions/{id}")).await.status() == 200
+    })
+    .await;
+    let html = app
+        .get(&format!("/console/decisions?id={id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("recommend · home"), "{html}");
+    assert!(
+        html.contains(&format!("&#34;decision_id&#34;: &#34;{id}&#34;")),
+        "{html}"
+    );
+    // Replay through the page's form, with its token.
+    let client = no_redirects();
+    let replayed = client
+        .post(app.url("/console/decisions/replay"))
+        .form(&[("csrf", csrf(&html).as_str()), ("id", id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 200);
+    let html = replayed.text().await.unwrap();
+    assert!(
+        html.contains("Replayed: identical to the record."),
+        "{html}"
+    );
+    // Without it: refused, nothing replayed.
+    let forged = client
+        .post(app.url("/console/decisions/replay"))
+        .form(&[("csrf", "forged"), ("id", id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    // An unknown id says so.
+    let unknown = app
+        .get("/console/decisions?id=0190d5a8-0000-7000-8000-000000000000")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(unknown.contains("no decision"), "{unknown}");
+}

@@ -172,3 +172,28 @@ test("the review shows pairs with both products, and filters by product and outl
   await page.screenshot({ path: join(ARTIFACTS, "review-outliers.png"), fullPage: false });
   await context.close();
 });
+
+test("a decision is looked up and replayed", async () => {
+  const answer = await (
+    await fetch(`${base}/v1/recommend?session_id=browser-dc&placement=home`, {
+      headers: { authorization: `Bearer ${KEY}` },
+    })
+  ).json();
+  const id = answer.decision_id;
+  for (let i = 0; i < 100; i++) {
+    const r = await fetch(`${base}/admin/v1/decisions/${id}`, { headers: { authorization: `Bearer ${KEY}` } });
+    if (r.ok) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  const page = await context.newPage();
+  await signedIn(page);
+  await page.click("header nav a[href='/console/decisions']");
+  await page.fill("input[name=id]", id);
+  await Promise.all([page.waitForURL(/decisions\?id=/), page.click("form.filters button")]);
+  assert.match(await page.textContent("pre.record"), new RegExp(id));
+  await Promise.all([page.waitForURL(/decisions\/replay/), page.click("form[action='/console/decisions/replay'] button")]);
+  assert.match(await page.textContent("[role=status]"), /identical to the record/);
+  await page.screenshot({ path: join(ARTIFACTS, "decision-replay.png"), fullPage: false });
+  await context.close();
+});

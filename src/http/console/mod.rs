@@ -32,6 +32,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/overview", get(overview))
         .route("/console/overview.json", get(overview_json))
         .route("/console/review", get(review))
+        .route("/console/decisions", get(decisions))
+        .route("/console/decisions/replay", post(replay))
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))
 }
@@ -128,8 +130,7 @@ impl IntoResponse for Denied {
 /// The signed-in session.
 fn signed_in(state: &AppState, headers: &HeaderMap, here: &str) -> Result<Session, Denied> {
     if state.keys.is_open() {
-        let (_, session) = state.sessions.issue("open", now());
-        return Ok(session);
+        return Ok(state.sessions.open());
     }
     cookie(headers, COOKIE)
         .and_then(|c| state.sessions.verify(c, now()))
@@ -574,6 +575,126 @@ async fn review(
         model_version: snapshot.models.version.clone(),
         weak: review::WEAK_SUPPORT,
     })
+}
+
+#[derive(Template)]
+#[template(path = "console/decision.html")]
+struct DecisionPage {
+    chrome: Chrome,
+    id: String,
+    error: Option<String>,
+    summary: String,
+    /// The record as pretty JSON.
+    record: Option<String>,
+    replay: Option<crate::audit::ReplayAnswer>,
+}
+
+#[derive(Deserialize)]
+struct DecisionQuery {
+    id: Option<String>,
+}
+
+/// The decision page for `id`: its record (and a replay's outcome).
+async fn decision_page(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+    replay: Option<Result<crate::audit::ReplayAnswer, crate::audit::AuditError>>,
+) -> Response {
+    let mut page = DecisionPage {
+        chrome: chrome(state, session, "decisions"),
+        id: id.to_owned(),
+        error: None,
+        summary: String::new(),
+        record: None,
+        replay: None,
+    };
+    if !id.is_empty() {
+        match uuid::Uuid::try_parse(id) {
+            Err(_) => {
+                page.error =
+                    Some("A decision id is a UUID, as answers carry it in decision_id.".into());
+            }
+            Ok(uuid) => match state.audit.get(&uuid).await {
+                Ok(r) => {
+                    page.summary = format!(
+                        "{} · {} · {} · model {} · ruleset {}{}",
+                        r.endpoint.as_str(),
+                        r.placement.as_str(),
+                        crate::domain::time::format_rfc3339(r.at_ms.div_euclid(1000)),
+                        r.versions.model,
+                        r.versions.ruleset,
+                        if r.experiments.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                " · arms {}",
+                                r.experiments
+                                    .iter()
+                                    .map(|(e, v)| format!("{e}={v}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        }
+                    );
+                    page.record = serde_json::to_string_pretty(&r).ok();
+                }
+                Err(e) => page.error = Some(e.to_string()),
+            },
+        }
+    }
+    match replay {
+        Some(Ok(answer)) => page.replay = Some(answer),
+        Some(Err(e)) => page.error = Some(format!("Not replayed: {e}")),
+        None => {}
+    }
+    render(&page)
+}
+
+async fn decisions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<DecisionQuery>,
+) -> Response {
+    match signed_in(&state, &headers, "/console/decisions") {
+        Ok(session) => {
+            let id = query.id.as_deref().map(str::trim).unwrap_or("");
+            decision_page(&state, &session, id, None).await
+        }
+        Err(denied) => denied.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReplayForm {
+    csrf: String,
+    id: String,
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<ReplayForm>,
+) -> Response {
+    let session = match checked_post(&state, &headers, &form.csrf, "/console/decisions") {
+        Ok(s) => s,
+        Err(denied) => return denied.into_response(),
+    };
+    let id = form.id.trim();
+    let answer = match uuid::Uuid::try_parse(id) {
+        Ok(uuid) => {
+            let serving = state.snapshot.load_full();
+            Some(
+                state
+                    .audit
+                    .replay(&uuid, &serving, &state.rules, &state.policy, &state.banners)
+                    .await,
+            )
+        }
+        Err(_) => None,
+    };
+    tracing::info!(label = %session.label, decision_id = %id, "console replay");
+    decision_page(&state, &session, id, answer).await
 }
 
 #[cfg(test)]

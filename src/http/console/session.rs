@@ -29,13 +29,21 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Sessions signed with a key derived from the admin keys.
+    /// Sessions signed with a key derived from the admin keys (with none, the open
+    /// console's: a key of this process's own, so no other site can know its forms'
+    /// token).
     pub fn new<'k>(admin_keys: impl Iterator<Item = &'k [u8]>, ttl_s: i64) -> Self {
         let mut derive = <Hmac<Sha256> as KeyInit>::new_from_slice(b"vitrine console sessions")
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mut any = false;
         for k in admin_keys {
             derive.update(&(k.len() as u64).to_le_bytes());
             derive.update(k);
+            any = true;
+        }
+        if !any {
+            derive.update(uuid::Uuid::new_v4().as_bytes());
+            derive.update(uuid::Uuid::new_v4().as_bytes());
         }
         let key = derive.finalize().into_bytes();
         Self {
@@ -85,6 +93,16 @@ impl Sessions {
             expires,
             nonce,
         })
+    }
+
+    /// The session of an open console (no keys configured): one for everyone, so its
+    /// forms' token holds from one page to the next.
+    pub fn open(&self) -> Session {
+        Session {
+            label: "open".to_owned(),
+            expires: i64::MAX,
+            nonce: "open".to_owned(),
+        }
     }
 
     /// The token the session's forms carry.
