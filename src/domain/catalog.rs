@@ -310,6 +310,13 @@ impl Catalog {
             .or_else(|| self.by_handle.get(id).copied())
     }
 
+    /// How many products are out of stock.
+    pub fn out_of_stock(&self) -> usize {
+        (0..self.len() as ProductIdx)
+            .filter(|&i| !self.in_stock(i))
+            .count()
+    }
+
     /// Sellable: live and with stock.
     pub fn in_stock(&self, idx: ProductIdx) -> bool {
         !self.deleted[idx as usize] && self.inventory[idx as usize].load(Ordering::Relaxed) > 0

@@ -25,9 +25,7 @@ pub fn router() -> Router<AppState> {
 async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
     let snapshot = state.snapshot.load();
     let catalog = &snapshot.catalog;
-    let out_of_stock = (0..catalog.len() as u32)
-        .filter(|&i| !catalog.in_stock(i))
-        .count();
+    let out_of_stock = catalog.out_of_stock();
     Json(json!({
         "model_version": snapshot.models.version,
         "model_memory_bytes": snapshot.models.memory_bytes(),

@@ -517,29 +517,32 @@ impl Attribution {
             }
             Prices::Fixed(c) => c.as_ref(),
         };
-        let prices: Vec<Option<i128>> = o
+        let prices: Vec<Option<i64>> = o
             .lines
             .iter()
             .map(|(p, _)| {
                 catalog
                     .lookup(p)
-                    .map(|i| i128::from(catalog.product(i).price.amount.max(0)))
+                    .map(|i| catalog.product(i).price.amount.max(0))
             })
             .collect();
-        let known: Vec<i128> = prices.iter().flatten().copied().collect();
+        let known: Vec<i64> = prices.iter().flatten().copied().collect();
         let mean = if known.is_empty() {
             1
         } else {
-            (known.iter().sum::<i128>() / known.len() as i128).max(1)
+            let sum: i128 = known.iter().map(|&p| i128::from(p)).sum();
+            i64::try_from(sum / known.len() as i128)
+                .unwrap_or(i64::MAX)
+                .max(1)
         };
-        let mut weights: Vec<i128> = o
+        let mut weights: Vec<i64> = o
             .lines
             .iter()
             .zip(&prices)
-            .map(|((_, q), price)| price.unwrap_or(mean) * i128::from(*q))
+            .map(|((_, q), price)| price.unwrap_or(mean).saturating_mul(i64::from(*q)))
             .collect();
         if weights.iter().all(|w| *w == 0) {
-            weights = o.lines.iter().map(|(_, q)| i128::from(*q)).collect();
+            weights = o.lines.iter().map(|(_, q)| i64::from(*q)).collect();
         }
         allocate(o.total.amount, &weights)
     }
@@ -585,29 +588,15 @@ impl Attribution {
     }
 }
 
-/// `total` split by `weights` (not all zero), in integers that sum to it exactly: the
-/// floors, then one more to the largest remainders.
-fn allocate(total: i64, weights: &[i128]) -> Vec<i64> {
-    let sum: i128 = weights.iter().sum();
-    if sum <= 0 {
-        return vec![0; weights.len()];
+/// `total` split by `weights` as the checkout splits discounts
+/// ([`crate::decide::promo::allocate`]: largest remainder, ties to the earlier line), a
+/// negative total (a refund) as its opposite's split, negated.
+fn allocate(total: i64, weights: &[i64]) -> Vec<i64> {
+    let mut parts = crate::decide::promo::allocate(total.saturating_abs(), weights);
+    if total < 0 {
+        parts.iter_mut().for_each(|p| *p = -*p);
     }
-    let total = i128::from(total);
-    let mut shares: Vec<i128> = weights.iter().map(|w| total * w / sum).collect();
-    let mut left = total - shares.iter().sum::<i128>();
-    let mut order: Vec<usize> = (0..weights.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse((total * weights[i]) % sum));
-    for i in order {
-        if left == 0 {
-            break;
-        }
-        shares[i] += left.signum();
-        left -= left.signum();
-    }
-    shares
-        .into_iter()
-        .map(|s| i64::try_from(s).unwrap_or(0))
-        .collect()
+    parts
 }
 
 /// Whether an answer showed the product.

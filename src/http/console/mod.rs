@@ -374,9 +374,7 @@ fn figures(state: &AppState) -> Figures {
     let pulse = state.pulse.figures(now, 10);
     let snapshot = state.snapshot.load();
     let catalog = &snapshot.catalog;
-    let out_of_stock = (0..catalog.len() as u32)
-        .filter(|&i| !catalog.in_stock(i))
-        .count();
+    let out_of_stock = catalog.out_of_stock();
     let drift = state.drift.check(now);
     let drifting: Vec<&str> = drift
         .features
