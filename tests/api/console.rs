@@ -143,6 +143,18 @@ async fn an_admin_key_signs_in_for_a_session_that_forms_are_bound_to() {
             .form(&[("key", key), ("csrf", &token)])
             .send()
     };
+    // A form without its fields: the error shape, nothing set.
+    let empty = client
+        .post(app.url("/console/sign-in"))
+        .form(&[("next", "/console/overview")])
+        .send()
+        .await
+        .unwrap();
+    assert!(set_cookie(&empty, "vitrine_console").is_none());
+    assert_eq!(
+        common::error_code(empty).await,
+        (422, "invalid_body".into())
+    );
     let forged = post(KEY, String::new(), token.clone()).await.unwrap();
     assert_eq!(
         forged.status(),
