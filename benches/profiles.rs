@@ -216,7 +216,7 @@ fn main() {
             cursor = last.0.clone();
             for (_, e) in &page {
                 if let Some(i) = vitrine::ingest::log::interaction(&catalog, e) {
-                    models.learn(&i);
+                    models.learn(&i, &vitrine::recommend::Curation::default());
                     learned += 1;
                 }
             }

@@ -105,6 +105,13 @@ impl App {
         ));
         let store = wrap(store);
 
+        // The live ruleset first: its overrides shape the demo's training.
+        let rules = Arc::new(crate::decide::live::LiveRules::new(catalog_store.clone()));
+        rules
+            .sync()
+            .await
+            .map_err(|e| StartError::Rules(e.to_string()))?;
+        let live_rules = rules.load();
         let demo_settings = settings.demo.clone();
         let recommend_settings = settings.recommend.clone();
         let seed_hasher = hasher.clone();
@@ -115,7 +122,9 @@ impl App {
                     interactions,
                     customers,
                 } = load_data(&demo_settings)?;
-                let models = Models::train(&catalog, &interactions, &recommend_settings);
+                let curation = live_rules.overrides.curation(&catalog);
+                let models =
+                    Models::train_curated(&catalog, &interactions, &recommend_settings, &curation);
                 let seed: Vec<_> = customers
                     .into_iter()
                     .filter_map(|(id, profile)| {
@@ -166,6 +175,7 @@ impl App {
         let learning = Arc::new(crate::ingest::log::Learning::new(
             catalog_store.clone(),
             snapshot.clone(),
+            rules.clone(),
             &settings.events,
         ));
         let journal = settings.journal_path();
@@ -175,11 +185,6 @@ impl App {
         })
         .await?
         .map_err(|e| StartError::Journal(e.to_string()))?;
-        let rules = Arc::new(crate::decide::live::LiveRules::new(catalog_store.clone()));
-        rules
-            .sync()
-            .await
-            .map_err(|e| StartError::Rules(e.to_string()))?;
         rules.spawn_follower(Duration::from_millis(settings.rules.sync_ms));
         let audit = crate::audit::Recorder::start(
             settings.audit.clone(),
@@ -444,11 +449,16 @@ pub async fn train_on(
             (interactions, report, cursor)
         }
     };
+    // The live overrides: a blocked pair is never learned back.
+    let rules = crate::decide::live::stored_live(store)
+        .await
+        .map_err(|e| format!("the live ruleset (its overrides shape training): {e}"))?;
     let read = started.elapsed();
     // Off the async workers: a server retraining itself keeps answering meanwhile.
     let recommend = settings.recommend.clone();
     let (models, bytes, interactions, catalog) = tokio::task::spawn_blocking(move || {
-        let mut models = Models::train(&catalog, &interactions, &recommend);
+        let curation = rules.overrides.curation(&catalog);
+        let mut models = Models::train_curated(&catalog, &interactions, &recommend, &curation);
         models.log_cursor = cursor;
         let bytes = crate::recommend::portable::encode(&models, &catalog)?;
         Ok::<_, String>((models, bytes, interactions.len(), catalog.len()))

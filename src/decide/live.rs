@@ -22,8 +22,60 @@ pub enum PublishError {
     UnknownVersion(String),
     #[error("nothing to roll back to")]
     NoPrevious,
+    #[error("the live ruleset changed meanwhile (it is now {})", .0.as_deref().unwrap_or("none"))]
+    Moved(Option<String>),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A stored version, compiled off the async workers (a large one takes a while).
+pub async fn stored(store: &dyn CatalogStore, version: &str) -> Result<Arc<Ruleset>, PublishError> {
+    let bytes = store
+        .load_ruleset(version)
+        .await?
+        .ok_or_else(|| PublishError::UnknownVersion(version.to_owned()))?;
+    tokio::task::spawn_blocking(move || {
+        let doc: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Codec(e.to_string()))?;
+        ruleset::compile(&doc)
+            .map(Arc::new)
+            .map_err(PublishError::Invalid)
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(format!("ruleset task: {e}")))?
+}
+
+/// The store's live ruleset, compiled (no rules when none was published).
+pub async fn stored_live(store: &dyn CatalogStore) -> Result<Arc<Ruleset>, PublishError> {
+    match store.live_ruleset().await? {
+        Some(version) => stored(store, &version).await,
+        None => Ok(Arc::new(Ruleset::empty())),
+    }
+}
+
+/// One entry of the change log: who changed the live ruleset, when, what, and the part
+/// changed before and after.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    /// Unix seconds.
+    pub at: i64,
+    /// The admin key's label (`open` on an open service).
+    pub who: String,
+    /// What was done, as people read it.
+    pub what: String,
+    /// The live version before (`None`: none was) and after.
+    pub from_version: Option<String>,
+    pub to_version: String,
+    /// The part changed, before and after (`null`: absent, or the whole document).
+    #[serde(default)]
+    pub before: serde_json::Value,
+    #[serde(default)]
+    pub after: serde_json::Value,
+}
+
+/// The version a store pointer names, as a publish expects it (`none` is no ruleset).
+fn stored_version(version: &str) -> Option<&str> {
+    (version != Ruleset::empty().version).then_some(version)
 }
 
 pub struct LiveRules {
@@ -92,6 +144,109 @@ impl LiveRules {
         Ok(compiled)
     }
 
+    /// Publishes a compiled document only while `expected` is still the live version
+    /// (`"none"`: no ruleset yet), and logs `change` with it in one step; the change's
+    /// versions are filled in here.
+    pub async fn publish_change(
+        &self,
+        compiled: Ruleset,
+        document: &serde_json::Value,
+        expected: &str,
+        mut change: Change,
+    ) -> Result<Arc<Ruleset>, PublishError> {
+        let compiled = Arc::new(compiled);
+        let bytes = serde_json::to_vec(document).map_err(|e| StoreError::Codec(e.to_string()))?;
+        change.from_version = stored_version(expected).map(str::to_owned);
+        change.to_version = compiled.version.clone();
+        let entry = serde_json::to_vec(&change).map_err(|e| StoreError::Codec(e.to_string()))?;
+        let _turn = self.turn.lock().await;
+        if !self
+            .store
+            .publish_ruleset_if(
+                &compiled.version,
+                &bytes,
+                change.at,
+                stored_version(expected),
+                &entry,
+            )
+            .await?
+        {
+            return Err(PublishError::Moved(self.store.live_ruleset().await?));
+        }
+        self.current.store(compiled.clone());
+        self.refused.store(None);
+        self.problem.store(None);
+        metrics::gauge!("vitrine_ruleset_unusable").set(0.0);
+        tracing::info!(ruleset_version = %compiled.version, who = %change.who, what = %change.what, "ruleset published");
+        Ok(compiled)
+    }
+
+    /// Publishes over whatever is live in the store now, logging who did it (another
+    /// publish landing in between is taken as the new base, a few times over).
+    pub async fn publish_by(
+        &self,
+        compiled: Ruleset,
+        document: &serde_json::Value,
+        who: &str,
+        now: i64,
+    ) -> Result<Arc<Ruleset>, PublishError> {
+        let mut tries = 0;
+        loop {
+            let live = self.store.live_ruleset().await?;
+            let expected = live.unwrap_or_else(|| Ruleset::empty().version);
+            let change = Change {
+                at: now,
+                who: who.to_owned(),
+                what: "published a ruleset".into(),
+                from_version: None,
+                to_version: String::new(),
+                before: serde_json::Value::Null,
+                after: serde_json::Value::Null,
+            };
+            match self
+                .publish_change(compiled.clone(), document, &expected, change)
+                .await
+            {
+                Err(PublishError::Moved(_)) if tries < 5 => tries += 1,
+                done => return done,
+            }
+        }
+    }
+
+    /// The change log, newest first (entries that do not read are skipped).
+    pub async fn changes(&self, limit: usize) -> Result<Vec<Change>, PublishError> {
+        Ok(self
+            .store
+            .changes(limit)
+            .await?
+            .iter()
+            .filter_map(|b| serde_json::from_slice(b).ok())
+            .collect())
+    }
+
+    /// [`LiveRules::rollback`], logged as `who`'s change.
+    pub async fn rollback_by(
+        &self,
+        version: Option<&str>,
+        who: &str,
+        now: i64,
+    ) -> Result<Arc<Ruleset>, PublishError> {
+        let from = self.store.live_ruleset().await?;
+        let rules = self.rollback(version).await?;
+        let change = Change {
+            at: now,
+            who: who.to_owned(),
+            what: format!("rolled back to {}", rules.version),
+            from_version: from,
+            to_version: rules.version.clone(),
+            before: serde_json::Value::Null,
+            after: serde_json::Value::Null,
+        };
+        let entry = serde_json::to_vec(&change).map_err(|e| StoreError::Codec(e.to_string()))?;
+        self.store.append_change(&entry).await?;
+        Ok(rules)
+    }
+
     /// Makes a stored version live again (`None`: the one published before the live one).
     pub async fn rollback(&self, version: Option<&str>) -> Result<Arc<Ruleset>, PublishError> {
         let _turn = self.turn.lock().await;
@@ -137,20 +292,7 @@ impl LiveRules {
     }
 
     async fn fetch(&self, version: &str) -> Result<Arc<Ruleset>, PublishError> {
-        let bytes = self
-            .store
-            .load_ruleset(version)
-            .await?
-            .ok_or_else(|| PublishError::UnknownVersion(version.to_owned()))?;
-        tokio::task::spawn_blocking(move || {
-            let doc: serde_json::Value =
-                serde_json::from_slice(&bytes).map_err(|e| StoreError::Codec(e.to_string()))?;
-            ruleset::compile(&doc)
-                .map(Arc::new)
-                .map_err(PublishError::Invalid)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("ruleset task: {e}")))?
+        stored(self.store.as_ref(), version).await
     }
 
     /// Why the live version in the store is not the one serving, when it is not.

@@ -14,6 +14,7 @@ pub mod expr;
 pub mod limits;
 pub mod live;
 pub mod merch;
+pub mod overrides;
 pub mod page;
 pub mod price;
 pub mod promo;

@@ -167,7 +167,17 @@ pub fn answer<'a>(
     let merch = if fixed.is_some() {
         Vec::new()
     } else {
-        super::merch::active(&rules.merchandising, request.placement, &ctx)
+        let anchors = request
+            .product_id
+            .into_iter()
+            .chain(request.cart.iter().map(|c| c.product_id.as_str()));
+        super::overrides::in_force(
+            &rules.merchandising,
+            &rules.overrides,
+            anchors,
+            request.placement,
+            &ctx,
+        )
     };
     let policy = super::experiment::policy(
         inputs.policy,

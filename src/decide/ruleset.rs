@@ -53,6 +53,9 @@ pub struct Ruleset {
     /// In the document's order.
     pub experiments: Vec<super::experiment::Experiment>,
     pub holdout: Option<super::experiment::Holdout>,
+    /// The merchandisers' overrides (their rules for every request are in
+    /// `merchandising` too).
+    pub overrides: super::overrides::Overrides,
 }
 
 impl Ruleset {
@@ -99,6 +102,7 @@ impl Ruleset {
             prices: Prices::default(),
             experiments: Vec::new(),
             holdout: None,
+            overrides: Default::default(),
         }
     }
 }
@@ -124,6 +128,8 @@ struct RawDocument {
     experiments: Vec<Value>,
     #[serde(default)]
     holdout: Option<Value>,
+    #[serde(default)]
+    overrides: Option<Value>,
 }
 
 /// Compiles a ruleset document; `Err` holds every problem, each with its path.
@@ -223,6 +229,17 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
         "$.merchandising",
         &mut errors,
     );
+    for (i, r) in merchandising.iter().enumerate() {
+        if r.id.starts_with("override:") {
+            errors.push(
+                &format!("$.merchandising[{i}].id"),
+                "ids starting override: are the overrides' own",
+            );
+        }
+    }
+    let (overrides, override_rules) =
+        super::overrides::compile(raw.overrides.as_ref(), &mut errors);
+    merchandising.extend(override_rules);
     let content = raw
         .content
         .as_ref()
@@ -309,6 +326,7 @@ pub fn compile(doc: &Value) -> Result<Ruleset, Vec<RuleError>> {
         prices,
         experiments,
         holdout,
+        overrides,
     };
     check(&rules, &mut errors);
     if !errors.0.is_empty() {

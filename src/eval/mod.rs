@@ -314,7 +314,8 @@ impl<'a> Harness<'a> {
         let fresh = batch.apply(&self.store).await.map_err(setup)?;
         for entry in batch.lessons(&fresh).iter().filter(|_| learn) {
             if let Some(i) = crate::ingest::log::interaction(self.catalog, entry) {
-                self.models.learn(&i);
+                self.models
+                    .learn(&i, &crate::recommend::Curation::default());
             }
         }
         self.store.get(&key).await.map_err(setup)

@@ -126,6 +126,19 @@ impl Keys {
         self.storefront.is_empty() && self.admin.is_empty()
     }
 
+    /// Who an admin call is, for the change log: its key's label (`open` on an open
+    /// service).
+    pub fn admin_who(&self, authorization: Option<&str>) -> String {
+        if self.is_open() {
+            return "open".into();
+        }
+        authorization
+            .and_then(bearer)
+            .and_then(|k| self.admin_label(k))
+            .unwrap_or("admin")
+            .to_owned()
+    }
+
     /// Checks `Authorization: Bearer KEY` against the keys of `scope`.
     pub fn check(&self, header: Option<&str>, scope: Scope) -> Result<Caller, ApiError> {
         if self.is_open() {

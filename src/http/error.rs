@@ -66,6 +66,7 @@ error_codes! {
     InvalidRuleset => "invalid_ruleset", UNPROCESSABLE_ENTITY;
     InvalidCodes => "invalid_codes", UNPROCESSABLE_ENTITY;
     RulesetNotFound => "ruleset_not_found", NOT_FOUND;
+    RulesetMoved => "ruleset_moved", PRECONDITION_FAILED;
     DecisionNotFound => "decision_not_found", NOT_FOUND;
     ExperimentNotFound => "experiment_not_found", NOT_FOUND;
     VersionsNotKept => "versions_not_kept", CONFLICT;

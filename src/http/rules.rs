@@ -20,6 +20,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/admin/v1/ruleset/validate", post(validate))
         .route("/admin/v1/ruleset/versions", get(versions))
         .route("/admin/v1/ruleset/rollback", post(rollback))
+        .route("/admin/v1/ruleset/changes", get(changes))
         // Price lists make long documents.
         .route_layer(axum::extract::DefaultBodyLimit::max(
             state.settings.rules.body_limit_bytes,
@@ -44,6 +45,10 @@ fn publish_error(e: PublishError) -> ApiError {
         PublishError::NoPrevious => ApiError::new(
             ErrorCode::RulesetNotFound,
             "no earlier ruleset version to roll back to",
+        ),
+        e @ PublishError::Moved(_) => ApiError::new(
+            ErrorCode::RulesetMoved,
+            format!("{e}; nothing was published: read the live ruleset and apply the change to it"),
         ),
         PublishError::Store(e) => {
             tracing::warn!(error = %e, "ruleset store call failed");
@@ -94,6 +99,17 @@ async fn validate(
     }))
 }
 
+/// Who made an admin call (its key's label), for the change log.
+fn who(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+    state.keys.admin_who(
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// Publishes; with `If-Match: <version>` (`none`: no ruleset yet), only over that live
+/// version (412 `ruleset_moved` otherwise), so two editors never overwrite each other.
 async fn publish(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -102,14 +118,75 @@ async fn publish(
     let now = unix_now();
     let (document, compiled) = compiled(&headers, body).await?;
     let compiled = compiled.map_err(|e| publish_error(PublishError::Invalid(e)))?;
-    let rules = state
-        .rules
-        .publish_compiled(compiled, &document, now)
-        .await
-        .map_err(publish_error)?;
+    let who = who(&state, &headers);
+    let expected = headers
+        .get(axum::http::header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_matches('"').to_owned());
+    let rules = match expected {
+        Some(expected) => {
+            let change = crate::decide::live::Change {
+                at: now,
+                who,
+                what: "published a ruleset".into(),
+                from_version: None,
+                to_version: String::new(),
+                before: Value::Null,
+                after: Value::Null,
+            };
+            state
+                .rules
+                .publish_change(compiled, &document, &expected, change)
+                .await
+        }
+        None => state.rules.publish_by(compiled, &document, &who, now).await,
+    }
+    .map_err(publish_error)?;
     Ok(Json(
         json!({"version": rules.version, "published_at": format_rfc3339(now)}),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangesQuery {
+    limit: Option<i64>,
+}
+
+/// Change log entries one call lists at most.
+const MAX_CHANGES: i64 = 1_000;
+
+/// The change log, newest first: who changed the live ruleset, when, what, before and
+/// after.
+async fn changes(
+    State(state): State<AppState>,
+    super::extract::QueryParams(query): super::extract::QueryParams<ChangesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = match query.limit {
+        None => 100,
+        Some(n) if (1..=MAX_CHANGES).contains(&n) => n as usize,
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                format!("limit must be between 1 and {MAX_CHANGES}"),
+            ));
+        }
+    };
+    let list = state.rules.changes(limit).await.map_err(publish_error)?;
+    Ok(Json(json!({
+        "changes": list
+            .into_iter()
+            .map(|c| json!({
+                "at": format_rfc3339(c.at),
+                "who": c.who,
+                "what": c.what,
+                "from_version": c.from_version,
+                "to_version": c.to_version,
+                "before": c.before,
+                "after": c.after,
+            }))
+            .collect::<Vec<_>>(),
+    })))
 }
 
 async fn live(State(state): State<AppState>) -> Json<Value> {
@@ -137,6 +214,7 @@ struct RollbackBody {
 /// The body is optional: empty rolls back to the version published before the live one.
 async fn rollback(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: bytes::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let target = if body.iter().all(u8::is_ascii_whitespace) {
@@ -148,7 +226,7 @@ async fn rollback(
     };
     let rules = state
         .rules
-        .rollback(target.as_deref())
+        .rollback_by(target.as_deref(), &who(&state, &headers), unix_now())
         .await
         .map_err(publish_error)?;
     Ok(Json(json!({"version": rules.version})))

@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::decide::live::LiveRules;
 use crate::domain::{Audience, Catalog, Interaction, InteractionKind};
-use crate::recommend::Models;
 use crate::recommend::Snapshot;
+use crate::recommend::{Curation, Models};
 use crate::store::{CatalogStore, LogEntry, LogKind, StoreError};
 
 /// Entries appended, and read, per round trip.
@@ -124,12 +125,17 @@ pub struct Learning {
     keep: u64,
     wake: Arc<tokio::sync::Notify>,
     followed: tokio::sync::Mutex<Followed>,
+    rules: Arc<LiveRules>,
+    /// The live overrides in the live catalog's indices, for the ruleset version and
+    /// snapshot they were worked out for.
+    curation: Mutex<(String, Weak<Snapshot>, Arc<Curation>)>,
 }
 
 impl Learning {
     pub fn new(
         store: Arc<dyn CatalogStore>,
         snapshot: Arc<ArcSwap<Snapshot>>,
+        rules: Arc<LiveRules>,
         settings: &crate::config::EventSettings,
     ) -> Self {
         Self {
@@ -144,6 +150,8 @@ impl Learning {
                 cursor: String::new(),
                 models: Weak::new(),
             }),
+            rules,
+            curation: Mutex::new((String::new(), Weak::new(), Arc::default())),
         }
     }
 
@@ -156,15 +164,32 @@ impl Learning {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// What learning leaves out (blocked pairs, excluded products) for `snapshot`'s
+    /// catalog under the live ruleset: worked out again only when either changed.
+    fn curation(&self, snapshot: &Arc<Snapshot>) -> Arc<Curation> {
+        let rules = self.rules.load();
+        let mut last = self.curation.lock().unwrap_or_else(|e| e.into_inner());
+        // The Weak keeps the snapshot's allocation, so an equal pointer is this snapshot.
+        if last.0 != rules.version || !Weak::ptr_eq(&last.1, &Arc::downgrade(snapshot)) {
+            *last = (
+                rules.version.clone(),
+                Arc::downgrade(snapshot),
+                Arc::new(rules.overrides.curation(&snapshot.catalog)),
+            );
+        }
+        last.2.clone()
+    }
+
     /// Learns new entries here and now, and queues them for the shared log.
     pub fn learn(&self, entries: Vec<LogEntry>) {
         if entries.is_empty() {
             return;
         }
-        let snapshot = self.snapshot.load();
+        let snapshot = self.snapshot.load_full();
+        let curation = self.curation(&snapshot);
         for e in &entries {
             if let Some(i) = interaction(&snapshot.catalog, e) {
-                snapshot.models.learn(&i);
+                snapshot.models.learn(&i, &curation);
             }
         }
         let mut q = self.lock();
@@ -206,6 +231,7 @@ impl Learning {
     pub async fn follow(&self) -> Result<usize, StoreError> {
         let mut followed = self.followed.lock().await;
         let snapshot = self.snapshot.load_full();
+        let curation = self.curation(&snapshot);
         let models = &snapshot.models;
         let same = followed
             .models
@@ -229,7 +255,7 @@ impl Learning {
                 if (own_until.is_some() || e.origin != self.origin)
                     && let Some(i) = interaction(&snapshot.catalog, &e)
                 {
-                    models.learn(&i);
+                    models.learn(&i, &curation);
                     learned += 1;
                 }
                 if own_until.as_ref() == Some(&c) {

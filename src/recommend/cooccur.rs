@@ -12,6 +12,7 @@
 
 use rustc_hash::FxHashMap;
 
+use super::Curation;
 use crate::domain::{Interaction, InteractionKind, ProductIdx};
 
 /// Views further apart than this in a session do not count as viewed together.
@@ -82,12 +83,17 @@ impl Neighbors {
         occurrences: &[f32],
         k: usize,
         (alpha, shrink): (f32, f32),
+        curation: &Curation,
     ) -> Self {
         let mut lists: Vec<Vec<(ProductIdx, f32)>> = vec![Vec::new(); n_products];
         for (&(a, b), &c) in pairs {
             let (na, nb) = (occurrences[a as usize], occurrences[b as usize]);
-            lists[a as usize].push((b, c / (na.powf(alpha) * nb.powf(1.0 - alpha) + shrink)));
-            lists[b as usize].push((a, c / (nb.powf(alpha) * na.powf(1.0 - alpha) + shrink)));
+            if curation.keeps(a, b) {
+                lists[a as usize].push((b, c / (na.powf(alpha) * nb.powf(1.0 - alpha) + shrink)));
+            }
+            if curation.keeps(b, a) {
+                lists[b as usize].push((a, c / (nb.powf(alpha) * na.powf(1.0 - alpha) + shrink)));
+            }
         }
         let lists = lists
             .into_iter()
@@ -109,8 +115,13 @@ fn ordered(a: ProductIdx, b: ProductIdx) -> (ProductIdx, ProductIdx) {
     if a < b { (a, b) } else { (b, a) }
 }
 
-/// Products bought in the same order.
-pub fn bought_together(n_products: usize, interactions: &[Interaction], k: usize) -> Neighbors {
+/// Products bought in the same order; a pair the curation blocks is not counted.
+pub fn bought_together(
+    n_products: usize,
+    interactions: &[Interaction],
+    k: usize,
+    curation: &Curation,
+) -> Neighbors {
     let mut orders: FxHashMap<u64, Vec<ProductIdx>> = FxHashMap::default();
     for i in interactions {
         if let (InteractionKind::Purchase, Some(order)) = (i.kind, i.order) {
@@ -125,15 +136,30 @@ pub fn bought_together(n_products: usize, interactions: &[Interaction], k: usize
         for (x, &a) in items.iter().enumerate() {
             occurrences[a as usize] += 1.0;
             for &b in &items[x + 1..] {
-                *pairs.entry((a, b)).or_insert(0.0) += 1.0;
+                if !curation.blocks(a, b) {
+                    *pairs.entry((a, b)).or_insert(0.0) += 1.0;
+                }
             }
         }
     }
-    Neighbors::from_counts(n_products, &pairs, &occurrences, k, BOUGHT_SIMILARITY)
+    Neighbors::from_counts(
+        n_products,
+        &pairs,
+        &occurrences,
+        k,
+        BOUGHT_SIMILARITY,
+        curation,
+    )
 }
 
-/// Products viewed near each other (within `VIEW_WINDOW` views) in the same session.
-pub fn viewed_together(n_products: usize, interactions: &[Interaction], k: usize) -> Neighbors {
+/// Products viewed near each other (within `VIEW_WINDOW` views) in the same session; a
+/// pair the curation blocks is not counted.
+pub fn viewed_together(
+    n_products: usize,
+    interactions: &[Interaction],
+    k: usize,
+    curation: &Curation,
+) -> Neighbors {
     let mut sessions: FxHashMap<u64, Vec<ProductIdx>> = FxHashMap::default();
     for i in interactions {
         if i.kind == InteractionKind::View {
@@ -154,13 +180,20 @@ pub fn viewed_together(n_products: usize, interactions: &[Interaction], k: usize
                 occurrences[a as usize] += 1.0;
             }
             for &b in items[x + 1..].iter().take(VIEW_WINDOW) {
-                if a != b {
+                if a != b && !curation.blocks(a, b) {
                     *pairs.entry(ordered(a, b)).or_insert(0.0) += 1.0;
                 }
             }
         }
     }
-    Neighbors::from_counts(n_products, &pairs, &occurrences, k, VIEWED_SIMILARITY)
+    Neighbors::from_counts(
+        n_products,
+        &pairs,
+        &occurrences,
+        k,
+        VIEWED_SIMILARITY,
+        curation,
+    )
 }
 
 #[cfg(test)]
@@ -189,7 +222,7 @@ mod tests {
             purchase(3, 0),
             purchase(3, 2),
         ];
-        let n = bought_together(4, &events, 10);
+        let n = bought_together(4, &events, 10, &Curation::default());
         assert_eq!(n.of(0)[0].0, 1, "1 was bought with 0 twice, 2 only once");
         assert_eq!(n.of(1)[0].0, 0);
         assert!(n.of(3).is_empty());
@@ -197,9 +230,33 @@ mod tests {
     }
 
     #[test]
+    fn a_blocked_pair_is_never_learned_and_an_excluded_product_is_nobodys_neighbour() {
+        let events = vec![
+            purchase(1, 0),
+            purchase(1, 1),
+            purchase(1, 2),
+            purchase(2, 0),
+            purchase(2, 1),
+        ];
+        let curation = Curation::new([(1, 0)], [2]);
+        let n = bought_together(3, &events, 10, &curation);
+        assert!(
+            n.of(0).is_empty(),
+            "0 has only 1 (blocked) and 2 (excluded)"
+        );
+        assert!(n.of(1).is_empty());
+        let twos: Vec<_> = n.of(2).iter().map(|(p, _)| *p).collect();
+        assert_eq!(
+            twos,
+            [0, 1],
+            "the excluded product keeps its own neighbours"
+        );
+    }
+
+    #[test]
     fn only_the_best_k_neighbours_are_kept() {
         let events: Vec<_> = (0..20).map(|p| purchase(1, p)).collect();
-        let n = bought_together(20, &events, 5);
+        let n = bought_together(20, &events, 5, &Curation::default());
         assert_eq!(n.of(0).len(), 5);
     }
 
@@ -216,7 +273,7 @@ mod tests {
                 audience: Default::default(),
             })
             .collect();
-        let n = viewed_together(10, &events, 50);
+        let n = viewed_together(10, &events, 50, &Curation::default());
         assert!(n.of(0).iter().any(|&(p, _)| p == 1));
         assert!(!n.of(0).iter().any(|&(p, _)| p == 9));
         // Within the window every view counts the same (tuned: weighting closer views

@@ -163,8 +163,9 @@ impl Live {
         }
     }
 
-    /// One product bought in an order.
-    pub fn purchase(&self, order: u64, product: ProductIdx) {
+    /// One product bought in an order; it pairs with the order's other products except
+    /// where `curation` says not to.
+    pub fn purchase(&self, order: u64, product: ProductIdx, curation: &super::Curation) {
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *g;
         if !inner.orders.contains_key(&order) {
@@ -184,7 +185,9 @@ impl Live {
         *inner.occurrences.entry(product).or_default() += 1.0;
         for q in others_now {
             for (a, b) in [(product, q), (q, product)] {
-                if inner.pairs.len() >= MAX_PRODUCTS && !inner.pairs.contains_key(&a) {
+                if !curation.keeps(a, b)
+                    || (inner.pairs.len() >= MAX_PRODUCTS && !inner.pairs.contains_key(&a))
+                {
                     continue;
                 }
                 bump(inner.pairs.entry(a).or_default(), b);
@@ -299,18 +302,34 @@ mod tests {
     #[test]
     fn products_of_one_order_pair_up_once_each() {
         let live = Live::new(0, 3600.0);
-        live.purchase(1, 10);
-        live.purchase(1, 11);
-        live.purchase(1, 11); // the same line again: no new pair
-        live.purchase(2, 10);
-        live.purchase(2, 11);
-        live.purchase(3, 12);
+        live.purchase(1, 10, &Default::default());
+        live.purchase(1, 11, &Default::default());
+        live.purchase(1, 11, &Default::default()); // the same line again: no new pair
+        live.purchase(2, 10, &Default::default());
+        live.purchase(2, 11, &Default::default());
+        live.purchase(3, 12, &Default::default());
         let with_10 = live.bought_with(10);
         assert_eq!(with_10.len(), 1);
         assert_eq!((with_10[0].0, with_10[0].1), (11, 2.0));
         assert_eq!(live.bought_with(11)[0].0, 10);
         assert!(live.bought_with(12).is_empty());
         assert_eq!(live.occurrences(11), 2.0);
+    }
+
+    #[test]
+    fn a_blocked_pair_is_not_learned_live() {
+        let live = Live::new(0, 3600.0);
+        let curation = crate::recommend::Curation::new([(11, 10)], []);
+        for p in [10, 11, 12] {
+            live.purchase(1, p, &curation);
+        }
+        let with_10: Vec<_> = live.bought_with(10).iter().map(|e| e.0).collect();
+        assert_eq!(with_10, [12]);
+        assert_eq!(
+            live.occurrences(11),
+            1.0,
+            "the purchase itself still counts"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod audience;
 pub mod cooccur;
+pub mod curation;
 pub mod engine;
 pub mod features;
 pub mod live;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use crate::domain::Catalog;
 
+pub use curation::Curation;
 pub use engine::{CartItem, Considered, Query, Reason, Scored, recommend, recommend_explained};
 pub use model::Models;
 

@@ -6,6 +6,7 @@ use crate::config::RecommendSettings;
 use crate::domain::{Catalog, Interaction, InteractionKind, ProductIdx, Segment};
 
 use super::cooccur::{self, Neighbors};
+use super::curation::Curation;
 use super::reads::Volatile;
 use super::trending::Trending;
 
@@ -36,6 +37,17 @@ impl Models {
         interactions: &[Interaction],
         settings: &RecommendSettings,
     ) -> Self {
+        Self::train_curated(catalog, interactions, settings, &Curation::default())
+    }
+
+    /// [`Models::train`] without what `curation` takes out: blocked pairs are never
+    /// counted, excluded products are nobody's neighbour.
+    pub fn train_curated(
+        catalog: &Catalog,
+        interactions: &[Interaction],
+        settings: &RecommendSettings,
+        curation: &Curation,
+    ) -> Self {
         let now = interactions
             .iter()
             .map(|i| i.ts)
@@ -43,8 +55,10 @@ impl Models {
             .unwrap_or_else(unix_now);
         let half_life = f64::from(settings.trending_half_life_hours) * 3600.0;
         let trending = Trending::train(catalog, interactions, half_life, now);
-        let bought = cooccur::bought_together(catalog.len(), interactions, settings.neighbors);
-        let viewed = cooccur::viewed_together(catalog.len(), interactions, settings.neighbors);
+        let bought =
+            cooccur::bought_together(catalog.len(), interactions, settings.neighbors, curation);
+        let viewed =
+            cooccur::viewed_together(catalog.len(), interactions, settings.neighbors, curation);
         let sessions =
             super::sknn::SessionIndex::train(catalog.len(), interactions, SESSIONS_PER_ITEM);
         let audience = super::audience::AudienceTrend::train(interactions, half_life, now);
@@ -57,6 +71,10 @@ impl Models {
         for i in interactions.iter().step_by(interactions.len() / 4096 + 1) {
             h.update(&u64::from(i.product).to_le_bytes());
             h.update(&(now - i.ts).to_le_bytes());
+        }
+        // What the overrides took out is part of what the models are.
+        if !curation.is_empty() {
+            h.update(&curation.fingerprint().to_le_bytes());
         }
         Self {
             version: format!("cooc-{:012x}", h.digest() & 0xffff_ffff_ffff),
@@ -120,12 +138,13 @@ impl Models {
     }
 
     /// Teaches the live models one new interaction: a purchase pairs with its order's
-    /// other products, and every interaction adds to the trend (its audience's too).
-    pub fn learn(&self, i: &Interaction) {
+    /// other products (except pairs `curation` takes out), and every interaction adds to
+    /// the trend (its audience's too).
+    pub fn learn(&self, i: &Interaction, curation: &Curation) {
         if i.kind == InteractionKind::Purchase
             && let Some(order) = i.order
         {
-            self.live.purchase(order, i.product);
+            self.live.purchase(order, i.product, curation);
         }
         self.live.trend(i.product, i.kind, i.audience, i.ts);
     }

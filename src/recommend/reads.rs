@@ -425,8 +425,8 @@ mod tests {
     fn a_recording_answers_what_was_first_read_and_replays_it() {
         let live = Live::new(0, 3600.0);
         live.trend(3, InteractionKind::Purchase, Audience::default(), 10);
-        live.purchase(1, 3);
-        live.purchase(1, 4);
+        live.purchase(1, 3, &Default::default());
+        live.purchase(1, 4, &Default::default());
         let reads = Reads::recording(&live);
         let first = reads.trend_of(3);
         assert!(first > 0.0);

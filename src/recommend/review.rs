@@ -183,7 +183,8 @@ mod tests {
                 })
             })
             .collect();
-        let model = super::super::cooccur::bought_together(3, &interactions, 10);
+        let model =
+            super::super::cooccur::bought_together(3, &interactions, 10, &Default::default());
         let (b, score) = model.of(0).iter().find(|(b, _)| *b == 1).copied().unwrap();
         assert_eq!(support(&model, 0, b, score), 5);
         let (_, score) = model.of(1).iter().find(|(b, _)| *b == 2).copied().unwrap();

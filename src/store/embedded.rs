@@ -46,6 +46,8 @@ const RULESETS: TableDefinition<&str, &[u8]> = TableDefinition::new("rulesets");
 const RULESET_ORDER: TableDefinition<u64, &str> = TableDefinition::new("ruleset_order");
 /// `live` -> the live version.
 const RULESET_LIVE: TableDefinition<&str, &str> = TableDefinition::new("ruleset_live");
+/// The change log: sequence number -> entry.
+const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
 /// Promotion -> (uses, discount given).
 const PROMO_USAGE: TableDefinition<&str, (u64, i64)> = TableDefinition::new("promotion_usage");
 /// Promotion and customer (profile key in hex) -> that customer's uses.
@@ -339,6 +341,72 @@ impl EmbeddedStore {
             .await
             .map_err(|e| unavailable(format!("store task: {e}")))?
     }
+}
+
+/// Stores a ruleset under its version and makes it live, within `txn`.
+fn publish_in(
+    txn: &redb::WriteTransaction,
+    version: &str,
+    document: &[u8],
+    published_at: i64,
+) -> Result<(), StoreError> {
+    let mut docs = txn.open_table(RULESETS).map_err(unavailable)?;
+    let mut order = txn.open_table(RULESET_ORDER).map_err(unavailable)?;
+    let mut live = txn.open_table(RULESET_LIVE).map_err(unavailable)?;
+    docs.insert(version, document).map_err(unavailable)?;
+    let mut rows: Vec<(u64, String)> = Vec::new();
+    for row in order.iter().map_err(unavailable)? {
+        let (k, v) = row.map_err(unavailable)?;
+        rows.push((k.value(), v.value().to_owned()));
+    }
+    let next = rows.last().map_or(1, |(k, _)| k + 1);
+    for (k, row) in &rows {
+        if row.split_once(' ').is_some_and(|(_, v)| v == version) {
+            order.remove(*k).map_err(unavailable)?;
+        }
+    }
+    order
+        .insert(next, format!("{published_at} {version}").as_str())
+        .map_err(unavailable)?;
+    let kept = order.len().map_err(unavailable)?;
+    let excess = kept.saturating_sub(super::RULESET_HISTORY as u64);
+    let mut old: Vec<(u64, String)> = Vec::new();
+    for row in order.iter().map_err(unavailable)?.take(excess as usize) {
+        let (k, v) = row.map_err(unavailable)?;
+        old.push((k.value(), v.value().to_owned()));
+    }
+    for (k, row) in old {
+        order.remove(k).map_err(unavailable)?;
+        if let Some((_, v)) = row.split_once(' ') {
+            docs.remove(v).map_err(unavailable)?;
+        }
+    }
+    live.insert("live", version).map_err(unavailable)?;
+    Ok(())
+}
+
+/// Appends one entry to the change log within `txn`, keeping the newest.
+fn log_change_in(txn: &redb::WriteTransaction, change: &[u8]) -> Result<(), StoreError> {
+    let mut changes = txn.open_table(CHANGES).map_err(unavailable)?;
+    let next = changes
+        .last()
+        .map_err(unavailable)?
+        .map_or(1, |(k, _)| k.value() + 1);
+    changes.insert(next, change).map_err(unavailable)?;
+    let excess = changes
+        .len()
+        .map_err(unavailable)?
+        .saturating_sub(super::CHANGE_HISTORY as u64);
+    if excess > 0 {
+        let first = changes
+            .first()
+            .map_err(unavailable)?
+            .map_or(0, |(k, _)| k.value());
+        for k in first..first + excess {
+            changes.remove(k).map_err(unavailable)?;
+        }
+    }
+    Ok(())
 }
 
 fn codec_error(e: impl std::fmt::Display) -> StoreError {
@@ -775,44 +843,64 @@ impl CatalogStore for EmbeddedStore {
         let (version, document) = (version.to_owned(), document.to_vec());
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
-            {
-                let mut docs = txn.open_table(RULESETS).map_err(unavailable)?;
-                let mut order = txn.open_table(RULESET_ORDER).map_err(unavailable)?;
-                let mut live = txn.open_table(RULESET_LIVE).map_err(unavailable)?;
-                docs.insert(version.as_str(), document.as_slice())
-                    .map_err(unavailable)?;
-                let mut rows: Vec<(u64, String)> = Vec::new();
-                for row in order.iter().map_err(unavailable)? {
-                    let (k, v) = row.map_err(unavailable)?;
-                    rows.push((k.value(), v.value().to_owned()));
-                }
-                let next = rows.last().map_or(1, |(k, _)| k + 1);
-                for (k, row) in &rows {
-                    if row.split_once(' ').is_some_and(|(_, v)| v == version) {
-                        order.remove(*k).map_err(unavailable)?;
-                    }
-                }
-                order
-                    .insert(next, format!("{published_at} {version}").as_str())
-                    .map_err(unavailable)?;
-                let kept = order.len().map_err(unavailable)?;
-                let excess = kept.saturating_sub(super::RULESET_HISTORY as u64);
-                let mut old: Vec<(u64, String)> = Vec::new();
-                for row in order.iter().map_err(unavailable)?.take(excess as usize) {
-                    let (k, v) = row.map_err(unavailable)?;
-                    old.push((k.value(), v.value().to_owned()));
-                }
-                for (k, row) in old {
-                    order.remove(k).map_err(unavailable)?;
-                    if let Some((_, v)) = row.split_once(' ') {
-                        docs.remove(v).map_err(unavailable)?;
-                    }
-                }
-                live.insert("live", version.as_str()).map_err(unavailable)?;
-            }
+            publish_in(&txn, &version, &document, published_at)?;
             txn.commit().map_err(unavailable)
         })
         .await
+    }
+
+    async fn publish_ruleset_if(
+        &self,
+        version: &str,
+        document: &[u8],
+        published_at: i64,
+        expected: Option<&str>,
+        change: &[u8],
+    ) -> Result<bool, StoreError> {
+        let (version, document) = (version.to_owned(), document.to_vec());
+        let (expected, change) = (expected.map(str::to_owned), change.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let live = {
+                let live = txn.open_table(RULESET_LIVE).map_err(unavailable)?;
+                live.get("live")
+                    .map_err(unavailable)?
+                    .map(|v| v.value().to_owned())
+            };
+            if live != expected {
+                return Ok(false);
+            }
+            publish_in(&txn, &version, &document, published_at)?;
+            log_change_in(&txn, &change)?;
+            txn.commit().map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn append_change(&self, change: &[u8]) -> Result<(), StoreError> {
+        let change = change.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            log_change_in(&txn, &change)?;
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn changes(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = match txn.open_table(CHANGES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(unavailable)?.rev().take(limit) {
+            let (_, v) = row.map_err(unavailable)?;
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
     }
 
     async fn promotion_usage(&self, ids: &[String]) -> Result<Vec<(u64, i64)>, StoreError> {

@@ -47,6 +47,8 @@ struct StoredCatalog {
     rulesets: FxHashMap<String, Vec<u8>>,
     ruleset_order: Vec<(String, i64)>,
     live_ruleset: Option<String>,
+    /// Oldest first.
+    changes: std::collections::VecDeque<Vec<u8>>,
     /// Promotion -> (uses, spent); orders recorded.
     usage: FxHashMap<String, (u64, i64)>,
     /// Promotion and customer -> uses.
@@ -235,6 +237,24 @@ impl StoredCatalog {
         }
         self.epoch.as_ref().map(|(v, _)| v.as_str())
     }
+
+    fn publish(&mut self, version: &str, document: &[u8], published_at: i64) {
+        self.rulesets.insert(version.to_owned(), document.to_vec());
+        self.ruleset_order.retain(|(v, _)| v != version);
+        self.ruleset_order.push((version.to_owned(), published_at));
+        while self.ruleset_order.len() > super::RULESET_HISTORY {
+            let (old, _) = self.ruleset_order.remove(0);
+            self.rulesets.remove(&old);
+        }
+        self.live_ruleset = Some(version.to_owned());
+    }
+
+    fn log_change(&mut self, change: &[u8]) {
+        self.changes.push_back(change.to_vec());
+        while self.changes.len() > super::CHANGE_HISTORY {
+            self.changes.pop_front();
+        }
+    }
 }
 
 #[async_trait]
@@ -299,15 +319,36 @@ impl CatalogStore for MemoryStore {
         published_at: i64,
     ) -> Result<(), StoreError> {
         let mut c = self.catalog.write().unwrap_or_else(|e| e.into_inner());
-        c.rulesets.insert(version.to_owned(), document.to_vec());
-        c.ruleset_order.retain(|(v, _)| v != version);
-        c.ruleset_order.push((version.to_owned(), published_at));
-        while c.ruleset_order.len() > super::RULESET_HISTORY {
-            let (old, _) = c.ruleset_order.remove(0);
-            c.rulesets.remove(&old);
-        }
-        c.live_ruleset = Some(version.to_owned());
+        c.publish(version, document, published_at);
         Ok(())
+    }
+
+    async fn publish_ruleset_if(
+        &self,
+        version: &str,
+        document: &[u8],
+        published_at: i64,
+        expected: Option<&str>,
+        change: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut c = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        if c.live_ruleset.as_deref() != expected {
+            return Ok(false);
+        }
+        c.publish(version, document, published_at);
+        c.log_change(change);
+        Ok(true)
+    }
+
+    async fn append_change(&self, change: &[u8]) -> Result<(), StoreError> {
+        let mut c = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        c.log_change(change);
+        Ok(())
+    }
+
+    async fn changes(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let c = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        Ok(c.changes.iter().rev().take(limit).cloned().collect())
     }
 
     async fn promotion_usage(&self, ids: &[String]) -> Result<Vec<(u64, i64)>, StoreError> {

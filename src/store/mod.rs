@@ -302,6 +302,25 @@ pub trait CatalogStore: EventLog + DecisionLog + ExperimentTally {
         published_at: i64,
     ) -> Result<(), StoreError>;
 
+    /// Publishes as [`CatalogStore::publish_ruleset`] does, but only while the live
+    /// version is still `expected` (`None`: none published yet), and appends `change` to
+    /// the change log in the same step. False: the live version moved meanwhile (another
+    /// editor, another replica) and nothing was written.
+    async fn publish_ruleset_if(
+        &self,
+        version: &str,
+        document: &[u8],
+        published_at: i64,
+        expected: Option<&str>,
+        change: &[u8],
+    ) -> Result<bool, StoreError>;
+
+    /// Appends one entry to the change log; the newest `CHANGE_HISTORY` are kept.
+    async fn append_change(&self, change: &[u8]) -> Result<(), StoreError>;
+
+    /// The change log, newest first, at most `limit` entries.
+    async fn changes(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
+
     /// The live ruleset's version, if any was published.
     async fn live_ruleset(&self) -> Result<Option<String>, StoreError>;
 
@@ -397,6 +416,9 @@ pub(crate) fn fits(r: &Redemption, uses: u64, spent: i64, customer_uses: u64) ->
 
 /// Ruleset versions kept for rollback.
 pub const RULESET_HISTORY: usize = 50;
+
+/// Change log entries kept.
+pub const CHANGE_HISTORY: usize = 10_000;
 
 /// The location of a level known only as an item's total over every location.
 pub const ALL_LOCATIONS: &str = "0";

@@ -83,10 +83,14 @@ end
 return total
 ";
 /// Stores a ruleset and makes it live. KEYS: the document, the order (sorted set by
-/// publish sequence), the live pointer, the sequence, the publish times (hash); ARGV: the
-/// version, the document, the time, the history kept, the documents' key prefix. All
-/// keys share the `{rules}` hash tag, so the script also runs on Redis Cluster.
+/// publish sequence), the live pointer, the sequence, the publish times (hash), the
+/// change log (list, newest first); ARGV: the version, the document, the time, the
+/// history kept, the documents' key prefix, '1' to publish only while the live version is
+/// the next argument ('' none), the change to log ('' none) and the entries kept. All
+/// keys share the `{rules}` hash tag, so the script also runs on Redis Cluster. Returns
+/// 0 when the live version was not the one expected (nothing written).
 const PUBLISH_RULESET: &str = r"
+if ARGV[6] == '1' and (redis.call('GET', KEYS[3]) or '') ~= ARGV[7] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
 local seq = redis.call('INCR', KEYS[4])
 redis.call('ZADD', KEYS[2], seq, ARGV[1])
@@ -100,6 +104,10 @@ if n > keep then
     redis.call('ZREM', KEYS[2], v)
     redis.call('HDEL', KEYS[5], v)
   end
+end
+if ARGV[8] ~= '' then
+  redis.call('LPUSH', KEYS[6], ARGV[8])
+  redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[9]) - 1)
 end
 return 1
 ";
@@ -287,6 +295,39 @@ impl RedisStore {
     }
 
     /// `{prefix}{rules}:<part>`: every ruleset key in one hash slot.
+    /// Publishes a ruleset (while the live version is `expected`, when given; `""`:
+    /// none live) and logs `change` (when not empty), in one script.
+    async fn publish(
+        &self,
+        version: &str,
+        document: &[u8],
+        published_at: i64,
+        expected: Option<&str>,
+        change: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::Script::new(PUBLISH_RULESET)
+            .key(self.rules_key(&format!("doc:{version}")))
+            .key(self.rules_key("order"))
+            .key(self.rules_key("live"))
+            .key(self.rules_key("seq"))
+            .key(self.rules_key("published"))
+            .key(self.rules_key("changes"))
+            .arg(version)
+            .arg(document)
+            .arg(published_at)
+            .arg(super::RULESET_HISTORY)
+            .arg(self.rules_key("doc:"))
+            .arg(if expected.is_some() { "1" } else { "0" })
+            .arg(expected.unwrap_or(""))
+            .arg(change)
+            .arg(super::CHANGE_HISTORY)
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(|n| n == 1)
+            .map_err(|e| unavailable(&e))
+    }
+
     fn rules_key(&self, part: &str) -> Vec<u8> {
         let mut k = self.prefix.clone();
         k.extend_from_slice(b"{rules}:");
@@ -1014,21 +1055,58 @@ impl CatalogStore for RedisStore {
         document: &[u8],
         published_at: i64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        redis::Script::new(PUBLISH_RULESET)
-            .key(self.rules_key(&format!("doc:{version}")))
-            .key(self.rules_key("order"))
-            .key(self.rules_key("live"))
-            .key(self.rules_key("seq"))
-            .key(self.rules_key("published"))
-            .arg(version)
-            .arg(document)
-            .arg(published_at)
-            .arg(super::RULESET_HISTORY)
-            .arg(self.rules_key("doc:"))
-            .invoke_async::<i64>(&mut conn)
+        self.publish(version, document, published_at, None, b"")
             .await
             .map(|_| ())
+    }
+
+    async fn publish_ruleset_if(
+        &self,
+        version: &str,
+        document: &[u8],
+        published_at: i64,
+        expected: Option<&str>,
+        change: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.publish(
+            version,
+            document,
+            published_at,
+            Some(expected.unwrap_or("")),
+            change,
+        )
+        .await
+    }
+
+    async fn append_change(&self, change: &[u8]) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .cmd("LPUSH")
+            .arg(self.rules_key("changes"))
+            .arg(change)
+            .ignore()
+            .cmd("LTRIM")
+            .arg(self.rules_key("changes"))
+            .arg(0)
+            .arg(super::CHANGE_HISTORY - 1)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    async fn changes(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        redis::cmd("LRANGE")
+            .arg(self.rules_key("changes"))
+            .arg(0)
+            .arg(limit - 1)
+            .query_async(&mut conn)
+            .await
             .map_err(|e| unavailable(&e))
     }
 

@@ -27,6 +27,7 @@ mod import;
 mod live_trend;
 mod money;
 mod ops_and_lifecycle;
+mod overrides;
 mod promotions;
 mod realtime;
 mod recommend_api;

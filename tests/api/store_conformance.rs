@@ -543,6 +543,64 @@ async fn every_decision_log_conforms() {
     .await;
 }
 
+/// Conditional publishes and the change log.
+async fn change_log_conformance(store: Arc<dyn CatalogStore>) {
+    assert!(store.changes(10).await.unwrap().is_empty());
+    // Expecting none live: the first publish goes through, and is logged with it.
+    assert!(
+        store
+            .publish_ruleset_if("v1", b"{}", 10, None, b"one")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.live_ruleset().await.unwrap().as_deref(), Some("v1"));
+    // A publish expecting a version that is no longer live writes nothing.
+    assert!(
+        !store
+            .publish_ruleset_if("v2", b"{\"a\":1}", 11, None, b"lost")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .publish_ruleset_if("v2", b"{\"a\":1}", 11, Some("v0"), b"lost")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.live_ruleset().await.unwrap().as_deref(), Some("v1"));
+    assert!(store.load_ruleset("v2").await.unwrap().is_none());
+    assert!(
+        store
+            .publish_ruleset_if("v2", b"{\"a\":1}", 12, Some("v1"), b"two")
+            .await
+            .unwrap()
+    );
+    store.append_change(b"three").await.unwrap();
+    // Newest first, as many as asked.
+    let log = store.changes(10).await.unwrap();
+    assert_eq!(log, [b"three".to_vec(), b"two".to_vec(), b"one".to_vec()]);
+    assert_eq!(store.changes(2).await.unwrap().len(), 2);
+    assert!(store.changes(0).await.unwrap().is_empty());
+    // Plain publishes are not logged.
+    store.publish_ruleset("v3", b"{}", 13).await.unwrap();
+    assert_eq!(store.changes(10).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn every_store_keeps_a_change_log_and_publishes_only_over_the_expected_version() {
+    change_log_conformance(Arc::new(MemoryStore::new())).await;
+    let dir = tempfile::tempdir().unwrap();
+    change_log_conformance(Arc::new(
+        EmbeddedStore::open(&dir.path().join("changes.redb")).unwrap(),
+    ))
+    .await;
+    let server = RedisServer::start();
+    change_log_conformance(Arc::new(
+        RedisStore::connect(&redis_options(&server)).await.unwrap(),
+    ))
+    .await;
+}
+
 #[tokio::test]
 async fn every_catalog_store_conforms() {
     catalog_conformance(Arc::new(MemoryStore::new())).await;
