@@ -66,7 +66,12 @@ pub fn router(state: &AppState, include_ops: bool) -> Router {
     let hooks = webhooks::router(state);
     // The console signs its own people in (session cookies), and reads its forms'
     // bodies within the same limits.
-    let console = read_body(state, limit, console::router());
+    let drafts = state.settings.rules.body_limit_bytes;
+    let console = read_body(state, limit, console::router()).merge(read_body(
+        state,
+        drafts,
+        console::drafts().route_layer(DefaultBodyLimit::max(drafts)),
+    ));
     let mut app = Router::new()
         .merge(storefront)
         .merge(admin)

@@ -162,6 +162,22 @@ pub struct RecommendRequest {
 
 impl RecommendRequest {
     /// The page view the decision core answers.
+    /// Who the experiments assign: the ids the request names, and the arms kept.
+    pub fn visitor_of<'a>(&'a self, kept: &'a [crate::domain::arms::Arm]) -> Visitor<'a> {
+        match &self.visitor {
+            VisitorKey::Customer(c) => Visitor {
+                customer_id: Some(c.as_str()),
+                session_id: self.merge_session.as_ref().map(VisitorId::as_str),
+                arms: kept,
+            },
+            VisitorKey::Session(s) => Visitor {
+                customer_id: None,
+                session_id: Some(s.as_str()),
+                arms: kept,
+            },
+        }
+    }
+
     pub fn page(&self) -> page::PageRequest<'_> {
         page::PageRequest {
             placement: self.placement,
@@ -468,6 +484,71 @@ struct AnswerJson<'a> {
     degraded_reason: Option<&'static str>,
 }
 
+/// What the storefront would get for `request`, for a visitor with `profile`, under
+/// `rules`, at `now`: the answer's body (without a decision id, which only a served
+/// answer gets) and each recommendation's price list. Decided by the same code as a
+/// served answer, against the live models and stock; nothing is recorded, learned,
+/// exposed or merged.
+pub fn preview(
+    state: &AppState,
+    request: &RecommendRequest,
+    profile: Option<&crate::domain::Profile>,
+    rules: &crate::decide::Ruleset,
+    now: i64,
+) -> Result<(serde_json::Value, Vec<Option<String>>), ApiError> {
+    let key = state.hasher.key(&request.visitor);
+    let snapshot = state.snapshot.load_full();
+    let usage = state.rules.usage();
+    let kept_arms = profile.map_or(&[][..], |p| p.arms.as_slice());
+    let inputs = page::Inputs {
+        snapshot: &snapshot,
+        rules,
+        usage: &usage,
+        policy: &state.policy,
+        banners: &state.banners,
+        profile,
+        visitor: key.short_id(),
+        volatile: &snapshot.models.live,
+        explain: 0,
+        now,
+        arms: Arms::Visitor(request.visitor_of(kept_arms)),
+    };
+    let decided = page::answer(&inputs, &request.page())?;
+    let body =
+        serde_json::to_value(answer_json(&decided, None)).map_err(|e| ApiError::internal(&e))?;
+    let lists = decided.items.iter().map(|i| i.price_list.clone()).collect();
+    Ok((body, lists))
+}
+
+/// An answer as served (`degraded`: why it is, if it is).
+fn answer_json<'a>(
+    decided: &'a page::PageAnswer<'a>,
+    degraded: Option<Degraded>,
+) -> AnswerJson<'a> {
+    AnswerJson {
+        placement: decided.placement,
+        recommendations: decided.items.iter().map(ItemJson::from).collect(),
+        offers: &decided.offers,
+        banners: decided
+            .banners
+            .iter()
+            .map(|b| BannerJson::new(b, decided.placement))
+            .collect(),
+        collections: &decided.collections,
+        modules: &decided.modules,
+        model_version: decided.model_version,
+        ruleset_version: decided.ruleset_version,
+        merchandising: &decided.effects,
+        experiments: decided
+            .experiments
+            .iter()
+            .map(|(id, variant)| ExperimentJson { id, variant })
+            .collect(),
+        degraded: degraded.is_some(),
+        degraded_reason: degraded.map(Degraded::as_str),
+    }
+}
+
 /// The one code path behind GET and POST: parse, read the profile under the deadline,
 /// decide, serialize.
 pub async fn answer(
@@ -521,18 +602,7 @@ pub async fn answer(
             0
         },
         now,
-        arms: Arms::Visitor(match &request.visitor {
-            VisitorKey::Customer(c) => Visitor {
-                customer_id: Some(c.as_str()),
-                session_id: request.merge_session.as_ref().map(VisitorId::as_str),
-                arms: kept_arms,
-            },
-            VisitorKey::Session(s) => Visitor {
-                customer_id: None,
-                session_id: Some(s.as_str()),
-                arms: kept_arms,
-            },
-        }),
+        arms: Arms::Visitor(request.visitor_of(kept_arms)),
     };
     let decided = page::answer(&inputs, &request.page())?;
     // The shadow variants' answer: one more decision, recorded only, and not when the
@@ -565,28 +635,7 @@ pub async fn answer(
         now,
     );
     expose(state, &rules, key, kept_arms, &decided.experiments, now);
-    let body = AnswerJson {
-        placement: decided.placement,
-        recommendations: decided.items.iter().map(ItemJson::from).collect(),
-        offers: &decided.offers,
-        banners: decided
-            .banners
-            .iter()
-            .map(|b| BannerJson::new(b, decided.placement))
-            .collect(),
-        collections: &decided.collections,
-        modules: &decided.modules,
-        model_version: decided.model_version,
-        ruleset_version: decided.ruleset_version,
-        merchandising: &decided.effects,
-        experiments: decided
-            .experiments
-            .iter()
-            .map(|(id, variant)| ExperimentJson { id, variant })
-            .collect(),
-        degraded: degraded.is_some(),
-        degraded_reason: degraded.map(Degraded::as_str),
-    };
+    let body = answer_json(&decided, degraded);
     let content = serde_json::to_vec(&body).map_err(|e| ApiError::internal(&e))?;
     let ranked = started.elapsed();
     let kept = recording.is_some().then(|| {

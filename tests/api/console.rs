@@ -8,9 +8,9 @@ use common::{TestApp, settings};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::Value;
 
-const KEY: &str = "console-test-key-0123456789";
+pub const KEY: &str = "console-test-key-0123456789";
 
-fn no_redirects() -> reqwest::Client {
+pub fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -18,7 +18,7 @@ fn no_redirects() -> reqwest::Client {
 }
 
 /// The value a response sets for cookie `name`, and the whole header.
-fn set_cookie(r: &reqwest::Response, name: &str) -> Option<(String, String)> {
+pub fn set_cookie(r: &reqwest::Response, name: &str) -> Option<(String, String)> {
     r.headers().get_all(SET_COOKIE).iter().find_map(|v| {
         let v = v.to_str().ok()?;
         let (pair, _) = v.split_once(';')?;
@@ -28,13 +28,13 @@ fn set_cookie(r: &reqwest::Response, name: &str) -> Option<(String, String)> {
 }
 
 /// The value of a form's hidden `csrf` field in a page.
-fn csrf(html: &str) -> String {
+pub fn csrf(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
     html[at..].split('"').next().unwrap().to_owned()
 }
 
 /// A GET with the session cookie.
-async fn get(
+pub async fn get(
     app: &TestApp,
     client: &reqwest::Client,
     path: &str,
@@ -48,14 +48,14 @@ async fn get(
         .unwrap()
 }
 
-async fn keyed_app() -> TestApp {
+pub async fn keyed_app() -> TestApp {
     let mut s = settings();
     s.auth.admin_keys = vec![format!("ops:{KEY}").into()];
     TestApp::spawn(s).await
 }
 
 /// Signs in: the session cookie's value.
-async fn sign_in(app: &TestApp, client: &reqwest::Client) -> String {
+pub async fn sign_in(app: &TestApp, client: &reqwest::Client) -> String {
     let page = client
         .get(app.url("/console/sign-in?next=/console/overview"))
         .send()

@@ -10,6 +10,7 @@ mod bigcommerce_webhooks;
 mod binary;
 mod catalog_api;
 mod console;
+mod console_editing;
 mod container;
 mod customer_tokens;
 mod decide_properties;

@@ -7,8 +7,15 @@
 //! bound to the session, and a post without it is refused. With no keys configured (the
 //! demo) the console is open, and says so on every page.
 
+mod answer;
+mod edit;
+mod experiments;
+mod overrides;
+mod preview;
 pub mod pulse;
+mod rulesets;
 pub mod session;
+mod why;
 
 use askama::Template;
 use axum::extract::{Form, Query, State};
@@ -32,10 +39,32 @@ pub fn router() -> Router<AppState> {
         .route("/console/overview", get(overview))
         .route("/console/overview.json", get(overview_json))
         .route("/console/review", get(review))
+        .route(
+            "/console/overrides",
+            get(overrides::page).post(overrides::change),
+        )
+        .route("/console/product", get(why::page))
+        .route("/console/preview", get(preview::page))
+        .route("/console/rulesets", get(rulesets::page))
+        .route("/console/rulesets/rollback", post(rulesets::rollback))
+        .route("/console/rulesets/draft", get(rulesets::draft_page))
+        .route("/console/experiments", get(experiments::list))
+        .route(
+            "/console/experiments/{id}",
+            get(experiments::results).post(experiments::action),
+        )
         .route("/console/decisions", get(decisions))
         .route("/console/decisions/replay", post(replay))
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))
+}
+
+/// The forms that carry a whole ruleset (a draft to check, publish or preview beside the
+/// live one): their bodies are read within `rules.body_limit_bytes`, as the admin API's.
+pub fn drafts() -> Router<AppState> {
+    Router::new()
+        .route("/console/preview", post(preview::post))
+        .route("/console/rulesets/draft", post(rulesets::draft))
 }
 
 async fn css() -> impl IntoResponse {
@@ -191,11 +220,11 @@ fn render(t: &impl Template) -> Response {
 #[template(path = "console/refused.html")]
 struct RefusedPage {
     chrome: Chrome,
-    message: &'static str,
+    message: String,
 }
 
 /// A page saying why a request was refused.
-fn refused(status: StatusCode, message: &'static str) -> Response {
+fn refused(status: StatusCode, message: impl Into<String>) -> Response {
     let mut r = render(&RefusedPage {
         chrome: Chrome {
             open: false,
@@ -204,7 +233,7 @@ fn refused(status: StatusCode, message: &'static str) -> Response {
             csrf: String::new(),
             page: "refused",
         },
-        message,
+        message: message.into(),
     });
     *r.status_mut() = status;
     r
@@ -471,6 +500,17 @@ fn product_cell(catalog: &crate::domain::Catalog, p: crate::domain::ProductIdx) 
     }
 }
 
+/// The catalog's categories as a select lists them: (handle, path), by path.
+fn category_options(catalog: &crate::domain::Catalog) -> Vec<(String, String)> {
+    let mut categories: Vec<(String, String)> = catalog
+        .categories()
+        .iter()
+        .map(|c| (c.handle.to_string(), c.path.to_string()))
+        .collect();
+    categories.sort_by(|a, b| a.1.cmp(&b.1));
+    categories
+}
+
 struct PairRow {
     a: ProductCell,
     b: ProductCell,
@@ -479,6 +519,8 @@ struct PairRow {
     score: String,
     outlier: bool,
     flags: Vec<&'static str>,
+    blocked: bool,
+    pinned: bool,
 }
 
 #[derive(Template)]
@@ -494,6 +536,8 @@ struct ReviewPage {
     pairs: Vec<PairRow>,
     model_version: String,
     weak: u32,
+    /// This page, to come back to after an override.
+    back: String,
 }
 
 #[derive(Deserialize)]
@@ -526,6 +570,7 @@ async fn review(
     let outliers = query.outliers.is_some();
     let snapshot = state.snapshot.load();
     let catalog = &snapshot.catalog;
+    let rules = state.rules.load();
     let filter = Filter {
         kind,
         category,
@@ -540,29 +585,41 @@ async fn review(
         REVIEW_ROWS,
     )
     .into_iter()
-    .map(|p| PairRow {
-        a: product_cell(catalog, p.a),
-        b: product_cell(catalog, p.b),
-        kind: p.kind.as_str(),
-        support: p.support,
-        score: format!("{:.4}", p.score),
-        outlier: p.outlier(),
-        flags: [
-            (p.unrelated, "unrelated departments, little support"),
-            (p.out_of_stock, "out of stock"),
-        ]
-        .into_iter()
-        .filter_map(|(on, f)| on.then_some(f))
-        .collect(),
+    .map(|p| {
+        let (a, b) = (product_cell(catalog, p.a), product_cell(catalog, p.b));
+        PairRow {
+            blocked: rules.overrides.blocks(&a.id, &b.id),
+            pinned: rules
+                .overrides
+                .pinned
+                .iter()
+                .any(|x| x.a == a.id && x.b == b.id),
+            a,
+            b,
+            kind: p.kind.as_str(),
+            support: p.support,
+            score: format!("{:.4}", p.score),
+            outlier: p.outlier(),
+            flags: [
+                (p.unrelated, "unrelated departments, little support"),
+                (p.out_of_stock, "out of stock"),
+            ]
+            .into_iter()
+            .filter_map(|(on, f)| on.then_some(f))
+            .collect(),
+        }
     })
     .collect();
-    let mut categories: Vec<(String, String)> = catalog
-        .categories()
-        .iter()
-        .map(|c| (c.handle.to_string(), c.path.to_string()))
-        .collect();
-    categories.sort_by(|a, b| a.1.cmp(&b.1));
+    let categories = category_options(catalog);
+    let back = format!(
+        "/console/review?kind={}&category={}&q={}{}",
+        url_encode(kind.map_or("", PairKind::as_str)),
+        url_encode(category.unwrap_or("")),
+        url_encode(search.unwrap_or("")),
+        if outliers { "&outliers=1" } else { "" }
+    );
     render(&ReviewPage {
+        back,
         chrome: chrome(&state, &session, "review"),
         kind: kind.map_or("", PairKind::as_str).to_owned(),
         category: category.unwrap_or("").to_owned(),
