@@ -77,7 +77,9 @@ impl AnswerView {
                     compare_at: money(&r["compare_at_price"]),
                     price_list: lists.get(i).cloned().flatten().unwrap_or_default(),
                     reason: text(&r["reason"]),
-                    score: text(&r["score"]),
+                    score: r["score"]
+                        .as_f64()
+                        .map_or_else(String::new, |v| format!("{v:.4}")),
                 })
                 .collect(),
             offers: rows(&body["offers"])
@@ -86,7 +88,12 @@ impl AnswerView {
                     title: text(&o["title"]),
                     description: text(&o["description"]),
                     status: text(&o["reason"]),
-                    value: money(&o["value"]),
+                    // Worth something only once the cart holds what it applies to.
+                    value: if o["value"]["amount"].as_i64().unwrap_or(0) > 0 {
+                        money(&o["value"])
+                    } else {
+                        String::new()
+                    },
                     code: text(&o["code"]),
                 })
                 .collect(),

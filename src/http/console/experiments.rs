@@ -69,7 +69,7 @@ impl Chart {
             .flat_map(|(_, l)| [l.low.abs(), l.high.abs()])
             .filter(|v| v.is_finite())
             .fold(0.05f64, f64::max);
-        let plot = WIDTH - LABEL - 20.0;
+        let plot = WIDTH - LABEL - 40.0;
         let zero = LABEL + plot / 2.0;
         let x = |v: f64| zero + (v.clamp(-span, span) / span) * (plot / 2.0);
         let rows = lifts
