@@ -48,6 +48,8 @@ const RULESET_ORDER: TableDefinition<u64, &str> = TableDefinition::new("ruleset_
 const RULESET_LIVE: TableDefinition<&str, &str> = TableDefinition::new("ruleset_live");
 /// The change log: sequence number -> entry.
 const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
+/// Revoked console sessions -> until when (Unix seconds).
+const REVOKED: TableDefinition<&str, i64> = TableDefinition::new("revoked_sessions");
 /// Promotion -> (uses, discount given).
 const PROMO_USAGE: TableDefinition<&str, (u64, i64)> = TableDefinition::new("promotion_usage");
 /// Promotion and customer (profile key in hex) -> that customer's uses.
@@ -886,6 +888,44 @@ impl CatalogStore for EmbeddedStore {
             txn.commit().map_err(unavailable)
         })
         .await
+    }
+
+    async fn revoke_session(&self, session: &str, until: i64) -> Result<(), StoreError> {
+        let session = session.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(REVOKED).map_err(unavailable)?;
+                // Sessions that ended anyway are let go of (there are few).
+                let now = crate::domain::time::unix_now();
+                let mut over = Vec::new();
+                for row in table.iter().map_err(unavailable)? {
+                    let (k, v) = row.map_err(unavailable)?;
+                    if v.value() <= now {
+                        over.push(k.value().to_owned());
+                    }
+                }
+                for k in over {
+                    table.remove(k.as_str()).map_err(unavailable)?;
+                }
+                table.insert(session.as_str(), until).map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn session_revoked(&self, session: &str, now: i64) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = match txn.open_table(REVOKED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(unavailable(e)),
+        };
+        Ok(table
+            .get(session)
+            .map_err(unavailable)?
+            .is_some_and(|until| until.value() > now))
     }
 
     async fn changes(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {

@@ -49,6 +49,8 @@ struct StoredCatalog {
     live_ruleset: Option<String>,
     /// Oldest first.
     changes: std::collections::VecDeque<Vec<u8>>,
+    /// Revoked console sessions, until when.
+    revoked: FxHashMap<String, i64>,
     /// Promotion -> (uses, spent); orders recorded.
     usage: FxHashMap<String, (u64, i64)>,
     /// Promotion and customer -> uses.
@@ -349,6 +351,19 @@ impl CatalogStore for MemoryStore {
     async fn changes(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
         let c = self.catalog.read().unwrap_or_else(|e| e.into_inner());
         Ok(c.changes.iter().rev().take(limit).cloned().collect())
+    }
+
+    async fn revoke_session(&self, session: &str, until: i64) -> Result<(), StoreError> {
+        let mut c = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        let now = crate::domain::time::unix_now();
+        c.revoked.retain(|_, u| *u > now);
+        c.revoked.insert(session.to_owned(), until);
+        Ok(())
+    }
+
+    async fn session_revoked(&self, session: &str, now: i64) -> Result<bool, StoreError> {
+        let c = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        Ok(c.revoked.get(session).is_some_and(|u| *u > now))
     }
 
     async fn promotion_usage(&self, ids: &[String]) -> Result<Vec<(u64, i64)>, StoreError> {

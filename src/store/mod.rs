@@ -321,6 +321,13 @@ pub trait CatalogStore: EventLog + DecisionLog + ExperimentTally {
     /// The change log, newest first, at most `limit` entries.
     async fn changes(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
 
+    /// Ends a console session on every replica: `session` is refused until `until`
+    /// (Unix seconds, when it would have ended anyway).
+    async fn revoke_session(&self, session: &str, until: i64) -> Result<(), StoreError>;
+
+    /// Whether a console session was revoked (and has not ended since).
+    async fn session_revoked(&self, session: &str, now: i64) -> Result<bool, StoreError>;
+
     /// The live ruleset's version, if any was published.
     async fn live_ruleset(&self) -> Result<Option<String>, StoreError>;
 

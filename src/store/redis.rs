@@ -328,6 +328,14 @@ impl RedisStore {
             .map_err(|e| unavailable(&e))
     }
 
+    /// A revoked console session's key (the session id is random, not a person's).
+    fn console_key(&self, session: &str) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"console:revoked:");
+        k.extend_from_slice(session.as_bytes());
+        k
+    }
+
     fn rules_key(&self, part: &str) -> Vec<u8> {
         let mut k = self.prefix.clone();
         k.extend_from_slice(b"{rules}:");
@@ -1094,6 +1102,29 @@ impl CatalogStore for RedisStore {
             .query_async::<()>(&mut conn)
             .await
             .map_err(|e| unavailable(&e))
+    }
+
+    async fn revoke_session(&self, session: &str, until: i64) -> Result<(), StoreError> {
+        let ttl = (until - crate::domain::time::unix_now()).max(1);
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.console_key(session))
+            .arg(until)
+            .arg("EX")
+            .arg(ttl)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    async fn session_revoked(&self, session: &str, now: i64) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let until: Option<i64> = redis::cmd("GET")
+            .arg(self.console_key(session))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(until.is_some_and(|u| u > now))
     }
 
     async fn changes(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {

@@ -240,6 +240,16 @@ async fn an_admin_key_signs_in_for_a_session_that_forms_are_bound_to() {
         cleared.is_empty() && header.contains("Max-Age=0"),
         "{header}"
     );
+    // A copy of the signed-out cookie no longer signs anyone in (nor to the sign-in
+    // page's shortcut); the other session still does.
+    let r = get(&app, &client, "/console/overview", &session).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()[LOCATION],
+        "/console/sign-in?next=/console/overview"
+    );
+    let r = get(&app, &client, "/console/sign-in", &session).await;
+    assert_eq!(r.status(), 200, "the form, not a loop back");
 
     // The labelled key still works on the admin API, by its key alone.
     let status = app

@@ -584,6 +584,16 @@ async fn change_log_conformance(store: Arc<dyn CatalogStore>) {
     // Plain publishes are not logged.
     store.publish_ruleset("v3", b"{}", 13).await.unwrap();
     assert_eq!(store.changes(10).await.unwrap().len(), 3);
+
+    // A revoked console session is refused until it would have ended anyway.
+    let now = vitrine::domain::time::unix_now();
+    assert!(!store.session_revoked("s1", now).await.unwrap());
+    store.revoke_session("s1", now + 60).await.unwrap();
+    store.revoke_session("s0", now - 1).await.unwrap();
+    assert!(store.session_revoked("s1", now).await.unwrap());
+    assert!(!store.session_revoked("s1", now + 60).await.unwrap());
+    assert!(!store.session_revoked("s0", now).await.unwrap());
+    assert!(!store.session_revoked("s2", now).await.unwrap());
 }
 
 #[tokio::test]

@@ -194,12 +194,20 @@ test("a form posted without its token is refused, and signing out ends the sessi
   await page.screenshot({ path: join(ARTIFACTS, "csrf-refused.png"), fullPage: true });
   await page.goto(`${base}/console/overview`);
   assert.match(page.url(), /\/console\/overview$/, "still signed in");
+  const kept = (await context.cookies()).find((c) => c.name === "vitrine_console");
   await Promise.all([
     page.waitForURL(/\/console\/sign-in/),
     page.click("form[action='/console/sign-out'] button"),
   ]);
   await page.goto(`${base}/console/overview`);
   assert.match(page.url(), /\/console\/sign-in/, "signed out");
+  // A copy of the cookie taken before signing out signs no one in, on either replica.
+  for (const replica of [base, other]) {
+    await context.addCookies([{ ...kept, domain: "127.0.0.1", url: undefined }]);
+    const r = await page.goto(`${replica}/console/overview`);
+    assert.match(page.url(), /\/console\/sign-in/, `revoked on ${replica}`);
+    assert.equal(r.status(), 200);
+  }
   await context.close();
 });
 

@@ -122,7 +122,7 @@ struct ListPage {
 }
 
 pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&state, &headers, "/console/experiments") {
+    let session = match signed_in(&state, &headers, "/console/experiments").await {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };
@@ -173,7 +173,7 @@ pub(super) async fn results(
     Path(id): Path<String>,
 ) -> Response {
     let here = format!("/console/experiments/{}", url_encode(&id));
-    let session = match signed_in(&state, &headers, &here) {
+    let session = match signed_in(&state, &headers, &here).await {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };
@@ -312,7 +312,7 @@ pub(super) async fn action(
     Form(form): Form<ActionForm>,
 ) -> Response {
     let here = format!("/console/experiments/{}", url_encode(&id));
-    let session = match checked_post(&state, &headers, &form.csrf, &here) {
+    let session = match checked_post(&state, &headers, &form.csrf, &here).await {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };

@@ -139,6 +139,8 @@ enum Denied {
     SignIn(String),
     /// A form without its session's token.
     Forged,
+    /// The store that says whether a session was revoked does not answer.
+    Unchecked,
 }
 
 impl IntoResponse for Denied {
@@ -148,6 +150,10 @@ impl IntoResponse for Denied {
                 Redirect::to(&format!("/console/sign-in?next={}", url_encode(&here)))
                     .into_response()
             }
+            Denied::Unchecked => refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The store does not answer, so the session cannot be checked. Try again in a moment.",
+            ),
             Denied::Forged => refused(
                 StatusCode::FORBIDDEN,
                 "This form was not sent by a console page (its token is missing or wrong). Go back, reload the page and try again.",
@@ -156,14 +162,27 @@ impl IntoResponse for Denied {
     }
 }
 
-/// The signed-in session.
-fn signed_in(state: &AppState, headers: &HeaderMap, here: &str) -> Result<Session, Denied> {
+/// The signed-in session: its cookie verifies, and it was not signed out of.
+async fn signed_in(state: &AppState, headers: &HeaderMap, here: &str) -> Result<Session, Denied> {
     if state.keys.is_open() {
         return Ok(state.sessions.open());
     }
-    cookie(headers, COOKIE)
+    let session = cookie(headers, COOKIE)
         .and_then(|c| state.sessions.verify(c, now()))
-        .ok_or_else(|| Denied::SignIn(here.to_owned()))
+        .ok_or_else(|| Denied::SignIn(here.to_owned()))?;
+    match state
+        .catalog
+        .store()
+        .session_revoked(session.id(), now())
+        .await
+    {
+        Ok(false) => Ok(session),
+        Ok(true) => Err(Denied::SignIn(here.to_owned())),
+        Err(e) => {
+            tracing::warn!(error = %e, "console session not checked");
+            Err(Denied::Unchecked)
+        }
+    }
 }
 
 fn url_encode(s: &str) -> String {
@@ -287,9 +306,7 @@ async fn sign_in_page(
     Query(q): Query<NextQuery>,
 ) -> Response {
     let next = safe_next(q.next.as_deref());
-    if state.keys.is_open()
-        || cookie(&headers, COOKIE).is_some_and(|c| state.sessions.verify(c, now()).is_some())
-    {
+    if state.keys.is_open() || signed_in(&state, &headers, next).await.is_ok() {
         return Redirect::to(next).into_response();
     }
     sign_in_form(&headers, next, None, StatusCode::OK)
@@ -349,13 +366,13 @@ struct CsrfForm {
 }
 
 /// A form post's session, checked against the form's token.
-fn checked_post(
+async fn checked_post(
     state: &AppState,
     headers: &HeaderMap,
     token: &str,
     here: &str,
 ) -> Result<Session, Denied> {
-    let session = signed_in(state, headers, here)?;
+    let session = signed_in(state, headers, here).await?;
     if state.sessions.csrf_ok(&session, token) {
         Ok(session)
     } else {
@@ -368,10 +385,25 @@ async fn sign_out(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let session = match checked_post(&state, &headers, &form.csrf, "/console/overview") {
+    let session = match checked_post(&state, &headers, &form.csrf, "/console/overview").await {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };
+    // Revoked on every replica: a copy of the cookie no longer signs anyone in (an
+    // open console has nothing to end).
+    if !state.keys.is_open()
+        && let Err(e) = state
+            .catalog
+            .store()
+            .revoke_session(session.id(), session.expires)
+            .await
+    {
+        tracing::warn!(error = %e, "console session not revoked");
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The store does not answer, so the session could not be ended. Try again in a moment.",
+        );
+    }
     tracing::info!(label = %session.label, "console sign-out");
     let mut r = Redirect::to("/console/sign-in").into_response();
     r.headers_mut()
@@ -442,7 +474,7 @@ struct OverviewPage {
 }
 
 async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match signed_in(&state, &headers, "/console/overview") {
+    match signed_in(&state, &headers, "/console/overview").await {
         Ok(session) => render(&OverviewPage {
             chrome: chrome(&state, &session, "overview"),
             figures: figures(&state),
@@ -452,7 +484,7 @@ async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response
 }
 
 async fn overview_json(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match signed_in(&state, &headers, "/console/overview") {
+    match signed_in(&state, &headers, "/console/overview").await {
         Ok(_) => Json(figures(&state)).into_response(),
         Err(_) => super::error::ApiError::new(
             super::error::ErrorCode::MissingApiKey,
@@ -556,7 +588,7 @@ async fn review(
     headers: HeaderMap,
     Query(query): Query<ReviewQuery>,
 ) -> Response {
-    let session = match signed_in(&state, &headers, "/console/review") {
+    let session = match signed_in(&state, &headers, "/console/review").await {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };
@@ -711,7 +743,7 @@ async fn decisions(
     headers: HeaderMap,
     Query(query): Query<DecisionQuery>,
 ) -> Response {
-    match signed_in(&state, &headers, "/console/decisions") {
+    match signed_in(&state, &headers, "/console/decisions").await {
         Ok(session) => {
             let id = query.id.as_deref().map(str::trim).unwrap_or("");
             decision_page(&state, &session, id, None).await
@@ -731,7 +763,7 @@ async fn replay(
     headers: HeaderMap,
     Form(form): Form<ReplayForm>,
 ) -> Response {
-    let session = match checked_post(&state, &headers, &form.csrf, "/console/decisions") {
+    let session = match checked_post(&state, &headers, &form.csrf, "/console/decisions").await {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };

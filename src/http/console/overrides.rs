@@ -89,7 +89,7 @@ fn compact(v: &Value) -> String {
 }
 
 pub(super) async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&state, &headers, "/console/overrides") {
+    let session = match signed_in(&state, &headers, "/console/overrides").await {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };
@@ -515,7 +515,7 @@ pub(super) async fn change(
     headers: HeaderMap,
     Form(form): Form<ChangeForm>,
 ) -> Response {
-    let session = match checked_post(&state, &headers, &form.csrf, "/console/overrides") {
+    let session = match checked_post(&state, &headers, &form.csrf, "/console/overrides").await {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };

@@ -218,7 +218,7 @@ pub(super) async fn page(
     headers: HeaderMap,
     Query(mut form): Query<PreviewForm>,
 ) -> Response {
-    let session = match signed_in(&state, &headers, "/console/preview") {
+    let session = match signed_in(&state, &headers, "/console/preview").await {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };
@@ -232,7 +232,7 @@ pub(super) async fn post(
     headers: HeaderMap,
     Form(form): Form<PreviewForm>,
 ) -> Response {
-    let session = match checked_post(&state, &headers, &form.csrf, "/console/preview") {
+    let session = match checked_post(&state, &headers, &form.csrf, "/console/preview").await {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };

@@ -106,7 +106,7 @@ pub(super) async fn page(
     headers: HeaderMap,
     Query(query): Query<RulesetsQuery>,
 ) -> Response {
-    let session = match signed_in(&state, &headers, "/console/rulesets") {
+    let session = match signed_in(&state, &headers, "/console/rulesets").await {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };
@@ -169,7 +169,7 @@ pub(super) async fn rollback(
     headers: HeaderMap,
     Form(form): Form<RollbackForm>,
 ) -> Response {
-    let session = match checked_post(&state, &headers, &form.csrf, "/console/rulesets") {
+    let session = match checked_post(&state, &headers, &form.csrf, "/console/rulesets").await {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };
@@ -198,7 +198,7 @@ struct DraftPage {
 }
 
 pub(super) async fn draft_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&state, &headers, "/console/rulesets/draft") {
+    let session = match signed_in(&state, &headers, "/console/rulesets/draft").await {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };
@@ -227,7 +227,8 @@ pub(super) async fn draft(
     headers: HeaderMap,
     Form(form): Form<DraftForm>,
 ) -> Response {
-    let session = match checked_post(&state, &headers, &form.csrf, "/console/rulesets/draft") {
+    let session = match checked_post(&state, &headers, &form.csrf, "/console/rulesets/draft").await
+    {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };

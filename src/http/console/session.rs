@@ -1,7 +1,8 @@
 //! Console sessions: an admin key is exchanged for a signed cookie naming the key's
-//! label and when the session ends; every form carries a token bound to the session
-//! (CSRF). Nothing is stored: any replica with the same admin keys accepts the cookie,
-//! and changing the keys ends every session.
+//! label, when the session ends and a random id; every form carries a token bound to
+//! the session (CSRF). Any replica with the same admin keys accepts the cookie, and
+//! changing the keys ends every session; signing out revokes the session's id in the
+//! store, so a copy of the cookie is refused on every replica too.
 
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
@@ -21,6 +22,13 @@ pub struct Session {
     pub label: String,
     pub expires: i64,
     nonce: String,
+}
+
+impl Session {
+    /// The session's random id (what signing out revokes).
+    pub fn id(&self) -> &str {
+        &self.nonce
+    }
 }
 
 pub struct Sessions {

@@ -53,7 +53,7 @@ pub(super) async fn page(
     headers: HeaderMap,
     Query(query): Query<WhyQuery>,
 ) -> Response {
-    let session = match signed_in(&state, &headers, "/console/product") {
+    let session = match signed_in(&state, &headers, "/console/product").await {
         Ok(s) => s,
         Err(denied) => return denied.into_response(),
     };
