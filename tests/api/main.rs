@@ -29,6 +29,7 @@ mod live_trend;
 mod money;
 mod ops_and_lifecycle;
 mod overrides;
+mod pinned_answers;
 mod promotions;
 mod realtime;
 mod recommend_api;
