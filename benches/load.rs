@@ -1,8 +1,15 @@
 //! HTTP load bench: starts the real `vitrine` binary with a large demo shop, then drives
-//! `GET /v1/recommend` (placement `product`, varying products and sessions) from a
-//! load generator in this process over keep-alive connections on loopback.
+//! `GET /v1/recommend` from a load generator in this process over keep-alive connections
+//! on loopback.
 //!
-//! Run: `cargo bench --bench load`. Knobs (environment):
+//! Run: `cargo bench --bench load`. By default it measures every path (product; home for
+//! new visitors and for known customers; a 5-line cart; a search with 100 candidates; a
+//! live ruleset; the decision log with three experiments; known customers on Redis with
+//! the L1 tier missed), each against a bare axum handler answering one of that path's own
+//! answers byte for byte from memory (for the Redis path, after one Redis GET of a
+//! profile), driven by the same generator in the same run, and prints the ratios as a
+//! table. Setting any of the knobs below that pick one path (`LOAD_PLACEMENT`,
+//! `LOAD_REDIS`, `LOAD_RULESET`, ...) runs that one path instead. Knobs (environment):
 //! `LOAD_SECONDS` (10), `LOAD_WARMUP_SECONDS` (2), `LOAD_CONNECTIONS` (32),
 //! `LOAD_PRODUCTS` (100000), `LOAD_CUSTOMERS` (1000), `LOAD_EVENTS` (200000),
 //! `LOAD_PLACEMENT` (product), `LOAD_REDIS` (1: start a private redis-server and use it
@@ -475,24 +482,84 @@ fn stall(port: u16, products: usize, customers: usize, events: usize, seconds: u
 }
 
 /// The bare reference: serves `body` (a file) as JSON on every path of `port` until
-/// killed. Run as this bench's own executable with `LOAD_BARE_SERVE=port:file`.
+/// killed. Run as this bench's own executable with `LOAD_BARE_SERVE=port|file` (or
+/// `port|file|key|redis-url`).
 fn bare_serve(spec: &str) {
-    let (port, file) = spec.split_once(':').expect("port:file");
+    // `port|file`, or `port|file|key|redis-url` to GET `key` from Redis before each answer.
+    let mut parts = spec.splitn(4, '|');
+    let (port, file) = (
+        parts.next().expect("port").to_owned(),
+        parts.next().expect("file").to_owned(),
+    );
+    let key = parts.next().map(str::to_owned);
+    let url = parts.next().map(str::to_owned);
     let body = bytes::Bytes::from(std::fs::read(file).expect("bare body"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async move {
+        let redis = match url {
+            Some(url) => Some(
+                redis::Client::open(url)
+                    .expect("redis url")
+                    .get_connection_manager()
+                    .await
+                    .expect("redis"),
+            ),
+            None => None,
+        };
         let app = axum::Router::new().fallback(move || {
             let body = body.clone();
-            async move { ([("content-type", "application/json")], body) }
+            let (redis, key) = (redis.clone(), key.clone());
+            async move {
+                if let (Some(mut conn), Some(key)) = (redis, key) {
+                    let _: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(key.as_bytes())
+                        .query_async(&mut conn)
+                        .await
+                        .expect("redis GET");
+                }
+                ([("content-type", "application/json")], body)
+            }
         });
         let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
             .await
             .expect("bind");
         axum::serve(listener, app).await.expect("serve");
     });
+}
+
+/// The bare reference: answers `body` (after one Redis GET of `redis.1` at `redis.0`,
+/// when given) under the same load; its summary.
+fn bare_reference(
+    body: &[u8],
+    redis: Option<(&str, &str)>,
+    requests: &std::sync::Arc<Vec<Vec<u8>>>,
+    connections: usize,
+    warmup: u64,
+    seconds: u64,
+) -> Summary {
+    let port = free_port();
+    let file = tempfile::NamedTempFile::new().expect("body file");
+    std::fs::write(file.path(), body).expect("write body");
+    let spec = match redis {
+        Some((url, key)) => format!("{port}|{}|{key}|{url}", file.path().display()),
+        None => format!("{port}|{}", file.path().display()),
+    };
+    let mut bare = Command::new(std::env::current_exe().expect("this bench"))
+        .env("LOAD_BARE_SERVE", spec)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the bare handler");
+    let url = format!("http://127.0.0.1:{port}/livez");
+    while !vitrine::cli::healthcheck(&url) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reference = run(port, bare.id(), requests, connections, warmup, seconds);
+    let _ = bare.kill();
+    let _ = bare.wait();
+    reference
 }
 
 /// The same load against the bare reference answering `body`; Vitrine's ratios to it.
@@ -504,22 +571,7 @@ fn against_bare(
     warmup: u64,
     seconds: u64,
 ) {
-    let port = free_port();
-    let file = tempfile::NamedTempFile::new().expect("body file");
-    std::fs::write(file.path(), body).expect("write body");
-    let mut bare = Command::new(std::env::current_exe().expect("this bench"))
-        .env(
-            "LOAD_BARE_SERVE",
-            format!("{port}:{}", file.path().display()),
-        )
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the bare handler");
-    let url = format!("http://127.0.0.1:{port}/livez");
-    while !vitrine::cli::healthcheck(&url) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let reference = run(port, bare.id(), requests, connections, warmup, seconds);
+    let reference = bare_reference(body, None, requests, connections, warmup, seconds);
     reference.print(&format!("bare handler ({} byte answer)", body.len()));
     let cpu = |s: &Summary| s.cpu.map(|c| c / (s.ok + s.other).max(1) as f64);
     println!(
@@ -531,8 +583,6 @@ fn against_bare(
             _ => String::new(),
         }
     );
-    let _ = bare.kill();
-    let _ = bare.wait();
 }
 
 /// One of the server's answers to `request`, its body only.
@@ -747,31 +797,7 @@ fn against_no_experiments(
     connections: usize,
 ) {
     let (port, mut off, _dir) = shop.start_beside(&[]);
-    let arms = |a: &str, b: serde_json::Value| {
-        serde_json::json!([
-            {"id": "control", "weight": 0.5, "policy": {}},
-            {"id": a, "weight": 0.5, "policy": b}
-        ])
-    };
-    let mut shadowed = arms(
-        "more-bought",
-        serde_json::json!({"blend": {"bought_together": 2.0}}),
-    );
-    shadowed.as_array_mut().expect("variants").push(
-        serde_json::json!({"id": "popular", "shadow": true, "policy": {"baseline": "popularity"}}),
-    );
-    publish_ruleset(
-        on.0,
-        &serde_json::json!({"experiments": [
-            {"id": "pdp-a", "status": "running", "placements": ["product"], "hash_attribute": "session_id",
-             "variants": arms("popular", serde_json::json!({"baseline": "popularity"})),
-             "namespace": {"id": "pdp", "range": [0.0, 0.5]}},
-            {"id": "pdp-b", "status": "running", "placements": ["product"], "hash_attribute": "session_id",
-             "variants": shadowed, "namespace": {"id": "pdp", "range": [0.5, 1.0]}},
-            {"id": "offers", "status": "running", "hash_attribute": "session_id", "coverage": 0.5,
-             "variants": arms("no-offers", serde_json::json!({"offers": false}))}
-        ]}),
-    );
+    publish_ruleset(on.0, &experiments_ruleset());
     let p = paired_rounds(on, (port, off.id()), requests, connections);
     let (a, b, ratio, median) = ratios(&p);
     println!(
@@ -839,6 +865,298 @@ fn against_unrecorded(
     let _ = off.wait();
 }
 
+/// One row of the ratio table.
+struct Row {
+    label: String,
+    vitrine: Summary,
+    reference: Summary,
+    /// What the row is measured against.
+    against: String,
+    /// The target for the ratio (`None`: reported only).
+    target: Option<f64>,
+}
+
+/// `count` GET requests of one kind, at random over the demo shop.
+fn requests_of(kind: &str, products: usize, customers: usize, count: usize) -> Vec<Vec<u8>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let product =
+        |rng: &mut rand_chacha::ChaCha8Rng| format!("p{:06}", rng.random_range(1..=products));
+    (0..count)
+        .map(|n| {
+            let session = rng.random_range(1..=50_000);
+            let path = match kind {
+                "home-new" => format!("session_id=new-{n}&placement=home"),
+                "home-known" => format!(
+                    "customer_id=c{:07}&placement=home",
+                    rng.random_range(1..=customers.max(1))
+                ),
+                "cart" => {
+                    let lines: Vec<String> =
+                        (0..5).map(|_| format!("{}:1", product(&mut rng))).collect();
+                    format!(
+                        "session_id=s{session}&placement=cart&cart={}",
+                        lines.join(",")
+                    )
+                }
+                "search" => {
+                    let candidates: Vec<String> = (0..100).map(|_| product(&mut rng)).collect();
+                    format!(
+                        "session_id=s{session}&placement=search&query=pan&candidates={}",
+                        candidates.join(",")
+                    )
+                }
+                _ => format!(
+                    "session_id=s{session}&placement=product&product_id={}",
+                    product(&mut rng)
+                ),
+            };
+            format!("GET /v1/recommend?{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes()
+        })
+        .collect()
+}
+
+/// A profile's bytes copied to the ASCII key `bench:profile`, for the one-GET reference.
+fn profile_copy(url: &str) -> String {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client.get_connection().expect("redis");
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("vitrine:p:*")
+        .query(&mut conn)
+        .expect("KEYS");
+    let key = keys
+        .iter()
+        .find(|k| k.len() == "vitrine:p:".len() + 16)
+        .expect("a profile in Redis");
+    let value: Vec<u8> = redis::cmd("GET").arg(key).query(&mut conn).expect("GET");
+    let _: () = redis::cmd("SET")
+        .arg("bench:profile")
+        .arg(&value)
+        .query(&mut conn)
+        .expect("SET");
+    println!(
+        "  the one-GET reference reads a {} byte profile",
+        value.len()
+    );
+    "bench:profile".to_owned()
+}
+
+/// Every path against the bare handler in one run, and the ratios as a table.
+fn table(shop: &Shop, connections: usize, warmup: u64, seconds: u64) {
+    let mut rows: Vec<Row> = Vec::new();
+    // `LOAD_ONLY=product,home-known`: just those rows (keys: product, home-new,
+    // home-known, cart, search, ruleset, experiments, redis).
+    let only: Option<Vec<String>> = std::env::var("LOAD_ONLY")
+        .ok()
+        .map(|v| v.split(',').map(|k| k.trim().to_owned()).collect());
+    let wanted = |key: &str| only.as_ref().is_none_or(|o| o.iter().any(|k| k == key));
+    let mut measure = |key: &str,
+                       label: &str,
+                       port: u16,
+                       server: u32,
+                       requests: Vec<Vec<u8>>,
+                       redis: Option<(&str, &str)>,
+                       target: Option<f64>|
+     -> f64 {
+        if !wanted(key) {
+            return f64::NAN;
+        }
+        let requests = std::sync::Arc::new(requests);
+        let vitrine = run(port, server, &requests, connections, warmup, seconds);
+        let body = answer_body(port, &requests[0]);
+        let reference = bare_reference(&body, redis, &requests, connections, warmup, seconds);
+        let against = format!(
+            "{}{} byte JSON",
+            if redis.is_some() {
+                "one Redis GET + "
+            } else {
+                ""
+            },
+            body.len()
+        );
+        println!(
+            "  {label}: {:.0} req/s, p99 {:.2} ms; bare {:.0} req/s: {:.2} x",
+            vitrine.rate(),
+            vitrine.p99_ms(),
+            reference.rate(),
+            vitrine.rate() / reference.rate()
+        );
+        let rate = vitrine.rate();
+        rows.push(Row {
+            label: label.to_owned(),
+            vitrine,
+            reference,
+            against,
+            target,
+        });
+        rate
+    };
+    let (products, customers) = (shop.products, shop.customers);
+    let requests = |kind: &str| requests_of(kind, products, customers, 20_000);
+
+    let store = tempfile::tempdir().expect("store dir");
+    let port = free_port();
+    let mut server = shop.start(port, &store.path().join("vitrine.redb"), &[]);
+    let id = server.id();
+    let product = measure(
+        "product",
+        "product, 100k products, random sessions",
+        port,
+        id,
+        requests("product"),
+        None,
+        Some(0.5),
+    );
+    measure(
+        "home-new",
+        "home, new visitors",
+        port,
+        id,
+        requests("home-new"),
+        None,
+        Some(0.6),
+    );
+    measure(
+        "home-known",
+        "home, known demo customers",
+        port,
+        id,
+        requests("home-known"),
+        None,
+        Some(0.4),
+    );
+    measure(
+        "cart",
+        "cart, 5 lines",
+        port,
+        id,
+        requests("cart"),
+        None,
+        None,
+    );
+    measure(
+        "search",
+        "search, 100 candidates",
+        port,
+        id,
+        requests("search"),
+        None,
+        None,
+    );
+    let catalog = demo_catalog(products, customers, shop.events);
+    publish_ruleset(port, &ruleset_gen::large_ruleset(&catalog, false));
+    measure(
+        "ruleset",
+        "product, live ruleset (offers, prices, merchandising)",
+        port,
+        id,
+        requests("product"),
+        None,
+        None,
+    );
+    publish_ruleset(port, &experiments_ruleset());
+    let with = measure(
+        "experiments",
+        "product, decision log + 3 experiments",
+        port,
+        id,
+        requests("product"),
+        None,
+        None,
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+
+    if !wanted("redis") {
+        print_table(&rows, with / product);
+        return;
+    }
+    let redis = redis_server::RedisServer::start();
+    let on_redis = Shop {
+        products: shop.products,
+        customers: shop.customers,
+        events: shop.events,
+        redis: Some(redis.url()),
+        l1_ttl: 1,
+    };
+    let store = tempfile::tempdir().expect("store dir");
+    let port = free_port();
+    let mut server = on_redis.start(port, &store.path().join("vitrine.redb"), &[]);
+    let key = profile_copy(&redis.url());
+    let url = redis.url();
+    measure(
+        "redis",
+        "home, known customers on Redis, L1 missed",
+        port,
+        server.id(),
+        requests("home-known"),
+        Some((&url, &key)),
+        Some(0.6),
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+
+    print_table(&rows, with / product);
+}
+
+/// The rows as a table, and the decision log's and experiments' cost.
+fn print_table(rows: &[Row], experiments: f64) {
+    println!();
+    println!(
+        "| path | Vitrine req/s | p50 ms | p99 ms | p99.9 ms | against | bare req/s | ratio | target |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let ms = |s: &Summary, q: f64| s.hist.value_at_quantile(q) as f64 / 1000.0;
+        let ratio = r.vitrine.rate() / r.reference.rate();
+        println!(
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} | **{:.2}** | {} |",
+            r.label,
+            r.vitrine.rate(),
+            ms(&r.vitrine, 0.5),
+            ms(&r.vitrine, 0.99),
+            ms(&r.vitrine, 0.999),
+            r.against,
+            r.reference.rate(),
+            ratio,
+            match r.target {
+                Some(t) if ratio >= t => format!(">= {t} (met)"),
+                Some(t) => format!(">= {t} (missed by {:.2})", t - ratio),
+                None => String::new(),
+            }
+        );
+    }
+    println!(
+        "\nproduct with the decision log and 3 experiments on: {:.2} x its figure with them off (target >= 0.9)",
+        experiments
+    );
+}
+
+/// Three running experiments, two sharing a namespace, one with a shadow variant.
+fn experiments_ruleset() -> serde_json::Value {
+    let arms = |a: &str, b: serde_json::Value| {
+        serde_json::json!([
+            {"id": "control", "weight": 0.5, "policy": {}},
+            {"id": a, "weight": 0.5, "policy": b}
+        ])
+    };
+    let mut shadowed = arms(
+        "more-bought",
+        serde_json::json!({"blend": {"bought_together": 2.0}}),
+    );
+    shadowed.as_array_mut().expect("variants").push(
+        serde_json::json!({"id": "popular", "shadow": true, "policy": {"baseline": "popularity"}}),
+    );
+    serde_json::json!({"experiments": [
+        {"id": "pdp-a", "status": "running", "placements": ["product"], "hash_attribute": "session_id",
+         "variants": arms("popular", serde_json::json!({"baseline": "popularity"})),
+         "namespace": {"id": "pdp", "range": [0.0, 0.5]}},
+        {"id": "pdp-b", "status": "running", "placements": ["product"], "hash_attribute": "session_id",
+         "variants": shadowed, "namespace": {"id": "pdp", "range": [0.5, 1.0]}},
+        {"id": "offers", "status": "running", "hash_attribute": "session_id", "coverage": 0.5,
+         "variants": arms("no-offers", serde_json::json!({"offers": false}))}
+    ]})
+}
+
 fn main() {
     if let Ok(spec) = std::env::var("LOAD_BARE_SERVE") {
         bare_serve(&spec);
@@ -853,6 +1171,34 @@ fn main() {
     let placement: String = env_or("LOAD_PLACEMENT", "product".to_owned());
     let context: String = env_or("LOAD_CONTEXT", String::new());
 
+    // The default: every path against the bare handler, as a table of ratios.
+    let single = [
+        "LOAD_PLACEMENT",
+        "LOAD_REDIS",
+        "LOAD_RULESET",
+        "LOAD_OUTAGE",
+        "LOAD_STALL",
+        "LOAD_GROWTH",
+        "LOAD_AUDIT",
+        "LOAD_EXPERIMENTS",
+        "LOAD_CONTEXT",
+    ]
+    .iter()
+    .any(|k| std::env::var(k).is_ok());
+    if !single && seconds > 0 {
+        let shop = Shop {
+            products,
+            customers,
+            events,
+            l1_ttl: env_or("LOAD_L1_TTL_MS", 500),
+            redis: None,
+        };
+        println!(
+            "ratio table: {connections} connections, {seconds} s after {warmup} s of warm-up per run; {products} products, {customers} customers, {events} events"
+        );
+        table(&shop, connections, warmup, seconds);
+        return;
+    }
     let port = free_port();
     let store_dir = tempfile::tempdir().expect("store dir");
     let mut redis = (env_or("LOAD_REDIS", 0u8) == 1).then(redis_server::RedisServer::start);

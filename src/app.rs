@@ -125,6 +125,7 @@ impl App {
                 let curation = live_rules.overrides.curation(&catalog);
                 let models =
                     Models::train_curated(&catalog, &interactions, &recommend_settings, &curation);
+                models.prepare_content(&catalog);
                 let seed: Vec<_> = customers
                     .into_iter()
                     .filter_map(|(id, profile)| {
@@ -224,7 +225,7 @@ impl App {
         // The follower's first look relearns what the log holds since the models'
         // training, in the background.
         learning.spawn(Duration::from_millis(settings.events.log_poll_ms));
-        let state = AppState {
+        let state = AppState::new(crate::http::state::Shared {
             banners: Arc::new(Banners::new(&settings.content.banners)),
             permits: Arc::new(Semaphore::new(settings.server.max_concurrency)),
             webhook_permits: Arc::new(Semaphore::new(settings.server.max_concurrency)),
@@ -255,7 +256,7 @@ impl App {
             )),
             pulse: Arc::default(),
             settings: Arc::new(settings),
-        };
+        });
 
         crate::ingest::buffer::spawn_flusher(&state.buffer, &state.store, &state.learning);
         watch_drift(&state);

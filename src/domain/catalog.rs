@@ -323,6 +323,11 @@ impl Catalog {
     }
 
     /// Live products, in index order.
+    /// Whether `idx` is a product of this catalog that is not deleted.
+    pub fn is_live(&self, idx: ProductIdx) -> bool {
+        self.deleted.get(idx as usize).is_some_and(|d| !d)
+    }
+
     pub fn live(&self) -> impl Iterator<Item = ProductIdx> + '_ {
         (0..self.products.len() as ProductIdx).filter(|&i| !self.deleted[i as usize])
     }

@@ -1,4 +1,5 @@
-//! What every handler shares: a cheap clone of `Arc`s, built by [`crate::app::App`].
+//! What every handler shares, built by [`crate::app::App`]: one `Arc`, so the clone
+//! each extractor and middleware takes is one atomic increment, not one per part.
 
 use std::sync::Arc;
 
@@ -16,9 +17,26 @@ use crate::store::{KeyHasher, ProfileStore};
 use super::auth::Keys;
 use crate::ingest::catalog::CatalogService;
 
-/// Shared by every handler: a cheap clone of `Arc`s.
+/// Shared by every handler: one `Arc` to [`Shared`], read through it.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub settings: Arc<Settings>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub store: Arc<dyn ProfileStore>,
@@ -55,7 +73,7 @@ pub struct AppState {
     pub pulse: Arc<super::console::pulse::Pulse>,
 }
 
-impl AppState {
+impl Shared {
     /// Before exit: writes buffered events and queued event-log entries to the store,
     /// until `deadline`. What is still buffered then stays in the journal and is
     /// replayed at the next start.

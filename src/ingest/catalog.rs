@@ -387,8 +387,10 @@ impl CatalogService {
         let next = tokio::task::spawn_blocking(move || {
             let models = crate::recommend::portable::decode(&bytes, &current.catalog)
                 .map_err(CatalogChangeError::Invalid)?;
+            let catalog = current.catalog.edit().build()?;
+            models.prepare_content(&catalog);
             Ok::<_, CatalogChangeError>(Snapshot {
-                catalog: current.catalog.edit().build()?,
+                catalog,
                 models: Arc::new(models),
             })
         })
@@ -472,8 +474,10 @@ impl CatalogService {
                 for i in gone {
                     edit.delete(&catalog.product(i).id);
                 }
+                let catalog = edit.build()?;
+                current.models.prepare_content(&catalog);
                 Ok(Some(Snapshot {
-                    catalog: edit.build()?,
+                    catalog,
                     models: Arc::clone(&current.models),
                 }))
             })
@@ -690,6 +694,7 @@ impl CatalogService {
                     .collect(),
                 deletes: touched.deleted,
             };
+            current.models.prepare_content(&catalog);
             let next = Snapshot {
                 catalog,
                 models: Arc::clone(&current.models),

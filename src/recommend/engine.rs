@@ -146,10 +146,6 @@ pub struct Query<'a> {
 
 // The sources' weights per placement are settings (`recommend.blend`, see
 // `BlendSettings::default` for the tuned defaults).
-/// Neighbours by category and tags kept for a product without co-occurrence, and how
-/// many of its category's trending products are compared with it.
-const CONTENT_NEIGHBOURS: usize = 50;
-const CONTENT_SCAN: usize = 100;
 /// History items whose neighbours are considered, most recent first, each worth `DECAY`
 /// of the next newer; for the session-kNN match, `SESSION_DECAY`.
 const HISTORY_ITEMS: usize = 10;
@@ -227,39 +223,127 @@ impl Pool {
 
     /// Folds duplicates (summing scores, keeping the strongest reason) and ranks. The
     /// pool's contributions stay, by product, for [`Pool::sources`].
-    fn rank(&mut self) -> Vec<Candidate> {
-        self.items.sort_unstable_by_key(|c| c.product);
+    /// Each product once: its contributions summed (in the order they were added), with
+    /// the reason of its largest one. In no particular order. A scratch table per thread,
+    /// indexed by product, finds each product's entry without sorting.
+    fn merge(&self) -> Vec<Candidate> {
         let mut merged: Vec<Candidate> = Vec::with_capacity(self.items.len());
-        for &c in &self.items {
-            match merged.last_mut() {
-                Some(last) if last.product == c.product => {
-                    last.score += c.score;
-                    if c.best > last.best {
-                        last.best = c.best;
-                        last.reason = c.reason;
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let epoch = scratch.next_epoch();
+            for &c in &self.items {
+                let i = c.product as usize;
+                scratch.fit(i + 1);
+                if scratch.stamp[i] == epoch {
+                    let m = &mut merged[scratch.slot[i] as usize];
+                    m.score += c.score;
+                    if c.best > m.best {
+                        m.best = c.best;
+                        m.reason = c.reason;
                     }
+                } else {
+                    scratch.stamp[i] = epoch;
+                    scratch.slot[i] = merged.len() as u32;
+                    merged.push(c);
                 }
-                _ => merged.push(c),
             }
-        }
-        merged.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
+        });
         merged
     }
 
-    /// What each source added to `product`, by source (after [`Pool::rank`]).
+    /// Each product once, best first.
+    fn rank(&self) -> Vec<Candidate> {
+        let mut merged = self.merge();
+        merged.sort_unstable_by(best_first);
+        merged
+    }
+
+    /// What each source added to `product`, by source.
     fn sources(&self, product: ProductIdx) -> Vec<(Reason, f32)> {
-        let from = self.items.partition_point(|c| c.product < product);
         let mut out: Vec<(Reason, f32)> = Vec::new();
-        for c in self.items[from..]
-            .iter()
-            .take_while(|c| c.product == product)
-        {
+        for c in self.items.iter().filter(|c| c.product == product) {
             match out.iter_mut().find(|(r, _)| *r == c.reason) {
                 Some(e) => e.1 += c.score,
                 None => out.push((c.reason, c.score)),
             }
         }
         out
+    }
+}
+
+/// Best score first, then the lower index: a total order, so any sort (or a partial
+/// selection followed by a sort) gives the same sequence.
+fn best_first(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    b.score.total_cmp(&a.score).then(a.product.cmp(&b.product))
+}
+
+/// Per-thread scratch for [`Pool::merge`]: where each product's entry is, valid for the
+/// products stamped with the current epoch (so nothing is cleared between requests).
+#[derive(Default)]
+struct Scratch {
+    slot: Vec<u32>,
+    stamp: Vec<u32>,
+    epoch: u32,
+}
+
+impl Scratch {
+    fn next_epoch(&mut self) -> u32 {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.stamp.fill(0);
+            self.epoch = 1;
+        }
+        self.epoch
+    }
+
+    fn fit(&mut self, len: usize) {
+        if self.stamp.len() < len {
+            self.stamp.resize(len.next_power_of_two(), 0);
+            self.slot.resize(len.next_power_of_two(), 0);
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// Candidates best first, sorted only as far as they are read: a request reads a few
+/// dozen of a few thousand.
+struct Ranked {
+    items: Vec<Candidate>,
+    /// `items[..sorted]` are the best, in order.
+    sorted: usize,
+}
+
+impl Ranked {
+    fn new(items: Vec<Candidate>) -> Self {
+        Self { items, sorted: 0 }
+    }
+
+    /// Sorts the first `n` (the rest stay after them, in no order).
+    fn sort_to(&mut self, n: usize) {
+        let n = n.min(self.items.len());
+        if n <= self.sorted {
+            return;
+        }
+        let rest = &mut self.items[self.sorted..];
+        let k = n - self.sorted;
+        if k < rest.len() {
+            rest.select_nth_unstable_by(k - 1, best_first);
+            rest[..k].sort_unstable_by(best_first);
+        } else {
+            rest.sort_unstable_by(best_first);
+        }
+        self.sorted = n;
+    }
+
+    /// The `i`th best.
+    fn get(&mut self, i: usize) -> Option<Candidate> {
+        if i >= self.sorted {
+            self.sort_to((i + 1).max(2 * self.sorted).max(64));
+        }
+        self.items.get(i).copied()
     }
 }
 
@@ -320,7 +404,8 @@ fn history(pool: &mut Pool, models: &Models, catalog: &Catalog, profile: &Profil
 
 /// Products of `p`'s category, by the share of tags they have in common with it
 /// (Jaccard), then by trend: neighbours for a product no one has bought or viewed with
-/// anything yet. New products are found this way too, so they get shown.
+/// anything yet. New products are found this way too, so they get shown. Read from the
+/// table worked out for this catalog; worked out here only when there is none.
 fn content_neighbours(
     pool: &mut Pool,
     models: &Models,
@@ -328,31 +413,14 @@ fn content_neighbours(
     p: ProductIdx,
     weight: f32,
 ) {
-    let product = catalog.product(p);
-    // The category's most trending products, and those added since training (the
-    // members are in index order, so those are at the end): not the whole category.
-    let trending = models.trending.in_category(product.category);
-    let new = catalog
-        .category_members(product.category)
-        .iter()
-        .rev()
-        .take_while(|&&q| !models.trending.knows(q));
-    let mut scored: Vec<(ProductIdx, f32)> = trending
-        .iter()
-        .take(CONTENT_SCAN)
-        .chain(new)
-        .filter(|&&q| q != p)
-        .map(|&q| {
-            let tags = &catalog.product(q).tags;
-            let shared = tags.iter().filter(|t| product.tags.contains(t)).count() as f32;
-            let union = (tags.len() + product.tags.len()) as f32 - shared;
-            let jaccard = if union > 0.0 { shared / union } else { 0.0 };
-            (q, jaccard + 0.1 * models.trending.score(q))
-        })
-        .collect();
-    scored.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    scored.truncate(CONTENT_NEIGHBOURS);
-    pool.neighbours(&scored, weight, Reason::SimilarItem);
+    match models.content_for(catalog) {
+        Some(table) => pool.neighbours(table.of(p), weight, Reason::SimilarItem),
+        None => pool.neighbours(
+            &super::content::of(&models.trending, catalog, p),
+            weight,
+            Reason::SimilarItem,
+        ),
+    }
 }
 
 /// Shown this many times without a click, a product keeps its score; each further
@@ -371,8 +439,9 @@ fn passed_over(profile: &Profile, catalog: &Catalog, p: ProductIdx) -> f32 {
         .map_or(1.0, |s| ROTATION.powi(i32::from(s.times - FREE_SHOWS)))
 }
 
-/// Demotes products the visitor was shown too often without clicking, and re-sorts.
-fn rotate(ranked: &mut [Candidate], profile: &Profile, catalog: &Catalog) {
+/// Demotes products the visitor was shown too often without clicking (before they are
+/// ranked).
+fn rotate(candidates: &mut [Candidate], profile: &Profile, catalog: &Catalog) {
     let mut passed: Vec<(ProductIdx, f32)> = profile
         .shown
         .iter()
@@ -386,12 +455,11 @@ fn rotate(ranked: &mut [Candidate], profile: &Profile, catalog: &Catalog) {
         return;
     }
     passed.sort_unstable_by_key(|x| x.0);
-    for c in ranked.iter_mut() {
+    for c in candidates.iter_mut() {
         if let Ok(i) = passed.binary_search_by_key(&c.product, |x| x.0) {
             c.score *= passed[i].1;
         }
     }
-    ranked.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
 }
 
 /// The customer's purchases in repeatable categories, most often bought first (ties go
@@ -820,13 +888,14 @@ pub fn recommend_explained(
         );
     }
 
-    let mut ranked = pool.rank();
+    let mut merged = pool.merge();
     if let Some(profile) = profile {
-        rotate(&mut ranked, profile, catalog);
+        rotate(&mut merged, profile, catalog);
     }
-    let considered = ranked
+    let mut ranked = Ranked::new(merged);
+    ranked.sort_to(explain);
+    let considered = ranked.items[..explain.min(ranked.sorted)]
         .iter()
-        .take(explain)
         .map(|c| Considered {
             product: c.product,
             score: c.score,
@@ -837,10 +906,12 @@ pub fn recommend_explained(
         query.policy.max_per_category.of(query.placement),
         query.limit,
     );
-    for c in ranked {
-        if picked.out.len() >= query.limit {
+    let mut next = 0;
+    while picked.out.len() < query.limit {
+        let Some(c) = ranked.get(next) else {
             break;
-        }
+        };
+        next += 1;
         if allowed(c.product) {
             picked.offer(catalog, c.product, c.score, c.reason);
         }

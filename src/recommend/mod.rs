@@ -5,6 +5,7 @@
 //! so that answering a request is a handful of slice reads, a small merge and a sort.
 
 pub mod audience;
+pub mod content;
 pub mod cooccur;
 pub mod curation;
 pub mod engine;

@@ -29,6 +29,9 @@ pub struct Models {
     pub live: super::live::Live,
     /// The training interactions' request features (drift's reference).
     pub mix: super::features::Mix,
+    /// Content neighbours of the products without trained ones, for the catalog they
+    /// were last worked out for ([`Models::prepare_content`]).
+    pub content: arc_swap::ArcSwapOption<super::content::Table>,
 }
 
 impl Models {
@@ -86,7 +89,29 @@ impl Models {
             log_cursor: String::new(),
             live: super::live::Live::new(now, half_life),
             mix: super::features::trained_mix(catalog, interactions),
+            content: arc_swap::ArcSwapOption::empty(),
         }
+    }
+
+    /// Works out the content neighbours for `catalog` (unless they are for it already),
+    /// off the serving path: before the catalog or these models are swapped in.
+    pub fn prepare_content(&self, catalog: &Catalog) {
+        if self.content_for(catalog).is_some() {
+            return;
+        }
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let trained = super::content::Trained {
+            trending: &self.trending,
+            bought: &self.bought,
+            viewed: &self.viewed,
+        };
+        let table = super::content::Table::build(&trained, catalog, threads);
+        self.content.store(Some(std::sync::Arc::new(table)));
+    }
+
+    /// The content neighbours, when they were worked out for `catalog`.
+    pub fn content_for(&self, catalog: &Catalog) -> Option<std::sync::Arc<super::content::Table>> {
+        self.content.load_full().filter(|t| t.fits(catalog))
     }
 
     pub fn memory_bytes(&self) -> usize {

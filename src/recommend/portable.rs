@@ -176,5 +176,6 @@ pub fn decode(bytes: &[u8], catalog: &Catalog) -> Result<Models, String> {
         log_cursor: p.log_cursor,
         live: super::live::Live::new(clock.0, clock.1),
         mix: p.mix,
+        content: arc_swap::ArcSwapOption::empty(),
     })
 }

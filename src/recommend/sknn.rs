@@ -94,8 +94,17 @@ impl SessionIndex {
                 (s, v / len.sqrt())
             })
             .collect();
-        best.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
-        best.truncate(k);
+        // The k best in order: a partial selection, then a sort of those k only (the
+        // order is total, so this is the full sort's first k).
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0));
+        if k == 0 {
+            return;
+        }
+        if best.len() > k {
+            best.select_nth_unstable_by(k - 1, order);
+            best.truncate(k);
+        }
+        best.sort_unstable_by(order);
         for (s, v) in best {
             for &p in self.sessions[s as usize].iter() {
                 out.push((p, v));

@@ -188,3 +188,59 @@ proptest! {
         prop_assert_eq!(answer, again);
     }
 }
+
+/// The content neighbours worked out ahead for a catalog are exactly what a request
+/// would work out itself, for every product that may need them; a catalog of another
+/// version does not take the table.
+#[test]
+fn content_neighbours_worked_out_ahead_are_those_a_request_works_out() {
+    let settings = DemoSettings {
+        products: 3_000,
+        customers: 50,
+        events: 6_000,
+        ..DemoSettings::default()
+    };
+    let demo = demo::generate(&settings, 1_700_000_000).unwrap();
+    let models = Models::train(
+        &demo.catalog,
+        &demo.interactions,
+        &RecommendSettings::default(),
+    );
+    let catalog = &demo.catalog;
+    assert!(models.content_for(catalog).is_none());
+    for threads in [1, 2, 3] {
+        let trained = vitrine::recommend::content::Trained {
+            trending: &models.trending,
+            bought: &models.bought,
+            viewed: &models.viewed,
+        };
+        let table = vitrine::recommend::content::Table::build(&trained, catalog, threads);
+        assert!(table.fits(catalog));
+        let mut cold = 0;
+        for p in catalog.live() {
+            let warm = models.trending.knows(p)
+                && !(models.bought.of(p).is_empty() && models.viewed.of(p).is_empty());
+            if warm {
+                assert!(table.of(p).is_empty());
+            } else {
+                cold += 1;
+                assert_eq!(
+                    table.of(p),
+                    vitrine::recommend::content::of(&models.trending, catalog, p).as_slice()
+                );
+            }
+        }
+        assert!(cold > 100, "the shop has cold products: {cold}");
+    }
+    models.prepare_content(catalog);
+    assert!(models.content_for(catalog).is_some());
+    let other = demo::generate(
+        &DemoSettings {
+            products: 2_999,
+            ..settings
+        },
+        1_700_000_000,
+    )
+    .unwrap();
+    assert!(models.content_for(&other.catalog).is_none());
+}
