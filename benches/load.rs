@@ -4,8 +4,9 @@
 //!
 //! Run: `cargo bench --bench load`. By default it measures every path (product; home for
 //! new visitors and for known customers; a 5-line cart; a search with 100 candidates; a
-//! live ruleset; the decision log with three experiments; known customers on Redis with
-//! the L1 tier missed), each against a bare axum handler answering one of that path's own
+//! live ruleset; known customers on Redis with the L1 tier missed; all with the decision
+//! log off; and the product path again with the log on and three experiments running),
+//! each against a bare axum handler answering one of that path's own
 //! answers byte for byte from memory (for the Redis path, after one Redis GET of a
 //! profile), driven by the same generator in the same run, and prints the ratios as a
 //! table. Setting any of the knobs below that pick one path (`LOAD_PLACEMENT`,
@@ -993,9 +994,11 @@ fn table(shop: &Shop, connections: usize, warmup: u64, seconds: u64) {
     let (products, customers) = (shop.products, shop.customers);
     let requests = |kind: &str| requests_of(kind, products, customers, 20_000);
 
+    // The paths themselves: the decision log off (its cost is a row of its own).
+    let unrecorded = [("VITRINE__AUDIT__ENABLED", "false")];
     let store = tempfile::tempdir().expect("store dir");
     let port = free_port();
-    let mut server = shop.start(port, &store.path().join("vitrine.redb"), &[]);
+    let mut server = shop.start(port, &store.path().join("vitrine.redb"), &unrecorded);
     let id = server.id();
     let product = measure(
         "product",
@@ -1053,6 +1056,13 @@ fn table(shop: &Shop, connections: usize, warmup: u64, seconds: u64) {
         None,
         None,
     );
+    let _ = server.kill();
+    let _ = server.wait();
+    // Every answer recorded (the default), three experiments running.
+    let store = tempfile::tempdir().expect("store dir");
+    let port = free_port();
+    let mut server = shop.start(port, &store.path().join("vitrine.redb"), &[]);
+    let id = server.id();
     publish_ruleset(port, &experiments_ruleset());
     let with = measure(
         "experiments",
@@ -1080,7 +1090,7 @@ fn table(shop: &Shop, connections: usize, warmup: u64, seconds: u64) {
     };
     let store = tempfile::tempdir().expect("store dir");
     let port = free_port();
-    let mut server = on_redis.start(port, &store.path().join("vitrine.redb"), &[]);
+    let mut server = on_redis.start(port, &store.path().join("vitrine.redb"), &unrecorded);
     let key = profile_copy(&redis.url());
     let url = redis.url();
     measure(

@@ -255,6 +255,7 @@ impl App {
                 i64::try_from(settings.console.session_ttl_s).unwrap_or(i64::MAX),
             )),
             pulse: Arc::default(),
+            fragments: Default::default(),
             settings: Arc::new(settings),
         });
 

@@ -71,6 +71,8 @@ pub struct Inputs<'a> {
 #[derive(Clone, Debug)]
 pub struct Item<'a> {
     pub product: &'a Product,
+    /// The product's index in the catalog the answer was decided on.
+    pub index: crate::domain::ProductIdx,
     pub price: Money,
     pub compare_at: Option<Money>,
     /// The price list the price came from (`None`: the catalog price).
@@ -285,6 +287,7 @@ pub fn answer<'a>(
             let price = book.price(p, &catalog.categories()[usize::from(p.category)], 1);
             (price.unit.currency == ctx.session.currency).then(|| Item {
                 product: p,
+                index: s.product,
                 price: price.unit,
                 compare_at: price.compare_at,
                 price_list: price.list,

@@ -10,6 +10,7 @@ pub mod decisions;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod fragments;
 pub mod guard;
 pub mod health;
 pub mod observe;

@@ -461,6 +461,71 @@ struct ExperimentJson<'a> {
     variant: &'a str,
 }
 
+/// What follows the recommendations in an answer, in the order [`AnswerJson`] has it.
+#[derive(Serialize)]
+struct AfterItems<'a> {
+    offers: &'a [crate::decide::promo::Offer],
+    banners: Vec<BannerJson<'a>>,
+    collections: &'a [crate::decide::content::Collection],
+    modules: &'a [String],
+    model_version: &'a str,
+    ruleset_version: &'a str,
+    merchandising: &'a [crate::decide::merch::Effect],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    experiments: Vec<ExperimentJson<'a>>,
+    degraded: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degraded_reason: Option<&'static str>,
+}
+
+/// An answer's JSON as [`AnswerJson`] serializes it, byte for byte, with each
+/// product's escaped strings copied from `fragments` rather than escaped again.
+fn answer_bytes(
+    answer: AnswerJson<'_>,
+    decided: &page::PageAnswer<'_>,
+    fragments: &super::fragments::Fragments,
+    catalog: &crate::domain::Catalog,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(256 + decided.items.len() * 320);
+    out.extend_from_slice(b"{\"placement\":");
+    serde_json::to_writer(&mut out, &answer.placement)?;
+    out.extend_from_slice(b",\"recommendations\":[");
+    for (n, i) in decided.items.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        out.extend_from_slice(fragments.of(catalog, i.index));
+        out.extend_from_slice(b",\"price\":");
+        serde_json::to_writer(&mut out, &i.price)?;
+        if let Some(c) = &i.compare_at {
+            out.extend_from_slice(b",\"compare_at_price\":");
+            serde_json::to_writer(&mut out, c)?;
+        }
+        out.extend_from_slice(b",\"score\":");
+        serde_json::to_writer(&mut out, &i.score)?;
+        out.extend_from_slice(b",\"reason\":");
+        serde_json::to_writer(&mut out, &i.reason)?;
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],");
+    let rest = serde_json::to_vec(&AfterItems {
+        offers: answer.offers,
+        banners: answer.banners,
+        collections: answer.collections,
+        modules: answer.modules,
+        model_version: answer.model_version,
+        ruleset_version: answer.ruleset_version,
+        merchandising: answer.merchandising,
+        experiments: answer.experiments,
+        degraded: answer.degraded,
+        degraded_reason: answer.degraded_reason,
+    })?;
+    // Its fields, without the braces' opening one.
+    out.extend_from_slice(rest.get(1..).unwrap_or_default());
+    Ok(out)
+}
+
 /// The page answer as served (the decision id is written in front of it).
 #[derive(Serialize)]
 struct AnswerJson<'a> {
@@ -635,8 +700,19 @@ pub async fn answer(
         now,
     );
     expose(state, &rules, key, kept_arms, &decided.experiments, now);
-    let body = answer_json(&decided, degraded);
-    let content = serde_json::to_vec(&body).map_err(|e| ApiError::internal(&e))?;
+    let fragments = state.fragments.for_catalog(&snapshot.catalog);
+    let content = answer_bytes(
+        answer_json(&decided, degraded),
+        &decided,
+        &fragments,
+        &snapshot.catalog,
+    )
+    .map_err(|e| ApiError::internal(&e))?;
+    // Written by hand as serde would write it: every answer of the tests checks so.
+    debug_assert_eq!(
+        content,
+        serde_json::to_vec(&answer_json(&decided, degraded)).unwrap_or_default()
+    );
     let ranked = started.elapsed();
     let kept = recording.is_some().then(|| {
         (

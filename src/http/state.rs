@@ -71,6 +71,8 @@ pub struct Shared {
     pub sessions: Arc<super::console::session::Sessions>,
     /// The console's live figures.
     pub pulse: Arc<super::console::pulse::Pulse>,
+    /// Each product's part of an answer, written once per catalog version.
+    pub fragments: super::fragments::Cache,
 }
 
 impl Shared {

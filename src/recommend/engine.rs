@@ -258,13 +258,19 @@ impl Pool {
         merged
     }
 
-    /// What each source added to `product`, by source.
-    fn sources(&self, product: ProductIdx) -> Vec<(Reason, f32)> {
-        let mut out: Vec<(Reason, f32)> = Vec::new();
-        for c in self.items.iter().filter(|c| c.product == product) {
-            match out.iter_mut().find(|(r, _)| *r == c.reason) {
+    /// What each source added to each of `products`, by source (one pass over what was
+    /// added).
+    fn sources(&self, products: &[ProductIdx]) -> Vec<Vec<(Reason, f32)>> {
+        let at: rustc_hash::FxHashMap<ProductIdx, usize> =
+            products.iter().enumerate().map(|(i, &p)| (p, i)).collect();
+        let mut out: Vec<Vec<(Reason, f32)>> = vec![Vec::new(); products.len()];
+        for c in &self.items {
+            let Some(&i) = at.get(&c.product) else {
+                continue;
+            };
+            match out[i].iter_mut().find(|(r, _)| *r == c.reason) {
                 Some(e) => e.1 += c.score,
-                None => out.push((c.reason, c.score)),
+                None => out[i].push((c.reason, c.score)),
             }
         }
         out
@@ -894,12 +900,15 @@ pub fn recommend_explained(
     }
     let mut ranked = Ranked::new(merged);
     ranked.sort_to(explain);
-    let considered = ranked.items[..explain.min(ranked.sorted)]
+    let explained = &ranked.items[..explain.min(ranked.sorted)];
+    let products: Vec<ProductIdx> = explained.iter().map(|c| c.product).collect();
+    let considered = explained
         .iter()
-        .map(|c| Considered {
+        .zip(pool.sources(&products))
+        .map(|(c, sources)| Considered {
             product: c.product,
             score: c.score,
-            sources: pool.sources(c.product),
+            sources,
         })
         .collect();
     let mut picked = Picked::new(
