@@ -461,16 +461,20 @@ struct ExperimentJson<'a> {
     variant: &'a str,
 }
 
-/// What follows the recommendations in an answer, in the order [`AnswerJson`] has it.
+/// What follows the recommendations in an answer.
 #[derive(Serialize)]
 struct AfterItems<'a> {
     offers: &'a [crate::decide::promo::Offer],
     banners: Vec<BannerJson<'a>>,
+    /// Featured collections for the page, from the ruleset's content.
     collections: &'a [crate::decide::content::Collection],
+    /// The page's module order from the ruleset's content (empty: the storefront's own).
     modules: &'a [String],
     model_version: &'a str,
     ruleset_version: &'a str,
+    /// What merchandising rules changed in this answer.
     merchandising: &'a [crate::decide::merch::Effect],
+    /// The experiment arms served (none: the field is left out).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     experiments: Vec<ExperimentJson<'a>>,
     degraded: bool,
@@ -478,17 +482,18 @@ struct AfterItems<'a> {
     degraded_reason: Option<&'static str>,
 }
 
-/// An answer's JSON as [`AnswerJson`] serializes it, byte for byte, with each
-/// product's escaped strings copied from `fragments` rather than escaped again.
+/// An answer's JSON as [`AnswerJson`] serializes it, byte for byte (the recommendations,
+/// then `rest`), with each product's escaped strings copied from `fragments` rather
+/// than escaped again.
 fn answer_bytes(
-    answer: AnswerJson<'_>,
+    rest: &AfterItems<'_>,
     decided: &page::PageAnswer<'_>,
     fragments: &super::fragments::Fragments,
     catalog: &crate::domain::Catalog,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::with_capacity(256 + decided.items.len() * 320);
     out.extend_from_slice(b"{\"placement\":");
-    serde_json::to_writer(&mut out, &answer.placement)?;
+    serde_json::to_writer(&mut out, &decided.placement)?;
     out.extend_from_slice(b",\"recommendations\":[");
     for (n, i) in decided.items.iter().enumerate() {
         if n > 0 {
@@ -509,18 +514,7 @@ fn answer_bytes(
         out.push(b'}');
     }
     out.extend_from_slice(b"],");
-    let rest = serde_json::to_vec(&AfterItems {
-        offers: answer.offers,
-        banners: answer.banners,
-        collections: answer.collections,
-        modules: answer.modules,
-        model_version: answer.model_version,
-        ruleset_version: answer.ruleset_version,
-        merchandising: answer.merchandising,
-        experiments: answer.experiments,
-        degraded: answer.degraded,
-        degraded_reason: answer.degraded_reason,
-    })?;
+    let rest = serde_json::to_vec(rest)?;
     // Its fields, without the braces' opening one.
     out.extend_from_slice(rest.get(1..).unwrap_or_default());
     Ok(out)
@@ -531,22 +525,8 @@ fn answer_bytes(
 struct AnswerJson<'a> {
     placement: Placement,
     recommendations: Vec<ItemJson<'a>>,
-    offers: &'a [crate::decide::promo::Offer],
-    banners: Vec<BannerJson<'a>>,
-    /// Featured collections for the page, from the ruleset's content.
-    collections: &'a [crate::decide::content::Collection],
-    /// The page's module order from the ruleset's content (empty: the storefront's own).
-    modules: &'a [String],
-    model_version: &'a str,
-    ruleset_version: &'a str,
-    /// What merchandising rules changed in this answer.
-    merchandising: &'a [crate::decide::merch::Effect],
-    /// The experiment arms served (none: the field is left out).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    experiments: Vec<ExperimentJson<'a>>,
-    degraded: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    degraded_reason: Option<&'static str>,
+    #[serde(flatten)]
+    rest: AfterItems<'a>,
 }
 
 /// What the storefront would get for `request`, for a visitor with `profile`, under
@@ -593,6 +573,16 @@ fn answer_json<'a>(
     AnswerJson {
         placement: decided.placement,
         recommendations: decided.items.iter().map(ItemJson::from).collect(),
+        rest: after_items(decided, degraded),
+    }
+}
+
+/// What an answer says after its recommendations.
+fn after_items<'a>(
+    decided: &'a page::PageAnswer<'a>,
+    degraded: Option<Degraded>,
+) -> AfterItems<'a> {
+    AfterItems {
         offers: &decided.offers,
         banners: decided
             .banners
@@ -702,7 +692,7 @@ pub async fn answer(
     expose(state, &rules, key, kept_arms, &decided.experiments, now);
     let fragments = state.fragments.for_catalog(&snapshot.catalog);
     let content = answer_bytes(
-        answer_json(&decided, degraded),
+        &after_items(&decided, degraded),
         &decided,
         &fragments,
         &snapshot.catalog,
