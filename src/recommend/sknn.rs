@@ -6,6 +6,35 @@ use rustc_hash::FxHashMap;
 
 use crate::domain::{Interaction, InteractionKind, ProductIdx};
 
+/// Per-thread scratch for [`SessionIndex::score`]: where each session's entry is, valid
+/// for the sessions stamped with the current epoch.
+#[derive(Default)]
+struct Scratch {
+    slot: Vec<u32>,
+    stamp: Vec<u32>,
+    epoch: u32,
+}
+
+impl Scratch {
+    /// A new epoch, with room for `sessions` sessions.
+    fn next_epoch(&mut self, sessions: usize) -> u32 {
+        if self.stamp.len() < sessions {
+            self.stamp.resize(sessions, 0);
+            self.slot.resize(sessions, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.stamp.fill(0);
+            self.epoch = 1;
+        }
+        self.epoch
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
 pub struct SessionIndex {
     /// Each past session's distinct items.
     sessions: Vec<Box<[ProductIdx]>>,
@@ -77,23 +106,32 @@ impl SessionIndex {
         k: usize,
         out: &mut Vec<(ProductIdx, f32)>,
     ) {
-        let mut sim: FxHashMap<u32, f32> =
-            FxHashMap::with_capacity_and_hasher(current.len() * sample, Default::default());
-        for &(p, w) in current {
-            let Some(list) = self.by_item.get(p as usize) else {
-                continue;
-            };
-            for &s in list.iter().rev().take(sample) {
-                *sim.entry(s).or_insert(0.0) += w;
+        // Each touched session's similarity, summed in a per-thread scratch table indexed
+        // by session (no hashing; nothing is cleared between requests).
+        let mut best: Vec<(u32, f32)> = Vec::with_capacity(current.len() * sample);
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let epoch = scratch.next_epoch(self.sessions.len());
+            for &(p, w) in current {
+                let Some(list) = self.by_item.get(p as usize) else {
+                    continue;
+                };
+                for &s in list.iter().rev().take(sample) {
+                    let i = s as usize;
+                    if scratch.stamp[i] == epoch {
+                        best[scratch.slot[i] as usize].1 += w;
+                    } else {
+                        scratch.stamp[i] = epoch;
+                        scratch.slot[i] = best.len() as u32;
+                        best.push((s, w));
+                    }
+                }
             }
+        });
+        for (s, v) in &mut best {
+            let len = self.sessions[*s as usize].len() as f32;
+            *v /= len.sqrt();
         }
-        let mut best: Vec<(u32, f32)> = sim
-            .into_iter()
-            .map(|(s, v)| {
-                let len = self.sessions[s as usize].len() as f32;
-                (s, v / len.sqrt())
-            })
-            .collect();
         // The k best in order: a partial selection, then a sort of those k only (the
         // order is total, so this is the full sort's first k).
         let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0));
