@@ -73,6 +73,22 @@ pub struct Change {
     pub after: serde_json::Value,
 }
 
+impl Change {
+    /// `who`'s change at `at`; its versions are filled in when it is published, the
+    /// part changed (before and after) is left out unless set.
+    pub fn new(at: i64, who: &str, what: impl Into<String>) -> Self {
+        Self {
+            at,
+            who: who.to_owned(),
+            what: what.into(),
+            from_version: None,
+            to_version: String::new(),
+            before: serde_json::Value::Null,
+            after: serde_json::Value::Null,
+        }
+    }
+}
+
 /// The version a store pointer names, as a publish expects it (`none` is no ruleset).
 fn stored_version(version: &str) -> Option<&str> {
     (version != Ruleset::empty().version).then_some(version)
@@ -113,35 +129,12 @@ impl LiveRules {
         ruleset::compile(document)
     }
 
-    /// Validates, stores and makes live; returns the new version.
-    pub async fn publish(
-        &self,
-        document: &serde_json::Value,
-        now: i64,
-    ) -> Result<Arc<Ruleset>, PublishError> {
-        let compiled = ruleset::compile(document).map_err(PublishError::Invalid)?;
-        self.publish_compiled(compiled, document, now).await
-    }
-
-    /// Stores a document compiled by the caller and makes it live.
-    pub async fn publish_compiled(
-        &self,
-        compiled: Ruleset,
-        document: &serde_json::Value,
-        now: i64,
-    ) -> Result<Arc<Ruleset>, PublishError> {
-        let compiled = Arc::new(compiled);
-        let bytes = serde_json::to_vec(document).map_err(|e| StoreError::Codec(e.to_string()))?;
-        let _turn = self.turn.lock().await;
-        self.store
-            .publish_ruleset(&compiled.version, &bytes, now)
-            .await?;
-        self.current.store(compiled.clone());
+    /// Serves `compiled` from now on: a ruleset that compiles here ends any problem.
+    fn serve(&self, compiled: Arc<Ruleset>) {
+        self.current.store(compiled);
         self.refused.store(None);
         self.problem.store(None);
         metrics::gauge!("vitrine_ruleset_unusable").set(0.0);
-        tracing::info!(ruleset_version = %compiled.version, "ruleset published");
-        Ok(compiled)
     }
 
     /// Publishes a compiled document only while `expected` is still the live version
@@ -173,10 +166,7 @@ impl LiveRules {
         {
             return Err(PublishError::Moved(self.store.live_ruleset().await?));
         }
-        self.current.store(compiled.clone());
-        self.refused.store(None);
-        self.problem.store(None);
-        metrics::gauge!("vitrine_ruleset_unusable").set(0.0);
+        self.serve(compiled.clone());
         tracing::info!(ruleset_version = %compiled.version, who = %change.who, what = %change.what, "ruleset published");
         Ok(compiled)
     }
@@ -194,15 +184,7 @@ impl LiveRules {
         loop {
             let live = self.store.live_ruleset().await?;
             let expected = live.unwrap_or_else(|| Ruleset::empty().version);
-            let change = Change {
-                at: now,
-                who: who.to_owned(),
-                what: "published a ruleset".into(),
-                from_version: None,
-                to_version: String::new(),
-                before: serde_json::Value::Null,
-                after: serde_json::Value::Null,
-            };
+            let change = Change::new(now, who, "published a ruleset");
             match self
                 .publish_change(compiled.clone(), document, &expected, change)
                 .await
@@ -234,13 +216,9 @@ impl LiveRules {
         let from = self.store.live_ruleset().await?;
         let rules = self.rollback(version).await?;
         let change = Change {
-            at: now,
-            who: who.to_owned(),
-            what: format!("rolled back to {}", rules.version),
             from_version: from,
             to_version: rules.version.clone(),
-            before: serde_json::Value::Null,
-            after: serde_json::Value::Null,
+            ..Change::new(now, who, format!("rolled back to {}", rules.version))
         };
         let entry = serde_json::to_vec(&change).map_err(|e| StoreError::Codec(e.to_string()))?;
         self.store.append_change(&entry).await?;
@@ -371,10 +349,7 @@ impl LiveRules {
         let _turn = self.turn.lock().await;
         match self.fetch(&live).await {
             Ok(compiled) => {
-                self.current.store(compiled);
-                self.refused.store(None);
-                self.problem.store(None);
-                metrics::gauge!("vitrine_ruleset_unusable").set(0.0);
+                self.serve(compiled);
                 tracing::info!(ruleset_version = %live, "ruleset swapped in");
                 Ok(true)
             }

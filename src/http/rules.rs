@@ -125,15 +125,7 @@ async fn publish(
         .map(|v| v.trim().trim_matches('"').to_owned());
     let rules = match expected {
         Some(expected) => {
-            let change = crate::decide::live::Change {
-                at: now,
-                who,
-                what: "published a ruleset".into(),
-                from_version: None,
-                to_version: String::new(),
-                before: Value::Null,
-                after: Value::Null,
-            };
+            let change = crate::decide::live::Change::new(now, &who, "published a ruleset");
             state
                 .rules
                 .publish_change(compiled, &document, &expected, change)

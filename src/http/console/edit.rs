@@ -66,13 +66,9 @@ pub(super) async fn edit_live(
             )
         })?;
         let change = Change {
-            at: now(),
-            who: who.to_owned(),
-            what: edited.what,
-            from_version: None,
-            to_version: String::new(),
             before: edited.before,
             after: edited.after,
+            ..Change::new(now(), who, edited.what)
         };
         match state
             .rules

@@ -266,15 +266,7 @@ pub(super) async fn draft(
         ));
         return render(&page);
     }
-    let change = Change {
-        at: now(),
-        who: session.label.clone(),
-        what: "published a draft".into(),
-        from_version: None,
-        to_version: String::new(),
-        before: Value::Null,
-        after: Value::Null,
-    };
+    let change = Change::new(now(), &session.label, "published a draft");
     match state
         .rules
         .publish_change(compiled, &doc, form.base.trim(), change)
