@@ -224,27 +224,27 @@ impl Pool {
     /// Folds duplicates (summing scores, keeping the strongest reason) and ranks. The
     /// pool's contributions stay, by product, for [`Pool::sources`].
     /// Each product once: its contributions summed (in the order they were added), with
-    /// the reason of its largest one. In no particular order. A scratch table per thread,
-    /// indexed by product, finds each product's entry without sorting.
+    /// the reason of its largest one. In no particular order. Slots per thread, indexed
+    /// by product, find each product's entry without sorting.
     fn merge(&self) -> Vec<Candidate> {
         let mut merged: Vec<Candidate> = Vec::with_capacity(self.items.len());
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let epoch = scratch.next_epoch();
+        SLOTS.with(|slots| {
+            let mut slots = slots.borrow_mut();
+            slots.begin(0);
             for &c in &self.items {
-                let i = c.product as usize;
-                scratch.fit(i + 1);
-                if scratch.stamp[i] == epoch {
-                    let m = &mut merged[scratch.slot[i] as usize];
-                    m.score += c.score;
-                    if c.best > m.best {
-                        m.best = c.best;
-                        m.reason = c.reason;
+                match slots.get(c.product as usize) {
+                    Some(at) => {
+                        let m = &mut merged[at];
+                        m.score += c.score;
+                        if c.best > m.best {
+                            m.best = c.best;
+                            m.reason = c.reason;
+                        }
                     }
-                } else {
-                    scratch.stamp[i] = epoch;
-                    scratch.slot[i] = merged.len() as u32;
-                    merged.push(c);
+                    None => {
+                        slots.set(c.product as usize, merged.len());
+                        merged.push(c);
+                    }
                 }
             }
         });
@@ -283,35 +283,9 @@ fn best_first(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
     b.score.total_cmp(&a.score).then(a.product.cmp(&b.product))
 }
 
-/// Per-thread scratch for [`Pool::merge`]: where each product's entry is, valid for the
-/// products stamped with the current epoch (so nothing is cleared between requests).
-#[derive(Default)]
-struct Scratch {
-    slot: Vec<u32>,
-    stamp: Vec<u32>,
-    epoch: u32,
-}
-
-impl Scratch {
-    fn next_epoch(&mut self) -> u32 {
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.stamp.fill(0);
-            self.epoch = 1;
-        }
-        self.epoch
-    }
-
-    fn fit(&mut self, len: usize) {
-        if self.stamp.len() < len {
-            self.stamp.resize(len.next_power_of_two(), 0);
-            self.slot.resize(len.next_power_of_two(), 0);
-        }
-    }
-}
-
 thread_local! {
-    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+    /// Where each product's entry is in [`Pool::merge`].
+    static SLOTS: std::cell::RefCell<super::slots::Slots> = std::cell::RefCell::default();
 }
 
 /// Candidates best first, sorted only as far as they are read: a request reads a few

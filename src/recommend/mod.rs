@@ -16,6 +16,7 @@ pub mod portable;
 pub mod reads;
 pub mod review;
 pub mod sknn;
+pub mod slots;
 pub mod trending;
 
 use std::sync::Arc;

@@ -6,33 +6,9 @@ use rustc_hash::FxHashMap;
 
 use crate::domain::{Interaction, InteractionKind, ProductIdx};
 
-/// Per-thread scratch for [`SessionIndex::score`]: where each session's entry is, valid
-/// for the sessions stamped with the current epoch.
-#[derive(Default)]
-struct Scratch {
-    slot: Vec<u32>,
-    stamp: Vec<u32>,
-    epoch: u32,
-}
-
-impl Scratch {
-    /// A new epoch, with room for `sessions` sessions.
-    fn next_epoch(&mut self, sessions: usize) -> u32 {
-        if self.stamp.len() < sessions {
-            self.stamp.resize(sessions, 0);
-            self.slot.resize(sessions, 0);
-        }
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.stamp.fill(0);
-            self.epoch = 1;
-        }
-        self.epoch
-    }
-}
-
 thread_local! {
-    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+    /// Where each session's entry is in [`SessionIndex::score`].
+    static SLOTS: std::cell::RefCell<super::slots::Slots> = std::cell::RefCell::default();
 }
 
 pub struct SessionIndex {
@@ -106,24 +82,23 @@ impl SessionIndex {
         k: usize,
         out: &mut Vec<(ProductIdx, f32)>,
     ) {
-        // Each touched session's similarity, summed in a per-thread scratch table indexed
-        // by session (no hashing; nothing is cleared between requests).
+        // Each touched session's similarity, summed through slots per thread indexed by
+        // session (no hashing; nothing is cleared between requests).
         let mut best: Vec<(u32, f32)> = Vec::with_capacity(current.len() * sample);
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let epoch = scratch.next_epoch(self.sessions.len());
+        SLOTS.with(|slots| {
+            let mut slots = slots.borrow_mut();
+            slots.begin(self.sessions.len());
             for &(p, w) in current {
                 let Some(list) = self.by_item.get(p as usize) else {
                     continue;
                 };
                 for &s in list.iter().rev().take(sample) {
-                    let i = s as usize;
-                    if scratch.stamp[i] == epoch {
-                        best[scratch.slot[i] as usize].1 += w;
-                    } else {
-                        scratch.stamp[i] = epoch;
-                        scratch.slot[i] = best.len() as u32;
-                        best.push((s, w));
+                    match slots.get(s as usize) {
+                        Some(at) => best[at].1 += w,
+                        None => {
+                            slots.set(s as usize, best.len());
+                            best.push((s, w));
+                        }
                     }
                 }
             }
