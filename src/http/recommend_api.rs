@@ -95,25 +95,7 @@ impl GetParams {
     fn into_raw(self) -> Result<RawRequest, ApiError> {
         let cart = match self.cart.as_deref() {
             None | Some("") => None,
-            Some(s) => Some(
-                s.split(',')
-                    .map(|line| {
-                        let (id, qty) = match line.rsplit_once(':') {
-                            Some((id, q)) => (
-                                id,
-                                Some(q.parse::<i64>().map_err(|_| {
-                                    invalid_cart("a cart quantity is not a whole number")
-                                })?),
-                            ),
-                            None => (line, None),
-                        };
-                        Ok(RawCartLine {
-                            product_id: id.to_owned(),
-                            quantity: qty,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, ApiError>>()?,
-            ),
+            Some(s) => Some(cart_param(s)?),
         };
         let context = RawPageContext {
             country: self.country,
@@ -140,6 +122,28 @@ impl GetParams {
             context: Some(context),
         })
     }
+}
+
+/// The `cart` query parameter, `id:qty,id:qty` (a line without `:qty` is one unit).
+pub fn cart_param(s: &str) -> Result<Vec<RawCartLine>, ApiError> {
+    s.split(',')
+        .map(|line| {
+            let (id, qty) = match line.rsplit_once(':') {
+                Some((id, q)) => (
+                    id,
+                    Some(
+                        q.parse::<i64>()
+                            .map_err(|_| invalid_cart("a cart quantity is not a whole number"))?,
+                    ),
+                ),
+                None => (line, None),
+            };
+            Ok(RawCartLine {
+                product_id: id.to_owned(),
+                quantity: qty,
+            })
+        })
+        .collect()
 }
 
 /// A validated request.

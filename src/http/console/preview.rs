@@ -17,11 +17,11 @@ use super::answer::AnswerView;
 use super::{Chrome, checked_post, chrome, render, signed_in};
 use crate::decide::live::LiveRules;
 use crate::domain::{Placement, Profile, RawPageContext, VisitorKey};
-use crate::http::recommend_api::{RawCartLine, RawRequest};
+use crate::http::recommend_api::RawRequest;
 use crate::http::state::AppState;
 
 /// The session a made-up visitor is previewed as.
-const MADE_UP_SESSION: &str = "console-preview";
+pub(super) const MADE_UP_SESSION: &str = "console-preview";
 
 /// The preview form, as GET parameters or a POST body (the draft only by POST).
 #[derive(Debug, Default, Deserialize)]
@@ -103,24 +103,15 @@ impl PreviewForm {
         &self,
         default_limit: u32,
     ) -> Result<crate::http::recommend_api::RecommendRequest, String> {
-        let cart = list(&self.cart)
-            .into_iter()
-            .map(|line| {
-                let (id, qty) = match line.rsplit_once(':') {
-                    Some((id, q)) => (
-                        id.trim().to_owned(),
-                        Some(q.trim().parse::<i64>().map_err(|_| {
-                            format!("The cart line {line:?}: a quantity is a whole number.")
-                        })?),
-                    ),
-                    None => (line, None),
-                };
-                Ok(RawCartLine {
-                    product_id: id,
-                    quantity: qty,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        // As the GET parameter, without the spaces people type (ids and quantities have
+        // none) or empty lines.
+        let lines = list(&self.cart.split_whitespace().collect::<String>());
+        let cart = if lines.is_empty() {
+            Vec::new()
+        } else {
+            crate::http::recommend_api::cart_param(&lines.join(","))
+                .map_err(|e| e.message.to_string())?
+        };
         let raw = RawRequest {
             customer_id: if self.made_up() {
                 None

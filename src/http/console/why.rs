@@ -144,7 +144,7 @@ pub(super) async fn page(
     ];
     for (placement, how, product_id, category, cart) in asks {
         let raw = RawRequest {
-            session_id: Some("console-preview".into()),
+            session_id: Some(super::preview::MADE_UP_SESSION.into()),
             placement: Some(placement.as_str().into()),
             product_id,
             category,
