@@ -5,6 +5,11 @@
 //! Run: `cargo bench --bench profiles`. Knobs: `PROFILES_EVENTS` (200000),
 //! `PROFILES_CUSTOMERS` (50000), `PROFILES_MEMORY_COUNT` (1000000), `PROFILES_CONCURRENCY` (8).
 
+/// The allocator the server runs with (`src/main.rs`), so that the figure is the
+/// server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The same private `redis-server` the tests use (free port, ready when it answers PING).
 #[path = "../tests/api/common/redis.rs"]
 mod redis_server;
@@ -155,9 +160,10 @@ fn main() {
             .await
             .expect("get")
             .expect("profile");
-        println!("  a sampled profile after ingestion: {} views, {} orders", sample.recently_viewed.len(), sample.orders_count);
-        // What the ingested profiles take in Redis, with the op ids each remembers for the
-        // idempotency window (a sorted set beside the profile).
+        println!("  a sampled profile after ingestion: {} views, {} orders, {} purchased, {} ops, first seen {}", sample.recently_viewed.len(), sample.orders_count, sample.purchased.len(), sample.applied.len(), sample.first_seen);
+        // What the ingested profiles take in Redis, with the op fingerprints fallen off
+        // each profile's ring within the idempotency window (a sorted set beside the
+        // profile, only once the ring is full).
         let ops_bytes = {
             let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}/0"))
                 .expect("client")
@@ -171,7 +177,7 @@ fn main() {
                         .key(&VisitorKey::Customer(VisitorId::parse("c1").expect("id")))
                         .as_bytes(),
                 );
-                k.extend_from_slice(b":o");
+                k.extend_from_slice(b":f");
                 k
             };
             let n: i64 = redis::cmd("MEMORY")
@@ -183,7 +189,7 @@ fn main() {
             n
         };
         println!(
-            "  Redis memory after ingestion: {:.0} bytes per customer ({} events each), of which the sampled customer's op ids take {ops_bytes} bytes",
+            "  Redis memory after ingestion: {:.0} bytes per customer ({} events each), of which the sampled customer's set of ops fallen off its ring takes {ops_bytes} bytes",
             (used_memory(port) - memory_before) as f64 / customers as f64,
             events_n / customers
         );

@@ -9,10 +9,15 @@
 //! read; on a conflict the ops are re-applied to the fresh profile. Equal bytes are an
 //! equal profile, so the comparison is exact without a version counter. Two replicas
 //! updating one profile at once therefore never lose an update, and no lock is ever
-//! held in Redis. Beside each profile, `{prefix}p:<hash>:o` is a sorted set of the op
-//! ids applied to it (8 bytes each), scored by when each may be forgotten: read with
-//! the profile in one round trip, written by the same script that writes the profile,
-//! pruned on every write and expiring with the window. Erasing a profile deletes both.
+//! held in Redis. A profile remembers the ops applied to it in its own ring (the last
+//! [`APPLIED_WINDOW`]); the ones that fall off the ring within the op window go to
+//! `{prefix}p:<hash>:f` beside it, a sorted set of their 4-byte fingerprints scored by
+//! when each may be forgotten, written by the same script that writes the profile,
+//! pruned now and then and expiring with the window. Most profiles never fill their
+//! ring, so they have no set, and an apply to one is a GET and the script; the set is
+//! read only for a profile whose ring is full. (`{prefix}p:<hash>:o`, the 8-byte op ids
+//! of every op that earlier versions kept, is read as well until it expires.) Erasing a
+//! profile deletes all three.
 //!
 //! The catalog lives in `{prefix}catalog:products` (a hash of product id -> MessagePack
 //! record), `{prefix}catalog:stock` (product id -> level) and `{prefix}catalog:version`
@@ -37,25 +42,34 @@ use super::{
 };
 use crate::domain::Profile;
 use crate::domain::catalog::ProductRecord;
-use crate::domain::profile::ProfileOp;
+use crate::domain::profile::{APPLIED_WINDOW, ProfileOp, fingerprint};
 use crate::domain::time::unix_now;
 
-/// KEYS: the profile, its applied ops; ARGV: the value read, the new value, the
-/// profile's TTL (ms), now (s), when the new ops may be forgotten (s), the window (ms),
-/// then the new op ids. Writes nothing (0) when the profile changed since it was read or
-/// one of the ops was applied meanwhile.
+/// KEYS: the profile, the fingerprints of ops fallen off its ring; ARGV: the value
+/// read, the new value, the profile's TTL (ms), now (s), when the fallen ops may be
+/// forgotten (s), the window (ms), whether to drop forgotten ones now (`1`), then the
+/// fingerprints that fell off the ring. Writes nothing (0) when the profile changed
+/// since it was read. Only this script writes either key, in one step, and every write
+/// changes the value (its ring), so an unchanged value means that what was read of the
+/// set beside it still holds.
 const CAS: &str = r"
 local current = redis.call('GET', KEYS[1])
 if (current or '') ~= ARGV[1] then return 0 end
-local now = tonumber(ARGV[4])
-for i = 7, #ARGV do
-  local s = redis.call('ZSCORE', KEYS[2], ARGV[i])
-  if s and tonumber(s) >= now then return 0 end
-end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-if #ARGV >= 7 then
-  for i = 7, #ARGV do redis.call('ZADD', KEYS[2], ARGV[5], ARGV[i]) end
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
+if #ARGV >= 8 then
+  local members = {}
+  for i = 8, #ARGV do
+    members[#members + 1] = ARGV[5]
+    members[#members + 1] = ARGV[i]
+    if #members >= 200 then
+      redis.call('ZADD', KEYS[2], unpack(members))
+      members = {}
+    end
+  end
+  if #members > 0 then redis.call('ZADD', KEYS[2], unpack(members)) end
+  if ARGV[7] == '1' then
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
+  end
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
 end
 return 1
@@ -237,39 +251,42 @@ impl RedisStore {
         k
     }
 
-    /// `{prefix}p:<hash>:o`: the op ids applied to the profile.
-    fn ops_key(&self, key: &ProfileKey) -> Vec<u8> {
+    /// `{prefix}p:<hash>:<suffix>`: a set beside the profile (`f`: fingerprints of ops
+    /// fallen off its ring; `o`: op ids, as earlier versions kept them).
+    fn beside(&self, key: &ProfileKey, suffix: u8) -> Vec<u8> {
         let mut k = self.redis_key(key);
-        k.extend_from_slice(b":o");
+        k.extend_from_slice(&[b':', suffix]);
         k
     }
 
-    /// The stored bytes, the profile they encode, and for each op id whether it was
-    /// applied within the window: one round trip.
-    async fn read_for_apply(
+    /// For each op, whether it fell off the profile's ring within the window: one
+    /// round trip, for a profile whose ring is full.
+    async fn fallen(
         &self,
-        key: &[u8],
-        ops_key: &[u8],
-        ids: &[[u8; 8]],
+        key: &ProfileKey,
+        ops: &[ProfileOp],
         now: i64,
-    ) -> Result<(Vec<u8>, Option<Profile>, Vec<bool>), StoreError> {
+    ) -> Result<Vec<bool>, StoreError> {
         let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(key);
-        pipe.cmd("ZMSCORE").arg(ops_key);
-        for id in ids {
-            pipe.arg(id.as_slice());
+        pipe.cmd("ZMSCORE").arg(self.beside(key, b'f'));
+        for op in ops {
+            pipe.arg(&fingerprint(op.id()).to_le_bytes()[..]);
+        }
+        pipe.cmd("ZMSCORE").arg(self.beside(key, b'o'));
+        for op in ops {
+            pipe.arg(&op.id().to_le_bytes()[..]);
         }
         let mut conn = self.conn.clone();
-        let (value, scores): (Option<Vec<u8>>, Vec<Option<f64>>) = pipe
+        let (fallen, ids): (Vec<Option<f64>>, Vec<Option<f64>>) = pipe
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
-        let profile = value.as_deref().map(codec::decode).transpose()?;
-        let remembered = scores
+        let live = |s: &Option<f64>| s.is_some_and(|until| until >= now as f64);
+        Ok(fallen
             .iter()
-            .map(|s| s.is_some_and(|until| until >= now as f64))
-            .collect();
-        Ok((value.unwrap_or_default(), profile, remembered))
+            .zip(&ids)
+            .map(|(f, o)| live(f) || live(o))
+            .collect())
     }
 
     /// The stored bytes (empty when there is none) and the profile they encode.
@@ -283,6 +300,21 @@ impl RedisStore {
         let profile = value.as_deref().map(codec::decode).transpose()?;
         Ok((value.unwrap_or_default(), profile))
     }
+}
+
+/// The fingerprints that fell off a ring: those before the ring's new first one.
+fn fell_off<'a>(before: &'a [u32], after: &[u32]) -> &'a [u32] {
+    let kept = after
+        .first()
+        .and_then(|first| before.iter().position(|f| f == first))
+        .unwrap_or(before.len());
+    &before[..kept]
+}
+
+/// Whether an apply drops forgotten fingerprints: about one apply in eight that adds
+/// some (by their random bits, so replicas need not agree on a count).
+fn trim_now(fallen: &[u32]) -> u8 {
+    u8::from(fallen.iter().any(|f| f & 7 == 0))
 }
 
 impl RedisStore {
@@ -1420,8 +1452,6 @@ impl ProfileStore for RedisStore {
 
     async fn apply(&self, key: &ProfileKey, ops: &[ProfileOp]) -> Result<Applied, StoreError> {
         let rkey = self.redis_key(key);
-        let okey = self.ops_key(key);
-        let ids: Vec<[u8; 8]> = ops.iter().map(|op| op.id().to_le_bytes()).collect();
         let _turn = self.stripes[usize::from(key.as_bytes()[0]) % STRIPES]
             .lock()
             .await;
@@ -1433,8 +1463,16 @@ impl ProfileStore for RedisStore {
                     .await;
             }
             let now = unix_now();
-            let (read, current, remembered) = self.read_for_apply(&rkey, &okey, &ids, now).await?;
+            let (read, current) = self.read(&rkey).await?;
             let mut profile = current.unwrap_or_default();
+            // An op older than the ring can only be known from the set beside it.
+            let remembered = if profile.applied.len() >= APPLIED_WINDOW {
+                self.fallen(key, ops, now).await?
+            } else {
+                Vec::new()
+            };
+            // (A merge pushes a whole ring: any apply may push some off.)
+            let before = profile.applied.clone();
             let fresh = apply_ops(&mut profile, ops, &remembered);
             if !fresh.contains(&true) {
                 return Ok(Applied {
@@ -1442,21 +1480,21 @@ impl ProfileStore for RedisStore {
                     fresh,
                 });
             }
+            let fallen = fell_off(&before, &profile.applied);
             let blob = codec::encode(&profile)?;
             let mut conn = self.conn.clone();
             let mut script = self.cas.key(&rkey);
             script
-                .key(&okey)
+                .key(self.beside(key, b'f'))
                 .arg(read)
                 .arg(blob)
                 .arg(self.ttl_ms)
                 .arg(now)
                 .arg(now.saturating_add(self.window_s))
-                .arg(self.window_s.saturating_mul(1000));
-            for (id, new) in ids.iter().zip(&fresh) {
-                if *new {
-                    script.arg(id.as_slice());
-                }
+                .arg(self.window_s.saturating_mul(1000))
+                .arg(trim_now(fallen));
+            for f in fallen {
+                script.arg(&f.to_le_bytes()[..]);
             }
             let written: i64 = script
                 .invoke_async(&mut conn)
@@ -1488,7 +1526,8 @@ impl ProfileStore for RedisStore {
             .cmd("DEL")
             .arg(self.redis_key(key))
             .cmd("DEL")
-            .arg(self.ops_key(key))
+            .arg(self.beside(key, b'f'))
+            .arg(self.beside(key, b'o'))
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;

@@ -672,6 +672,36 @@ async fn the_redis_store_conforms() {
     conformance(Arc::new(store)).await;
 }
 
+/// Two replicas (two stores, two connections) sending the same ops to one profile at
+/// once, each op in its own apply: every op counts once, none is lost.
+#[tokio::test]
+async fn replicas_applying_the_same_ops_at_once_count_each_once() {
+    let server = RedisServer::start();
+    let a = Arc::new(RedisStore::connect(&redis_options(&server)).await.unwrap());
+    let b = Arc::new(RedisStore::connect(&redis_options(&server)).await.unwrap());
+    let mut tasks = Vec::new();
+    for id in 0..200u64 {
+        for store in [a.clone(), b.clone()] {
+            tasks.push(tokio::spawn(async move {
+                store.apply(&key(9), &[purchase(id)]).await.unwrap().fresh[0]
+            }));
+        }
+    }
+    let mut fresh = 0;
+    for t in tasks {
+        fresh += usize::from(t.await.unwrap());
+    }
+    assert_eq!(fresh, 200, "each op fresh on exactly one replica");
+    let p = a.get(&key(9)).await.unwrap().unwrap();
+    assert_eq!(p.orders_count, 200);
+    assert_eq!(p.total_spent.unwrap().amount, 200_000);
+    // Beyond the profile's own ring, the op ids are still known to both.
+    for store in [&a, &b] {
+        let again = store.apply(&key(9), &[purchase(0)]).await.unwrap();
+        assert_eq!(again.fresh, vec![false]);
+    }
+}
+
 #[tokio::test]
 async fn redis_behind_the_l1_tier_conforms() {
     let server = RedisServer::start();
@@ -802,9 +832,18 @@ async fn redis_keys_hold_no_raw_ids_and_always_expire() {
     let scan = server
         .command(&["SCAN", "0", "MATCH", "test:p:*", "COUNT", "100"])
         .unwrap();
-    // The profile and the set of op ids applied to it.
+    // A profile whose ring of applied ops has room: one key.
+    assert_eq!(scan.matches("test:p:").count(), 1, "{scan}");
+    // Ops beyond the ring: the set of those fallen off it beside the profile.
+    for id in 2..(vitrine::domain::profile::APPLIED_WINDOW as u64 + 10) {
+        store.apply(&k, &[view(id)]).await.unwrap();
+    }
+    let scan = server
+        .command(&["SCAN", "0", "MATCH", "test:p:*", "COUNT", "100"])
+        .unwrap();
     let raw_key_count = scan.matches("test:p:").count();
     assert_eq!(raw_key_count, 2, "{scan}");
+    assert!(scan.contains(":f\r\n"), "{scan}");
     let dbsize = server.command(&["DBSIZE"]).unwrap();
     assert!(dbsize.starts_with(":2"), "{dbsize}");
     let expiring = server.command(&["INFO", "keyspace"]).unwrap();
