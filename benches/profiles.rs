@@ -160,7 +160,7 @@ fn main() {
             .await
             .expect("get")
             .expect("profile");
-        println!("  a sampled profile after ingestion: {} views, {} orders, {} purchased, {} ops, first seen {}", sample.recently_viewed.len(), sample.orders_count, sample.purchased.len(), sample.applied.len(), sample.first_seen);
+        println!("  a sampled profile after ingestion: {} views, {} orders, {} purchased, {} ops", sample.recently_viewed.len(), sample.orders_count, sample.purchased.len(), sample.applied.len());
         // What the ingested profiles take in Redis, with the op fingerprints fallen off
         // each profile's ring within the idempotency window (a sorted set beside the
         // profile, only once the ring is full).

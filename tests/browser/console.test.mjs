@@ -454,7 +454,13 @@ test("blocking a pair removes it on another replica within a second, and it stay
   } while (answer.model_version !== version && Date.now() < deadline);
   assert.equal(answer.model_version, version, "the new models on the other replica");
   assert.ok(!answer.recommendations.some((r) => r.product_id === b), `${b} stays out after training`);
-  // Nor did training learn the pair: the product's page lists no such neighbour.
+  // Nor did training learn the pair: the product's page lists no such neighbour, once
+  // this replica serves the new models too (each replica swaps them in on its own).
+  let mine;
+  do {
+    mine = await (await fetch(`${base}/v1/recommend?session_id=block&placement=product&product_id=${a}`, { headers })).json();
+  } while (mine.model_version !== version && Date.now() < deadline + 10_000);
+  assert.equal(mine.model_version, version, "the new models on this replica");
   await page.goto(`${base}/console/product?id=${a}`);
   assert.equal(await page.locator(`#bought:has-text("${b}")`).count(), 0);
   await page.screenshot({ path: join(ARTIFACTS, "product-why.png"), fullPage: false });
