@@ -435,8 +435,17 @@ async fn candidates_are_re_ranked_for_the_visitor_and_only_they_are_answered() {
     let (seen, near, others) = {
         let snap = app.state.snapshot.load();
         let c = &snap.catalog;
-        let seen = c.lookup("p000010").unwrap();
-        let near = snap.models.viewed.of(seen)[0].0;
+        // The product with the closest neighbour of all.
+        let (seen, near) = c
+            .live()
+            .filter(|&p| c.in_stock(p))
+            .filter_map(|p| {
+                let first = snap.models.viewed.of(p).first()?;
+                c.in_stock(first.0).then_some((p, first.0, first.1))
+            })
+            .max_by(|a, b| a.2.total_cmp(&b.2))
+            .map(|(p, n, _)| (p, n))
+            .unwrap();
         let related: Vec<u32> = snap.models.viewed.of(seen).iter().map(|x| x.0).collect();
         let others: Vec<String> = c
             .live()
