@@ -15,7 +15,8 @@
 //! when each may be forgotten, written by the same script that writes the profile,
 //! pruned now and then and expiring with the window. Most profiles never fill their
 //! ring, so they have no set, and an apply to one is a GET and the script; the set is
-//! read only for a profile whose ring is full. (`{prefix}p:<hash>:o`, the 8-byte op ids
+//! read only for a profile whose ring is full. A batch (events, webhooks, imports) takes
+//! two round trips for up to 500 profiles: one MGET, then one pipeline of scripts. (`{prefix}p:<hash>:o`, the 8-byte op ids
 //! of every op that earlier versions kept, is read as well until it expires.) Erasing a
 //! profile deletes all three.
 //!
@@ -74,6 +75,24 @@ if #ARGV >= 8 then
 end
 return 1
 ";
+/// [`CAS`] for many profiles at once, where no op falls off a ring. KEYS: the profiles;
+/// ARGV: their TTL (ms), then for each profile the value read and the new value.
+/// Returns, per profile, whether it was written (1) or had changed since it was read (0).
+const CAS_MANY: &str = r"
+local written = {}
+for i = 1, #KEYS do
+  if (redis.call('GET', KEYS[i]) or '') == ARGV[2 * i] then
+    redis.call('SET', KEYS[i], ARGV[2 * i + 1], 'PX', ARGV[1])
+    written[i] = 1
+  else
+    written[i] = 0
+  end
+end
+return written
+";
+/// Profiles one [`CAS_MANY`] call writes: Redis runs a script to its end, so this bounds
+/// how long other clients wait behind one (about 0.2 ms).
+const CAS_MANY_KEYS: usize = 100;
 const MAX_ATTEMPTS: u32 = 64;
 /// Replaces an inventory item's levels of one product with its all-locations total.
 /// KEYS[1]: the product's levels hash; ARGV: the item's field prefix, the field, the total.
@@ -193,6 +212,8 @@ return 1
 /// conflicts only come from other replicas. An async (tokio) mutex is the right tool
 /// here: it is held across the Redis round trips, which a std mutex must never be.
 const STRIPES: usize = 256;
+/// Profiles a batch reads with one MGET and writes with one pipeline.
+const PIPELINED: usize = 500;
 
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
@@ -208,6 +229,7 @@ pub struct RedisStore {
     ttl_ms: u64,
     window_s: i64,
     cas: Arc<redis::Script>,
+    cas_many: Arc<redis::Script>,
     stripes: Vec<tokio::sync::Mutex<()>>,
     /// The minute before which the decision id hashes are gone (0: not swept yet).
     decisions_swept: std::sync::atomic::AtomicU64,
@@ -237,6 +259,7 @@ impl RedisStore {
             ttl_ms: u64::try_from(options.retention.profile_ttl.as_millis()).unwrap_or(u64::MAX),
             window_s: options.retention.op_window_s(),
             cas: Arc::new(redis::Script::new(CAS)),
+            cas_many: Arc::new(redis::Script::new(CAS_MANY)),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             decisions_swept: std::sync::atomic::AtomicU64::new(0),
             decisions_swept_at: std::sync::atomic::AtomicU64::new(0),
@@ -287,6 +310,119 @@ impl RedisStore {
             .zip(&ids)
             .map(|(f, o)| live(f) || live(o))
             .collect())
+    }
+
+    /// The script that writes `profile` over the value `read` (its ring was `before`)
+    /// only if that value is still there.
+    fn write_if_unchanged<'a>(
+        &'a self,
+        key: &ProfileKey,
+        read: &[u8],
+        before: &[u32],
+        profile: &Profile,
+        now: i64,
+    ) -> Result<redis::ScriptInvocation<'a>, StoreError> {
+        let fallen = fell_off(before, &profile.applied);
+        let mut script = self.cas.key(self.redis_key(key));
+        script
+            .key(self.beside(key, b'f'))
+            .arg(read)
+            .arg(codec::encode(profile)?)
+            .arg(self.ttl_ms)
+            .arg(now)
+            .arg(now.saturating_add(self.window_s))
+            .arg(self.window_s.saturating_mul(1000))
+            .arg(trim_now(fallen));
+        for f in fallen {
+            script.arg(&f.to_le_bytes()[..]);
+        }
+        Ok(script)
+    }
+
+    /// Applies a chunk of a batch with two round trips in all: one MGET of every
+    /// profile, then one pipeline of [`CAS_MANY`] calls. Sets the slots it settles;
+    /// leaves to [`ProfileStore::apply`] a key named twice, a profile whose full ring needs
+    /// the set beside it read or whose ops push some off its ring, and a write that met
+    /// another replica's.
+    async fn apply_pipelined(
+        &self,
+        chunk: &[(ProfileKey, Vec<ProfileOp>)],
+        out: &mut [Option<Result<Applied, StoreError>>],
+    ) -> Result<(), StoreError> {
+        let mut seen = rustc_hash::FxHashSet::default();
+        let once: Vec<bool> = chunk.iter().map(|(key, _)| seen.insert(*key)).collect();
+        let mut mget = redis::cmd("MGET");
+        for (key, _) in chunk {
+            mget.arg(self.redis_key(key));
+        }
+        let mut conn = self.conn.clone();
+        let values: Vec<Option<Vec<u8>>> = mget
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let mut written = Vec::new();
+        let mut writes = Vec::new();
+        for (i, ((key, ops), value)) in chunk.iter().zip(values).enumerate() {
+            if !once[i] {
+                continue;
+            }
+            let read = value.unwrap_or_default();
+            let mut profile = if read.is_empty() {
+                Profile::default()
+            } else {
+                match codec::decode(&read) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        out[i] = Some(Err(e));
+                        continue;
+                    }
+                }
+            };
+            if profile.applied.len() >= APPLIED_WINDOW {
+                continue;
+            }
+            let first = profile.applied.first().copied();
+            let fresh = apply_ops(&mut profile, ops, &[]);
+            if !fresh.contains(&true) {
+                out[i] = Some(Ok(Applied {
+                    profile: Arc::new(profile),
+                    fresh,
+                }));
+            } else if first.is_none_or(|f| profile.applied.first() == Some(&f)) {
+                writes.push((self.redis_key(key), read, codec::encode(&profile)?));
+                written.push((i, profile, fresh));
+            }
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        // Loaded first, so a Redis that forgot the script still runs the writes.
+        pipe.cmd("SCRIPT").arg("LOAD").arg(CAS_MANY).ignore();
+        for group in writes.chunks(CAS_MANY_KEYS) {
+            let mut script = self.cas_many.prepare_invoke();
+            script.arg(self.ttl_ms);
+            for (key, read, blob) in group {
+                script.key(key).arg(read).arg(blob);
+            }
+            pipe.invoke_script(&script);
+        }
+        let results: Vec<Vec<i64>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        for ((i, profile, fresh), result) in written.into_iter().zip(results.into_iter().flatten())
+        {
+            if result == 1 {
+                out[i] = Some(Ok(Applied {
+                    profile: Arc::new(profile),
+                    fresh,
+                }));
+            } else {
+                metrics::counter!("vitrine_store_cas_conflicts_total").increment(1);
+            }
+        }
+        Ok(())
     }
 
     /// The stored bytes (empty when there is none) and the profile they encode.
@@ -1480,23 +1616,9 @@ impl ProfileStore for RedisStore {
                     fresh,
                 });
             }
-            let fallen = fell_off(&before, &profile.applied);
-            let blob = codec::encode(&profile)?;
             let mut conn = self.conn.clone();
-            let mut script = self.cas.key(&rkey);
-            script
-                .key(self.beside(key, b'f'))
-                .arg(read)
-                .arg(blob)
-                .arg(self.ttl_ms)
-                .arg(now)
-                .arg(now.saturating_add(self.window_s))
-                .arg(self.window_s.saturating_mul(1000))
-                .arg(trim_now(fallen));
-            for f in fallen {
-                script.arg(&f.to_le_bytes()[..]);
-            }
-            let written: i64 = script
+            let written: i64 = self
+                .write_if_unchanged(key, &read, &before, &profile, now)?
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| unavailable(&e))?;
@@ -1515,8 +1637,28 @@ impl ProfileStore for RedisStore {
         &self,
         batch: &[(ProfileKey, Vec<ProfileOp>)],
     ) -> Vec<Result<Applied, StoreError>> {
-        // One multiplexed connection pipelines the concurrent round trips.
-        futures::future::join_all(batch.iter().map(|(key, ops)| self.apply(key, ops))).await
+        let mut out: Vec<Option<Result<Applied, StoreError>>> = vec![None; batch.len()];
+        for (from, chunk) in (0..batch.len())
+            .step_by(PIPELINED)
+            .map(|from| (from, &batch[from..(from + PIPELINED).min(batch.len())]))
+        {
+            if let Err(e) = self.apply_pipelined(chunk, &mut out[from..]).await {
+                for slot in &mut out[from..from + chunk.len()] {
+                    slot.get_or_insert_with(|| Err(e.clone()));
+                }
+            }
+        }
+        // The rest, one by one (one multiplexed connection pipelines their round trips).
+        let rest: Vec<usize> = (0..batch.len()).filter(|&i| out[i].is_none()).collect();
+        let singles =
+            futures::future::join_all(rest.iter().map(|&i| self.apply(&batch[i].0, &batch[i].1)))
+                .await;
+        for (i, r) in rest.into_iter().zip(singles) {
+            out[i] = Some(r);
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("not applied".into()))))
+            .collect()
     }
 
     async fn delete(&self, key: &ProfileKey) -> Result<bool, StoreError> {
