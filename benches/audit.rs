@@ -55,6 +55,8 @@ impl Shop {
         .expect("demo shop");
         let recommend = RecommendSettings::default();
         let models = Models::train(&shop.catalog, &shop.interactions, &recommend);
+        // As the server does before serving: no content neighbours worked out per request.
+        models.prepare_content(&shop.catalog);
         Self {
             snapshot: Arc::new(Snapshot {
                 catalog: shop.catalog,

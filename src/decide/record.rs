@@ -219,7 +219,7 @@ impl PageOutput {
                 .items
                 .iter()
                 .map(|i| ItemOut {
-                    product_id: i.product.id.to_string(),
+                    product_id: String::from(&*i.product.id),
                     price: i.price,
                     compare_at: i.compare_at,
                     price_list: i.price_list.clone(),
@@ -383,7 +383,7 @@ impl Pending {
                 model: self.snapshot.models.version.clone(),
                 ruleset: self.ruleset_version,
                 catalog: format!("{:016x}", catalog.version()),
-                settings: self.settings_version.to_string(),
+                settings: String::from(&*self.settings_version),
             },
             experiments: self.experiments,
             request: RecordedRequest {
@@ -528,7 +528,7 @@ pub fn replay_page(
             .considered
             .iter()
             .map(|c| Candidate {
-                product_id: catalog.product(c.product).id.to_string(),
+                product_id: String::from(&*catalog.product(c.product).id),
                 score: c.score,
                 sources: c.sources.clone(),
             })

@@ -261,11 +261,15 @@ impl Pool {
     /// What each source added to each of `products`, by source (one pass over what was
     /// added).
     fn sources(&self, products: &[ProductIdx]) -> Vec<Vec<(Reason, f32)>> {
-        let at: rustc_hash::FxHashMap<ProductIdx, usize> =
-            products.iter().enumerate().map(|(i, &p)| (p, i)).collect();
+        // A bit per product (its index mod 64) in front of a search of the few explained:
+        // most contributions are to other products, passed over with one test.
+        let filter = products.iter().fold(0u64, |f, &p| f | 1 << (p % 64));
         let mut out: Vec<Vec<(Reason, f32)>> = vec![Vec::new(); products.len()];
         for c in &self.items {
-            let Some(&i) = at.get(&c.product) else {
+            if filter & 1 << (c.product % 64) == 0 {
+                continue;
+            }
+            let Some(i) = products.iter().position(|&p| p == c.product) else {
                 continue;
             };
             match out[i].iter_mut().find(|(r, _)| *r == c.reason) {
