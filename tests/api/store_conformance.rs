@@ -760,6 +760,39 @@ async fn replicas_applying_the_same_batches_at_once_count_each_once() {
     assert!(again.into_iter().all(|r| r.unwrap().new_ops() == 0));
 }
 
+/// Earlier versions kept every op id (8 bytes) in a set beside the profile (`:o`); until
+/// those sets expire, an op they hold is known, on the one-profile way and in a batch.
+#[tokio::test]
+async fn ops_in_the_sets_earlier_versions_wrote_are_still_known() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&redis_options(&server)).await.unwrap();
+    let k = key(9);
+    // A full ring, so the sets beside the profile are read.
+    for id in 1..=vitrine::domain::profile::APPLIED_WINDOW as u64 {
+        store.apply(&k, &[view(id)]).await.unwrap();
+    }
+    // An op id whose 8 bytes are "AAAAAAAA", remembered for an hour by the old set.
+    let old = u64::from_le_bytes(*b"AAAAAAAA");
+    let until = (vitrine::domain::time::unix_now() + 3_600).to_string();
+    let set = format!("test:p:{}:o", "\t".repeat(16));
+    let added = server.command(&["ZADD", &set, &until, "AAAAAAAA"]).unwrap();
+    assert!(added.starts_with(":1"), "{added}");
+    assert_eq!(
+        store.apply(&k, &[view(old)]).await.unwrap().fresh,
+        vec![false]
+    );
+    let batch = vec![(k, vec![view(old)])];
+    assert_eq!(
+        store.apply_batch(&batch).await[0].as_ref().unwrap().fresh,
+        vec![false]
+    );
+    // An op the set does not hold is new.
+    assert_eq!(
+        store.apply(&k, &[view(old + 1)]).await.unwrap().fresh,
+        vec![true]
+    );
+}
+
 #[tokio::test]
 async fn redis_behind_the_l1_tier_conforms() {
     let server = RedisServer::start();
