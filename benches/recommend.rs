@@ -26,6 +26,8 @@ fn bench(c: &mut Criterion) {
         &shop.interactions,
         &RecommendSettings::default(),
     );
+    // As the server does before serving: no content neighbours worked out per request.
+    models.prepare_content(&shop.catalog);
     let catalog = &shop.catalog;
     // A visitor with a 50-item history.
     let mut profile = Profile::default();
