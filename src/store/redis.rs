@@ -16,9 +16,9 @@
 //! pruned now and then and expiring with the window. Most profiles never fill their
 //! ring, so they have no set, and an apply to one is a GET and the script; the set is
 //! read only for a profile whose ring is full. A batch (events, webhooks, imports) takes
-//! two round trips for up to 500 profiles: one MGET, then one pipeline of scripts. (`{prefix}p:<hash>:o`, the 8-byte op ids
-//! of every op that earlier versions kept, is read as well until it expires.) Erasing a
-//! profile deletes all three.
+//! two round trips for up to 500 profiles: one MGET, then one pipeline of scripts.
+//! (`{prefix}p:<hash>:o`, the 8-byte op ids of every op that earlier versions kept, is
+//! read as well until it expires.) Erasing a profile deletes all three.
 //!
 //! The catalog lives in `{prefix}catalog:products` (a hash of product id -> MessagePack
 //! record), `{prefix}catalog:stock` (product id -> level) and `{prefix}catalog:version`
@@ -366,21 +366,17 @@ impl RedisStore {
             if !once[i] {
                 continue;
             }
-            let read = value.unwrap_or_default();
-            let mut profile = if read.is_empty() {
-                Profile::default()
-            } else {
-                match codec::decode(&read) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        out[i] = Some(Err(e));
-                        continue;
-                    }
+            let (read, mut profile) = match decoded(value) {
+                Ok((read, current)) => (read, current.unwrap_or_default()),
+                Err(e) => {
+                    out[i] = Some(Err(e));
+                    continue;
                 }
             };
             if profile.applied.len() >= APPLIED_WINDOW {
                 continue;
             }
+            // Ops fall off a ring from its front: what it started with is all that can.
             let first = profile.applied.first().copied();
             let fresh = apply_ops(&mut profile, ops, &[]);
             if !fresh.contains(&true) {
@@ -388,7 +384,7 @@ impl RedisStore {
                     profile: Arc::new(profile),
                     fresh,
                 }));
-            } else if first.is_none_or(|f| profile.applied.first() == Some(&f)) {
+            } else if fell_off(first.as_slice(), &profile.applied).is_empty() {
                 writes.push((self.redis_key(key), read, codec::encode(&profile)?));
                 written.push((i, profile, fresh));
             }
@@ -433,9 +429,14 @@ impl RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
-        let profile = value.as_deref().map(codec::decode).transpose()?;
-        Ok((value.unwrap_or_default(), profile))
+        decoded(value)
     }
+}
+
+/// A stored value as bytes (empty when there is none) and the profile they encode.
+fn decoded(value: Option<Vec<u8>>) -> Result<(Vec<u8>, Option<Profile>), StoreError> {
+    let profile = value.as_deref().map(codec::decode).transpose()?;
+    Ok((value.unwrap_or_default(), profile))
 }
 
 /// The fingerprints that fell off a ring: those before the ring's new first one.
