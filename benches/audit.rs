@@ -4,6 +4,9 @@
 //! - `answer/recorded`: the same decision recorded: live learning and stock read
 //!   through a recording, the strongest candidates explained, the record encoded and
 //!   queued in a batch (the work a recorded request adds on its own thread);
+//! - `answer/home, known customers`: the home page of the shop's demo customers who
+//!   have a history (their stored profiles, recording off): the decision core of the
+//!   load bench's known-customer row, without HTTP, the store or the answer's bytes;
 //! - `append/embedded`: the writer's part, a batch of 4,096 such records appended to
 //!   the embedded store (segment file, index, one sync), per batch.
 //!
@@ -26,7 +29,7 @@ use vitrine::decide::ruleset::Ruleset;
 use vitrine::domain::{PageContext, Placement};
 use vitrine::ingest::demo;
 use vitrine::recommend::engine::Policy;
-use vitrine::recommend::reads::Reads;
+use vitrine::recommend::reads::{Reads, Volatile};
 use vitrine::recommend::{Models, Snapshot};
 use vitrine::store::{DecisionBatch, DecisionLog, EmbeddedStore, ProfileKey};
 
@@ -39,6 +42,8 @@ struct Shop {
     context: PageContext,
     products: Vec<String>,
     explain: usize,
+    /// The demo customers with a history, as stored.
+    known: Vec<vitrine::domain::Profile>,
 }
 
 impl Shop {
@@ -53,6 +58,12 @@ impl Shop {
             1_700_000_000,
         )
         .expect("demo shop");
+        let known = shop
+            .customers
+            .iter()
+            .map(|(_, p)| p.clone())
+            .filter(|p| !p.recently_viewed.is_empty() || !p.purchased.is_empty())
+            .collect();
         let recommend = RecommendSettings::default();
         let models = Models::train(&shop.catalog, &shop.interactions, &recommend);
         // As the server does before serving: no content neighbours worked out per request.
@@ -72,7 +83,47 @@ impl Shop {
                 .map(|i| demo::product_id(1 + i * 7 % 1_000))
                 .collect(),
             explain: AuditSettings::default().candidates,
+            known,
         }
+    }
+
+    /// The inputs of the `n`th request, for `profile`, reading live learning through
+    /// `volatile`.
+    fn inputs<'a>(
+        &'a self,
+        n: usize,
+        profile: Option<&'a vitrine::domain::Profile>,
+        volatile: &'a dyn Volatile,
+        explain: usize,
+    ) -> Inputs<'a> {
+        Inputs {
+            snapshot: &self.snapshot,
+            rules: &self.rules,
+            usage: &self.usage,
+            policy: &self.policy,
+            banners: &self.banners,
+            profile,
+            visitor: n as u64,
+            volatile,
+            explain,
+            now: 1_700_000_000,
+            arms: vitrine::decide::experiment::Arms::None,
+        }
+    }
+
+    /// The home page of the `n`th known customer, unrecorded.
+    fn answer_known(&self, n: usize) -> usize {
+        let profile = &self.known[n % self.known.len()];
+        let inputs = self.inputs(n, Some(profile), &self.snapshot.models.live, 0);
+        let request = PageRequest {
+            placement: Placement::Home,
+            product_id: None,
+            ..self.request(n)
+        };
+        page::answer(&inputs, &request)
+            .expect("answered")
+            .items
+            .len()
     }
 
     fn request(&self, n: usize) -> PageRequest<'_> {
@@ -93,22 +144,12 @@ impl Shop {
     fn answer(&self, n: usize, recording: bool, batch: &mut DecisionBatch) -> usize {
         let live = &self.snapshot.models.live;
         let reads = recording.then(|| Reads::recording(live));
-        let inputs = Inputs {
-            snapshot: &self.snapshot,
-            rules: &self.rules,
-            usage: &self.usage,
-            policy: &self.policy,
-            banners: &self.banners,
-            profile: None,
-            visitor: n as u64,
-            volatile: match &reads {
-                Some(r) => r,
-                None => live,
-            },
-            explain: if recording { self.explain } else { 0 },
-            now: 1_700_000_000,
-            arms: vitrine::decide::experiment::Arms::None,
+        let volatile: &dyn Volatile = match &reads {
+            Some(r) => r,
+            None => live,
         };
+        let explain = if recording { self.explain } else { 0 };
+        let inputs = self.inputs(n, None, volatile, explain);
         let request = self.request(n);
         let decided = page::answer(&inputs, &request).expect("answered");
         let items = decided.items.len();
@@ -176,6 +217,13 @@ fn bench(c: &mut Criterion) {
             });
         });
     }
+    let mut n = 0;
+    group.bench_function("home, known customers", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(shop.answer_known(n))
+        });
+    });
     group.finish();
 
     let mut batch = DecisionBatch::default();

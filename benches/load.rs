@@ -975,11 +975,13 @@ fn table(shop: &Shop, connections: usize, warmup: u64, seconds: u64) {
             body.len()
         );
         println!(
-            "  {label}: {:.0} req/s, p99 {:.2} ms; bare {:.0} req/s: {:.2} x",
+            "  {label}: {:.0} req/s, p99 {:.2} ms; bare {:.0} req/s: {:.2} x; server CPU a request {} µs against {} µs",
             vitrine.rate(),
             vitrine.p99_ms(),
             reference.rate(),
-            vitrine.rate() / reference.rate()
+            vitrine.rate() / reference.rate(),
+            cpu_us(&vitrine),
+            cpu_us(&reference)
         );
         let rate = vitrine.rate();
         rows.push(Row {
@@ -1108,18 +1110,26 @@ fn table(shop: &Shop, connections: usize, warmup: u64, seconds: u64) {
     print_table(&rows, with / product);
 }
 
+/// A run's server CPU (user and system) a request, in µs, as text (`-` when unread).
+fn cpu_us(s: &Summary) -> String {
+    s.cpu.map_or_else(
+        || "-".to_owned(),
+        |c| format!("{:.1}", c * 1e6 / (s.ok + s.other).max(1) as f64),
+    )
+}
+
 /// The rows as a table, and the decision log's and experiments' cost.
 fn print_table(rows: &[Row], experiments: f64) {
     println!();
     println!(
-        "| path | Vitrine req/s | p50 ms | p99 ms | p99.9 ms | against | bare req/s | ratio | target |"
+        "| path | Vitrine req/s | p50 ms | p99 ms | p99.9 ms | against | bare req/s | ratio | target | server CPU µs a request, Vitrine / bare |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let ms = |s: &Summary, q: f64| s.hist.value_at_quantile(q) as f64 / 1000.0;
         let ratio = r.vitrine.rate() / r.reference.rate();
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} | **{:.2}** | {} |",
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} | **{:.2}** | {} | {} / {} |",
             r.label,
             r.vitrine.rate(),
             ms(&r.vitrine, 0.5),
@@ -1132,7 +1142,9 @@ fn print_table(rows: &[Row], experiments: f64) {
                 Some(t) if ratio >= t => format!(">= {t} (met)"),
                 Some(t) => format!(">= {t} (missed by {:.2})", t - ratio),
                 None => String::new(),
-            }
+            },
+            cpu_us(&r.vitrine),
+            cpu_us(&r.reference)
         );
     }
     println!(

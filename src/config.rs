@@ -240,7 +240,8 @@ impl Default for CatalogSettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShopifySettings {
-    /// The app's client secret, which signs webhooks. Empty: `/webhooks/shopify` is off.
+    /// The app's client secret, which signs webhooks and app proxy requests. Empty:
+    /// `/webhooks/shopify` and `/proxy/shopify/*` are off.
     pub webhook_secret: Secret,
     /// The shop's currency: product payloads carry prices without one. Required with
     /// `webhook_secret`; no default, so a shop's prices are never read in a currency

@@ -125,3 +125,99 @@ fn shopify_webhooks_need_the_shops_currency() {
         Ok(())
     });
 }
+
+/// Every setting's dotted name: the compiled defaults, serialized, to their leaves
+/// (lists and unset values are leaves).
+fn setting_names(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) if !m.is_empty() => {
+            for (k, v) in m {
+                let name = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                setting_names(&name, v, out);
+            }
+        }
+        _ => out.push(prefix.to_owned()),
+    }
+}
+
+/// The names a configuration row documents: its first cell's code spans, `.key` after
+/// a full name meaning that name's section, `{a,b}` one name for each, `<x>` any one
+/// level, `[[table]]` the table.
+fn documented_names(cell: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut section = String::new();
+    for span in cell.split('`').skip(1).step_by(2) {
+        let span = span.trim_start_matches("[[").trim_end_matches("]]");
+        let full = match span.strip_prefix('.') {
+            Some(key) => format!("{section}.{key}"),
+            None => {
+                section = span.rsplit_once('.').map_or("", |(s, _)| s).to_owned();
+                span.to_owned()
+            }
+        };
+        match (full.find('{'), full.find('}')) {
+            (Some(open), Some(close)) if open < close => {
+                for alt in full[open + 1..close].split(',') {
+                    names.push(format!("{}{alt}{}", &full[..open], &full[close + 1..]));
+                }
+            }
+            _ => names.push(full),
+        }
+    }
+    names
+}
+
+fn name_matches(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<&str>, Vec<&str>) = (pattern.split('.').collect(), name.split('.').collect());
+    p.len() == n.len()
+        && p.iter()
+            .zip(&n)
+            .all(|(p, n)| p == n || (p.starts_with('<') && p.ends_with('>')))
+}
+
+/// The README's configuration table names every setting once, and nothing that is not
+/// one.
+#[test]
+fn the_readme_documents_every_setting_once() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme
+        .split("\n## Configuration")
+        .nth(1)
+        .expect("a Configuration section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let rows: Vec<Vec<String>> = table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| documented_names(l.split('|').nth(1).unwrap()))
+        .collect();
+    let mut names = Vec::new();
+    setting_names(
+        "",
+        &serde_json::to_value(Settings::default()).unwrap(),
+        &mut names,
+    );
+    for name in &names {
+        let rows_naming: Vec<&Vec<String>> = rows
+            .iter()
+            .filter(|r| r.iter().any(|p| name_matches(p, name)))
+            .collect();
+        assert_eq!(
+            rows_naming.len(),
+            1,
+            "{name} is in the README's configuration table once: {rows_naming:?}"
+        );
+    }
+    for pattern in rows.iter().flatten() {
+        assert!(
+            names.iter().any(|n| name_matches(pattern, n)),
+            "the README's configuration table names {pattern}, which is not a setting"
+        );
+    }
+}

@@ -91,7 +91,7 @@ pub fn context<'a>(
             currency: request_currency(page, catalog, &lines),
             placement,
             exit_intent: page.exit_intent,
-            first_visit: profile.is_none(),
+            first_visit: profile.is_none_or(|p| p.in_first_visit(now)),
         },
         lines,
         personalization,

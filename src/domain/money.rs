@@ -78,6 +78,27 @@ pub struct Money {
     pub currency: Currency,
 }
 
+/// Money as people read it: `12.50 GBP` (the currency's own decimals, then its code).
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.currency.minor_digits();
+        let sign = if self.amount < 0 { "-" } else { "" };
+        let abs = self.amount.unsigned_abs();
+        if digits == 0 {
+            return write!(f, "{sign}{abs} {}", self.currency);
+        }
+        let scale = 10u64.pow(digits);
+        write!(
+            f,
+            "{sign}{}.{:0width$} {}",
+            abs / scale,
+            abs % scale,
+            self.currency,
+            width = digits as usize
+        )
+    }
+}
+
 /// Money as a client writes it: `{"amount": minor units, "currency": "GBP"}`, in events,
 /// imports and rulesets alike.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

@@ -127,7 +127,14 @@ pub struct Profile {
     /// The experiment arms the visitor was served, and what they did in each.
     #[serde(default)]
     pub arms: Vec<super::arms::Arm>,
+    /// Visits seen: a visit ends after [`VISIT_GAP_SECS`] without activity (0: written
+    /// before visits were counted).
+    #[serde(default)]
+    pub visits: u32,
 }
+
+/// Inactivity that ends a visit (the usual web-analytics session timeout).
+pub const VISIT_GAP_SECS: i64 = 30 * 60;
 
 /// Aliases one customer keeps (emails they have had).
 pub const MAX_ALIASES: usize = 8;
@@ -139,6 +146,20 @@ pub struct ContentShown {
 }
 
 impl Profile {
+    /// Whether `now` falls in the visitor's first visit: nothing seen yet, or everything
+    /// seen in one visit that is still going on (its last activity under
+    /// [`VISIT_GAP_SECS`] ago).
+    pub fn in_first_visit(&self, now: i64) -> bool {
+        if self.first_seen == 0 {
+            return true;
+        }
+        let one_visit = match self.visits {
+            0 => self.last_seen - self.first_seen <= VISIT_GAP_SECS,
+            n => n == 1,
+        };
+        one_visit && now - self.last_seen <= VISIT_GAP_SECS
+    }
+
     /// How often this customer used the promotion `id` (recorded orders).
     pub fn promotion_uses(&self, id: &str) -> u32 {
         self.promotions_used
@@ -615,6 +636,12 @@ impl Profile {
     }
 
     fn touch(&mut self, at: i64) {
+        if self.first_seen == 0 {
+            self.visits = 1;
+        } else if at > self.last_seen + VISIT_GAP_SECS {
+            // A profile from before visits were counted had at least one.
+            self.visits = self.visits.max(1).saturating_add(1);
+        }
         if self.first_seen == 0 || at < self.first_seen {
             self.first_seen = at;
         }
@@ -808,6 +835,7 @@ impl Profile {
             self.touch(from.first_seen);
         }
         self.touch(from.last_seen);
+        self.visits = self.visits.max(from.visits);
         super::arms::absorb(&mut self.arms, &from.arms);
         if !self.consent.personalization {
             return;

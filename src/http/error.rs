@@ -45,6 +45,7 @@ error_codes! {
     MalformedRequest => "malformed_request", BAD_REQUEST;
     RequestTimeout => "request_timeout", REQUEST_TIMEOUT;
     InvalidSignature => "invalid_signature", UNAUTHORIZED;
+    StaleSignature => "stale_signature", UNAUTHORIZED;
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
     UnsupportedMediaType => "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
     InvalidBody => "invalid_body", UNPROCESSABLE_ENTITY;

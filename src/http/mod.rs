@@ -14,6 +14,7 @@ pub mod fragments;
 pub mod guard;
 pub mod health;
 pub mod observe;
+pub mod proxy;
 pub mod recommend_api;
 pub mod rules;
 pub mod serve;
@@ -65,6 +66,8 @@ pub fn router(state: &AppState, include_ops: bool) -> Router {
         .merge(decisions::router())
         .route_layer(from_fn_with_state(state.keys.clone(), auth::admin));
     let hooks = webhooks::router(state);
+    // Signed by Shopify, not keyed: the signature is checked by the route itself.
+    let proxied = proxy::router(state);
     // The console signs its own people in (session cookies), and reads its forms'
     // bodies within the same limits.
     let drafts = state.settings.rules.body_limit_bytes;
@@ -77,6 +80,7 @@ pub fn router(state: &AppState, include_ops: bool) -> Router {
         .merge(storefront)
         .merge(admin)
         .merge(hooks)
+        .merge(proxied)
         .merge(console);
     if include_ops {
         app = app.merge(health::router());

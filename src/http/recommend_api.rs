@@ -92,7 +92,7 @@ pub struct GetParams {
 }
 
 impl GetParams {
-    fn into_raw(self) -> Result<RawRequest, ApiError> {
+    pub fn into_raw(self) -> Result<RawRequest, ApiError> {
         let cart = match self.cart.as_deref() {
             None | Some("") => None,
             Some(s) => Some(cart_param(s)?),

@@ -195,6 +195,56 @@ fn offer_ids(answer: &Value) -> Vec<String> {
         .collect()
 }
 
+/// `session.first_visit` holds through a visitor's first visit, events and all, and not
+/// on a later one (a visit ends after 30 minutes without activity).
+#[tokio::test]
+async fn a_welcome_offer_lasts_the_first_visit_and_not_beyond() {
+    let app = shop().await;
+    app.publish_ruleset(&json!({"guardrails": {"min_margin_bps": 1000},
+                "promotions": [{"id": "welcome", "title": "Welcome: 10% off", "description": "Your first order",
+                                "class": "order", "trigger": "offer", "codes": ["HELLO10"],
+                                "eligibility": {"eq": ["session.first_visit", true]},
+                                "value": {"percent_bps": 1000}}]}))
+        .await;
+    let now = vitrine::domain::time::unix_now();
+    let views = |session: &str, ago: &[i64]| {
+        Value::Array(
+            ago.iter()
+                .enumerate()
+                .map(|(n, a)| {
+                    json!({"event_id": format!("{session}-{n}"), "type": "view", "session_id": session,
+                           "product_id": "mug", "timestamp": now - a})
+                })
+                .collect(),
+        )
+    };
+    let offered = |session: &'static str| {
+        let app = &app;
+        async move {
+            let page = format!("/v1/recommend?session_id={session}&placement=cart&cart=pan:1");
+            offer_ids(&app.get_json(&page).await).contains(&"welcome".to_owned())
+        }
+    };
+    assert!(offered("nothing-yet").await, "a visitor never seen");
+    // The storefront sends the page view before it asks for recommendations.
+    app.accept_events(&views("viewed-first", &[0])).await;
+    assert!(
+        offered("viewed-first").await,
+        "the page view does not end the first visit"
+    );
+    app.accept_events(&views("one-long-visit", &[50 * 60, 25 * 60, 60]))
+        .await;
+    assert!(
+        offered("one-long-visit").await,
+        "no gap of 30 minutes: one visit"
+    );
+    app.accept_events(&views("came-back", &[2 * 3600, 60]))
+        .await;
+    assert!(!offered("came-back").await, "a second visit");
+    app.accept_events(&views("back-now", &[2 * 3600])).await;
+    assert!(!offered("back-now").await, "returning after two hours");
+}
+
 #[tokio::test]
 async fn an_exit_intent_offer_is_made_only_when_the_request_says_so() {
     let app = shop().await;

@@ -37,6 +37,7 @@ mod recommend_properties;
 mod redis_faults;
 mod router;
 mod rules_oracle;
+mod shopify_proxy;
 mod shopify_webhooks;
 mod store_conformance;
 mod store_reset;

@@ -4,7 +4,6 @@
 
 use serde_json::Value;
 
-use super::price_text;
 use crate::domain::Money;
 
 pub(super) struct ItemView {
@@ -54,7 +53,7 @@ fn text(v: &Value) -> String {
 }
 
 fn money(v: &Value) -> String {
-    serde_json::from_value::<Money>(v.clone()).map_or_else(|_| String::new(), price_text)
+    serde_json::from_value::<Money>(v.clone()).map_or_else(|_| String::new(), |m| m.to_string())
 }
 
 fn rows(v: &Value) -> &[Value] {

@@ -209,7 +209,7 @@ pub(super) async fn results(
             revenue_per_visitor: a
                 .revenue_per_visitor
                 .iter()
-                .map(|m| super::price_text(crate::domain::Money::new(m.amount, m.currency)))
+                .map(|m| crate::domain::Money::new(m.amount, m.currency).to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
         })

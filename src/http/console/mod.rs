@@ -503,22 +503,6 @@ struct ProductCell {
     price: String,
 }
 
-/// A price as people read it: `12.50 GBP`.
-fn price_text(m: crate::domain::Money) -> String {
-    let digits = m.currency.minor_digits();
-    let scale = 10i64.pow(digits);
-    let (whole, part) = (m.amount / scale, (m.amount % scale).abs());
-    if digits == 0 {
-        format!("{whole} {}", m.currency)
-    } else {
-        format!(
-            "{whole}.{part:0width$} {}",
-            m.currency,
-            width = digits as usize
-        )
-    }
-}
-
 fn product_cell(catalog: &crate::domain::Catalog, p: crate::domain::ProductIdx) -> ProductCell {
     let product = catalog.product(p);
     ProductCell {
@@ -528,7 +512,7 @@ fn product_cell(catalog: &crate::domain::Catalog, p: crate::domain::ProductIdx) 
         category: catalog.categories()[usize::from(product.category)]
             .path
             .to_string(),
-        price: price_text(product.price),
+        price: product.price.to_string(),
     }
 }
 
