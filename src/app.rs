@@ -93,6 +93,8 @@ impl App {
         let metrics = metrics_handle();
         let hasher = Arc::new(key_hasher(&settings));
         let (base, catalog_store) = open_store(&settings).await?;
+        // Every metric family at zero before anything counts.
+        crate::http::metrics::register(base.backend());
         let base: Arc<dyn ProfileStore> = Arc::new(crate::store::Breaker::new(
             base,
             settings.storage.circuit_failures,

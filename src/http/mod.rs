@@ -13,6 +13,7 @@ pub mod extract;
 pub mod fragments;
 pub mod guard;
 pub mod health;
+pub mod metrics;
 pub mod observe;
 pub mod proxy;
 pub mod recommend_api;

@@ -85,6 +85,18 @@ pub fn router(state: &AppState) -> Router<AppState> {
     ))
 }
 
+/// Each topic with a label of its own, with its platform (BigCommerce's are `store/...`).
+pub fn platform_topics() -> impl Iterator<Item = (&'static str, &'static str)> {
+    TOPICS.iter().map(|t| {
+        let platform = if t.starts_with("store/") {
+            "bigcommerce"
+        } else {
+            "shopify"
+        };
+        (platform, *t)
+    })
+}
+
 fn topic_label(topic: &str) -> &'static str {
     TOPICS
         .iter()

@@ -70,6 +70,23 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    pub const ALL: [Rejection; 14] = [
+        Rejection::InvalidEvent,
+        Rejection::MissingEventId,
+        Rejection::InvalidEventId,
+        Rejection::InvalidEventType,
+        Rejection::MissingVisitorId,
+        Rejection::InvalidId,
+        Rejection::MissingProductId,
+        Rejection::MissingQuery,
+        Rejection::InvalidQuery,
+        Rejection::InvalidQuantity,
+        Rejection::InvalidPosition,
+        Rejection::InvalidPrice,
+        Rejection::InvalidTimestamp,
+        Rejection::InvalidContext,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Rejection::InvalidEvent => "invalid_event",

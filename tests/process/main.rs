@@ -9,5 +9,6 @@ mod common;
 mod circuit_breaker;
 mod decision_log;
 mod drift;
+mod metrics_at_start;
 mod ruleset_limits;
 mod slow_clients;
