@@ -349,4 +349,54 @@ mod tests {
             .collect();
         assert_eq!(documented, families, "the README's list against registered");
     }
+
+    /// The `vitrine_*` metric names a text uses (a histogram's series by its family).
+    fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+        text.match_indices("vitrine_")
+            .filter(|(at, _)| {
+                !text[..*at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+            .map(|(at, _)| {
+                let name: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .filter(|f| FAMILIES.iter().any(|x| x.name == *f))
+                    .map_or(name.clone(), str::to_owned)
+            })
+            .collect()
+    }
+
+    /// The Grafana dashboard shows every family, and it and the alerts name no metric
+    /// the process does not expose.
+    #[test]
+    fn the_dashboard_shows_every_family_and_the_alerts_name_real_ones() {
+        let families: std::collections::BTreeSet<String> =
+            FAMILIES.iter().map(|f| f.name.to_owned()).collect();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../deploy/grafana/vitrine.json")).unwrap();
+        let exprs: Vec<&str> = dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+            .map(|t| t["expr"].as_str().unwrap())
+            .collect();
+        let shown = names_in(&exprs.join("\n"));
+        assert_eq!(
+            shown, families,
+            "the dashboard's metrics against the families"
+        );
+        let alerted = names_in(include_str!("../../deploy/prometheus/alerts.yml"));
+        assert!(alerted.len() >= 6, "{alerted:?}");
+        for name in &alerted {
+            assert!(families.contains(name), "the alerts name {name}");
+        }
+    }
 }
