@@ -630,6 +630,8 @@ impl Shop {
             .env("VITRINE__DEMO__CUSTOMERS", self.customers.to_string())
             .env("VITRINE__DEMO__EVENTS", self.events.to_string())
             .env("VITRINE__LOG__LEVEL", "warn")
+            // Rows run without a ruleset unless they publish one.
+            .env("VITRINE__DEMO__RULESET", "false")
             .env("VITRINE__STORAGE__PATH", store)
             .env("VITRINE__CACHE__L1_TTL_MS", self.l1_ttl.to_string())
             // The largest ruleset the limits allow is a large document.

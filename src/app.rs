@@ -155,6 +155,9 @@ impl App {
             "data loaded"
         );
         drop(interactions);
+        if seeded && settings.demo.ruleset {
+            publish_demo_ruleset(&rules, &catalog, &settings.demo.base_url).await;
+        }
 
         let keys = Arc::new(Keys::new(&settings.auth));
         if keys.is_open() {
@@ -530,6 +533,36 @@ fn load_data(settings: &crate::config::DemoSettings) -> Result<Data, StartError>
         interactions: shop.interactions,
         customers: shop.customers,
     })
+}
+
+/// Publishes the demo ruleset on the store the demo has just seeded, unless a ruleset is
+/// live already (another replica's, or one published before): it never replaces one.
+async fn publish_demo_ruleset(
+    rules: &crate::decide::live::LiveRules,
+    catalog: &crate::domain::Catalog,
+    base_url: &str,
+) {
+    let document = crate::ingest::demo::ruleset(catalog, base_url);
+    let compiled = match crate::decide::live::LiveRules::validate(&document) {
+        Ok(c) => c,
+        Err(errors) => {
+            tracing::error!(?errors, "the demo ruleset does not compile; none published");
+            return;
+        }
+    };
+    let none = crate::decide::Ruleset::empty().version;
+    if rules.load().version != none {
+        return;
+    }
+    let change = crate::decide::live::Change::new(unix_now(), "demo", "published the demo ruleset");
+    match rules
+        .publish_change(compiled, &document, &none, change)
+        .await
+    {
+        Ok(r) => tracing::info!(ruleset_version = %r.version, "demo ruleset published"),
+        Err(crate::decide::live::PublishError::Moved(_)) => {}
+        Err(e) => tracing::warn!(error = %e, "the demo ruleset was not published"),
+    }
 }
 
 /// The process-wide Prometheus recorder. `metrics` allows one global recorder, so

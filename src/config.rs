@@ -756,6 +756,9 @@ pub struct DemoSettings {
     pub currency: String,
     /// Product and image urls of the demo shop start with this.
     pub base_url: String,
+    /// Publish the demo ruleset (offers, price lists, shipping, banners for each kind of
+    /// demo customer) when the demo seeds an empty store with nothing published.
+    pub ruleset: bool,
 }
 
 impl Default for DemoSettings {
@@ -768,6 +771,7 @@ impl Default for DemoSettings {
             seed: 42,
             currency: "GBP".into(),
             base_url: "https://demo.vitrine.shop".into(),
+            ruleset: true,
         }
     }
 }

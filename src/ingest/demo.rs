@@ -610,11 +610,194 @@ pub fn generate(settings: &DemoSettings, now: i64) -> Result<DemoShop, DemoError
     let mut interactions = history.interactions;
     interactions.sort_by_key(|i| i.ts);
 
-    let customers = build_profiles(settings.customers, &catalog, &interactions, &favourites);
+    let mut customers = build_profiles(settings.customers, &catalog, &interactions, &favourites);
+    let named = named_customers(&customers, &catalog, now);
+    customers.extend(named);
     Ok(DemoShop {
         catalog,
         customers,
         interactions,
+    })
+}
+
+/// The demo's named customers, one of each kind the demo ruleset treats apart (a new
+/// visitor is any session): a gold-tier VIP, a customer whose last order was four months
+/// ago, and a buyer at the demo's B2B company.
+pub const VIP: &str = "demo-vip";
+pub const LAPSED: &str = "demo-lapsed";
+pub const B2B_BUYER: &str = "demo-b2b";
+/// The demo's B2B company: its buyers get its contract prices.
+pub const COMPANY: &str = "northwind";
+
+/// The named customers, from the generated ones' histories: the VIP is the biggest
+/// spender's history, the B2B buyer the next one's; the lapsed customer bought the third
+/// one's products in three orders, 200 to 120 days ago, and nothing since.
+fn named_customers(
+    customers: &[(String, Profile)],
+    catalog: &Catalog,
+    now: i64,
+) -> Vec<(String, Profile)> {
+    let mut by_spend: Vec<&(String, Profile)> = customers
+        .iter()
+        .filter(|(_, p)| p.orders_count > 0)
+        .collect();
+    by_spend.sort_by_key(|(id, p)| {
+        (
+            std::cmp::Reverse(p.total_spent.map_or(0, |m| m.amount)),
+            id.clone(),
+        )
+    });
+    let attributes =
+        |segments: &[&str], tier: Option<&str>, company: Option<&str>| ProfileOp::Attributes {
+            // Apart from the generated ops' ids (interactions from 0 up, favourites from
+            // u64::MAX down).
+            id: 1 << 62,
+            at: now,
+            segments: Some(segments.iter().map(|s| (*s).to_owned()).collect()),
+            loyalty_tier: tier.map(str::to_owned),
+            company_id: company.map(str::to_owned),
+        };
+    let mut named = Vec::new();
+    if let Some((_, p)) = by_spend.first() {
+        let mut vip = p.clone();
+        vip.apply(&attributes(&["vip"], Some("gold"), None));
+        named.push((VIP.to_owned(), vip));
+    }
+    if let Some((_, p)) = by_spend.get(1) {
+        let mut buyer = p.clone();
+        buyer.apply(&attributes(&["b2b"], None, Some(COMPANY)));
+        named.push((B2B_BUYER.to_owned(), buyer));
+    }
+    if let Some((_, p)) = by_spend.get(2) {
+        let mut lapsed = Profile::default();
+        let bought: Vec<&str> = p.purchased.iter().map(|b| b.product_id.as_str()).collect();
+        let mut op = 0u64;
+        for (n, lines) in bought
+            .chunks(bought.len().div_ceil(3).max(1))
+            .take(3)
+            .enumerate()
+        {
+            let at = now - (200 - 40 * n as i64) * 86_400;
+            let mut total = 0;
+            let mut order_lines = Vec::new();
+            for id in lines {
+                let Some(idx) = catalog.lookup(id) else {
+                    continue;
+                };
+                let product = catalog.product(idx);
+                let category = catalog.categories()[usize::from(product.category)]
+                    .handle
+                    .to_string();
+                op += 1;
+                lapsed.apply(&ProfileOp::Event {
+                    id: op,
+                    at: at - 600,
+                    behaviour: Behaviour::View,
+                    product_id: Some((*id).to_owned()),
+                    category: Some(category.clone()),
+                    quantity: 1,
+                    price: None,
+                    query: None,
+                    order: None,
+                    counts_order: true,
+                });
+                total += product.price.amount;
+                order_lines.push(((*id).to_owned(), 1, Some(category)));
+            }
+            let Some(currency) = catalog.products().first().map(|p| p.price.currency) else {
+                break;
+            };
+            op += 1;
+            lapsed.apply(&ProfileOp::Order {
+                id: op,
+                order: 1_000_000 + n as u64,
+                at,
+                total: Money::new(total, currency),
+                lines: order_lines,
+            });
+        }
+        named.push((LAPSED.to_owned(), lapsed));
+    }
+    named
+}
+
+/// The ruleset a demo store starts with (`demo.ruleset`), in the catalog's currency, so
+/// that the demo shows every kind of decision: a first order gets 10% off and free
+/// shipping over 30.00 (standard shipping 3.99), a customer whose last order is over 90
+/// days old is offered 15% to come back, a visitor leaving is offered 5%, gold-tier
+/// customers pay 5% less, the B2B company's buyers pay its contract prices (15% under
+/// the catalog's, on up to the first 10,000 products), a few products cost less by the three and
+/// the ten, home banners speak to each kind of visitor, and no price goes under a 10%
+/// margin over cost.
+pub fn ruleset(catalog: &Catalog, base_url: &str) -> serde_json::Value {
+    const MAX_CONTRACT_ENTRIES: usize = 10_000;
+    use serde_json::json;
+    let Some(currency) = catalog.products().first().map(|p| p.price.currency) else {
+        return json!({});
+    };
+    let money = |amount: i64| json!({"amount": amount, "currency": currency.as_str()});
+    let first_order = json!({"or": [{"eq": ["customer.orders_count", 0]},
+                                    {"not": {"exists": "customer.orders_count"}}]});
+    let pct = |amount: i64, bps: i64| amount - (amount * bps + 5_000) / 10_000;
+    let contract: Vec<serde_json::Value> = catalog
+        .products()
+        .iter()
+        .take(MAX_CONTRACT_ENTRIES)
+        .map(|p| json!({"product_id": &*p.id, "amount": pct(p.price.amount, 1_500)}))
+        .collect();
+    let volume: Vec<serde_json::Value> = catalog
+        .products()
+        .iter()
+        .take(5)
+        .map(|p| {
+            json!({"product_id": &*p.id, "amount": p.price.amount,
+                   "tiers": [{"min_qty": 3, "amount": pct(p.price.amount, 500)},
+                             {"min_qty": 10, "amount": pct(p.price.amount, 1_000)}]})
+        })
+        .collect();
+    let banner = |id: &str, title: &str, when: serde_json::Value, priority: i64| {
+        json!({"id": id, "placements": ["home"], "title": title,
+               "image_url": format!("{base_url}/banners/{id}.jpg"),
+               "link_url": format!("{base_url}/pages/{id}"),
+               "alt": title, "when": when, "priority": priority})
+    };
+    json!({
+        "guardrails": {"min_margin_bps": 1_000},
+        "price_lists": [
+            {"id": "gold-members", "kind": "adjustment", "currency": currency.as_str(),
+             "scope": {"eq": ["customer.loyalty_tier", "gold"]},
+             "adjust": {"percent_off_bps": 500, "parent": null, "categories": []}},
+            {"id": format!("{COMPANY}-contract"), "kind": "contract", "currency": currency.as_str(),
+             "scope": {"eq": ["customer.company_id", COMPANY]}, "entries": contract},
+            {"id": "volume", "kind": "base", "currency": currency.as_str(), "entries": volume}
+        ],
+        "promotions": [
+            {"id": "welcome-10", "title": "10% off your first order",
+             "description": "Welcome: 10% off everything in your first order", "class": "order",
+             "trigger": "auto", "eligibility": first_order, "value": {"percent_bps": 1_000},
+             "group": "welcome"},
+            {"id": "welcome-shipping", "title": "Free shipping on your first order over 30.00",
+             "description": "Your first order ships free from 30.00", "class": "shipping",
+             "trigger": "auto", "eligibility": first_order,
+             "condition": {"gte": ["cart.subtotal", money(3_000)]}, "value": {"free_shipping": true}},
+            {"id": "come-back", "title": "15% off to welcome you back",
+             "description": "It has been a while: 15% off your next order", "class": "order",
+             "trigger": "offer", "codes": ["COMEBACK15"],
+             "eligibility": {"gte": ["customer.days_since_last_order", 90]},
+             "value": {"percent_bps": 1_500}},
+            {"id": "before-you-go", "title": "5% off if you order today",
+             "description": "Before you go: 5% off your order today", "class": "order",
+             "trigger": "offer", "codes": ["STAY5"],
+             "eligibility": {"eq": ["session.exit_intent", true]}, "value": {"percent_bps": 500}}
+        ],
+        "shipping": [{"id": "standard", "amount": money(399)}],
+        "content": {"banners": [
+            banner("welcome", "New here? 10% off your first order", json!({"eq": ["session.first_visit", true]}), 30),
+            banner("vip-preview", "Gold members: the new season first", json!({"in_segment": "vip"}), 40),
+            banner("trade-account", "Your trade prices are on", json!({"exists": "customer.company_id"}), 40),
+            banner("we-miss-you", "We have missed you: 15% off with COMEBACK15", json!({"gte": ["customer.days_since_last_order", 90]}), 35),
+            banner("seasonal", "The season's favourites", json!(true), 10)
+        ]}
     })
 }
 
@@ -940,7 +1123,19 @@ mod tests {
         let shop = generate(&small(), 1_700_000_000).unwrap();
         assert_eq!(shop.catalog.len(), 400);
         assert_eq!(shop.catalog.categories().len(), 40);
-        assert_eq!(shop.customers.len(), 100);
+        // The generated accounts, then the named customers of each kind.
+        assert_eq!(shop.customers.len(), 100 + 3);
+        let named = |id: &str| &shop.customers.iter().find(|(c, _)| c == id).unwrap().1;
+        assert_eq!(named(VIP).loyalty_tier.as_deref(), Some("gold"));
+        assert!(named(VIP).orders_count > 0);
+        assert_eq!(named(B2B_BUYER).company_id.as_deref(), Some(COMPANY));
+        let lapsed = named(LAPSED);
+        assert_eq!(lapsed.orders_count, 3);
+        assert_eq!(
+            lapsed.last_order_at,
+            Some(1_700_000_000 - 120 * 86_400),
+            "the last order four months ago"
+        );
         assert!(shop.interactions.len() >= 5_000);
         let mut views = vec![0u32; 400];
         for i in &shop.interactions {

@@ -31,6 +31,7 @@ mod ops_and_lifecycle;
 mod overrides;
 mod pinned_answers;
 mod promotions;
+mod readme;
 mod realtime;
 mod recommend_api;
 mod recommend_properties;

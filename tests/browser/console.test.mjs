@@ -70,6 +70,7 @@ function replica(port) {
       VITRINE__DEMO__PRODUCTS: "400",
       VITRINE__DEMO__CUSTOMERS: "100",
       VITRINE__DEMO__EVENTS: "8000",
+      VITRINE__DEMO__RULESET: "false",
       VITRINE__LOG__LEVEL: "warn",
     },
     stdio: ["ignore", "inherit", "inherit"],

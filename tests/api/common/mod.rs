@@ -28,6 +28,8 @@ pub fn settings() -> Settings {
     s.demo.products = 400;
     s.demo.customers = 100;
     s.demo.events = 8_000;
+    // The tests publish the rulesets they need.
+    s.demo.ruleset = false;
     s.log.level = "warn".into();
     s.content.banners = ["home", "cart"]
         .iter()
