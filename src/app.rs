@@ -114,7 +114,20 @@ impl App {
             .await
             .map_err(|e| StartError::Rules(e.to_string()))?;
         let live_rules = rules.load();
-        let demo_settings = settings.demo.clone();
+        let mut demo_settings = settings.demo.clone();
+        // The demo never mixes with a shop's own catalog.
+        if demo_settings.enabled && catalog_store.catalog_version().await? > 0 {
+            let (_, stored) = catalog_store.load_catalog().await?;
+            if let demo::StoredShop::Own { products } =
+                demo::stored_shop(&stored, &demo_settings.base_url)
+            {
+                tracing::warn!(
+                    products,
+                    "the store holds a shop's own catalog: the demo is not loaded over it (set demo.enabled = false)"
+                );
+                demo_settings.enabled = false;
+            }
+        }
         let recommend_settings = settings.recommend.clone();
         let seed_hasher = hasher.clone();
         let (catalog, interactions, seed, models) =
@@ -421,6 +434,12 @@ pub async fn train(
     events: Option<(&std::path::Path, crate::ingest::import::Format)>,
 ) -> Result<Trained, String> {
     let (_, store) = open_store(settings).await.map_err(|e| e.to_string())?;
+    if events.is_none() {
+        let (_, stored) = store.load_catalog().await.map_err(|e| e.to_string())?;
+        if demo::stored_shop(&stored, &settings.demo.base_url) == demo::StoredShop::Demo {
+            return Err("the store holds the demo shop: its models come from the demo's generated history, which the event log does not hold, so training on the log would replace them with models of the few events logged since. Train from an events file (--events), or import your own shop into a store without the demo (demo.enabled = false) and train there".into());
+        }
+    }
     train_on(store.as_ref(), settings, events).await
 }
 

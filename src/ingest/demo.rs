@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::DemoSettings;
-use crate::domain::catalog::{Category, NewProduct, slug};
+use crate::domain::catalog::{Category, NewProduct, ProductRecord, slug};
 use crate::domain::profile::{Behaviour, ProfileOp};
 use crate::domain::{
     Catalog, CategoryId, Currency, Interaction, InteractionKind, Money, Product, ProductIdx,
@@ -618,6 +618,33 @@ pub fn generate(settings: &DemoSettings, now: i64) -> Result<DemoShop, DemoError
         customers,
         interactions,
     })
+}
+
+/// Whose catalog a store holds, as far as the demo can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredShop {
+    Empty,
+    /// Every product under the demo's `base_url`: the demo wrote it on a first start.
+    Demo,
+    /// A shop's own products (imported, or from platform webhooks): the demo must not be
+    /// loaded over them.
+    Own {
+        products: usize,
+    },
+}
+
+/// What the stored `products` are: the demo's when every one's url is under
+/// `base_url`, which a real shop's never are.
+pub fn stored_shop(products: &[(ProductRecord, i64)], base_url: &str) -> StoredShop {
+    if products.is_empty() {
+        StoredShop::Empty
+    } else if products.iter().all(|(p, _)| p.url.starts_with(base_url)) {
+        StoredShop::Demo
+    } else {
+        StoredShop::Own {
+            products: products.len(),
+        }
+    }
 }
 
 /// The demo's named customers, one of each kind the demo ruleset treats apart (a new

@@ -299,3 +299,40 @@ async fn import_and_train_run_in_process_as_the_commands_run_them() {
         .expect("refused");
     assert!(e.contains("no-such-history.ndjson"), "{e}");
 }
+
+/// A shop's own catalog, imported into a fresh store, is served alone even with the demo
+/// on (the default): the demo never mixes with it. And `vitrine train` from the event log
+/// refuses a store that holds the demo, whose models the log could not rebuild.
+#[tokio::test]
+async fn the_demo_never_mixes_with_an_imported_shop_nor_is_retrained_from_the_log() {
+    let redis = RedisServer::start();
+    // The fixture has one bad row among its products.
+    let out = import(&redis, "products", "products.csv", &["--max-errors", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let own = TestApp::spawn(common::on_redis(&redis)).await;
+    let status = own.get_json("/admin/v1/status").await;
+    let imported = status["products"].as_u64().unwrap();
+    assert!((1..=3).contains(&imported), "{status}");
+    assert_eq!(status["products_out_of_stock"], 0, "{status}");
+    let answer = own.recommend("session_id=s&placement=home").await;
+    for (product, _) in common::picks(&answer) {
+        assert!(product.starts_with("csv-"), "{product} in {answer}");
+    }
+    // No demo customers were seeded over the shop either.
+    assert_eq!(own.export_profile("c0000001").await, None);
+
+    let demo = RedisServer::start();
+    let app = TestApp::on_redis(&demo).await;
+    let before = app.get_json("/admin/v1/status").await["model_version"].clone();
+    let (code, _, stderr) = common::vitrine(&["train", "--redis", &demo.url()]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("the store holds the demo shop"), "{stderr}");
+    assert_eq!(
+        app.get_json("/admin/v1/status").await["model_version"],
+        before
+    );
+}

@@ -129,7 +129,16 @@ async fn wait_for(app: &TestApp, path: &str, want: (&str, &str), version: Option
 #[tokio::test]
 async fn without_a_file_train_learns_the_stored_event_log() {
     let redis = RedisServer::start();
-    let a = replica(&redis).await;
+    // A shop's own catalog (the log cannot retrain a demo store: see import.rs).
+    let a = TestApp::spawn(common::empty_shop_on_redis(&redis)).await;
+    let products: Vec<Value> = (1..=6)
+        .map(|n| {
+            json!({"id": format!("p{n:06}"), "title": format!("Product {n}"), "category": "Kitchen > Mugs",
+                   "url": format!("https://shop.example/products/{n}"),
+                   "price": {"amount": 1000 + n, "currency": "GBP"}, "inventory": 10})
+        })
+        .collect();
+    a.put_products(&Value::Array(products)).await;
     // A history imported into the store goes to its event log.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("history.ndjson");
