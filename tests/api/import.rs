@@ -336,3 +336,70 @@ async fn the_demo_never_mixes_with_an_imported_shop_nor_is_retrained_from_the_lo
         before
     );
 }
+
+/// The README's way from the demo to a shop of one's own, on the sample shop of
+/// `examples/import/`: every file imports without a bad row, `vitrine train` learns the
+/// history, and the quick-start ruleset of docs/rules.md publishes and prices a cart as
+/// that page says.
+#[tokio::test]
+async fn the_sample_shop_imports_trains_and_takes_the_quick_start_ruleset() {
+    let redis = RedisServer::start();
+    for (kind, file) in [
+        ("products", "products.csv"),
+        ("customers", "customers.csv"),
+        ("orders", "orders.ndjson"),
+        ("events", "events.ndjson"),
+    ] {
+        let (code, stdout, stderr) = common::vitrine(&[
+            "import",
+            kind,
+            &format!("examples/import/{file}"),
+            "--redis",
+            &redis.url(),
+        ]);
+        assert_eq!(code, Some(0), "{kind}: {stdout} {stderr}");
+        assert!(stdout.contains(" 0 bad"), "{kind}: {stdout}");
+    }
+    let (code, stdout, stderr) = common::vitrine(&["train", "--redis", &redis.url()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // The 13 events and the orders' 4 lines, all in the event log.
+    assert!(
+        stdout.contains("trained on 17 interactions from 17 event log entries (0 bad"),
+        "{stdout}"
+    );
+
+    let app = TestApp::spawn(common::empty_shop_on_redis(&redis)).await;
+    let rules =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rules.md")).unwrap();
+    let quick_start: Value = serde_json::from_str(
+        rules
+            .split("\n## Quick start\n")
+            .nth(1)
+            .and_then(|s| s.split("```json\n").nth(1))
+            .and_then(|s| s.split("\n```").next())
+            .expect("the quick-start document"),
+    )
+    .unwrap();
+    app.publish_ruleset(&quick_start).await;
+
+    // A member's six teas: 9.80 less 5% is 9.31, 55.86 in all, so 10% off and free shipping.
+    let cart = app
+        .evaluate_cart(json!({"customer_id": "cust-1002",
+                              "cart": [{"product_id": "tea-sencha", "quantity": 6}]}))
+        .await;
+    assert_eq!(cart["lines"][0]["price_list"], "members", "{cart}");
+    assert_eq!(cart["lines"][0]["unit_price"]["amount"], 931, "{cart}");
+    assert_eq!(cart["applied"][0]["id"], "spend-50", "{cart}");
+    assert_eq!(cart["shipping"]["total"]["amount"], 0, "{cart}");
+    // Anyone else pays the catalog price and, under 40.00, for shipping.
+    let small = app
+        .evaluate_cart(
+            json!({"session_id": "s", "cart": [{"product_id": "tea-sencha", "quantity": 1}]}),
+        )
+        .await;
+    assert_eq!(small["lines"][0]["unit_price"]["amount"], 980, "{small}");
+    assert_eq!(small["shipping"]["total"]["amount"], 399, "{small}");
+    let home = app.recommend("customer_id=cust-1002&placement=home").await;
+    assert_eq!(home["banners"][0]["id"], "new-teas", "{home}");
+    assert!(!common::picks(&home).is_empty(), "{home}");
+}
