@@ -34,6 +34,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Exit 0 when a running service answers 200 on the given URL, 1 otherwise.
     Healthcheck(HealthcheckArgs),
+    /// Write the API's OpenAPI 3.1 document (as `GET /openapi.json` serves it) to
+    /// standard output.
+    Openapi,
     /// The decision log: `decisions export` streams records for a warehouse.
     #[command(subcommand)]
     Decisions(DecisionsCommand),

@@ -22,6 +22,10 @@ fn main() -> ExitCode {
         Command::Eval(args) => evaluate(&args),
         Command::Train(args) => train(&args),
         Command::Decisions(DecisionsCommand::Export(args)) => export_decisions(&args),
+        Command::Openapi => {
+            print!("{}", vitrine::http::openapi::document_text());
+            ExitCode::SUCCESS
+        }
         Command::Healthcheck(args) => {
             if vitrine::cli::healthcheck(&args.url) {
                 ExitCode::SUCCESS

@@ -27,7 +27,7 @@ pub struct Banner {
     pub alt: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Collection {
     pub id: String,
     pub title: String,

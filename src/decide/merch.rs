@@ -50,7 +50,7 @@ pub struct MerchRule {
     pub action: Action,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EffectKind {
     Filtered,
@@ -64,7 +64,7 @@ pub enum EffectKind {
     Fallback,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Effect {
     pub rule: String,
     pub effect: EffectKind,

@@ -33,7 +33,17 @@ pub struct Promotions<'r> {
 // ---- promotions and shipping rates, and how they are compiled ------------------------
 
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    serde::Serialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
@@ -1339,7 +1349,7 @@ fn report(
 }
 
 /// Whether an offer can be used on the cart as it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OfferStatus {
     /// It applies to the cart now (with its code, if it has one).
@@ -1349,7 +1359,7 @@ pub enum OfferStatus {
 }
 
 /// A promotion this visitor may use now, for the storefront to show.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Offer {
     pub id: String,
     pub title: String,

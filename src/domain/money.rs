@@ -58,6 +58,19 @@ impl fmt::Display for Currency {
     }
 }
 
+/// An ISO 4217 code, as a string.
+impl utoipa::PartialSchema for Currency {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[A-Z]{3}$"))
+            .description(Some("ISO 4217 currency code"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Currency {}
+
 impl Serialize for Currency {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -72,7 +85,7 @@ impl<'de> Deserialize<'de> for Currency {
 }
 
 /// An amount in the currency's minor unit (pence, cents): `1999 GBP` is £19.99.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Money {
     pub amount: i64,
     pub currency: Currency,

@@ -8,7 +8,7 @@ use super::audience::{Audience, Country, Device};
 use super::money::Currency;
 
 /// The page context as sent: every field optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPageContext {
     pub country: Option<String>,

@@ -15,6 +15,7 @@ pub mod guard;
 pub mod health;
 pub mod metrics;
 pub mod observe;
+pub mod openapi;
 pub mod proxy;
 pub mod recommend_api;
 pub mod rules;
@@ -86,6 +87,8 @@ pub fn router(state: &AppState, include_ops: bool) -> Router {
     if include_ops {
         app = app.merge(health::router());
     }
+    // The API's contract: public, like the API's documentation.
+    app = app.merge(openapi::router());
     finish(app, state)
 }
 

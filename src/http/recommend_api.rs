@@ -43,25 +43,45 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The request as sent, before validation. Shared by GET and POST.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\s\\x00-\\x1f\\x7f]+$"
+    )]
     pub customer_id: Option<String>,
     /// Proves `customer_id` on a storefront key (see [`super::auth::CustomerTokens`]).
     pub customer_token: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\s\\x00-\\x1f\\x7f]+$"
+    )]
     pub session_id: Option<String>,
+    #[schema(required = true, value_type = Placement)]
     pub placement: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\s\\x00-\\x1f\\x7f]+$"
+    )]
     pub product_id: Option<String>,
+    #[schema(min_length = 1, max_length = 256)]
     pub category: Option<String>,
+    #[schema(min_length = 1, max_length = 256)]
     pub query: Option<String>,
     pub cart: Option<Vec<RawCartLine>>,
     /// Product ids to re-rank for this visitor (search and category placements).
     pub candidates: Option<Vec<String>>,
+    /// 1 to 100 (to the number of candidates when re-ranking).
+    #[schema(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     pub context: Option<RawPageContext>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCartLine {
     pub product_id: String,
@@ -70,18 +90,39 @@ pub struct RawCartLine {
 
 /// GET parameters: the request's fields flattened. `cart` is `id:qty,id:qty`; the
 /// context fields are top-level (`country`, `currency`, `channel`, `device`, `locale`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GetParams {
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\s\\x00-\\x1f\\x7f]+$"
+    )]
     customer_id: Option<String>,
     customer_token: Option<String>,
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\s\\x00-\\x1f\\x7f]+$"
+    )]
     session_id: Option<String>,
+    #[param(required = true, value_type = Placement)]
     placement: Option<String>,
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\s\\x00-\\x1f\\x7f]+$"
+    )]
     product_id: Option<String>,
+    #[param(min_length = 1, max_length = 256)]
     category: Option<String>,
+    #[param(min_length = 1, max_length = 256)]
     query: Option<String>,
     cart: Option<String>,
     /// Comma-separated product ids.
     candidates: Option<String>,
+    /// 1 to 100 (to the number of candidates when re-ranking).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     country: Option<String>,
     currency: Option<String>,
@@ -368,7 +409,23 @@ pub fn parse_context(raw: RawPageContext) -> Result<PageContext, ApiError> {
     PageContext::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidContext, e.to_string()))
 }
 
-async fn recommend_get(
+/// Recommendations, offers, prices and content for one page view.
+#[utoipa::path(
+    get,
+    path = "/v1/recommend",
+    tag = "storefront",
+    params(GetParams),
+    responses(
+        (status = 200, description = "The answer", body = Served),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 400, description = "A malformed query string", body = super::error::ErrorBody),
+        (status = 401, description = "No key, an unknown key, or a bad customer token", body = super::error::ErrorBody),
+        (status = 422, description = "An invalid parameter (the code names it)", body = super::error::ErrorBody),
+        (status = 503, description = "Overloaded: retry after Retry-After", body = super::error::ErrorBody),
+    ),
+    security((), ("storefront_key" = []))
+)]
+pub(crate) async fn recommend_get(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
@@ -379,7 +436,25 @@ async fn recommend_get(
     answer(&state, &headers, raw).await
 }
 
-async fn recommend_post(
+/// The same as `GET /v1/recommend`, with the request as JSON.
+#[utoipa::path(
+    post,
+    path = "/v1/recommend",
+    tag = "storefront",
+    request_body = RawRequest,
+    responses(
+        (status = 200, description = "The answer", body = Served),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 400, description = "Malformed JSON", body = super::error::ErrorBody),
+        (status = 401, description = "No key, an unknown key, or a bad customer token", body = super::error::ErrorBody),
+        (status = 413, description = "A body over server.body_limit_bytes", body = super::error::ErrorBody),
+        (status = 415, description = "Not JSON", body = super::error::ErrorBody),
+        (status = 422, description = "An invalid field (the code names it)", body = super::error::ErrorBody),
+        (status = 503, description = "Overloaded: retry after Retry-After", body = super::error::ErrorBody),
+    ),
+    security((), ("storefront_key" = []))
+)]
+pub(crate) async fn recommend_post(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
@@ -406,7 +481,8 @@ fn check_customer(
 }
 
 /// A recommended product as served.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Item)]
 struct ItemJson<'a> {
     product_id: &'a str,
     title: &'a str,
@@ -435,7 +511,8 @@ impl<'a> From<&page::Item<'a>> for ItemJson<'a> {
 }
 
 /// A banner as served: the content's banner on its placement.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Banner)]
 struct BannerJson<'a> {
     id: &'a str,
     placement: Placement,
@@ -459,14 +536,17 @@ impl<'a> BannerJson<'a> {
     }
 }
 
-#[derive(Serialize)]
+/// An experiment arm the answer served.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ServedArm)]
 struct ExperimentJson<'a> {
     id: &'a str,
     variant: &'a str,
 }
 
 /// What follows the recommendations in an answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AnswerRest)]
 struct AfterItems<'a> {
     offers: &'a [crate::decide::promo::Offer],
     banners: Vec<BannerJson<'a>>,
@@ -524,13 +604,25 @@ fn answer_bytes(
     Ok(out)
 }
 
-/// The page answer as served (the decision id is written in front of it).
-#[derive(Serialize)]
+/// The page answer (a served one has its decision id in front: [`Served`]).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = PageAnswer)]
 struct AnswerJson<'a> {
     placement: Placement,
     recommendations: Vec<ItemJson<'a>>,
     #[serde(flatten)]
     rest: AfterItems<'a>,
+}
+
+/// An answer as served: its decision id, then the page answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = RecommendAnswer)]
+pub struct Served<'a> {
+    /// Names this decision: events and orders quote it for attribution, and the
+    /// decision log keeps it.
+    decision_id: uuid::Uuid,
+    #[serde(flatten)]
+    answer: AnswerJson<'a>,
 }
 
 /// What the storefront would get for `request`, for a visitor with `profile`, under
@@ -702,10 +794,19 @@ pub async fn answer(
         &snapshot.catalog,
     )
     .map_err(|e| ApiError::internal(&e))?;
-    // Written by hand as serde would write it: every answer of the tests checks so.
+    // Written by hand as serde writes the documented type (with the decision id in
+    // front, below): every answer of the tests checks so.
     debug_assert_eq!(
-        content,
-        serde_json::to_vec(&answer_json(&decided, degraded)).unwrap_or_default()
+        [
+            format!("{{\"decision_id\":\"{decision_id}\",").as_bytes(),
+            content.get(1..).unwrap_or_default(),
+        ]
+        .concat(),
+        serde_json::to_vec(&Served {
+            decision_id,
+            answer: answer_json(&decided, degraded),
+        })
+        .unwrap_or_default()
     );
     let ranked = started.elapsed();
     let kept = recording.is_some().then(|| {

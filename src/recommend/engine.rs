@@ -16,7 +16,7 @@ use crate::domain::{Audience, Catalog, Placement, ProductIdx, Profile, Segment};
 use super::model::Models;
 use super::reads::Volatile;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     BoughtTogether,

@@ -598,3 +598,37 @@ async fn products_viewed_again_and_again_come_back_first() {
     assert_eq!(profile.views().next(), Some((ids[2].as_str(), 1)));
     assert!(profile.views().any(|v| v == (ids[0].as_str(), 3)));
 }
+
+/// The API's contract is served as the code generates it, and names the storefront's
+/// recommend operations with their answer and error schemas.
+#[tokio::test]
+async fn the_openapi_document_is_served() {
+    let app = TestApp::spawn(settings()).await;
+    let r = app.get("/openapi.json").await;
+    assert_eq!(r.status(), 200);
+    let served: Value = r.json().await.unwrap();
+    assert_eq!(
+        served,
+        serde_json::to_value(vitrine::http::openapi::document()).unwrap()
+    );
+    assert!(served["openapi"].as_str().unwrap().starts_with("3.1"));
+    for method in ["get", "post"] {
+        let op = &served["paths"]["/v1/recommend"][method];
+        assert_eq!(
+            op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/RecommendAnswer"
+        );
+        assert_eq!(
+            op["responses"]["422"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error"
+        );
+    }
+    let codes = &served["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"];
+    assert!(
+        codes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "invalid_placement")
+    );
+}
