@@ -114,7 +114,7 @@ impl fmt::Display for Money {
 
 /// Money as a client writes it: `{"amount": minor units, "currency": "GBP"}`, in events,
 /// imports and rulesets alike.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMoney {
     pub amount: i64,

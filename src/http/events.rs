@@ -24,8 +24,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/events", post(post_events))
 }
 
-#[derive(Serialize)]
-struct Report {
+/// What became of a batch: counts, then each event in the order sent.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = EventsReport)]
+pub(crate) struct Report {
     accepted: usize,
     /// Accepted while the store is unavailable; written when it returns.
     buffered: usize,
@@ -34,22 +36,68 @@ struct Report {
     results: Vec<EventResult>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct EventResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     event_id: Option<String>,
+    /// `accepted` (applied), `buffered` (the store is down: journaled, applied when it
+    /// returns), `duplicate` (applied before) or `rejected`.
+    #[schema(schema_with = event_statuses)]
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<EventError>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct EventError {
+    #[schema(schema_with = rejection_codes)]
     code: &'static str,
     message: String,
 }
 
-async fn post_events(
+/// One event or an array of them (up to `events.max_batch`), each checked on its own.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // The document's shape of the body, which is parsed event by event.
+enum EventsBody {
+    One(Box<RawEvent>),
+    Many(Vec<RawEvent>),
+}
+
+fn strings(values: &[&'static str]) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
+fn event_statuses() -> utoipa::openapi::Object {
+    strings(&["accepted", "buffered", "duplicate", "rejected"])
+}
+
+fn rejection_codes() -> utoipa::openapi::Object {
+    strings(&Rejection::ALL.map(Rejection::as_str))
+}
+
+/// Storefront events (views, searches, carts, purchases, impressions, clicks): each is
+/// applied to its visitor's profile once (by `event_id`) and learned from at once.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "storefront",
+    request_body = EventsBody,
+    responses(
+        (status = 202, description = "What became of each event", body = Report),
+        (status = 400, description = "Malformed JSON", body = super::error::ErrorBody),
+        (status = 401, description = "No key, an unknown key, or a bad customer token", body = super::error::ErrorBody),
+        (status = 413, description = "A body over server.body_limit_bytes", body = super::error::ErrorBody),
+        (status = 415, description = "Not JSON", body = super::error::ErrorBody),
+        (status = 422, description = "Not an event or an array, or over events.max_batch", body = super::error::ErrorBody),
+        (status = 503, description = "Overloaded, or the store is down and the journal full: retry the batch", body = super::error::ErrorBody),
+    ),
+    security((), ("storefront_key" = []))
+)]
+pub(crate) async fn post_events(
     State(state): State<AppState>,
     caller: Caller,
     headers: axum::http::HeaderMap,

@@ -3,8 +3,9 @@
 //! `GET /openapi.json` and written to `docs/openapi.json` by `vitrine openapi` (a test
 //! fails when that file is stale).
 //!
-//! It covers the storefront API so far: `/v1/recommend` (GET and POST). The other routes
-//! are documented in the README until they join it.
+//! It covers the storefront API's `/v1/recommend` (GET and POST) and `/v1/events`, and
+//! the ops routes, so far; the other routes are documented in the README until they join
+//! it.
 
 use axum::Json;
 use axum::Router;
@@ -20,9 +21,19 @@ use super::state::AppState;
         title = "Vitrine",
         description = "Real-time personalization for headless commerce: recommendations, offers, personalized prices and content in one answer per page view."
     ),
-    paths(super::recommend_api::recommend_get, super::recommend_api::recommend_post),
+    paths(
+        super::recommend_api::recommend_get,
+        super::recommend_api::recommend_post,
+        super::events::post_events,
+        super::health::livez,
+        super::health::readyz,
+        super::health::metrics
+    ),
     modifiers(&Keys),
-    tags((name = "storefront", description = "Called by storefronts and edge functions on every page view, with a publishable storefront key"))
+    tags(
+        (name = "storefront", description = "Called by storefronts and edge functions on every page view, with a publishable storefront key"),
+        (name = "ops", description = "For load balancers and Prometheus; no key (on ops.addr when set)")
+    )
 )]
 struct ApiDoc;
 

@@ -13,7 +13,8 @@ use crate::domain::{
 };
 use crate::store::{KeyHasher, LogEntry, LogKind, ProfileKey};
 
-#[derive(Debug, Default, Deserialize)]
+/// A storefront event as sent.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEvent {
     pub event_id: Option<String>,
@@ -40,7 +41,7 @@ pub struct RawEvent {
     pub context: Option<RawPageContext>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConsent {
     pub personalization: Option<bool>,

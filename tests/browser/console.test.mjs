@@ -141,7 +141,7 @@ test("signed-out pages go to sign-in, and an admin key signs in", async () => {
   const page = await context.newPage();
   await page.goto(`${base}/console/overview`);
   assert.match(page.url(), /\/console\/sign-in/);
-  await page.screenshot({ path: join(ARTIFACTS, "sign-in.png"), fullPage: true });
+  await snap(page, "sign-in.png", true);
   // A wrong key is refused on the page.
   await page.fill("#key", "not-an-admin-key-at-all");
   await page.click("button[type=submit]");
@@ -178,7 +178,7 @@ test("the overview refreshes its figures without a reload", async () => {
   );
   assert.equal(await page.evaluate(() => window.__kept), marker, "no reload");
   assert.notEqual((await page.textContent("[data-figure=p99_ms]")).trim(), "–");
-  await page.screenshot({ path: join(ARTIFACTS, "overview.png"), fullPage: true });
+  await snap(page, "overview.png", true);
   await context.close();
 });
 
@@ -192,7 +192,7 @@ test("a form posted without its token is refused, and signing out ends the sessi
   });
   await page.click("form[action='/console/sign-out'] button");
   assert.match(await page.textContent("[role=alert]"), /token is missing or wrong/);
-  await page.screenshot({ path: join(ARTIFACTS, "csrf-refused.png"), fullPage: true });
+  await snap(page, "csrf-refused.png", true);
   await page.goto(`${base}/console/overview`);
   assert.match(page.url(), /\/console\/overview$/, "still signed in");
   const kept = (await context.cookies()).find((c) => c.name === "vitrine_console");
@@ -224,7 +224,7 @@ test("the review shows pairs with both products, and filters by product and outl
   const first = rows.first();
   assert.equal(await first.locator("img").count(), 2);
   assert.match(await first.textContent(), /p\d{6}.*·.*·\s*\d+\.\d{2} [A-Z]{3}/s);
-  await page.screenshot({ path: join(ARTIFACTS, "review.png"), fullPage: false });
+  await snap(page, "review.png", false);
   await page.fill("input[name=q]", "p000001");
   await Promise.all([page.waitForURL(/q=p000001/), page.click("form.filters button")]);
   const named = await page.locator("tr.pair").allTextContents();
@@ -235,7 +235,7 @@ test("the review shows pairs with both products, and filters by product and outl
   const flagged = page.locator("tr.pair");
   assert.ok((await flagged.count()) > 0);
   assert.equal(await page.locator("tr.pair:not(.outlier)").count(), 0);
-  await page.screenshot({ path: join(ARTIFACTS, "review-outliers.png"), fullPage: false });
+  await snap(page, "review-outliers.png", false);
   await context.close();
 });
 
@@ -260,9 +260,26 @@ test("a decision is looked up and replayed", async () => {
   assert.match(await page.textContent("pre.record"), new RegExp(id));
   await Promise.all([page.waitForURL(/decisions\/replay/), page.click("form[action='/console/decisions/replay'] button")]);
   assert.match(await page.textContent("[role=status]"), /identical to the record/);
-  await page.screenshot({ path: join(ARTIFACTS, "decision-replay.png"), fullPage: false });
+  await snap(page, "decision-replay.png", false);
   await context.close();
 });
+
+// Screenshots are the run's evidence, not its assertions: one taken while the page is
+// between frames is retried, and one that cannot be taken fails no test.
+async function snap(page, name, fullPage) {
+  for (let tries = 1; ; tries++) {
+    try {
+      await page.screenshot({ path: join(ARTIFACTS, name), fullPage });
+      return;
+    } catch (e) {
+      if (tries === 3) {
+        console.warn(`screenshot ${name} not taken: ${e.message}`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
 
 // A contract price for company acme on every demo product, and a first-order offer.
 function b2bFirstOrderRules() {
@@ -311,7 +328,7 @@ test("the preview shows a B2B customer's contract price and a first-order offer"
   assert.ok((await live.locator("li.item").count()) > 0, "products");
   await contractPriced(live);
   assert.match(await live.locator("ul.offers").textContent(), /10% off your first order/);
-  await page.screenshot({ path: join(ARTIFACTS, "preview.png"), fullPage: true });
+  await snap(page, "preview.png", true);
   // Beside a draft without the offer: validated, never published.
   const version = await liveVersion();
   const draft = b2bFirstOrderRules();
@@ -323,7 +340,7 @@ test("the preview shows a B2B customer's contract price and a first-order offer"
   assert.doesNotMatch(await page.locator("section.draft ul.offers").textContent(), /first order/);
   await contractPriced(page.locator("section.draft"));
   assert.equal(await liveVersion(), version, "the draft was not published");
-  await page.screenshot({ path: join(ARTIFACTS, "preview-draft.png"), fullPage: true });
+  await snap(page, "preview-draft.png", true);
   await context.close();
 });
 
@@ -342,7 +359,7 @@ test("a draft with an error shows it at its path and is not published; publish, 
   assert.match(await page.textContent("ul.draft-errors"), /\$\.promotions\[0\]\.value\.percent_bps/);
   await page.click("button[value=publish]");
   assert.match(await page.textContent("ul.draft-errors"), /\$\.promotions\[0\]\.value\.percent_bps/);
-  await page.screenshot({ path: join(ARTIFACTS, "draft-error.png"), fullPage: false });
+  await snap(page, "draft-error.png", false);
   assert.equal(await liveVersion(), before, "not published");
   // Fixed: published, and the versions page shows it live with its diff.
   const fixed = { ...live, promotions: [{ ...live.promotions[0], value: { percent_bps: 1500 } }] };
@@ -353,7 +370,7 @@ test("a draft with an error shows it at its path and is not published; publish, 
   assert.match(await page.textContent("[role=status]"), new RegExp(published));
   assert.match(await page.textContent("pre.diff"), /\+\s+"percent_bps": 1500/);
   assert.match(await page.textContent("pre.diff"), /-\s+"percent_bps": 1000/);
-  await page.screenshot({ path: join(ARTIFACTS, "rulesets-diff.png"), fullPage: false });
+  await snap(page, "rulesets-diff.png", false);
   // Rolled back: the version before is live again, on the other replica too.
   await Promise.all([page.waitForURL(/published=/), page.click("form.rollback-previous button")]);
   assert.equal(await liveVersion(), before);
@@ -395,7 +412,7 @@ test("an experiment's results page draws its chart, and it is stopped from there
   const page = await context.newPage();
   await signedIn(page);
   await page.click("header nav a[href='/console/experiments']");
-  await page.screenshot({ path: join(ARTIFACTS, "experiments.png"), fullPage: false });
+  await snap(page, "experiments.png", false);
   await page.click("a[href='/console/experiments/home-recs']");
   const chart = page.locator("svg.ci");
   assert.equal(await chart.count(), 1);
@@ -404,7 +421,7 @@ test("an experiment's results page draws its chart, and it is stopped from there
   const box = await chart.boundingBox();
   assert.ok(box.width > 300 && box.height > 40, "the chart is visible");
   assert.match(await page.textContent("svg.ci"), /personalized vs control · click_through/);
-  await page.screenshot({ path: join(ARTIFACTS, "experiment-results.png"), fullPage: true });
+  await snap(page, "experiment-results.png", true);
   await Promise.all([page.waitForURL(/home-recs$/), page.click("form input[value=stop] ~ button")]);
   const live = await admin("/admin/v1/ruleset");
   assert.equal(live.ruleset.experiments[0].status, "stopped");
@@ -438,12 +455,12 @@ test("blocking a pair removes it on another replica within a second, and it stay
   }
   assert.ok(gone, `${b} left ${a}'s page on the other replica within a second`);
   assert.ok(Date.now() - blockedAt < 1000);
-  await page.screenshot({ path: join(ARTIFACTS, "review-blocked.png"), fullPage: false });
+  await snap(page, "review-blocked.png", false);
   // The overrides page lists it, and the change log says who did it.
   await page.click("header nav a[href='/console/overrides']");
   assert.match(await page.textContent("#blocked"), new RegExp(`${a}[\\s\\S]*${b}`));
   assert.match(await page.textContent("#changes"), new RegExp(`ops\\s*blocked ${a} with ${b}`));
-  await page.screenshot({ path: join(ARTIFACTS, "overrides.png"), fullPage: false });
+  await snap(page, "overrides.png", false);
   // The pair bought again and again, then the models trained on that history: it stays out.
   // (From a file: the demo's models come from its generated history, not from the event log.)
   const interactions = (out) => Number(/trained on (\d+) interactions/.exec(out)?.[1] ?? -1);
@@ -476,6 +493,6 @@ test("blocking a pair removes it on another replica within a second, and it stay
   assert.equal(mine.model_version, version, "the new models on this replica");
   await page.goto(`${base}/console/product?id=${a}`);
   assert.equal(await page.locator(`#bought:has-text("${b}")`).count(), 0);
-  await page.screenshot({ path: join(ARTIFACTS, "product-why.png"), fullPage: false });
+  await snap(page, "product-why.png", false);
   await context.close();
 });
