@@ -561,6 +561,10 @@ async fn publish_demo_ruleset(
     catalog: &crate::domain::Catalog,
     base_url: &str,
 ) {
+    let none = crate::decide::Ruleset::empty().version;
+    if rules.load().version != none {
+        return;
+    }
     let document = crate::ingest::demo::ruleset(catalog, base_url);
     let compiled = match crate::decide::live::LiveRules::validate(&document) {
         Ok(c) => c,
@@ -569,10 +573,6 @@ async fn publish_demo_ruleset(
             return;
         }
     };
-    let none = crate::decide::Ruleset::empty().version;
-    if rules.load().version != none {
-        return;
-    }
     let change = crate::decide::live::Change::new(unix_now(), "demo", "published the demo ruleset");
     match rules
         .publish_change(compiled, &document, &none, change)

@@ -140,10 +140,7 @@ struct ErrorDetail<'a> {
 
 /// The error codes, as the schema's enumeration.
 fn error_codes() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
-        .build()
+    super::schema::string_enum(ErrorCode::ALL.iter().map(|c| c.as_str()))
 }
 
 /// A decision the core refused: the client's to fix, each with its own code.

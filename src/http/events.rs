@@ -64,19 +64,12 @@ enum EventsBody {
     Many(Vec<RawEvent>),
 }
 
-fn strings(values: &[&'static str]) -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(values.iter().copied()))
-        .build()
-}
-
 fn event_statuses() -> utoipa::openapi::Object {
-    strings(&["accepted", "buffered", "duplicate", "rejected"])
+    super::schema::string_enum(["accepted", "buffered", "duplicate", "rejected"])
 }
 
 fn rejection_codes() -> utoipa::openapi::Object {
-    strings(&Rejection::ALL.map(Rejection::as_str))
+    super::schema::string_enum(Rejection::ALL.map(Rejection::as_str))
 }
 
 /// Storefront events (views, searches, carts, purchases, impressions, clicks): each is

@@ -30,17 +30,11 @@ pub(crate) struct Live {
 }
 
 fn ok() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(["ok"]))
-        .build()
+    super::schema::string_enum(["ok"])
 }
 
 fn ready() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(["ready"]))
-        .build()
+    super::schema::string_enum(["ready"])
 }
 
 /// Ready: the store answers.

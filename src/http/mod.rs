@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod proxy;
 pub mod recommend_api;
 pub mod rules;
+pub mod schema;
 pub mod serve;
 pub mod state;
 pub mod webhooks;

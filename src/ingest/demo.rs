@@ -695,7 +695,8 @@ fn named_customers(
         buyer.apply(&attributes(&["b2b"], None, Some(COMPANY)));
         named.push((B2B_BUYER.to_owned(), buyer));
     }
-    if let Some((_, p)) = by_spend.get(2) {
+    let currency = catalog.products().first().map(|p| p.price.currency);
+    if let (Some((_, p)), Some(currency)) = (by_spend.get(2), currency) {
         let mut lapsed = Profile::default();
         let bought: Vec<&str> = p.purchased.iter().map(|b| b.product_id.as_str()).collect();
         let mut op = 0u64;
@@ -731,9 +732,6 @@ fn named_customers(
                 total += product.price.amount;
                 order_lines.push(((*id).to_owned(), 1, Some(category)));
             }
-            let Some(currency) = catalog.products().first().map(|p| p.price.currency) else {
-                break;
-            };
             op += 1;
             lapsed.apply(&ProfileOp::Order {
                 id: op,
